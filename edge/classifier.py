@@ -1,0 +1,222 @@
+"""Load an int8 TFLite model with its JSON sidecar, check the contract, and score windows.
+
+The runtime is imported lazily: ai_edge_litert, then tflite_runtime, then tensorflow.lite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.errors import ModelError, RuntimeMissingError
+from edge.features import FeatureParams
+
+SIDECAR_FORMAT = "scream-model-sidecar/1"
+RUNTIME_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sidecar_path(model_path: str | os.PathLike[str]) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Quantisation:
+    scale: float
+    zero_point: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Thresholds:
+    """Decision thresholds chosen at training time: `on` starts an event, `off` ends it."""
+
+    on: float
+    off: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.off <= self.on < 1.0:
+            raise ModelError(f"thresholds must satisfy 0 < off <= on < 1, got on={self.on} off={self.off}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSidecar:
+    """The parts of `models/<name>.json` the edge relies on; the rest is kept in `raw`."""
+
+    name: str
+    features: FeatureParams
+    feature_hash: str
+    window_frames: int
+    hop_frames: int
+    input_quant: Quantisation
+    output_quant: Quantisation
+    thresholds: Thresholds
+    sha256: str
+    raw: dict[str, Any]
+
+    @property
+    def window_s(self) -> float:
+        p = self.features
+        return ((self.window_frames - 1) * p.hop_samples + p.window_samples) / p.sample_rate_hz
+
+    @property
+    def hop_s(self) -> float:
+        return self.hop_frames * self.features.hop_samples / self.features.sample_rate_hz
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ModelSidecar:
+        path = Path(path)
+        if not path.exists():
+            raise ModelError(f"model sidecar {path} is missing (every model needs its JSON sidecar)")
+        try:
+            raw = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelError(f"model sidecar {path} is not valid JSON: {exc}") from exc
+        try:
+            if raw.get("format") != SIDECAR_FORMAT:
+                raise ModelError(f"sidecar format is {raw.get('format')!r}, expected {SIDECAR_FORMAT!r}")
+            features = FeatureParams.from_dict(raw["features"])
+            sidecar = cls(
+                name=str(raw["name"]),
+                features=features,
+                feature_hash=str(raw["feature_hash"]),
+                window_frames=int(raw["window"]["frames"]),
+                hop_frames=int(raw["window"]["hop_frames"]),
+                input_quant=Quantisation(**raw["input"]["quantisation"]),
+                output_quant=Quantisation(**raw["output"]["quantisation"]),
+                thresholds=Thresholds(on=float(raw["thresholds"]["on"]), off=float(raw["thresholds"]["off"])),
+                sha256=str(raw["sha256"]),
+                raw=raw,
+            )
+        except KeyError as exc:
+            raise ModelError(f"model sidecar {path} lacks the key {exc}") from exc
+        except (TypeError, AttributeError) as exc:
+            raise ModelError(f"model sidecar {path} is malformed: {exc}") from exc
+        except ModelError as exc:
+            raise ModelError(f"model sidecar {path}: {exc}") from exc
+        if sidecar.features.contract_hash != sidecar.feature_hash:
+            raise ModelError(
+                f"model sidecar {path}: feature_hash {sidecar.feature_hash} does not match its own "
+                f"feature parameters (hash {sidecar.features.contract_hash})"
+            )
+        if sidecar.window_frames < 1 or not sidecar.hop_frames >= 1:
+            raise ModelError(f"model sidecar {path}: window frames and hop frames must be positive")
+        return sidecar
+
+
+def load_interpreter_class(preferred: str | None = None) -> tuple[Any, str]:
+    """The first importable TFLite interpreter class and its module name."""
+    candidates = (preferred,) if preferred else RUNTIME_MODULES
+    errors = []
+    for module_name in candidates:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            errors.append(f"{module_name}: {exc}")
+            continue
+        return module.Interpreter, module_name
+    raise RuntimeMissingError("no TFLite runtime is importable (" + "; ".join(errors) + "): pip install ai-edge-litert")
+
+
+class Classifier:
+    """An int8 TFLite scream classifier: `score(window)` returns a probability in [0, 1]."""
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        *,
+        expected_features: FeatureParams | None = None,
+        runtime: str | None = None,
+        num_threads: int = 1,
+    ) -> None:
+        self.model_path = Path(model_path)
+        if not self.model_path.exists():
+            raise ModelError(f"model file {self.model_path} does not exist")
+        self.sidecar = ModelSidecar.load(sidecar_path(self.model_path))
+        self.sha256 = sha256_file(self.model_path)
+        if self.sha256 != self.sidecar.sha256:
+            raise ModelError(
+                f"model {self.model_path} has sha256 {self.sha256[:12]}…, its sidecar says "
+                f"{self.sidecar.sha256[:12]}…: the file is corrupt or the sidecar belongs to another model"
+            )
+        if expected_features is not None and expected_features != self.sidecar.features:
+            raise ModelError(
+                f"model {self.model_path} was trained on features {self.sidecar.feature_hash}, "
+                f"this detector computes {expected_features.contract_hash}: "
+                + _describe_difference(expected_features, self.sidecar.features)
+            )
+        interpreter_class, self.runtime = load_interpreter_class(runtime or os.environ.get("SCREAM_TFLITE_RUNTIME"))
+        try:
+            self._interpreter = interpreter_class(model_path=str(self.model_path), num_threads=num_threads)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"model {self.model_path} cannot be loaded by {self.runtime}: {exc}") from exc
+        self._check_tensors()
+
+    def _check_tensors(self) -> None:
+        inputs = self._interpreter.get_input_details()
+        outputs = self._interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"model {self.model_path} must have one input and one output tensor")
+        self._input, self._output = inputs[0], outputs[0]
+        side = self.sidecar
+        expected_in = [1, side.window_frames, side.features.mel_bands, 1]
+        input_shape = [int(v) for v in self._input["shape"]]
+        output_shape = [int(v) for v in self._output["shape"]]
+        if input_shape != expected_in:
+            raise ModelError(f"model input shape is {input_shape}, sidecar and features say {expected_in}")
+        if output_shape != [1, 1]:
+            raise ModelError(f"model output shape is {output_shape}, expected [1, 1]")
+        for role, detail, declared in (
+            ("input", self._input, side.input_quant),
+            ("output", self._output, side.output_quant),
+        ):
+            if detail["dtype"] != np.int8:
+                raise ModelError(f"model {role} is {np.dtype(detail['dtype']).name}, expected int8")
+            scale, zero_point = detail["quantization"]
+            if scale <= 0:
+                raise ModelError(f"model {role} has no quantisation parameters")
+            if not np.isclose(scale, declared.scale, rtol=1e-6) or zero_point != declared.zero_point:
+                raise ModelError(
+                    f"model {role} quantisation (scale {scale}, zero point {zero_point}) differs from "
+                    f"the sidecar's (scale {declared.scale}, zero point {declared.zero_point})"
+                )
+        self._in_scale, self._in_zero = self._input["quantization"]
+        self._out_scale, self._out_zero = self._output["quantization"]
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        return self.sidecar.window_frames, self.sidecar.features.mel_bands
+
+    def quantise(self, window: npt.NDArray[np.float32]) -> npt.NDArray[np.int8]:
+        q = np.round(window / self._in_scale + self._in_zero)
+        return np.clip(q, -128, 127).astype(np.int8)
+
+    def score(self, window: npt.NDArray[np.float32]) -> float:
+        """Probability that the (window_frames, mel_bands) log-mel window holds a scream."""
+        if window.shape != self.input_shape:
+            raise ValueError(f"window shape {window.shape} != model input {self.input_shape}")
+        self._interpreter.set_tensor(self._input["index"], self.quantise(window)[None, :, :, None])
+        self._interpreter.invoke()
+        raw = int(self._interpreter.get_tensor(self._output["index"])[0, 0])
+        return float((raw - self._out_zero) * self._out_scale)
+
+
+def _describe_difference(a: FeatureParams, b: FeatureParams) -> str:
+    da, db = a.to_dict(), b.to_dict()
+    diffs = [f"{k} {da[k]} vs model's {db[k]}" for k in da if da[k] != db[k]]
+    return ", ".join(diffs) or "same values, different algorithm version"

@@ -1,0 +1,254 @@
+"""The `scream` command: one entry point, subcommands wired here and nowhere else.
+
+Heavy modules (the TFLite runtime, TensorFlow for training) are imported inside the
+subcommands that need them, so `scream --help` stays fast on a Pi.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge.errors import ExtraMissingError, ScreamError
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_FATAL = 0, 1, 2
+DEFAULT_MODEL_NAME = "scream-v1.tflite"
+
+
+def default_model_path() -> Path:
+    """$SCREAM_MODEL, else the model bundled in the project's models/ folder."""
+    env = os.environ.get("SCREAM_MODEL")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1] / "models" / DEFAULT_MODEL_NAME
+
+
+def _error(message: str) -> None:
+    print(f"scream: error: {message}", file=sys.stderr, flush=True)
+
+
+def _load_classifier(model: str | None):  # type: ignore[no-untyped-def]
+    from edge.classifier import Classifier
+    from edge.features import FeatureParams
+
+    path = Path(model) if model else default_model_path()
+    if not model and not path.exists():
+        raise ScreamError(
+            f"no default model is installed yet ({path} is missing): train one with "
+            "'scream train --data ../shared/data/scream-corpus-v1 --out models/scream-v1' or pass --model"
+        )
+    # The edge computes the project's one feature contract; a model trained on others is refused.
+    return Classifier(path, expected_features=FeatureParams())
+
+
+def _decision_params(classifier, threshold: float | None):  # type: ignore[no-untyped-def]
+    from edge.detector import DecisionParams
+
+    t = classifier.sidecar.thresholds
+    params = DecisionParams(on_threshold=t.on, off_threshold=t.off)
+    return params.with_threshold(threshold) if threshold is not None else params
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from edge.audio import find_audio_files
+    from edge.errors import AudioError
+    from edge.pipeline import analyse_file
+
+    classifier = _load_classifier(args.model)
+    decisions = _decision_params(classifier, args.threshold)
+    side = classifier.sidecar
+    analysed = failed = 0
+    for target in args.paths:
+        files = find_audio_files(target)
+        if not files:
+            files_error = f"{target}: no audio files found in this directory"
+            failed += 1
+            _report_failure(args, target, files_error)
+            continue
+        for path in files:
+            try:
+                report = analyse_file(path, classifier, side.features, decisions, hop_frames=side.hop_frames)
+            except (AudioError, ExtraMissingError) as exc:
+                failed += 1
+                _report_failure(args, str(path), str(exc))
+                continue
+            analysed += 1
+            if args.json:
+                print(json.dumps(report.to_json()), flush=True)
+            else:
+                verdict = "SCREAM" if report.is_scream else "no scream"
+                print(
+                    f"{path}: {verdict:<9} peak {report.peak_score:.2f}  {report.duration_s:.1f} s  "
+                    f"{len(report.events)} segment(s)",
+                    flush=True,
+                )
+                for event in report.events:
+                    print(f"    {event.start_s:7.2f} - {event.end_s or 0.0:7.2f} s  peak {event.peak_score:.2f}")
+                for warning in report.warnings:
+                    print(f"    warning: {warning}")
+    print(f"scream detect: {analysed} file(s) analysed, {failed} failed", file=sys.stderr)
+    return EXIT_OK if failed == 0 else EXIT_SOME_FAILED
+
+
+def _report_failure(args: argparse.Namespace, path: str, message: str) -> None:
+    if args.json:
+        print(json.dumps({"path": path, "status": "error", "error": message}), flush=True)
+    else:
+        _error(message)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from edge.detector import EventEnded, EventStarted
+    from edge.pipeline import DetectionPipeline
+    from edge.synth import demo_scene
+
+    classifier = _load_classifier(args.model)
+    side = classifier.sidecar
+    decisions = _decision_params(classifier, args.threshold)
+    rate = side.features.sample_rate_hz
+    audio, truth = demo_scene(rate, seed=args.seed)
+    print(f"demo: {audio.size / rate:.0f} s scene synthesised by edge/synth.py (never used for training)")
+    print("truth:  " + "  ".join(f"{t.kind} {t.start_s:.1f}-{t.end_s:.1f} s" for t in truth))
+    print(
+        f"model:  {classifier.model_path.name} sha256 {classifier.sha256[:12]}  runtime {classifier.runtime}  "
+        f"on {decisions.on_threshold:.2f} / off {decisions.off_threshold:.2f}"
+    )
+    pipeline = DetectionPipeline(classifier, side.features, decisions, hop_frames=side.hop_frames, source_rate_hz=rate)
+    chunk = rate // 10  # replay in 100 ms chunks, as a microphone delivers them
+    results = [pipeline.push(audio[i : i + chunk]) for i in range(0, audio.size, chunk)] + [pipeline.flush()]
+    scores = [s for r in results for s in r.scores]
+    print("scores per window (each mark is one hop; '#' at or above on, '+' above off, '.' below):")
+    marks = "".join(
+        "#" if s.score >= decisions.on_threshold else "+" if s.score >= decisions.off_threshold else "." for s in scores
+    )
+    per_line = round(5.0 / side.hop_s)
+    for i in range(0, len(marks), per_line):
+        print(f"  {scores[i].end_s:5.1f} s  {marks[i : i + per_line]}")
+    print("events:")
+    count = 0
+    for result in results:
+        for transition in result.transitions:
+            event = transition.event
+            if isinstance(transition, EventStarted):
+                print(f"  {event.detected_s:6.2f} s  ALARM ON   event {event.number} (onset {event.start_s:.2f} s)")
+            elif isinstance(transition, EventEnded):
+                count += 1
+                print(f"  {event.end_s or 0.0:6.2f} s  alarm off  event {event.number} peak {event.peak_score:.2f}")
+    if count == 0:
+        print("  none")
+    return EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    try:
+        from train.pipeline import TrainConfig, train
+    except ImportError as exc:
+        raise ExtraMissingError(exc.name or "tensorflow", "train", "scream train") from exc
+    config = TrainConfig(epochs=args.epochs, seed=args.seed, cache_dir=args.cache or "", verbose=2)
+    train(args.data, args.out, config=config)
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    try:
+        from train.evaluate import evaluate
+    except ImportError as exc:
+        raise ExtraMissingError(exc.name or "matplotlib", "train", "scream evaluate") from exc
+    evaluate(
+        args.model,
+        args.data,
+        out_dir=args.out,
+        splits_file=args.splits,
+        split=args.split,
+        cache_dir=args.cache or "",
+        seed=args.seed,
+    )
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scream",
+        description="Edge scream detector: int8 TFLite CNN on log-mel features.",
+        epilog="Exit status: 0 success, 1 some inputs failed (the rest were processed), 2 fatal error.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    formatter = argparse.RawDescriptionHelpFormatter
+
+    detect = sub.add_parser(
+        "detect",
+        help="analyse audio files or folders",
+        formatter_class=formatter,
+        description="Replay audio files through the live detector's pipeline and report screams.",
+        epilog="examples:\n  scream detect recording.wav\n  scream detect --json --threshold 0.9 clips/\n\n"
+        "exit status: 0 every file analysed, 1 some files failed (each named on stderr), 2 fatal (model)",
+    )
+    detect.add_argument("paths", nargs="+", help="audio files or folders (searched recursively)")
+    detect.add_argument("--model", help=f"model .tflite with its .json sidecar (default: models/{DEFAULT_MODEL_NAME})")
+    detect.add_argument("--threshold", type=float, help="event start threshold in (0, 1); off keeps its ratio")
+    detect.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
+    detect.set_defaults(func=cmd_detect)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the detector on a synthesised scene (no microphone, no data)",
+        formatter_class=formatter,
+        epilog="example:\n  scream demo",
+    )
+    demo.add_argument("--model", help="model .tflite (default: the bundled one)")
+    demo.add_argument("--threshold", type=float, help="event start threshold in (0, 1)")
+    demo.add_argument("--seed", type=int, default=7, help="scene seed")
+    demo.set_defaults(func=cmd_demo)
+
+    train = sub.add_parser(
+        "train",
+        help="train and export an int8 model (needs the 'train' extra)",
+        formatter_class=formatter,
+        epilog="example:\n  scream train --data ../shared/data/scream-corpus-v1 --out models/scream-v1",
+    )
+    train.add_argument(
+        "--data", required=True, help="manifest (TSV/CSV: path, label[, group]) or folder with scream/ and non_scream/"
+    )
+    train.add_argument(
+        "--out", required=True, help="output path without suffix: writes NAME.tflite, NAME.json, NAME-run/"
+    )
+    train.add_argument("--epochs", type=int, default=40)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="metrics, false alarms per hour and a scene test (needs the 'train' extra)",
+        formatter_class=formatter,
+        epilog="example:\n  scream evaluate --model models/scream-v1.tflite --data ../shared/data/scream-corpus-v1 "
+        "--splits models/scream-v1-run/splits.tsv --out reports/scream-v1",
+    )
+    evaluate.add_argument("--model", required=True)
+    evaluate.add_argument("--data", required=True)
+    evaluate.add_argument("--out", required=True, help="folder for report.md, report.json and plots")
+    evaluate.add_argument("--splits", help="splits.tsv from training: evaluate only the --split rows")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--cache", help="folder for decoded audio")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ScreamError as exc:
+        _error(str(exc))
+        return EXIT_FATAL
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

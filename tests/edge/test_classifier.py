@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.classifier import Classifier, ModelSidecar, load_interpreter_class
+from edge.errors import ModelError, RuntimeMissingError
+from edge.features import FeatureParams
+
+
+def _edit_sidecar(model: Path, edit) -> None:  # type: ignore[no-untyped-def]
+    path = model.with_suffix(".json")
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+def test_loads_and_scores_in_unit_interval(tiny_model: Path) -> None:
+    classifier = Classifier(tiny_model, expected_features=FeatureParams())
+    frames, mels = classifier.input_shape
+    assert (frames, mels) == (96, 40)
+    window = np.random.default_rng(0).normal(-8, 2, size=(frames, mels)).astype(np.float32)
+    score = classifier.score(window)
+    assert 0.0 <= score <= 1.0
+    assert classifier.score(window) == score  # deterministic
+    with pytest.raises(ValueError, match="window shape"):
+        classifier.score(window[:10])
+
+
+def test_quantisation_uses_the_models_scale_and_zero_point(tiny_model: Path) -> None:
+    classifier = Classifier(tiny_model)
+    quant = classifier.sidecar.input_quant
+    x = np.array([[-1e9, 0.0, 1e9]], dtype=np.float32)
+    q = classifier.quantise(x)
+    assert q.dtype == np.int8 and q[0, 0] == -128 and q[0, 2] == 127
+    assert q[0, 1] == quant.zero_point
+
+
+def test_missing_model_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="does not exist"):
+        Classifier(tmp_path / "none.tflite")
+
+
+def test_missing_sidecar(model_copy: Path) -> None:
+    model_copy.with_suffix(".json").unlink()
+    with pytest.raises(ModelError, match=r"sidecar .* is missing"):
+        Classifier(model_copy)
+
+
+def test_sidecar_not_json(model_copy: Path) -> None:
+    model_copy.with_suffix(".json").write_text("{nope")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        Classifier(model_copy)
+
+
+def test_corrupt_model_bytes_fail_sha256(model_copy: Path) -> None:
+    data = bytearray(model_copy.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model_copy.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="sha256"):
+        Classifier(model_copy)
+
+
+def test_garbage_model_with_matching_sidecar_fails_to_load(model_copy: Path) -> None:
+    import hashlib
+
+    model_copy.write_bytes(b"definitely not a flatbuffer" * 10)
+    _edit_sidecar(model_copy, lambda d: d.update(sha256=hashlib.sha256(model_copy.read_bytes()).hexdigest()))
+    with pytest.raises(ModelError, match="cannot be loaded"):
+        Classifier(model_copy)
+
+
+def test_feature_hash_tampering_is_caught(model_copy: Path) -> None:
+    _edit_sidecar(model_copy, lambda d: d["features"].update(mel_bands=64))
+    with pytest.raises(ModelError, match=r"feature_hash .* does not match"):
+        Classifier(model_copy)
+
+
+def test_model_trained_on_other_features_is_refused(model_copy: Path) -> None:
+    with pytest.raises(ModelError, match="mel_bands 64 vs model's 40"):
+        Classifier(model_copy, expected_features=FeatureParams(mel_bands=64))
+
+
+def test_sidecar_shape_disagreeing_with_tensor(model_copy: Path) -> None:
+    _edit_sidecar(model_copy, lambda d: d["window"].update(frames=50))
+    with pytest.raises(ModelError, match=r"input shape is \[1, 96, 40, 1\], sidecar and features say \[1, 50, 40, 1\]"):
+        Classifier(model_copy)
+
+
+def test_sidecar_quantisation_disagreeing_with_tensor(model_copy: Path) -> None:
+    _edit_sidecar(model_copy, lambda d: d["input"]["quantisation"].update(zero_point=3))
+    with pytest.raises(ModelError, match="input quantisation"):
+        Classifier(model_copy)
+
+
+def test_sidecar_missing_key(model_copy: Path) -> None:
+    _edit_sidecar(model_copy, lambda d: d.pop("thresholds"))
+    with pytest.raises(ModelError, match="lacks the key 'thresholds'"):
+        ModelSidecar.load(model_copy.with_suffix(".json"))
+
+
+def test_runtime_order_and_missing_runtime() -> None:
+    _, name = load_interpreter_class()
+    assert name == "ai_edge_litert.interpreter"
+    with pytest.raises(RuntimeMissingError, match="pip install ai-edge-litert"):
+        load_interpreter_class("no_such_runtime_module")

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import pytest
+
+from edge.detector import DecisionParams, EventDetector, EventStarted, Transition
+from edge.errors import ConfigError
+
+HOP = 0.25
+WIN = 1.0
+
+
+def run(scores: list[float], params: DecisionParams) -> list[tuple[str, float, float | None]]:
+    """Feed scores one hop apart; returns ('start', detected_s, None) / ('end', start_s, end_s)."""
+    detector = EventDetector(params)
+    out: list[Transition] = []
+    for i, score in enumerate(scores):
+        out += detector.update(score, i * HOP, i * HOP + WIN)
+    out += detector.finish(len(scores) * HOP + WIN)
+    return [
+        ("start", t.event.detected_s, None) if isinstance(t, EventStarted) else ("end", t.event.start_s, t.event.end_s)
+        for t in out
+    ]
+
+
+def test_hysteresis_holds_between_off_and_on() -> None:
+    params = DecisionParams(on_threshold=0.8, off_threshold=0.4, min_event_s=0.0, cooldown_s=0.0)
+    events = run([0.1, 0.9, 0.6, 0.5, 0.45, 0.3, 0.1], params)
+    assert events == [("start", 1.25, None), ("end", 0.25, 2.0)]
+
+
+def test_patience_needs_k_of_n() -> None:
+    params = DecisionParams(on_threshold=0.8, off_threshold=0.5, patience_windows=2, patience_of=3, min_event_s=0.0)
+    assert run([0.9, 0.1, 0.1, 0.9, 0.1, 0.1], params) == []
+    events = run([0.1, 0.9, 0.2, 0.9, 0.1], params)
+    assert events[0] == ("start", 0.75 + WIN, None)
+    assert events[1][1] == 0.25  # onset is the first window over `on`
+
+
+def test_minimum_event_length() -> None:
+    params = DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=2.0, cooldown_s=0.0)
+    events = run([0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1], params)
+    assert events == [("start", 1.0, None), ("end", 0.0, 2.0)]
+
+
+def test_event_end_always_comes_even_if_score_stays_high() -> None:
+    params = DecisionParams(on_threshold=0.8, off_threshold=0.5, max_event_s=3.0, cooldown_s=10.0, min_event_s=0.0)
+    events = run([0.95] * 80, params)
+    ends = [e for e in events if e[0] == "end"]
+    assert ends[0] == ("end", 0.0, 3.0)
+    # A new event may start only after the cooldown: 3 s + 10 s.
+    starts = [e for e in events if e[0] == "start"]
+    assert len(starts) == len(ends) and starts[1][1] >= 13.0
+
+
+def test_cooldown_suppresses_retrigger() -> None:
+    params = DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=0.0, cooldown_s=2.0)
+    scores = [0.9, 0.1, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 0.1]
+    starts = [e for e in run(scores, params) if e[0] == "start"]
+    assert [s[1] for s in starts] == [1.0, 3.75]
+
+
+def test_open_event_closed_at_end_of_stream() -> None:
+    params = DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=0.0)
+    assert run([0.1, 0.9, 0.9], params)[-1] == ("end", 0.25, 1.5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"on_threshold": 1.5}, "on_threshold"),
+        ({"off_threshold": 0.9}, "off_threshold"),
+        ({"patience_windows": 3, "patience_of": 2}, "patience_windows"),
+        ({"cooldown_s": -1.0}, "cooldown_s"),
+    ],
+)
+def test_bad_parameters_name_the_field(kwargs: dict[str, float], name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        DecisionParams(**kwargs)  # type: ignore[arg-type]
+
+
+def test_threshold_override_keeps_hysteresis_ratio() -> None:
+    params = DecisionParams(on_threshold=0.8, off_threshold=0.4).with_threshold(0.6)
+    assert params.on_threshold == 0.6 and params.off_threshold == pytest.approx(0.3)

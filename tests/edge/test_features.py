@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.audio import open_audio
+from edge.features import FeatureParams, LogMelExtractor, StreamingLogMel, mel_filterbank
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def test_params_are_frozen_and_keyword_only() -> None:
+    params = FeatureParams()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.mel_bands = 64  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        FeatureParams(16000)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"fft_size": 256}, "fft_size"),
+        ({"fmax_hz": 9000.0}, "Nyquist"),
+        ({"hop_ms": 0.0}, "hop_ms"),
+        ({"sample_rate_hz": 100}, "sample_rate_hz"),
+    ],
+)
+def test_invalid_params_are_rejected_by_name(kwargs: dict[str, float], words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        FeatureParams(**kwargs)  # type: ignore[arg-type]
+
+
+def test_contract_hash_is_stable_and_sensitive() -> None:
+    # Pinned: a change here means every shipped model's sidecar no longer matches.
+    assert FeatureParams().contract_hash == "0fbb034ae0e6c343"
+    assert FeatureParams(mel_bands=64).contract_hash != FeatureParams().contract_hash
+    assert FeatureParams.from_dict(FeatureParams().to_dict()) == FeatureParams()
+
+
+def test_golden_vectors_from_checked_in_generator() -> None:
+    golden = np.load(DATA / "golden_features.npz")
+    assert str(golden["contract_hash"]) == FeatureParams().contract_hash
+    samples = open_audio(DATA / "golden.wav").read_all()
+    features = LogMelExtractor(FeatureParams()).compute(samples)
+    # float32 FFT and matrix products may round differently across CPUs and BLAS builds.
+    np.testing.assert_allclose(features, golden["features"], atol=1e-4, rtol=0)
+
+
+def test_frame_count_and_shape() -> None:
+    params = FeatureParams()
+    extractor = LogMelExtractor(params)
+    assert extractor.compute(np.zeros(399)).shape == (0, 40)
+    assert extractor.compute(np.zeros(400)).shape == (1, 40)
+    assert extractor.compute(np.zeros(16000)).shape == (params.frame_count(16000), 40) == (98, 40)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 160, 401, 1000, 4096, 16000])
+def test_streaming_equals_batch(chunk: int) -> None:
+    params = FeatureParams()
+    signal = np.random.default_rng(3).standard_normal(int(2.3 * params.sample_rate_hz)).astype(np.float32) * 0.1
+    batch = LogMelExtractor(params).compute(signal)
+    stream = StreamingLogMel(params)
+    parts = [stream.push(signal[i : i + chunk]) for i in range(0, signal.size, chunk)]
+    streamed = np.concatenate(parts)
+    assert streamed.shape == batch.shape
+    # Same arithmetic per frame; only BLAS blocking of the mel product can differ in the last bit.
+    np.testing.assert_allclose(streamed, batch, atol=1e-5, rtol=0)
+    assert stream.frames_emitted == batch.shape[0]
+
+
+def test_streaming_computes_only_new_frames() -> None:
+    params = FeatureParams()
+    stream = StreamingLogMel(params)
+    assert stream.push(np.zeros(399)).shape[0] == 0
+    assert stream.push(np.zeros(1)).shape[0] == 1
+    assert stream.push(np.zeros(159)).shape[0] == 0
+    assert stream.push(np.zeros(1)).shape[0] == 1
+
+
+def test_filterbank_matches_tf_signal() -> None:
+    tf = pytest.importorskip("tensorflow")
+    params = FeatureParams()
+    reference = tf.signal.linear_to_mel_weight_matrix(
+        params.mel_bands, params.fft_size // 2 + 1, params.sample_rate_hz, params.fmin_hz, params.fmax_hz
+    ).numpy()
+    # TF builds the matrix in float32 (we build in float64 and round once).
+    np.testing.assert_allclose(mel_filterbank(params), reference, atol=1e-5)
+
+
+def test_log_mel_matches_tf_signal_reference() -> None:
+    tf = pytest.importorskip("tensorflow")
+    params = FeatureParams()
+    signal = np.random.default_rng(5).standard_normal(params.sample_rate_hz * 3).astype(np.float32) * 0.2
+    stft = tf.signal.stft(
+        signal,
+        frame_length=params.window_samples,
+        frame_step=params.hop_samples,
+        fft_length=params.fft_size,
+        window_fn=tf.signal.hann_window,
+    )
+    weights = tf.signal.linear_to_mel_weight_matrix(
+        params.mel_bands, params.fft_size // 2 + 1, params.sample_rate_hz, params.fmin_hz, params.fmax_hz
+    )
+    reference = tf.math.log(tf.matmul(tf.abs(stft) ** 2, weights) + params.log_offset).numpy()
+    ours = LogMelExtractor(params).compute(signal)
+    assert ours.shape == reference.shape
+    # Both are float32 pipelines with different FFT libraries (pocketfft vs Eigen); TOOLCHAIN.md
+    # measured about 1e-4 on log-mel, so 1e-3 leaves room for platform rounding and nothing more.
+    assert np.max(np.abs(ours - reference)) < 1e-3

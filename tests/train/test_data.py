@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.audio import write_wav
+from tests.conftest import make_synthetic_dataset
+from train.data import DataError, load_dataset
+from train.splits import split_by_group
+
+
+def _manifest(path: Path, header: str, rows: list[str]) -> Path:
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+@pytest.fixture
+def small_set(tmp_path: Path) -> Path:
+    return make_synthetic_dataset(tmp_path / "data", per_class=8)
+
+
+def test_folder_dataset_summary(small_set: Path) -> None:
+    dataset = load_dataset(small_set)
+    assert len(dataset.by_label("scream")) == 8 and len(dataset.by_label("non_scream")) == 8
+    text = "\n".join(dataset.summary_lines())
+    assert "scream" in text and "16000 Hz x16" in text and "min" in text
+
+
+def test_empty_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="neither a manifest nor a folder"):
+        load_dataset(tmp_path)
+
+
+def test_missing_class_is_refused(small_set: Path) -> None:
+    for f in (small_set / "non_scream").iterdir():
+        f.unlink()
+    with pytest.raises(DataError, match="no usable 'non_scream' clips"):
+        load_dataset(small_set)
+
+
+def test_too_small_is_refused(tmp_path: Path) -> None:
+    root = make_synthetic_dataset(tmp_path / "d", per_class=3)
+    with pytest.raises(DataError, match="at least 6 clips in 3 groups"):
+        load_dataset(root)
+
+
+def test_manifest_missing_columns(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path / "m.csv", "file,label", ["a.wav,scream"])
+    with pytest.raises(DataError, match="lacks the column\\(s\\) path"):
+        load_dataset(manifest)
+
+
+def test_manifest_skips_are_listed_not_fatal(small_set: Path, tmp_path: Path) -> None:
+    rows = [
+        f"{p.relative_to(small_set)}\t{p.parent.name}\tg{i % 5}" for i, p in enumerate(sorted(small_set.rglob("*.wav")))
+    ]
+    (small_set / "broken.wav").write_bytes(b"RIFF....garbage")
+    rows += [
+        f"{sorted(small_set.rglob('s*.wav'))[0].relative_to(small_set)}\tscream\tg0",  # duplicate
+        "scream/s000.wav\tyelling\tg1",  # unknown label (and a duplicate path, but the label is checked first)
+        "broken.wav\tnon_scream\tg9",
+        "gone.wav\tscream\tg8",
+    ]
+    manifest = _manifest(small_set / "manifest.tsv", "path\tlabel\tgroup", rows)
+    dataset = load_dataset(manifest)
+    skipped = dataset.skipped
+    assert len(dataset.clips) == 16 and len(skipped) == 4
+    assert any("duplicate path" in r for _, r in skipped)
+    assert any("unknown label 'yelling'" in r for _, r in skipped)
+    assert any(p.endswith("broken.wav") and "corrupt" in r for p, r in skipped)
+    assert any(p.endswith("gone.wav") and "no such file" in r for p, r in skipped)
+    assert "skipped" in "\n".join(dataset.summary_lines())
+
+
+def test_group_split_never_leaks_and_keeps_both_classes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    root = tmp_path / "g"
+    rows = []
+    (root / "a").mkdir(parents=True)
+    for i in range(120):
+        label = "scream" if i % 4 == 0 else "non_scream"
+        path = root / "a" / f"{i}.wav"
+        write_wav(path, rng.uniform(-0.1, 0.1, 1600).astype(np.float32), 16000)
+        rows.append(f"a/{i}.wav\t{label}\tgroup{rng.integers(0, 30)}_{label}")
+    dataset = load_dataset(_manifest(root / "manifest.tsv", "path\tlabel\tgroup", rows))
+    for seed in range(5):
+        splits = split_by_group(dataset.clips, seed=seed)
+        groups = {name: {c.group for c in members} for name, members in splits.items()}
+        assert not groups["train"] & groups["test"]
+        assert not groups["train"] & groups["validation"]
+        assert not groups["validation"] & groups["test"]
+        assert sum(len(m) for m in splits.values()) == len(dataset.clips)
+        for members in splits.values():
+            assert {c.label for c in members} == {"scream", "non_scream"}
+        assert 0.5 < len(splits["train"]) / len(dataset.clips) < 0.85

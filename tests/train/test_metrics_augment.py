@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from train import metrics
+from train.augment import AugmentParams, augment_waveform, bandlimit, colored_noise, mix_at_snr, spec_augment
+
+
+def test_roc_auc_and_average_precision_on_known_cases() -> None:
+    labels = [0, 0, 1, 1]
+    assert metrics.roc_auc(labels, [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert metrics.roc_auc(labels, [0.1, 0.2, 0.3, 0.4]) == pytest.approx(1.0)
+    assert metrics.average_precision(labels, [0.1, 0.4, 0.35, 0.8]) == pytest.approx((1 + 2 / 3) / 2)
+
+
+def test_threshold_at_fpr_and_recall() -> None:
+    rng = np.random.default_rng(0)
+    neg, pos = rng.uniform(0, 0.7, 1000), rng.uniform(0.5, 1, 1000)
+    labels = np.r_[np.zeros(1000), np.ones(1000)]
+    scores = np.r_[neg, pos]
+    t = metrics.threshold_at_fpr(labels, scores, 0.01)
+    assert np.mean(neg >= t) <= 0.01 and np.mean(neg >= t - 0.01) > 0.005
+    c = metrics.confusion(labels, scores, t)
+    assert c.false_positive_rate <= 0.01
+    assert metrics.recall_at_fpr(labels, scores, 0.01) == pytest.approx(c.recall, abs=0.01)
+
+
+def _band_energy(x: np.ndarray, rate: int, lo: float, hi: float) -> float:
+    spectrum = np.abs(np.fft.rfft(x)) ** 2
+    freqs = np.fft.rfftfreq(x.size, 1 / rate)
+    return float(spectrum[(freqs >= lo) & (freqs < hi)].sum())
+
+
+def test_bandlimit_removes_the_top_band() -> None:
+    rng = np.random.default_rng(1)
+    x = colored_noise(16000, "white", 16000, rng)
+    y = bandlimit(x, 16000, rng)
+    assert _band_energy(y, 16000, 7000, 8000) < 1e-3 * _band_energy(x, 16000, 7000, 8000)
+
+
+def test_mix_at_snr_hits_the_requested_ratio() -> None:
+    rng = np.random.default_rng(2)
+    fg, bg = colored_noise(8000, "pink", 16000, rng), colored_noise(8000, "white", 16000, rng)
+    mixed = mix_at_snr(fg, bg, 10.0)
+    noise = mixed - fg
+    assert 10 * np.log10(np.mean(fg**2) / np.mean(noise**2)) == pytest.approx(10.0, abs=0.01)
+
+
+def test_noise_colours_have_their_slopes() -> None:
+    rng = np.random.default_rng(3)
+    for colour, expected_ratio in (("white", 1.0), ("pink", 8.0), ("brown", 64.0)):
+        x = colored_noise(64000, colour, 16000, rng)
+        ratio = _band_energy(x, 16000, 250, 500) / _band_energy(x, 16000, 2000, 4000) * 8
+        assert ratio == pytest.approx(expected_ratio, rel=0.35)
+
+
+def test_augment_chain_stays_finite_and_in_range() -> None:
+    rng = np.random.default_rng(4)
+    x = colored_noise(15600, "pink", 16000, rng) * 0.3
+    for _ in range(20):
+        y = augment_waveform(x, 16000, rng, AugmentParams(), [colored_noise(4000, "brown", 16000, rng)])
+        assert y.shape == x.shape and np.all(np.isfinite(y)) and np.abs(y).max() <= 1.0
+
+
+def test_spec_augment_masks_with_the_mean() -> None:
+    rng = np.random.default_rng(5)
+    features = rng.normal(size=(96, 40)).astype(np.float32)
+    params = AugmentParams(specaugment_probability=1.0, time_masks=1, time_mask_frames=10, freq_masks=0)
+    masked = spec_augment(features, rng, params)
+    changed_rows = np.flatnonzero(np.any(masked != features, axis=1))
+    assert changed_rows.size <= 10
+    if changed_rows.size:
+        assert np.allclose(masked[changed_rows], features.mean())

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.classifier import Classifier
+from edge.detector import DecisionParams
+from edge.pipeline import analyse_file
+from tests.conftest import make_synthetic_dataset
+from train.metrics import roc_auc
+
+
+def test_training_run_writes_reproducible_splits_without_leakage(tiny_training) -> None:  # type: ignore[no-untyped-def]
+    run_dir = tiny_training.model_path.parent / "tiny-run"
+    with (run_dir / "splits.tsv").open() as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    groups: dict[str, set[str]] = {}
+    for row in rows:
+        groups.setdefault(row["split"], set()).add(row["group"])
+    assert set(groups) == {"train", "validation", "test"}
+    assert not (groups["train"] & groups["test"]) and not (groups["train"] & groups["validation"])
+    assert json.loads((run_dir / "history.json").read_text())["loss"]
+
+
+def test_sidecar_records_contract_thresholds_and_int8_agreement(tiny_training) -> None:  # type: ignore[no-untyped-def]
+    sidecar = json.loads(tiny_training.model_path.with_suffix(".json").read_text())
+    assert sidecar["input"]["dtype"] == "int8" and sidecar["output"]["dtype"] == "int8"
+    assert 0 < sidecar["thresholds"]["off"] <= sidecar["thresholds"]["on"] < 1
+    assert sidecar["int8_check"]["decision_agreement"] >= 0.99
+    assert sidecar["training"]["data"]["clips"] == {"scream": 24, "non_scream": 24}
+    assert sidecar["size_bytes"] == tiny_training.model_path.stat().st_size
+
+
+def test_edge_classifier_separates_unseen_synthetic_clips(tiny_model: Path, tmp_path: Path) -> None:
+    fresh = make_synthetic_dataset(tmp_path / "fresh", per_class=12, seed=99, rates=(8000, 44100))
+    classifier = Classifier(tiny_model)
+    side = classifier.sidecar
+    decisions = DecisionParams(on_threshold=side.thresholds.on, off_threshold=side.thresholds.off)
+    labels, peaks = [], []
+    for path in sorted(fresh.rglob("*.wav")):
+        report = analyse_file(path, classifier, side.features, decisions, hop_frames=side.hop_frames)
+        labels.append(path.parent.name == "scream")
+        peaks.append(report.peak_score)
+    assert roc_auc(labels, peaks) >= 0.9
+
+
+def test_export_refuses_int8_that_disagrees(tiny_training, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The agreement gate really gates: demand more than 100% and nothing is published."""
+    import keras
+
+    from edge.features import FeatureParams
+    from train import export
+    from train.model import build_model
+
+    model = build_model(window_frames=96, mel_bands=40, feature_mean=-8.0, feature_std=3.0, width=4)
+    model.compile(loss="binary_crossentropy")
+    assert isinstance(model, keras.Model)
+    windows = np.random.default_rng(0).normal(-8, 3, size=(40, 96, 40)).astype(np.float32)
+    monkeypatch.setattr(export, "MIN_INT8_AGREEMENT", 1.01)
+    with pytest.raises(export.ExportError, match="agrees with the float model"):
+        export.export_model(
+            model,
+            tmp_path / "m",
+            features=FeatureParams(),
+            window_frames=96,
+            hop_frames=25,
+            representative=windows,
+            check_windows=windows,
+            thresholds={"on": 0.5, "off": 0.4},
+        )
+    assert list(tmp_path.iterdir()) == []

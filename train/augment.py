@@ -1,0 +1,124 @@
+"""Waveform and spectrogram augmentation for real microphones and rooms (numpy and scipy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import signal
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AugmentParams:
+    gain_db: tuple[float, float] = (-24.0, 6.0)
+    background_probability: float = 0.5
+    background_snr_db: tuple[float, float] = (0.0, 20.0)
+    noise_probability: float = 0.5
+    noise_snr_db: tuple[float, float] = (5.0, 35.0)
+    bandlimit_probability: float = 0.35
+    reverb_probability: float = 0.4
+    rt60_s: tuple[float, float] = (0.15, 0.9)
+    specaugment_probability: float = 0.5
+    time_masks: int = 2
+    time_mask_frames: int = 10
+    freq_masks: int = 2
+    freq_mask_bands: int = 5
+
+
+def colored_noise(n: int, color: str, rate_hz: int, rng: np.random.Generator) -> FloatArray:
+    """Unit-RMS white, pink or brown noise, or mains hum (50 or 60 Hz with harmonics)."""
+    if color == "hum":
+        t = np.arange(n) / rate_hz
+        mains = rng.choice([50.0, 60.0])
+        out = sum(
+            rng.uniform(0.1, 1.0) / k * np.sin(2 * np.pi * mains * k * t + rng.uniform(0, 6.3)) for k in (1, 2, 3, 5)
+        )
+        out = np.asarray(out) + 0.05 * rng.standard_normal(n)
+    else:
+        spectrum = np.fft.rfft(rng.standard_normal(n))
+        freqs = np.fft.rfftfreq(n, 1.0 / rate_hz)
+        freqs[0] = freqs[1] if n > 1 else 1.0
+        exponent = {"white": 0.0, "pink": 0.5, "brown": 1.0}[color]
+        out = np.fft.irfft(spectrum / freqs**exponent, n)
+    return (out / (np.sqrt(np.mean(out**2)) + 1e-12)).astype(np.float32)
+
+
+def _rms(x: FloatArray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
+
+
+def mix_at_snr(foreground: FloatArray, background: FloatArray, snr_db: float) -> FloatArray:
+    scale = _rms(foreground) / (_rms(background) * 10 ** (snr_db / 20))
+    return (foreground + scale * background).astype(np.float32)
+
+
+def bandlimit(x: FloatArray, rate_hz: int, rng: np.random.Generator) -> FloatArray:
+    """Telephone band (300-3400 Hz) or a random low-pass, so bandwidth is never a cue."""
+    if rng.random() < 0.4:
+        sos = signal.butter(6, [300, 3400], btype="bandpass", fs=rate_hz, output="sos")
+    else:
+        cutoff = rng.uniform(2500, min(6500, rate_hz / 2 - 200))
+        sos = signal.butter(8, cutoff, btype="lowpass", fs=rate_hz, output="sos")
+    return signal.sosfilt(sos, x).astype(np.float32)
+
+
+def reverberate(x: FloatArray, rate_hz: int, rng: np.random.Generator, rt60_s: float) -> FloatArray:
+    """Convolve with a synthetic room: a direct path plus exponentially decaying noise."""
+    n = int(rt60_s * rate_hz)
+    t = np.arange(n) / rate_hz
+    tail = rng.standard_normal(n) * np.exp(-6.9 * t / rt60_s)  # -60 dB at rt60
+    tail[: int(0.002 * rate_hz)] = 0.0
+    rir = tail * rng.uniform(0.2, 0.8) / (np.sqrt(np.sum(tail**2)) + 1e-12)
+    rir[0] = 1.0
+    wet = signal.fftconvolve(x, rir)[: x.size]
+    return (wet * _rms(x) / _rms(wet.astype(np.float32))).astype(np.float32)
+
+
+def augment_waveform(
+    x: FloatArray,
+    rate_hz: int,
+    rng: np.random.Generator,
+    params: AugmentParams,
+    backgrounds: list[FloatArray],
+) -> FloatArray:
+    """One random chain: reverb, band limit, background, noise, gain; clipped like a real ADC."""
+    y = x.astype(np.float32, copy=True)
+    if rng.random() < params.reverb_probability:
+        y = reverberate(y, rate_hz, rng, rng.uniform(*params.rt60_s))
+    if rng.random() < params.bandlimit_probability:
+        y = bandlimit(y, rate_hz, rng)
+    if backgrounds and rng.random() < params.background_probability:
+        bg = backgrounds[rng.integers(len(backgrounds))]
+        if bg.size > y.size:
+            start = rng.integers(bg.size - y.size + 1)
+            bg = bg[start : start + y.size]
+        else:
+            bg = np.pad(bg, (0, y.size - bg.size), mode="wrap")
+        if _rms(bg) > 1e-4:
+            y = mix_at_snr(y, bg, rng.uniform(*params.background_snr_db))
+    if rng.random() < params.noise_probability:
+        color = str(rng.choice(["white", "pink", "brown", "hum"]))
+        y = mix_at_snr(y, colored_noise(y.size, color, rate_hz, rng), rng.uniform(*params.noise_snr_db))
+    y *= 10 ** (rng.uniform(*params.gain_db) / 20)
+    return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
+def spec_augment(features: FloatArray, rng: np.random.Generator, params: AugmentParams) -> FloatArray:
+    """Time and frequency masks, filled with the window's mean so no new edge appears."""
+    if rng.random() >= params.specaugment_probability:
+        return features
+    out = features.copy()
+    fill = float(out.mean())
+    frames, bands = out.shape
+    for _ in range(params.time_masks):
+        width = int(rng.integers(0, params.time_mask_frames + 1))
+        start = int(rng.integers(0, max(frames - width, 1)))
+        out[start : start + width] = fill
+    for _ in range(params.freq_masks):
+        width = int(rng.integers(0, params.freq_mask_bands + 1))
+        start = int(rng.integers(0, max(bands - width, 1)))
+        out[:, start : start + width] = fill
+    return out

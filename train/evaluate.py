@@ -1,0 +1,336 @@
+"""`scream evaluate`: window and clip metrics, false alarms per hour on a continuous stream, and a
+scene with screams inserted at known times, all scored by the edge's own int8 path and decisions."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.classifier import Classifier
+from edge.detector import DecisionParams, EventStarted
+from edge.features import FeatureParams
+from edge.pipeline import DetectionPipeline
+from train import metrics
+from train.augment import mix_at_snr
+from train.data import Clip, WaveformCache, load_dataset
+from train.windows import active_span, edge_windows
+
+FloatArray = npt.NDArray[np.float32]
+SCENE_SPACING_S = 12.0
+
+
+@dataclass
+class ClipScores:
+    clip: Clip
+    window_scores: npt.NDArray[np.float64]
+    window_active: npt.NDArray[np.bool_]
+
+    @property
+    def peak(self) -> float:
+        return float(self.window_scores.max()) if self.window_scores.size else 0.0
+
+
+def _restrict_to_split(clips: list[Clip], splits_file: Path, split: str) -> list[Clip]:
+    with splits_file.open(newline="") as handle:
+        wanted = {Path(r["path"]).resolve() for r in csv.DictReader(handle, delimiter="\t") if r["split"] == split}
+    if not wanted:
+        raise ValueError(f"{splits_file} has no rows for split {split!r}")
+    return [c for c in clips if c.path.resolve() in wanted]
+
+
+def score_clips(classifier: Classifier, clips: list[Clip], waves: list[FloatArray]) -> list[ClipScores]:
+    side = classifier.sidecar
+    out = []
+    for clip, wave in zip(clips, waves, strict=True):
+        cw = edge_windows(wave, side.features, window_frames=side.window_frames, hop_frames=side.hop_frames)
+        scores = np.array([classifier.score(w) for w in cw.windows])
+        out.append(ClipScores(clip, scores, cw.is_active))
+    return out
+
+
+def run_stream(
+    classifier: Classifier, decisions: DecisionParams, audio: FloatArray
+) -> tuple[list[EventStarted], list[tuple[float, float]], float]:
+    """Replay audio (at the model rate) in 100 ms chunks; returns event starts, event spans, seconds."""
+    side = classifier.sidecar
+    rate = side.features.sample_rate_hz
+    pipeline = DetectionPipeline(classifier, side.features, decisions, hop_frames=side.hop_frames, source_rate_hz=rate)
+    starts: list[EventStarted] = []
+    spans: list[tuple[float, float]] = []
+    chunk = rate // 10
+    results = [pipeline.push(audio[i : i + chunk]) for i in range(0, audio.size, chunk)] + [pipeline.flush()]
+    for result in results:
+        for transition in result.transitions:
+            if isinstance(transition, EventStarted):
+                starts.append(transition)
+            elif transition.event.end_s is not None:
+                spans.append((transition.event.start_s, transition.event.end_s))
+    return starts, spans, audio.size / rate
+
+
+def build_scene(
+    background: FloatArray, screams: list[FloatArray], features: FeatureParams, rng: np.random.Generator
+) -> tuple[FloatArray, list[dict[str, float]]]:
+    """Insert each scream into the background every SCENE_SPACING_S at a random 0-20 dB local SNR."""
+    rate = features.sample_rate_hz
+    needed = int((len(screams) + 1) * SCENE_SPACING_S * rate)
+    scene = np.resize(background, max(needed, background.size)).astype(np.float32)
+    truth = []
+    for k, scream in enumerate(screams):
+        first, last = active_span(scream, features)
+        at = int((k + 0.5) * SCENE_SPACING_S * rate)
+        end = min(at + scream.size, scene.size)
+        local = scene[at:end]
+        snr = float(rng.uniform(0, 20))
+        active_rms = float(np.sqrt(np.mean(scream[first:last] ** 2) + 1e-12))
+        local_rms = float(np.sqrt(np.mean(local**2) + 1e-12))
+        gain = local_rms * 10 ** (snr / 20) / active_rms if local_rms > 1e-5 else 0.3 / active_rms
+        scene[at:end] = np.clip(local + gain * scream[: end - at], -1, 1)
+        truth.append({"onset_s": (at + first) / rate, "end_s": (at + last) / rate, "snr_db": round(snr, 1)})
+    return scene, truth
+
+
+def _scene_metrics(
+    starts: list[EventStarted], spans: list[tuple[float, float]], truth: list[dict[str, float]], seconds: float
+) -> dict[str, Any]:
+    detected, latencies, false_alarms = 0, [], 0
+    matched_truth: set[int] = set()
+    for start, (span_start, span_end) in zip(starts, spans, strict=False):
+        hit = next(
+            (i for i, t in enumerate(truth) if span_start < t["end_s"] + 0.5 and span_end > t["onset_s"] - 0.5), None
+        )
+        if hit is None:
+            false_alarms += 1
+        elif hit not in matched_truth:
+            matched_truth.add(hit)
+            latencies.append(start.event.detected_s - truth[hit]["onset_s"])
+    detected = len(matched_truth)
+    missed_snr = [t["snr_db"] for i, t in enumerate(truth) if i not in matched_truth]
+    return {
+        "screams": len(truth),
+        "detected": detected,
+        "event_recall": round(detected / max(len(truth), 1), 4),
+        "false_alarms": false_alarms,
+        "hours": round(seconds / 3600, 3),
+        "false_alarms_per_hour": round(false_alarms / (seconds / 3600), 3),
+        "median_onset_to_alarm_s": round(float(np.median(latencies)), 3) if latencies else None,
+        "missed_snr_db": missed_snr,
+    }
+
+
+def _metric_block(labels: npt.ArrayLike, scores: npt.ArrayLike, threshold: float) -> dict[str, Any]:
+    c = metrics.confusion(labels, scores, threshold)
+    return {
+        "count": int(np.size(labels)),
+        "roc_auc": round(metrics.roc_auc(labels, scores), 4),
+        "pr_auc": round(metrics.average_precision(labels, scores), 4),
+        "recall_at_1pct_fpr": round(metrics.recall_at_fpr(labels, scores, 0.01), 4),
+        "recall_at_5pct_fpr": round(metrics.recall_at_fpr(labels, scores, 0.05), 4),
+        "f1_at_threshold": round(c.f1, 4),
+        "confusion_at_threshold": asdict(c),
+    }
+
+
+def evaluate(
+    model: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    *,
+    out_dir: str | os.PathLike[str],
+    splits_file: str | os.PathLike[str] | None = None,
+    split: str = "test",
+    cache_dir: str = "",
+    seed: int = 0,
+    make_plots: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a model on a data set (or one split of it); writes report.md, report.json and plots."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    classifier = Classifier(model, expected_features=FeatureParams())
+    side = classifier.sidecar
+    decisions = DecisionParams(on_threshold=side.thresholds.on, off_threshold=side.thresholds.off)
+    dataset = load_dataset(data)
+    clips = _restrict_to_split(dataset.clips, Path(splits_file), split) if splits_file else dataset.clips
+    cache = WaveformCache(
+        cache_dir or Path.home() / ".cache" / "scream-detector" / "waves", side.features.sample_rate_hz
+    )
+    waves = [cache.load(c.path) for c in clips]
+    scored = score_clips(classifier, clips, waves)
+
+    on = side.thresholds.on
+    w_labels = np.concatenate([np.where(s.window_active, True, False) for s in scored if s.clip.is_scream] +
+                              [np.zeros(s.window_scores.size, bool) for s in scored if not s.clip.is_scream])
+    w_scores = np.concatenate([s.window_scores[s.window_active] for s in scored if s.clip.is_scream] +
+                              [s.window_scores for s in scored if not s.clip.is_scream])
+    w_labels = np.r_[np.ones(int(sum(s.window_active.sum() for s in scored if s.clip.is_scream)), bool),
+                     np.zeros(int(sum(s.window_scores.size for s in scored if not s.clip.is_scream)), bool)]
+    c_labels = np.array([s.clip.is_scream for s in scored])
+    c_scores = np.array([s.peak for s in scored])
+
+    per_category: dict[str, dict[str, Any]] = {}
+    for key_name, key in (("family", lambda c: c.family), ("category", lambda c: c.category or c.label)):
+        groups: dict[str, list[float]] = collections.defaultdict(list)
+        for s in scored:
+            if not s.clip.is_scream:
+                groups[key(s.clip)].append(s.peak)
+        per_category[key_name] = {
+            name: {"clips": len(p), "false_alarm_clips": int(np.sum(np.array(p) >= on)),
+                   "false_alarm_rate": round(float(np.mean(np.array(p) >= on)), 4)}
+            for name, p in sorted(groups.items())
+        }
+    missed = sorted(
+        ({"path": str(s.clip.path), "category": s.clip.category, "peak": round(s.peak, 3)}
+         for s in scored if s.clip.is_scream and s.peak < on),
+        key=lambda r: r["peak"],
+    )
+    false_alarms = sorted(
+        ({"path": str(s.clip.path), "category": s.clip.category, "peak": round(s.peak, 3)}
+         for s in scored if not s.clip.is_scream and s.peak >= on),
+        key=lambda r: -r["peak"],
+    )
+
+    rng = np.random.default_rng(seed)
+    negatives = [w for s, w in zip(scored, waves, strict=True) if not s.clip.is_scream]
+    order = rng.permutation(len(negatives))
+    stream = np.concatenate([negatives[i] for i in order]) if negatives else np.zeros(0, np.float32)
+    starts, spans, seconds = run_stream(classifier, decisions, stream)
+    stream_result = {
+        "hours": round(seconds / 3600, 3),
+        "false_alarms": len(starts),
+        "false_alarms_per_hour": round(len(starts) / max(seconds / 3600, 1e-9), 3),
+    }
+    screams = [w for s, w in zip(scored, waves, strict=True) if s.clip.is_scream]
+    scene, truth = build_scene(stream, screams, side.features, rng)
+    scene_starts, scene_spans, scene_seconds = run_stream(classifier, decisions, scene)
+    scene_result = _scene_metrics(scene_starts, scene_spans, truth, scene_seconds)
+
+    report: dict[str, Any] = {
+        "model": {"path": str(model), "sha256": classifier.sha256, "size_bytes": Path(model).stat().st_size,
+                  "thresholds": asdict(side.thresholds), "runtime": classifier.runtime},
+        "data": {"root": str(data), "split": split if splits_file else "all", "clips": len(clips),
+                 "screams": int(c_labels.sum()), "non_screams": int((~c_labels).sum()),
+                 "skipped": dataset.skipped},
+        "windows": _metric_block(w_labels, w_scores, on),
+        "clips": _metric_block(c_labels, c_scores, on),
+        "negatives": per_category,
+        "missed_screams": missed,
+        "false_alarm_clips": false_alarms,
+        "stream": stream_result,
+        "scene": scene_result,
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    if make_plots:
+        _plots(out, w_labels, w_scores, scored, on, Path(model))
+    (out / "report.md").write_text(render_markdown(report, has_plots=make_plots))
+    return report
+
+
+def _plots(out: Path, labels: npt.NDArray[np.bool_], scores: npt.NDArray[np.float64], scored: list[ClipScores],
+           threshold: float, model: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fpr, tpr, _ = metrics.roc_curve(labels, scores)
+    precision, recall = metrics.pr_curve(labels, scores)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    axes[0].plot(fpr, tpr)
+    axes[0].set(xscale="log", xlim=(1e-3, 1), xlabel="false-positive rate (windows)", ylabel="recall",
+                title=f"ROC (AUC {metrics.roc_auc(labels, scores):.3f})")
+    axes[1].plot(recall, precision)
+    axes[1].set(xlabel="recall", ylabel="precision", title=f"PR (AP {metrics.average_precision(labels, scores):.3f})")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "roc_pr.png", dpi=110)
+    plt.close(fig)
+
+    families: dict[str, list[float]] = collections.defaultdict(list)
+    for s in scored:
+        families[s.clip.family].append(s.peak)
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    bins = np.linspace(0, 1, 41)
+    for name, peaks in sorted(families.items()):
+        ax.hist(peaks, bins=bins, histtype="step", linewidth=1.5, density=True, label=f"{name} ({len(peaks)})")
+    ax.axvline(threshold, color="k", linestyle="--", label=f"on threshold {threshold:.2f}")
+    ax.set(xlabel="clip peak score", ylabel="density", title="Peak scores per category (test clips)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "score_histograms.png", dpi=110)
+    plt.close(fig)
+
+    history_file = model.parent / f"{model.stem}-run" / "history.json"
+    if history_file.exists():
+        history = json.loads(history_file.read_text())
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+        for key in ("loss", "val_loss"):
+            axes[0].plot(history.get(key, []), label=key)
+        for key in ("pr_auc", "val_pr_auc", "val_roc_auc"):
+            axes[1].plot(history.get(key, []), label=key)
+        axes[0].set(xlabel="epoch", title="loss")
+        axes[1].set(xlabel="epoch", title="AUC")
+        for ax in axes:
+            ax.legend()
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / "training_curves.png", dpi=110)
+        plt.close(fig)
+
+
+def render_markdown(report: dict[str, Any], *, has_plots: bool) -> str:
+    w, c, st, sc = report["windows"], report["clips"], report["stream"], report["scene"]
+    t = report["model"]["thresholds"]
+    lines = [
+        f"# Evaluation of `{Path(report['model']['path']).name}`",
+        "",
+        f"- sha256 `{report['model']['sha256'][:16]}…`, {report['model']['size_bytes']} bytes, "
+        f"runtime `{report['model']['runtime']}`, thresholds on {t['on']} / off {t['off']}",
+        f"- data: `{report['data']['root']}`, split **{report['data']['split']}**: {report['data']['clips']} clips "
+        f"({report['data']['screams']} screams, {report['data']['non_screams']} non-screams)",
+        "",
+        "| metric | windows | clips |",
+        "| --- | ---: | ---: |",
+    ]
+    for key, label in (("count", "count"), ("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC"),
+                       ("recall_at_1pct_fpr", "recall at 1% FPR"), ("recall_at_5pct_fpr", "recall at 5% FPR"),
+                       ("f1_at_threshold", "F1 at the on threshold")):
+        lines.append(f"| {label} | {w[key]} | {c[key]} |")
+    cw, cc = w["confusion_at_threshold"], c["confusion_at_threshold"]
+    lines += [
+        "",
+        "Confusion at the on threshold (TP / FP / TN / FN): "
+        f"windows {cw['true_positive']} / {cw['false_positive']} / {cw['true_negative']} / {cw['false_negative']}; "
+        f"clips {cc['true_positive']} / {cc['false_positive']} / {cc['true_negative']} / {cc['false_negative']}.",
+        "",
+        "## Continuous non-scream stream (live decisions)",
+        f"All non-scream clips of the split replayed as one {st['hours'] * 60:.1f}-minute stream: "
+        f"**{st['false_alarms']} false alarms, {st['false_alarms_per_hour']} per hour**.",
+        "",
+        "## Scene: screams inserted at known times, 0-20 dB over the local background",
+        f"- event recall **{sc['event_recall']}** ({sc['detected']} of {sc['screams']})",
+        f"- false alarms {sc['false_alarms']} in {sc['hours'] * 60:.1f} minutes ({sc['false_alarms_per_hour']} per hour)",
+        f"- median scream onset to alarm: {sc['median_onset_to_alarm_s']} s",
+        "",
+        "## Negatives that cause false alarms (clip peak at or above `on`)",
+        "| family | clips | false-alarm clips | rate |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, row in report["negatives"]["family"].items():
+        lines.append(f"| {name} | {row['clips']} | {row['false_alarm_clips']} | {row['false_alarm_rate']} |")
+    worst = sorted(report["negatives"]["category"].items(), key=lambda kv: -kv[1]["false_alarm_clips"])[:8]
+    lines += ["", "Worst fine categories: " + ", ".join(
+        f"{k} {v['false_alarm_clips']}/{v['clips']}" for k, v in worst if v["false_alarm_clips"]) or "none"]
+    lines += ["", f"## Missed screams ({len(report['missed_screams'])})"]
+    lines += [f"- `{Path(m['path']).name}` ({m['category']}), peak {m['peak']}" for m in report["missed_screams"][:20]]
+    if has_plots:
+        lines += ["", "## Plots", "", "![ROC and PR](roc_pr.png)", "", "![Score histograms](score_histograms.png)", "",
+                  "![Training curves](training_curves.png)"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,139 @@
+"""Full-integer int8 TFLite export with its JSON sidecar, checked against the float model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.classifier import SIDECAR_FORMAT, Classifier, sha256_file, sidecar_path
+from edge.errors import ScreamError
+from edge.features import FeatureParams
+
+MIN_INT8_AGREEMENT = 0.99
+
+
+class ExportError(ScreamError, RuntimeError):
+    """The int8 model disagrees with the float model, or conversion failed."""
+
+
+def code_version() -> str:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        from edge import __version__
+
+        return __version__
+
+
+def convert_int8(model: Any, representative: npt.NDArray[np.float32]) -> bytes:
+    """Keras model -> int8-in, int8-out TFLite flatbuffer (the converter recipe in TOOLCHAIN.md)."""
+    import tensorflow as tf
+
+    def samples() -> Iterator[list[npt.NDArray[np.float32]]]:
+        for window in representative:
+            yield [window[None, :, :, None].astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = samples
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return bytes(converter.convert())
+
+
+def _tensor_quantisation(tflite_bytes: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    from edge.classifier import load_interpreter_class
+
+    interpreter_class, _ = load_interpreter_class()
+    interpreter = interpreter_class(model_content=tflite_bytes)
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+
+    def describe(detail: dict[str, Any]) -> dict[str, Any]:
+        scale, zero_point = detail["quantization"]
+        return {
+            "shape": [int(v) for v in detail["shape"]],
+            "dtype": np.dtype(detail["dtype"]).name,
+            "quantisation": {"scale": float(scale), "zero_point": int(zero_point)},
+        }
+
+    return describe(inp), describe(out)
+
+
+def export_model(
+    model: Any,
+    out_path: str | Path,
+    *,
+    features: FeatureParams,
+    window_frames: int,
+    hop_frames: int,
+    representative: npt.NDArray[np.float32],
+    check_windows: npt.NDArray[np.float32],
+    thresholds: dict[str, Any],
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write `<out>.tflite` and `<out>.json`; fail if int8 and float decisions agree on < 99%."""
+    out_path = Path(out_path).with_suffix(".tflite")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tflite_bytes = convert_int8(model, representative)
+    input_info, output_info = _tensor_quantisation(tflite_bytes)
+    # Stage under the final name so the edge classifier finds the sidecar; publish only if it passes.
+    staging = out_path.parent / f".staging-{out_path.stem}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    staged = staging / out_path.name
+    staged.write_bytes(tflite_bytes)
+    sidecar: dict[str, Any] = {
+        "format": SIDECAR_FORMAT,
+        "name": out_path.stem,
+        "labels": ["non_scream", "scream"],
+        "features": features.to_dict(),
+        "feature_hash": features.contract_hash,
+        "window": {"frames": window_frames, "hop_frames": hop_frames},
+        "input": input_info,
+        "output": output_info,
+        "thresholds": thresholds,
+        "size_bytes": len(tflite_bytes),
+        "sha256": sha256_file(staged),
+        "code_version": code_version(),
+        **(metadata or {}),
+    }
+    sidecar_path(staged).write_text(json.dumps(sidecar, indent=2) + "\n")
+    try:
+        float_scores = model.predict(check_windows[..., None], batch_size=256, verbose=0).reshape(-1)
+        int8 = Classifier(staged, expected_features=features)
+        int8_scores = np.array([int8.score(w) for w in check_windows])
+        on = float(thresholds["on"])
+        agreement = float(np.mean((float_scores >= on) == (int8_scores >= on)))
+        if agreement < MIN_INT8_AGREEMENT:
+            raise ExportError(
+                f"int8 model agrees with the float model on {agreement:.2%} of {len(check_windows)} "
+                f"windows at threshold {on}; at least {MIN_INT8_AGREEMENT:.0%} is required"
+            )
+        sidecar["int8_check"] = {
+            "windows": len(check_windows),
+            "decision_agreement": round(agreement, 5),
+            "max_abs_score_difference": round(float(np.max(np.abs(float_scores - int8_scores))), 5),
+        }
+        sidecar_path(staged).write_text(json.dumps(sidecar, indent=2) + "\n")
+        staged.replace(out_path)
+        sidecar_path(staged).replace(sidecar_path(out_path))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return sidecar

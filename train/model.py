@@ -1,0 +1,39 @@
+"""The small CNN on one log-mel window (depthwise-separable blocks), built with Keras."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def build_model(
+    *,
+    window_frames: int,
+    mel_bands: int,
+    feature_mean: float,
+    feature_std: float,
+    width: int = 24,
+    dropout: float = 0.2,
+    seed: int = 0,
+) -> Any:
+    """A Keras model: log-mel window (frames, mels, 1) -> scream probability."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(window_frames, mel_bands, 1), name="logmel")
+    # Fixed standardisation from training statistics; int8 conversion folds it into the graph.
+    x = layers.Rescaling(scale=1.0 / feature_std, offset=-feature_mean / feature_std)(inputs)
+    x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
+    x = layers.ReLU(6.0)(x)
+    for filters, stride in ((2 * width, 2), (2 * width, 1), (4 * width, 2), (4 * width, 1)):
+        x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
+        x = layers.ReLU(6.0)(x)
+        x = layers.Conv2D(filters, 1, use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
+        x = layers.ReLU(6.0)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="scream")(x)
+    return keras.Model(inputs, outputs, name="scream_cnn")

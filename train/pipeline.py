@@ -1,0 +1,317 @@
+"""`scream train`: validate data, split by group, train the CNN with augmentation, pick
+thresholds on validation, export int8 with its sidecar, and evaluate on the test split."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.errors import AudioError
+from edge.features import FeatureParams, LogMelExtractor
+from train import metrics
+from train.augment import AugmentParams, augment_waveform, colored_noise, spec_augment
+from train.data import Clip, DataError, Dataset, WaveformCache, load_dataset
+from train.splits import split_by_group, write_splits
+from train.windows import edge_windows, random_window, window_samples
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    window_frames: int = 96
+    hop_frames: int = 25
+    epochs: int = 40
+    steps_per_epoch: int = 60
+    batch_size: int = 64
+    width: int = 24
+    learning_rate: float = 2e-3
+    early_stopping_patience: int = 8
+    hard_negative_weight: float = 3.0
+    noise_only_fraction: float = 0.08  # of negatives: synthesised noise or near-silence
+    target_fpr: float = 0.01  # window-level false-positive rate the `on` threshold is chosen for
+    off_fpr: float = 0.03
+    seed: int = 0
+    cache_dir: str = ""
+    verbose: int = 2
+
+
+@dataclass
+class PreparedSplit:
+    clips: list[Clip]
+    waves: list[FloatArray]
+
+
+@dataclass
+class EvalWindows:
+    windows: FloatArray
+    labels: npt.NDArray[np.bool_]
+    clip_index: npt.NDArray[np.int64]
+
+
+@dataclass
+class TrainResult:
+    model_path: Path
+    sidecar: dict[str, Any]
+    seconds: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def prepare(clips: list[Clip], cache: WaveformCache, skipped: list[tuple[str, str]]) -> PreparedSplit:
+    kept, waves = [], []
+    for clip in clips:
+        try:
+            waves.append(cache.load(clip.path))
+            kept.append(clip)
+        except (AudioError, ImportError) as exc:
+            skipped.append((str(clip.path), str(exc)))
+    return PreparedSplit(kept, waves)
+
+
+def eval_windows(split: PreparedSplit, features: FeatureParams, config: TrainConfig) -> EvalWindows:
+    """Every window `detect` would score; scream clips keep only windows over their loud part."""
+    parts, labels, index = [], [], []
+    for i, (clip, wave) in enumerate(zip(split.clips, split.waves, strict=True)):
+        cw = edge_windows(wave, features, window_frames=config.window_frames, hop_frames=config.hop_frames)
+        keep = cw.is_active if clip.is_scream else np.ones(len(cw.windows), dtype=bool)
+        parts.append(cw.windows[keep])
+        labels += [clip.is_scream] * int(keep.sum())
+        index += [i] * int(keep.sum())
+    return EvalWindows(np.concatenate(parts), np.array(labels), np.array(index))
+
+
+class AugmentedBatches:
+    """Balanced, freshly augmented batches; batch (epoch, i) is the same whatever the threading."""
+
+    def __init__(
+        self, split: PreparedSplit, features: FeatureParams, config: TrainConfig, augment: AugmentParams
+    ) -> None:
+        self.features, self.config, self.augment = features, config, augment
+        self.extractor = LogMelExtractor(features)
+        self.length = window_samples(features, config.window_frames)
+        self.screams = [w for c, w in zip(split.clips, split.waves, strict=True) if c.is_scream]
+        negatives = [(c, w) for c, w in zip(split.clips, split.waves, strict=True) if not c.is_scream]
+        self.negatives = [w for _, w in negatives]
+        weights = np.array([config.hard_negative_weight if c.family != "other" else 1.0 for c, _ in negatives])
+        self.negative_p = weights / weights.sum()
+        self.backgrounds = self.negatives
+        self.epoch = 0
+
+    def batch(self, index: int) -> tuple[FloatArray, FloatArray]:
+        rng = np.random.default_rng([self.config.seed, self.epoch, index])
+        half = self.config.batch_size // 2
+        rate = self.features.sample_rate_hz
+        excerpts, labels = [], []
+        for k in range(self.config.batch_size):
+            is_scream = k < half
+            if is_scream:
+                source = self.screams[rng.integers(len(self.screams))]
+            elif rng.random() < self.config.noise_only_fraction:
+                color = str(rng.choice(["white", "pink", "brown", "hum"]))
+                source = colored_noise(self.length, color, rate, rng) * np.float32(10 ** rng.uniform(-4, -1))
+            else:
+                source = self.negatives[rng.choice(len(self.negatives), p=self.negative_p)]
+            excerpt = random_window(source, is_scream=is_scream, length=self.length, features=self.features, rng=rng)
+            excerpts.append(augment_waveform(excerpt, rate, rng, self.augment, self.backgrounds))
+            labels.append(float(is_scream))
+        windows = np.stack([spec_augment(self.extractor.compute(x), rng, self.augment) for x in excerpts])
+        return windows[..., None], np.array(labels, dtype=np.float32)[:, None]
+
+
+def _keras_sequence(batches: AugmentedBatches, steps: int) -> Any:
+    import keras
+
+    class Sequence(keras.utils.PyDataset):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(workers=1, use_multiprocessing=False)
+
+        def __len__(self) -> int:
+            return steps
+
+        def __getitem__(self, index: int) -> tuple[FloatArray, FloatArray]:
+            return batches.batch(index)
+
+        def on_epoch_end(self) -> None:
+            batches.epoch += 1
+
+    return Sequence()
+
+
+def choose_thresholds(labels: npt.ArrayLike, scores: npt.ArrayLike, config: TrainConfig) -> dict[str, Any]:
+    on = metrics.threshold_at_fpr(labels, scores, config.target_fpr)
+    off = metrics.threshold_at_fpr(labels, scores, config.off_fpr)
+    on = float(np.clip(on, 0.05, 0.98))
+    off = float(np.clip(min(off, on), 0.02, on))
+    return {
+        "on": round(on, 4),
+        "off": round(off, 4),
+        "chosen_by": (
+            f"validation windows: 'on' keeps the false-positive rate at or below {config.target_fpr:.1%}, "
+            f"'off' at {config.off_fpr:.1%}"
+        ),
+    }
+
+
+def data_summary(dataset: Dataset, splits: dict[str, list[Clip]]) -> dict[str, Any]:
+    sources: dict[str, dict[str, Any]] = {}
+    for clip in dataset.clips:
+        key = clip.source or "unknown"
+        entry = sources.setdefault(key, {"licence": clip.licence, "scream": 0, "non_scream": 0})
+        entry[clip.label] += 1
+    return {
+        "root": dataset.root.name,
+        "clips": {label: len(dataset.by_label(label)) for label in ("scream", "non_scream")},
+        "minutes": {
+            label: round(sum(c.duration_s for c in dataset.by_label(label)) / 60, 2)
+            for label in ("scream", "non_scream")
+        },
+        "splits": {
+            name: {
+                "clips": len(members),
+                "screams": sum(c.is_scream for c in members),
+                "groups": len({c.group for c in members}),
+            }
+            for name, members in splits.items()
+        },
+        "skipped": len(dataset.skipped),
+        "sources": sources,
+    }
+
+
+def train(
+    data: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    config: TrainConfig | None = None,
+    features: FeatureParams | None = None,
+    augment: AugmentParams | None = None,
+) -> TrainResult:
+    """Train and export `<out>.tflite` + `<out>.json`; the run's files go to `<out>-run/`."""
+    import keras
+
+    from train.export import export_model
+    from train.model import build_model
+
+    config = config or TrainConfig()
+    features = features or FeatureParams()
+    augment = augment or AugmentParams()
+    started = time.monotonic()
+    out_path = Path(out).with_suffix(".tflite")
+    run_dir = out_path.parent / f"{out_path.stem}-run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    dataset = load_dataset(data)
+    for line in dataset.summary_lines():
+        _log(line)
+    splits = split_by_group(dataset.clips, seed=config.seed)
+    write_splits(splits, run_dir / "splits.tsv")
+    leaks = set.intersection(*({c.group for c in splits[s]} for s in ("train", "test"))) | set.intersection(
+        *({c.group for c in splits[s]} for s in ("train", "validation"))
+    )
+    if leaks:
+        raise DataError(f"group leakage between splits: {sorted(leaks)[:5]}")
+
+    cache = WaveformCache(
+        config.cache_dir or Path.home() / ".cache" / "scream-detector" / "waves", features.sample_rate_hz
+    )
+    _log(f"decoding and caching {len(dataset.clips)} clips at {features.sample_rate_hz} Hz in {cache.directory}")
+    prepared = {name: prepare(members, cache, dataset.skipped) for name, members in splits.items()}
+    val = eval_windows(prepared["validation"], features, config)
+    test = eval_windows(prepared["test"], features, config)
+    _log(
+        f"validation windows: {val.labels.sum()} scream / {(~val.labels).sum()} non-scream; "
+        f"test windows: {test.labels.sum()} / {(~test.labels).sum()}"
+    )
+
+    batches = AugmentedBatches(prepared["train"], features, config, augment)
+    stats_sample = np.concatenate([batches.batch(i)[0] for i in range(4)])
+    batches.epoch = 0
+    model = build_model(
+        window_frames=config.window_frames,
+        mel_bands=features.mel_bands,
+        feature_mean=float(stats_sample.mean()),
+        feature_std=float(stats_sample.std() + 1e-6),
+        width=config.width,
+        seed=config.seed,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=[keras.metrics.AUC(curve="PR", name="pr_auc"), keras.metrics.AUC(name="roc_auc")],
+    )
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_pr_auc", mode="max", patience=config.early_stopping_patience, restore_best_weights=True
+        ),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_pr_auc", mode="max", factor=0.5, patience=3),
+    ]
+    history = model.fit(
+        _keras_sequence(batches, config.steps_per_epoch),
+        validation_data=(val.windows[..., None], val.labels.astype(np.float32)),
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=config.verbose,
+    )
+    val_scores = model.predict(val.windows[..., None], batch_size=256, verbose=0).reshape(-1)
+    thresholds = choose_thresholds(val.labels, val_scores, config)
+    _log(f"thresholds from validation: on {thresholds['on']}, off {thresholds['off']}")
+
+    rng = np.random.default_rng(config.seed)
+    representative = np.concatenate([batches.batch(1000 + i)[0][..., 0] for i in range(6)])
+    representative = np.concatenate(
+        [representative, val.windows[rng.choice(len(val.windows), min(200, len(val.windows)), replace=False)]]
+    )
+    float_test = model.predict(test.windows[..., None], batch_size=256, verbose=0).reshape(-1)
+    metadata = {
+        "training": {
+            "config": asdict(config),
+            "augment": asdict(augment),
+            "data": data_summary(dataset, splits),
+            "epochs_run": len(history.history.get("loss", [])),
+            "seconds": round(time.monotonic() - started, 1),
+        },
+        "metrics": {"test_float_windows": window_metrics(test.labels, float_test, thresholds["on"])},
+    }
+    sidecar = export_model(
+        model,
+        out_path,
+        features=features,
+        window_frames=config.window_frames,
+        hop_frames=config.hop_frames,
+        representative=representative,
+        check_windows=test.windows,
+        thresholds=thresholds,
+        metadata=metadata,
+    )
+    (run_dir / "history.json").write_text(
+        json.dumps({k: [float(v) for v in vals] for k, vals in history.history.items()}, indent=1)
+    )
+    seconds = time.monotonic() - started
+    _log(
+        f"exported {out_path} ({sidecar['size_bytes']} bytes) in {seconds:.0f} s; "
+        f"int8/float decision agreement {sidecar['int8_check']['decision_agreement']:.2%}"
+    )
+    return TrainResult(out_path, sidecar, seconds, {k: list(map(float, v)) for k, v in history.history.items()})
+
+
+def window_metrics(labels: npt.ArrayLike, scores: npt.ArrayLike, threshold: float) -> dict[str, Any]:
+    c = metrics.confusion(labels, scores, threshold)
+    return {
+        "roc_auc": round(metrics.roc_auc(labels, scores), 4),
+        "pr_auc": round(metrics.average_precision(labels, scores), 4),
+        "recall_at_1pct_fpr": round(metrics.recall_at_fpr(labels, scores, 0.01), 4),
+        "recall_at_5pct_fpr": round(metrics.recall_at_fpr(labels, scores, 0.05), 4),
+        "f1": round(c.f1, 4),
+        "confusion": asdict(c),
+    }
