@@ -170,6 +170,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from edge.bench import format_table, run_bench
+
+    model = Path(args.model) if args.model else default_model_path()
+    result = run_bench(model, quick=args.quick)
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scream",
@@ -236,6 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--cache", help="folder for decoded audio")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.set_defaults(func=cmd_evaluate)
+
+    bench = sub.add_parser(
+        "bench",
+        help="measure log-mel, invoke, streaming speed and memory",
+        formatter_class=formatter,
+        epilog="examples:\n  scream bench\n  scream bench --quick --json\n\n"
+        "librosa and TensorFlow are compared only when installed; the output says which were skipped.",
+    )
+    bench.add_argument("--model", help="model .tflite (default: the bundled one)")
+    bench.add_argument("--quick", action="store_true", help="few repeats and 2 minutes of stream (for tests)")
+    bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

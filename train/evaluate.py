@@ -19,7 +19,6 @@ from edge.detector import DecisionParams, EventStarted
 from edge.features import FeatureParams
 from edge.pipeline import DetectionPipeline
 from train import metrics
-from train.augment import mix_at_snr
 from train.data import Clip, WaveformCache, load_dataset
 from train.windows import active_span, edge_windows
 
@@ -165,12 +164,14 @@ def evaluate(
     scored = score_clips(classifier, clips, waves)
 
     on = side.thresholds.on
-    w_labels = np.concatenate([np.where(s.window_active, True, False) for s in scored if s.clip.is_scream] +
-                              [np.zeros(s.window_scores.size, bool) for s in scored if not s.clip.is_scream])
-    w_scores = np.concatenate([s.window_scores[s.window_active] for s in scored if s.clip.is_scream] +
-                              [s.window_scores for s in scored if not s.clip.is_scream])
-    w_labels = np.r_[np.ones(int(sum(s.window_active.sum() for s in scored if s.clip.is_scream)), bool),
-                     np.zeros(int(sum(s.window_scores.size for s in scored if not s.clip.is_scream)), bool)]
+    w_scores = np.concatenate(
+        [s.window_scores[s.window_active] for s in scored if s.clip.is_scream]
+        + [s.window_scores for s in scored if not s.clip.is_scream]
+    )
+    w_labels = np.r_[
+        np.ones(int(sum(s.window_active.sum() for s in scored if s.clip.is_scream)), bool),
+        np.zeros(int(sum(s.window_scores.size for s in scored if not s.clip.is_scream)), bool),
+    ]
     c_labels = np.array([s.clip.is_scream for s in scored])
     c_scores = np.array([s.peak for s in scored])
 
@@ -181,18 +182,27 @@ def evaluate(
             if not s.clip.is_scream:
                 groups[key(s.clip)].append(s.peak)
         per_category[key_name] = {
-            name: {"clips": len(p), "false_alarm_clips": int(np.sum(np.array(p) >= on)),
-                   "false_alarm_rate": round(float(np.mean(np.array(p) >= on)), 4)}
+            name: {
+                "clips": len(p),
+                "false_alarm_clips": int(np.sum(np.array(p) >= on)),
+                "false_alarm_rate": round(float(np.mean(np.array(p) >= on)), 4),
+            }
             for name, p in sorted(groups.items())
         }
     missed = sorted(
-        ({"path": str(s.clip.path), "category": s.clip.category, "peak": round(s.peak, 3)}
-         for s in scored if s.clip.is_scream and s.peak < on),
+        (
+            {"path": str(s.clip.path), "category": s.clip.category, "peak": round(s.peak, 3)}
+            for s in scored
+            if s.clip.is_scream and s.peak < on
+        ),
         key=lambda r: r["peak"],
     )
     false_alarms = sorted(
-        ({"path": str(s.clip.path), "category": s.clip.category, "peak": round(s.peak, 3)}
-         for s in scored if not s.clip.is_scream and s.peak >= on),
+        (
+            {"path": str(s.clip.path), "category": s.clip.category, "peak": round(s.peak, 3)}
+            for s in scored
+            if not s.clip.is_scream and s.peak >= on
+        ),
         key=lambda r: -r["peak"],
     )
 
@@ -200,7 +210,7 @@ def evaluate(
     negatives = [w for s, w in zip(scored, waves, strict=True) if not s.clip.is_scream]
     order = rng.permutation(len(negatives))
     stream = np.concatenate([negatives[i] for i in order]) if negatives else np.zeros(0, np.float32)
-    starts, spans, seconds = run_stream(classifier, decisions, stream)
+    starts, _, seconds = run_stream(classifier, decisions, stream)
     stream_result = {
         "hours": round(seconds / 3600, 3),
         "false_alarms": len(starts),
@@ -212,11 +222,21 @@ def evaluate(
     scene_result = _scene_metrics(scene_starts, scene_spans, truth, scene_seconds)
 
     report: dict[str, Any] = {
-        "model": {"path": str(model), "sha256": classifier.sha256, "size_bytes": Path(model).stat().st_size,
-                  "thresholds": asdict(side.thresholds), "runtime": classifier.runtime},
-        "data": {"root": str(data), "split": split if splits_file else "all", "clips": len(clips),
-                 "screams": int(c_labels.sum()), "non_screams": int((~c_labels).sum()),
-                 "skipped": dataset.skipped},
+        "model": {
+            "path": str(model),
+            "sha256": classifier.sha256,
+            "size_bytes": Path(model).stat().st_size,
+            "thresholds": asdict(side.thresholds),
+            "runtime": classifier.runtime,
+        },
+        "data": {
+            "root": str(data),
+            "split": split if splits_file else "all",
+            "clips": len(clips),
+            "screams": int(c_labels.sum()),
+            "non_screams": int((~c_labels).sum()),
+            "skipped": dataset.skipped,
+        },
         "windows": _metric_block(w_labels, w_scores, on),
         "clips": _metric_block(c_labels, c_scores, on),
         "negatives": per_category,
@@ -232,8 +252,14 @@ def evaluate(
     return report
 
 
-def _plots(out: Path, labels: npt.NDArray[np.bool_], scores: npt.NDArray[np.float64], scored: list[ClipScores],
-           threshold: float, model: Path) -> None:
+def _plots(
+    out: Path,
+    labels: npt.NDArray[np.bool_],
+    scores: npt.NDArray[np.float64],
+    scored: list[ClipScores],
+    threshold: float,
+    model: Path,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -243,8 +269,13 @@ def _plots(out: Path, labels: npt.NDArray[np.bool_], scores: npt.NDArray[np.floa
     precision, recall = metrics.pr_curve(labels, scores)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     axes[0].plot(fpr, tpr)
-    axes[0].set(xscale="log", xlim=(1e-3, 1), xlabel="false-positive rate (windows)", ylabel="recall",
-                title=f"ROC (AUC {metrics.roc_auc(labels, scores):.3f})")
+    axes[0].set(
+        xscale="log",
+        xlim=(1e-3, 1),
+        xlabel="false-positive rate (windows)",
+        ylabel="recall",
+        title=f"ROC (AUC {metrics.roc_auc(labels, scores):.3f})",
+    )
     axes[1].plot(recall, precision)
     axes[1].set(xlabel="recall", ylabel="precision", title=f"PR (AP {metrics.average_precision(labels, scores):.3f})")
     for ax in axes:
@@ -299,9 +330,14 @@ def render_markdown(report: dict[str, Any], *, has_plots: bool) -> str:
         "| metric | windows | clips |",
         "| --- | ---: | ---: |",
     ]
-    for key, label in (("count", "count"), ("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC"),
-                       ("recall_at_1pct_fpr", "recall at 1% FPR"), ("recall_at_5pct_fpr", "recall at 5% FPR"),
-                       ("f1_at_threshold", "F1 at the on threshold")):
+    for key, label in (
+        ("count", "count"),
+        ("roc_auc", "ROC AUC"),
+        ("pr_auc", "PR AUC"),
+        ("recall_at_1pct_fpr", "recall at 1% FPR"),
+        ("recall_at_5pct_fpr", "recall at 5% FPR"),
+        ("f1_at_threshold", "F1 at the on threshold"),
+    ):
         lines.append(f"| {label} | {w[key]} | {c[key]} |")
     cw, cc = w["confusion_at_threshold"], c["confusion_at_threshold"]
     lines += [
@@ -316,7 +352,8 @@ def render_markdown(report: dict[str, Any], *, has_plots: bool) -> str:
         "",
         "## Scene: screams inserted at known times, 0-20 dB over the local background",
         f"- event recall **{sc['event_recall']}** ({sc['detected']} of {sc['screams']})",
-        f"- false alarms {sc['false_alarms']} in {sc['hours'] * 60:.1f} minutes ({sc['false_alarms_per_hour']} per hour)",
+        f"- false alarms {sc['false_alarms']} in {sc['hours'] * 60:.1f} minutes "
+        f"({sc['false_alarms_per_hour']} per hour)",
         f"- median scream onset to alarm: {sc['median_onset_to_alarm_s']} s",
         "",
         "## Negatives that cause false alarms (clip peak at or above `on`)",
@@ -326,11 +363,23 @@ def render_markdown(report: dict[str, Any], *, has_plots: bool) -> str:
     for name, row in report["negatives"]["family"].items():
         lines.append(f"| {name} | {row['clips']} | {row['false_alarm_clips']} | {row['false_alarm_rate']} |")
     worst = sorted(report["negatives"]["category"].items(), key=lambda kv: -kv[1]["false_alarm_clips"])[:8]
-    lines += ["", "Worst fine categories: " + ", ".join(
-        f"{k} {v['false_alarm_clips']}/{v['clips']}" for k, v in worst if v["false_alarm_clips"]) or "none"]
+    lines += [
+        "",
+        "Worst fine categories: "
+        + ", ".join(f"{k} {v['false_alarm_clips']}/{v['clips']}" for k, v in worst if v["false_alarm_clips"])
+        or "none",
+    ]
     lines += ["", f"## Missed screams ({len(report['missed_screams'])})"]
     lines += [f"- `{Path(m['path']).name}` ({m['category']}), peak {m['peak']}" for m in report["missed_screams"][:20]]
     if has_plots:
-        lines += ["", "## Plots", "", "![ROC and PR](roc_pr.png)", "", "![Score histograms](score_histograms.png)", "",
-                  "![Training curves](training_curves.png)"]
+        lines += [
+            "",
+            "## Plots",
+            "",
+            "![ROC and PR](roc_pr.png)",
+            "",
+            "![Score histograms](score_histograms.png)",
+            "",
+            "![Training curves](training_curves.png)",
+        ]
     return "\n".join(lines) + "\n"

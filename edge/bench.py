@@ -1,0 +1,228 @@
+"""`scream bench`: measured speed and memory of the edge path, medians over repeated runs.
+
+librosa and TensorFlow are compared only when installed; the table says what was skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.classifier import Classifier
+from edge.detector import DecisionParams, EventStarted
+from edge.features import FeatureParams, LogMelExtractor
+from edge.pipeline import DetectionPipeline
+from edge.synth import room_tone, scream_like, speech_like
+
+FloatArray = npt.NDArray[np.float32]
+
+
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up: caches, lazy initialisation, tracing
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def machine_description() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "system": f"{platform.system()} {platform.machine()}",
+    }
+
+
+def bench_logmel(params: FeatureParams, seconds: float, repeats: int) -> dict[str, Any]:
+    """Median time of our log-mel beside librosa STFT and tf.signal, all ending in the same filterbank."""
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(int(seconds * params.sample_rate_hz))).astype(np.float32)
+    ours_extractor = LogMelExtractor(params)
+    ours = ours_extractor.compute(audio)
+    row: dict[str, Any] = {
+        "audio_s": seconds,
+        "numpy_ms": round(_median_ms(lambda: ours_extractor.compute(audio), repeats), 3),
+    }
+    from edge.features import mel_filterbank
+
+    weights = mel_filterbank(params)
+    try:
+        import librosa
+
+        # librosa centres a 400-sample window in a 512-point frame: shift by 56 samples to align frames.
+        offset = (params.fft_size - params.window_samples) // 2
+        padded = np.concatenate([np.zeros(offset, np.float32), audio, np.zeros(offset, np.float32)])
+
+        def with_librosa() -> FloatArray:
+            stft = librosa.stft(
+                padded,
+                n_fft=params.fft_size,
+                hop_length=params.hop_samples,
+                win_length=params.window_samples,
+                window="hann",
+                center=False,
+            )
+            power = (np.abs(stft) ** 2).T[: ours.shape[0]]
+            return np.log(power @ weights + params.log_offset)
+
+        row["librosa_ms"] = round(_median_ms(with_librosa, repeats), 3)
+        row["librosa_max_abs_diff"] = float(np.max(np.abs(with_librosa() - ours)))
+    except ImportError:
+        row["librosa_ms"] = None
+    try:
+        import tensorflow as tf
+
+        tf_weights = tf.constant(weights)
+
+        def tf_logmel_eager(x: Any) -> Any:
+            stft = tf.signal.stft(
+                x,
+                frame_length=params.window_samples,
+                frame_step=params.hop_samples,
+                fft_length=params.fft_size,
+                window_fn=tf.signal.hann_window,
+            )
+            return tf.math.log(tf.matmul(tf.abs(stft) ** 2, tf_weights) + params.log_offset)
+
+        tf_logmel: Callable[[Any], Any] = tf.function(tf_logmel_eager)
+        tensor = tf.constant(audio)
+        row["tf_signal_ms"] = round(_median_ms(lambda: tf_logmel(tensor).numpy(), repeats), 3)
+        row["tf_signal_max_abs_diff"] = float(np.max(np.abs(tf_logmel(tensor).numpy() - ours)))
+    except ImportError:
+        row["tf_signal_ms"] = None
+    return row
+
+
+def bench_invoke(classifier: Classifier, repeats: int) -> dict[str, Any]:
+    window = np.random.default_rng(1).normal(-8, 2, size=classifier.input_shape).astype(np.float32)
+    per_call = _median_ms(lambda: [classifier.score(window) for _ in range(100)], max(repeats, 5)) / 100
+    return {"runtime": classifier.runtime, "int8_invoke_ms": round(per_call, 4)}
+
+
+def scene_seconds(minutes: int, rate: int, seed: int = 3) -> Iterator[FloatArray]:
+    """One-second blocks (bounded memory): room tone, speech at 5 s and 25 s and a scream-like
+    sound at 45 s of every minute."""
+    rng = np.random.default_rng(seed)
+    for _ in range(minutes):
+        events = {5: speech_like(3.0, rate, rng), 25: speech_like(3.0, rate, rng), 45: scream_like(1.5, rate, rng)}
+        for second in range(60):
+            block = room_tone(1.0, rate, rng)
+            for start, clip in events.items():
+                offset = (second - start) * rate
+                if 0 <= offset < clip.size:
+                    piece = clip[offset : offset + rate]
+                    block[: piece.size] += piece
+            yield block
+
+
+def bench_stream(classifier: Classifier, decisions: DecisionParams, minutes: int) -> dict[str, Any]:
+    """Real-time factor of the whole streaming path (48 kHz input, so resampling counts) and latency."""
+    side = classifier.sidecar
+    rate = 48000
+    pipeline = DetectionPipeline(classifier, side.features, decisions, hop_frames=side.hop_frames, source_rate_hz=rate)
+    chunk = rate // 10
+    starts: list[float] = []
+    onsets = [minute * 60.0 + 45.0 for minute in range(minutes)]
+    elapsed = 0.0
+    for audio in scene_seconds(minutes, rate):
+        t0 = time.perf_counter()
+        for i in range(0, audio.size, chunk):
+            starts += [
+                t.event.detected_s
+                for t in pipeline.push(audio[i : i + chunk]).transitions
+                if isinstance(t, EventStarted)
+            ]
+        elapsed += time.perf_counter() - t0
+    latencies = []
+    for onset in onsets:
+        after = [s - onset for s in starts if onset <= s <= onset + 5.0]
+        if after:
+            latencies.append(min(after))
+    false_alarms = sum(1 for s in starts if not any(o <= s <= o + 5.0 for o in onsets))
+    seconds = minutes * 60.0
+    return {
+        "audio_s": seconds,
+        "processing_s": round(elapsed, 2),
+        "real_time_factor": round(elapsed / seconds, 5),
+        "onset_to_decision_s_median": round(statistics.median(latencies), 3) if latencies else None,
+        "synthetic_screams_detected": f"{len(latencies)}/{len(onsets)}",
+        "other_events": false_alarms,
+    }
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_bench(model: Path, *, quick: bool = False) -> dict[str, Any]:
+    classifier = Classifier(model, expected_features=FeatureParams())
+    side = classifier.sidecar
+    decisions = DecisionParams(on_threshold=side.thresholds.on, off_threshold=side.thresholds.off)
+    repeats = 5 if quick else 50
+    # Edge-only measurements first: peak RSS is read before librosa or TensorFlow are imported.
+    stream = bench_stream(classifier, decisions, 2 if quick else 60)
+    invoke = bench_invoke(classifier, repeats)
+    edge_rss = round(peak_rss_mb(), 1)
+    result: dict[str, Any] = {
+        "machine": machine_description(),
+        "model": {"path": str(model), "size_bytes": model.stat().st_size, "sha256": classifier.sha256[:16]},
+        "stream": stream,
+        "invoke": invoke,
+        "edge_peak_rss_mb": edge_rss,
+        "logmel": [bench_logmel(side.features, s, repeats if s <= 1 else max(repeats // 5, 3)) for s in (1.0, 60.0)],
+    }
+    result["skipped"] = [name for name in ("librosa", "tf_signal") if result["logmel"][0].get(f"{name}_ms") is None]
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    lines = [
+        f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, numpy {m['numpy']}",
+        f"model: {result['model']['path']} ({result['model']['size_bytes']} bytes)",
+        "",
+        f"{'what':<44} {'value':>12}",
+    ]
+
+    def add(name: str, value: object) -> None:
+        lines.append(f"{name:<44} {'skipped' if value is None else value!s:>12}")
+
+    for row in result["logmel"]:
+        s = int(row["audio_s"])
+        add(f"log-mel {s} s, numpy (ms, median)", row["numpy_ms"])
+        add(f"log-mel {s} s, librosa STFT (ms)", row.get("librosa_ms"))
+        if row.get("librosa_ms"):
+            add("  numpy speed-up over librosa", f"{row['librosa_ms'] / row['numpy_ms']:.2f}x")
+            add("  max |numpy - librosa|", f"{row['librosa_max_abs_diff']:.2e}")
+        add(f"log-mel {s} s, tf.signal (ms)", row.get("tf_signal_ms"))
+        if row.get("tf_signal_ms"):
+            add("  max |numpy - tf.signal|", f"{row['tf_signal_max_abs_diff']:.2e}")
+    add("int8 invoke per window, 1 thread (ms)", result["invoke"]["int8_invoke_ms"])
+    st = result["stream"]
+    add(f"stream {int(st['audio_s'])} s at 48 kHz: real-time factor", st["real_time_factor"])
+    add("scream onset to decision, median (s)", st["onset_to_decision_s_median"])
+    add("edge pipeline peak resident memory (MB)", result["edge_peak_rss_mb"])
+    if result["skipped"]:
+        lines.append("skipped (not installed): " + ", ".join(result["skipped"]))
+    return "\n".join(lines)
