@@ -179,6 +179,126 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_listen(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from edge.config import load_config
+    from edge.service import DetectorService
+    from edge.sinks import ClipSaver, ConsoleLog, EventLog, GpioAlarm, Sink, SinkWorker
+    from edge.sources import AudioSource, FileSource, PyAudioSource
+    from edge.systemd import SystemdNotifier
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    config = load_config(args.config)
+    model = Path(args.model or config.model.path or default_model_path())
+    if args.check_config:
+        classifier = _load_classifier(str(model))
+        print(
+            f"config OK: site {config.site.name!r}, model {model} (sha256 {classifier.sha256[:12]}), "
+            f"{len(config.schedule)} schedule window(s), state in {config.state_dir}"
+        )
+        return EXIT_OK
+    source: AudioSource
+    if args.source:
+        source = FileSource(args.source, chunk_ms=config.audio.chunk_ms, realtime=not args.fast)
+    else:
+        source = PyAudioSource(
+            config.audio.device,
+            sample_rate_hz=config.audio.sample_rate_hz,
+            chunk_ms=config.audio.chunk_ms,
+            queue_s=config.audio.queue_s,
+        )
+    sinks: list[Sink] = [ConsoleLog()]
+    unavailable: dict[str, str] = {}
+    if config.gpio.enabled:
+        try:
+            sinks.append(GpioAlarm(config.gpio))
+        except Exception as exc:  # gpiozero raises many kinds (BadPinFactory, PinInvalidPin, ...)
+            unavailable["gpio"] = f"{type(exc).__name__}: {exc}"
+            logging.getLogger("scream").warning("GPIO outputs unavailable, continuing without: %s", exc)
+    sinks.append(EventLog(config.event_log, config.state_path(config.event_log.path)))
+    if config.clips.enabled:
+        sinks.append(ClipSaver(config.clips, config.state_path(config.clips.dir)))
+    service = DetectorService(
+        config,
+        source=source,
+        model_path=model,
+        outputs=[SinkWorker(s) for s in sinks],
+        status_path=config.state_path(config.paths.status_file),
+        notifier=SystemdNotifier(),
+        unavailable_outputs=unavailable,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: service.stop_event.set())
+    signal.signal(signal.SIGINT, lambda *_: service.stop_event.set())
+    signal.signal(signal.SIGHUP, lambda *_: service.reload_requested.set())
+    return service.run()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.health import problems_in, read_status
+
+    config = load_config(args.config)
+    path = config.state_path(config.paths.status_file)
+    if not path.exists():
+        _error(f"no status at {path}: is 'scream listen' running with this config?")
+        return EXIT_FATAL
+    status = read_status(path)
+    problems = problems_in(status)
+    status["problems"] = problems
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+    else:
+        print(f"device      {status['device']} ({status['device_state']}), overflows {status['overflows']}")
+        print(f"model       {status['model_path']} sha256 {status['model_sha256'][:12]}")
+        print(f"events      {status['events']} (active: {status['event_active']}), uptime {status['uptime_s']:.0f} s")
+        print("health      " + ("OK" if not problems else "; ".join(problems)))
+    return EXIT_OK if not problems else EXIT_SOME_FAILED
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from edge.sources import list_input_devices
+
+    devices = list_input_devices()
+    if args.json:
+        print(json.dumps([d.__dict__ for d in devices], indent=2))
+    for d in devices if not args.json else []:
+        rates = ", ".join(str(r) for r in d.supported_rates_hz) or "none probed"
+        print(f"{d.index:>3}  {d.name}  ({d.channels} ch, default {d.default_rate_hz} Hz; supports {rates})")
+    if not devices:
+        _error("no audio input devices found")
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
+def cmd_check_model(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    classifier = _load_classifier(args.model)
+    frames, mels = classifier.input_shape
+    rng = np.random.default_rng(0)
+    scores = [classifier.score(rng.normal(-8.0, 2.0, size=(frames, mels)).astype(np.float32)) for _ in range(3)]
+    if not all(0.0 <= s <= 1.0 for s in scores):
+        raise ScreamError(f"model {args.model} returned scores outside [0, 1]: {scores}")
+    side = classifier.sidecar
+    print(
+        json.dumps(
+            {
+                "model": str(classifier.model_path),
+                "sha256": classifier.sha256,
+                "feature_hash": side.feature_hash,
+                "window_frames": side.window_frames,
+                "hop_frames": side.hop_frames,
+                "runtime": classifier.runtime,
+                "thresholds": {"on": side.thresholds.on, "off": side.thresholds.off},
+                "ok": True,
+            }
+        )
+    )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scream",
@@ -245,6 +365,51 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--cache", help="folder for decoded audio")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.set_defaults(func=cmd_evaluate)
+
+    listen = sub.add_parser(
+        "listen",
+        help="run the live detector (microphone, or --source FILE replay)",
+        formatter_class=formatter,
+        epilog="examples:\n  scream listen\n  scream listen --config /etc/scream-detector/config.toml\n"
+        "  scream listen --source scene.wav --fast\n  scream listen --config my.toml --check-config\n\n"
+        "signals: SIGHUP reloads the model (a bad one is refused), SIGTERM drains outputs and stops.",
+    )
+    listen.add_argument("--config", help="TOML config file (default: built-in defaults)")
+    listen.add_argument("--model", help="model .tflite (default: [model].path, else the bundled one)")
+    listen.add_argument("--source", help="replay this audio file instead of the microphone")
+    listen.add_argument("--fast", action="store_true", help="with --source: as fast as possible, not real time")
+    listen.add_argument("--check-config", action="store_true", help="validate config and model, then exit")
+    listen.set_defaults(func=cmd_listen)
+
+    status = sub.add_parser(
+        "status",
+        help="health of a running 'scream listen'",
+        formatter_class=formatter,
+        epilog="example:\n  scream status --config /etc/scream-detector/config.toml\n\n"
+        "exit status: 0 healthy, 1 problems found (listed), 2 no status file",
+    )
+    status.add_argument("--config", help="the same config file the service uses")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    devices = sub.add_parser(
+        "devices",
+        help="list audio input devices and their sample rates",
+        formatter_class=formatter,
+        epilog="example:\n  scream devices",
+    )
+    devices.add_argument("--json", action="store_true")
+    devices.set_defaults(func=cmd_devices)
+
+    check = sub.add_parser(
+        "check-model",
+        help="load a model and its sidecar, verify sha256 and contract, run one window",
+        formatter_class=formatter,
+        epilog="example:\n  scream check-model models/scream-v1.tflite\n\n"
+        "exit status: 0 safe to use, 2 not (the reason is printed)",
+    )
+    check.add_argument("model")
+    check.set_defaults(func=cmd_check_model)
 
     bench = sub.add_parser(
         "bench",

@@ -161,6 +161,19 @@ class LogMelExtractor:
         return out
 
 
+def full_scale_reference(params: FeatureParams) -> float:
+    """Mel power of a full-scale 1 kHz sine: the 0 dBFS reference of `window_level_dbfs`."""
+    t = np.arange(params.sample_rate_hz) / params.sample_rate_hz
+    frames = LogMelExtractor(params).compute(np.sin(2 * np.pi * 1000.0 * t))
+    return float(np.mean(np.sum(np.exp(frames) - params.log_offset, axis=1)))
+
+
+def window_level_dbfs(window: FloatArray, params: FeatureParams, reference: float) -> float:
+    """Loudness of a log-mel window in dB relative to a full-scale sine (band-limited to the mel range)."""
+    power = float(np.mean(np.sum(np.exp(window) - params.log_offset, axis=1)))
+    return 10.0 * float(np.log10(max(power, 1e-20) / reference))
+
+
 class StreamingLogMel:
     """Incremental log-mel: `push(chunk)` returns only the frames the new samples complete.
 

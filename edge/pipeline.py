@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from edge.audio import open_audio
 from edge.detector import DecisionParams, Event, EventDetector, EventEnded, Transition
-from edge.features import FeatureParams, StreamingLogMel
+from edge.features import FeatureParams, StreamingLogMel, full_scale_reference, window_level_dbfs
 from edge.resample import StreamingResampler
 
 
@@ -35,6 +35,7 @@ class WindowScore:
     start_s: float
     end_s: float
     score: float
+    level_dbfs: float = 0.0
 
 
 class StreamingScorer:
@@ -62,6 +63,7 @@ class StreamingScorer:
         self.samples_in = 0  # at the model rate
         self._frame_hop_s = features.hop_samples / features.sample_rate_hz
         self._frame_len_s = features.window_samples / features.sample_rate_hz
+        self._level_reference = full_scale_reference(features)
 
     def window_bounds(self, index: int) -> tuple[float, float]:
         first = index * self.hop_frames
@@ -98,7 +100,8 @@ class StreamingScorer:
                 break
             window = self._frames[first : first + self.window_frames]
             start_s, end_s = self.window_bounds(self._next_window)
-            out.append(WindowScore(self._next_window, start_s, end_s, self.classifier.score(window)))
+            level = window_level_dbfs(window, self.features, self._level_reference)
+            out.append(WindowScore(self._next_window, start_s, end_s, self.classifier.score(window), level))
             self._next_window += 1
         drop = self._next_window * self.hop_frames - self._frames_start
         if drop > 0:

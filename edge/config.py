@@ -1,0 +1,287 @@
+"""Runtime configuration: one TOML file loaded into frozen dataclasses and validated at start.
+
+Unknown keys, wrong types and out-of-range values are rejected with the key's dotted name.
+Feature parameters never live here: they belong to the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.errors import ConfigError
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+OUTPUTS = ("led", "buzzer", "event_log", "clips", "mqtt", "webhook")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SiteConfig:
+    name: str = "scream-detector"
+    location: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudioConfig:
+    device: int | str = ""  # index, or a substring of the device name; "" picks the default input
+    sample_rate_hz: int = 0  # 0: the model rate if the device offers it, else 48000, 44100, ...
+    chunk_ms: int = 100
+    queue_s: float = 5.0  # capture queue bound; older audio is dropped (and counted) past it
+    retry_initial_s: float = 1.0
+    retry_max_s: float = 30.0
+
+    def _check(self) -> dict[str, bool]:
+        return {
+            "sample_rate_hz": self.sample_rate_hz == 0 or 8000 <= self.sample_rate_hz <= 192000,
+            "chunk_ms": 10 <= self.chunk_ms <= 1000,
+            "queue_s": 0.5 <= self.queue_s <= 120,
+            "retry_initial_s": 0.05 <= self.retry_initial_s <= self.retry_max_s,
+            "retry_max_s": self.retry_max_s <= 3600,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    path: str = ""  # "" means the bundled default model
+    watch: bool = True  # reload when the file changes (as well as on SIGHUP)
+    watch_interval_s: float = 5.0
+
+    def _check(self) -> dict[str, bool]:
+        return {"watch_interval_s": 0.1 <= self.watch_interval_s <= 3600}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectorConfig:
+    on_threshold: float = 0.0  # 0: the model's own
+    off_threshold: float = 0.0  # 0: the model's own (scaled with on_threshold when that is set)
+    patience_windows: int = 1
+    patience_of: int = 1
+    min_event_s: float = 1.0
+    max_event_s: float = 30.0
+    cooldown_s: float = 2.0
+    loudness_gate_dbfs: float = -70.0  # windows quieter than this never start an event; -120 disables
+    noise_floor_margin_db: float = 0.0  # > 0: also gate at the adaptive noise floor plus this margin
+
+    def _check(self) -> dict[str, bool]:
+        return {
+            "on_threshold": 0.0 <= self.on_threshold < 1.0,
+            "off_threshold": 0.0 <= self.off_threshold < 1.0
+            and (self.on_threshold == 0 or self.off_threshold <= self.on_threshold),
+            "patience_of": 1 <= self.patience_of <= 100,
+            "patience_windows": 1 <= self.patience_windows <= self.patience_of,
+            "min_event_s": 0.0 <= self.min_event_s <= self.max_event_s,
+            "max_event_s": 0.0 < self.max_event_s <= 3600,
+            "cooldown_s": 0.0 <= self.cooldown_s <= 3600,
+            "loudness_gate_dbfs": -120.0 <= self.loudness_gate_dbfs <= 0.0,
+            "noise_floor_margin_db": 0.0 <= self.noise_floor_margin_db <= 60.0,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpioConfig:
+    enabled: bool = True
+    led_pin: int = 17
+    buzzer_pin: int = 27
+    active_high: bool = True
+    led_blink: bool = False  # steady on during an event, or blinking
+    buzzer_on_s: float = 0.5
+    buzzer_off_s: float = 0.5
+    buzzer_max_s: float = 10.0
+
+    def _check(self) -> dict[str, bool]:
+        return {
+            "led_pin": 0 <= self.led_pin <= 53,
+            "buzzer_pin": 0 <= self.buzzer_pin <= 53 and self.buzzer_pin != self.led_pin,
+            "buzzer_on_s": 0.01 <= self.buzzer_on_s <= 60,
+            "buzzer_off_s": 0.0 <= self.buzzer_off_s <= 60,
+            "buzzer_max_s": 0.0 <= self.buzzer_max_s <= 3600,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventLogConfig:
+    path: str = "events.jsonl"  # relative paths are under [paths].state_dir
+    max_bytes: int = 1_000_000
+    backups: int = 5
+
+    def _check(self) -> dict[str, bool]:
+        return {"max_bytes": 1000 <= self.max_bytes <= 10**10, "backups": 0 <= self.backups <= 100}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClipsConfig:
+    enabled: bool = True
+    dir: str = "clips"
+    pre_roll_s: float = 2.0
+    post_roll_s: float = 2.0
+    max_count: int = 200
+    max_bytes: int = 200_000_000
+    min_free_bytes: int = 500_000_000
+
+    def _check(self) -> dict[str, bool]:
+        return {
+            "pre_roll_s": 0.0 <= self.pre_roll_s <= 30,
+            "post_roll_s": 0.0 <= self.post_roll_s <= 30,
+            "max_count": 1 <= self.max_count <= 10**6,
+            "max_bytes": 10_000 <= self.max_bytes <= 10**12,
+            "min_free_bytes": 0 <= self.min_free_bytes <= 10**13,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class PathsConfig:
+    state_dir: str = "~/.local/state/scream-detector"
+    status_file: str = "status.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleConfig:
+    """A time-of-day window (local time) that changes sensitivity and which outputs fire."""
+
+    name: str
+    start: str  # "HH:MM"
+    end: str  # "HH:MM"; a window may cross midnight
+    days: list[str] = field(default_factory=lambda: list(WEEKDAYS))
+    on_threshold: float = 0.0  # 0: unchanged
+    outputs: list[str] = field(default_factory=lambda: list(OUTPUTS))
+
+    def _check(self) -> dict[str, bool]:
+        return {
+            "start": _parse_hhmm(self.start) is not None,
+            "end": _parse_hhmm(self.end) is not None,
+            "days": bool(self.days) and all(d in WEEKDAYS for d in self.days),
+            "on_threshold": 0.0 <= self.on_threshold < 1.0,
+            "outputs": all(o in OUTPUTS for o in self.outputs),
+        }
+
+    def is_active(self, moment: dt.datetime) -> bool:
+        start, end = _parse_hhmm(self.start), _parse_hhmm(self.end)
+        assert start is not None and end is not None
+        now = moment.time()
+        weekday = WEEKDAYS[moment.weekday()]
+        if start <= end:
+            return weekday in self.days and start <= now < end
+        # Crossing midnight: the part after midnight belongs to the previous day's window.
+        if now >= start:
+            return weekday in self.days
+        yesterday = WEEKDAYS[(moment.weekday() - 1) % 7]
+        return now < end and yesterday in self.days
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    site: SiteConfig = field(default_factory=SiteConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    gpio: GpioConfig = field(default_factory=GpioConfig)
+    event_log: EventLogConfig = field(default_factory=EventLogConfig)
+    clips: ClipsConfig = field(default_factory=ClipsConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    schedule: list[ScheduleConfig] = field(default_factory=list)
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(os.path.expanduser(self.paths.state_dir))
+
+    def state_path(self, value: str) -> Path:
+        path = Path(os.path.expanduser(value))
+        return path if path.is_absolute() else self.state_dir / path
+
+
+def _parse_hhmm(text: str) -> dt.time | None:
+    try:
+        hours, minutes = text.split(":")
+        return dt.time(int(hours), int(minutes))
+    except ValueError:
+        return None
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, arg) for arg in typing.get_args(annotation))
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is type(None):
+        return value is None
+    return isinstance(value, annotation)
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _build(cls: type[Any], table: Any, prefix: str) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{prefix} must be a table, got {type(table).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key {prefix}.{unknown[0]} (known keys in [{prefix}]: {', '.join(sorted(fields))})")
+    values: dict[str, Any] = {}
+    for name, value in table.items():
+        annotation = hints[name]
+        if not _type_ok(value, annotation):
+            raise ConfigError(f"{prefix}.{name} must be {_type_name(annotation)}, got {type(value).__name__} {value!r}")
+        values[name] = float(value) if annotation is float else value
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{prefix}.{missing[0]} is required")
+    instance = cls(**values)
+    check = getattr(instance, "_check", None)
+    if check is not None:
+        bad = [name for name, ok in check().items() if not ok]
+        if bad:
+            raise ConfigError(f"{prefix}.{bad[0]} is out of range: {getattr(instance, bad[0])!r}")
+    return instance
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    hints = typing.get_type_hints(Config)
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        raise ConfigError(f"unknown section [{unknown[0]}] (known: {', '.join(sorted(hints))})")
+    sections: dict[str, Any] = {}
+    for name, value in data.items():
+        if name == "schedule":
+            if not isinstance(value, list):
+                raise ConfigError("schedule must be an array of tables: [[schedule]]")
+            sections[name] = [_build(ScheduleConfig, item, f"schedule[{i}]") for i, item in enumerate(value)]
+        else:
+            sections[name] = _build(hints[name], value, name)
+    return Config(**sections)
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
+    """Defaults when path is None; otherwise the validated file."""
+    if path is None:
+        return Config()
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {file} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {file} is not valid TOML: {exc}") from exc
+    try:
+        return parse_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from exc
