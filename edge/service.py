@@ -281,6 +281,7 @@ class DetectorService:
             self._handle_window(window.start_s + offset, window.end_s + offset, window.score, window.level_dbfs)
         self._flush_clips()
         self.health.chunks += 1
+        self.health.overflows = self.source.stats.overflows
         self.health.audio_s = round(self.ring.end_s, 3)
         self.health.last_audio_at = self.clock()
 
