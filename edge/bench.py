@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge.audio import write_wav
 from edge.classifier import Classifier
 from edge.detector import DecisionParams, EventStarted
 from edge.features import FeatureParams, LogMelExtractor
@@ -171,6 +172,96 @@ def bench_stream(classifier: Classifier, decisions: DecisionParams, minutes: int
     }
 
 
+def _write_scene(path: Path, seconds: float, rate: int) -> list[float]:
+    """A scene for the live benchmarks: room tone with a scream-like sound at 3 s and every 10 s after."""
+    rng = np.random.default_rng(5)
+    audio = np.concatenate([room_tone(1.0, rate, rng) for _ in range(int(seconds))])
+    onsets = [float(t) for t in np.arange(3.0, seconds - 2.0, 10.0)]
+    for onset in onsets:
+        clip = scream_like(1.5, rate, rng)
+        i = int(onset * rate)
+        audio[i : i + clip.size] += clip[: audio.size - i]
+    write_wav(path, audio, rate)
+    return onsets
+
+
+def bench_listen(model: Path, seconds: float) -> dict[str, Any]:
+    """`scream listen` replaying a 48 kHz file in real time: resident memory and CPU share of the real
+    command (a child process, GPIO off), then scream onset to LED on through gpiozero's mock pins."""
+    import resource
+    import subprocess
+    import sys
+    import tempfile
+
+    result: dict[str, Any] = {"audio_s": seconds}
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "scene.wav"
+        onsets = _write_scene(wav, seconds, 48000)
+        config = Path(tmp) / "bench.toml"
+        config.write_text(f'[paths]\nstate_dir = "{tmp}/state"\n[gpio]\nenabled = false\n[model]\nwatch = false\n')
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.monotonic()
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "edge",
+                "listen",
+                "--config",
+                str(config),
+                "--model",
+                str(model),
+                "--source",
+                str(wav),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds * 3 + 60,
+        )
+        wall = time.monotonic() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode != 0:
+            raise RuntimeError(f"scream listen failed: {proc.stderr.strip().splitlines()[-1:]}")
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        result["listen_peak_rss_mb"] = round(after.ru_maxrss / 1024, 1)
+        result["listen_cpu_share"] = round(cpu / wall, 4)
+        result["listen_events"] = proc.stdout.count("ALARM ON")
+        result["onset_to_led_s"] = _onset_to_led(model, wav, onsets, Path(tmp))
+    result["screams"] = len(onsets)
+    return result
+
+
+def _onset_to_led(model: Path, wav: Path, onsets: list[float], tmp: Path) -> float | None:
+    try:
+        from gpiozero.pins.mock import MockFactory
+    except ImportError:
+        return None
+    from edge.config import parse_config
+    from edge.service import DetectorService
+    from edge.sinks import GpioAlarm, SinkWorker
+    from edge.sources import FileSource
+
+    config = parse_config({"paths": {"state_dir": str(tmp / "led")}, "model": {"watch": False}})
+    pins = MockFactory()
+    created = time.monotonic()
+    alarm = GpioAlarm(config.gpio, pin_factory=pins)
+    service = DetectorService(
+        config, source=FileSource(wav, realtime=True), model_path=model, outputs=[SinkWorker(alarm)]
+    )
+    started = time.monotonic()
+    service.run()
+    # gpiozero's mock pins record each state with the time since the previous change.
+    t, led_on = created, []
+    for state in pins.pin(config.gpio.led_pin).states:
+        t += state.timestamp
+        if state.state:
+            led_on.append(t - started)
+    delays = [min((on - onset for on in led_on if onset <= on <= onset + 5.0), default=None) for onset in onsets]
+    found = [d for d in delays if d is not None]
+    pins.reset()
+    return round(statistics.median(found), 3) if found else None
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -190,6 +281,7 @@ def run_bench(model: Path, *, quick: bool = False) -> dict[str, Any]:
         "stream": stream,
         "invoke": invoke,
         "edge_peak_rss_mb": edge_rss,
+        "listen": bench_listen(model, 8.0 if quick else 60.0),
         "logmel": [bench_logmel(side.features, s, repeats if s <= 1 else max(repeats // 5, 3)) for s in (1.0, 60.0)],
     }
     result["skipped"] = [name for name in ("librosa", "tf_signal") if result["logmel"][0].get(f"{name}_ms") is None]
@@ -221,8 +313,18 @@ def format_table(result: dict[str, Any]) -> str:
     add("int8 invoke per window, 1 thread (ms)", result["invoke"]["int8_invoke_ms"])
     st = result["stream"]
     add(f"stream {int(st['audio_s'])} s at 48 kHz: real-time factor", st["real_time_factor"])
-    add("scream onset to decision, median (s)", st["onset_to_decision_s_median"])
+    add(
+        "scream onset to decision, median (s)",
+        st["onset_to_decision_s_median"] if st["onset_to_decision_s_median"] is not None else "no alarm",
+    )
     add("edge pipeline peak resident memory (MB)", result["edge_peak_rss_mb"])
+    li = result["listen"]
+    add(f"scream listen, {int(li['audio_s'])} s real time: peak RSS (MB)", li["listen_peak_rss_mb"])
+    add("scream listen: CPU share of one core", li["listen_cpu_share"])
+    add(
+        "scream onset to LED on, replay (s, median)",
+        li["onset_to_led_s"] if li["onset_to_led_s"] is not None else "no alarm",
+    )
     if result["skipped"]:
         lines.append("skipped (not installed): " + ", ".join(result["skipped"]))
     return "\n".join(lines)

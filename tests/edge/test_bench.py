@@ -2,16 +2,35 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from edge.bench import format_table
 from edge.cli import main
 
 
-def test_quick_bench_reports_every_field(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "--quick", "--json", "--model", str(tiny_model)]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert set(result) >= {"machine", "model", "stream", "invoke", "edge_peak_rss_mb", "logmel", "skipped"}
+@pytest.fixture(scope="module")
+def quick_result(tiny_model: Path) -> dict[str, Any]:
+    capture = pytest.MonkeyPatch()
+    import io
+    import sys
+
+    buffer = io.StringIO()
+    capture.setattr(sys, "stdout", buffer)
+    try:
+        assert main(["bench", "--quick", "--json", "--model", str(tiny_model)]) == 0
+    finally:
+        capture.undo()
+    return dict(json.loads(buffer.getvalue()))
+
+
+def test_quick_bench_reports_every_field(quick_result: dict[str, Any], tiny_model: Path) -> None:
+    result = quick_result
+    assert set(result) >= {"machine", "model", "stream", "invoke", "edge_peak_rss_mb", "logmel", "skipped", "listen"}
+    listen = result["listen"]
+    assert listen["listen_peak_rss_mb"] > 10 and 0 < listen["listen_cpu_share"] < 1
+    assert listen["screams"] == 1 and "onset_to_led_s" in listen
     assert [row["audio_s"] for row in result["logmel"]] == [1.0, 60.0]
     for row in result["logmel"]:
         assert row["numpy_ms"] > 0
@@ -23,7 +42,7 @@ def test_quick_bench_reports_every_field(tiny_model: Path, capsys: pytest.Captur
     assert result["model"]["size_bytes"] == tiny_model.stat().st_size
 
 
-def test_table_output(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "--quick", "--model", str(tiny_model)]) == 0
-    out = capsys.readouterr().out
-    assert "real-time factor" in out and "int8 invoke" in out and "numpy speed-up over librosa" in out
+def test_table_output(quick_result: dict[str, Any]) -> None:
+    table = format_table(quick_result)
+    assert "real-time factor" in table and "int8 invoke" in table and "numpy speed-up over librosa" in table
+    assert "onset to LED" in table and "CPU share" in table
