@@ -150,14 +150,19 @@ class LogMelExtractor:
             strides=(signal.strides[0] * hop, signal.strides[0]),
             writeable=False,
         )
-        # Blocks keep the working set in cache: a naive whole-signal FFT loses on long input.
+        # Blocks keep the working set in cache (a whole-signal FFT loses on long input), and a reused
+        # zero-padded buffer saves the copy rfft(n=fft_size) would make.
         out = np.empty((n_frames, self.params.mel_bands), dtype=np.float32)
-        block = 512
+        block = 256
+        buffer = np.zeros((min(block, n_frames), self.params.fft_size), dtype=np.float32)
+        offset = np.float32(self.params.log_offset)
         for start in range(0, n_frames, block):
             stop = min(start + block, n_frames)
-            spectrum = np.fft.rfft(frames[start:stop] * self._window, n=self.params.fft_size)
-            power = spectrum.real.astype(np.float32) ** 2 + spectrum.imag.astype(np.float32) ** 2
-            np.log(power @ self._filterbank + np.float32(self.params.log_offset), out=out[start:stop])
+            rows = buffer[: stop - start]
+            np.multiply(frames[start:stop], self._window, out=rows[:, :win])
+            spectrum = np.fft.rfft(rows)
+            power = spectrum.real**2 + spectrum.imag**2
+            np.log(power @ self._filterbank + offset, out=out[start:stop])
         return out
 
 
