@@ -12,8 +12,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from edge.errors import ExtraMissingError, ScreamError
+
+if TYPE_CHECKING:
+    from edge.config import Config
+    from edge.sinks import Sink
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_FATAL = 0, 1, 2
 DEFAULT_MODEL_NAME = "scream-v1.tflite"
@@ -179,13 +184,41 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def build_sinks(config: Config, *, pin_factory: Any = None) -> tuple[list[Sink], dict[str, str]]:
+    """The outputs a config asks for; GPIO that cannot start is reported, not fatal."""
+    import logging
+
+    from edge.sinks import ClipSaver, ConsoleLog, EventLog, GpioAlarm
+
+    sinks: list[Sink] = [ConsoleLog()]
+    unavailable: dict[str, str] = {}
+    if config.gpio.enabled:
+        try:
+            sinks.append(GpioAlarm(config.gpio, pin_factory=pin_factory))
+        except Exception as exc:  # gpiozero raises many kinds (BadPinFactory, PinInvalidPin, ...)
+            unavailable["gpio"] = f"{type(exc).__name__}: {exc}"
+            logging.getLogger("scream").warning("GPIO outputs unavailable, continuing without: %s", exc)
+    sinks.append(EventLog(config.event_log, config.state_path(config.event_log.path)))
+    if config.clips.enabled:
+        sinks.append(ClipSaver(config.clips, config.state_path(config.clips.dir)))
+    if config.mqtt.enabled or config.webhook.enabled:
+        from edge.alerts import AlertChannel, MqttTransport, Outbox, WebhookTransport
+
+        outbox = Outbox(config.state_path(config.outbox.path), max_messages=config.outbox.max_messages)
+        if config.mqtt.enabled:
+            sinks.append(AlertChannel("mqtt", outbox, MqttTransport(config.mqtt, config.site), config.outbox))
+        if config.webhook.enabled:
+            sinks.append(AlertChannel("webhook", outbox, WebhookTransport(config.webhook), config.outbox))
+    return sinks, unavailable
+
+
 def cmd_listen(args: argparse.Namespace) -> int:
     import logging
     import signal
 
     from edge.config import load_config
     from edge.service import DetectorService
-    from edge.sinks import ClipSaver, ConsoleLog, EventLog, GpioAlarm, Sink, SinkWorker
+    from edge.sinks import SinkWorker
     from edge.sources import AudioSource, FileSource, PyAudioSource
     from edge.systemd import SystemdNotifier
 
@@ -209,17 +242,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
             chunk_ms=config.audio.chunk_ms,
             queue_s=config.audio.queue_s,
         )
-    sinks: list[Sink] = [ConsoleLog()]
-    unavailable: dict[str, str] = {}
-    if config.gpio.enabled:
-        try:
-            sinks.append(GpioAlarm(config.gpio))
-        except Exception as exc:  # gpiozero raises many kinds (BadPinFactory, PinInvalidPin, ...)
-            unavailable["gpio"] = f"{type(exc).__name__}: {exc}"
-            logging.getLogger("scream").warning("GPIO outputs unavailable, continuing without: %s", exc)
-    sinks.append(EventLog(config.event_log, config.state_path(config.event_log.path)))
-    if config.clips.enabled:
-        sinks.append(ClipSaver(config.clips, config.state_path(config.clips.dir)))
+    sinks, unavailable = build_sinks(config)
     service = DetectorService(
         config,
         source=source,
@@ -253,6 +276,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"device      {status['device']} ({status['device_state']}), overflows {status['overflows']}")
         print(f"model       {status['model_path']} sha256 {status['model_sha256'][:12]}")
         print(f"events      {status['events']} (active: {status['event_active']}), uptime {status['uptime_s']:.0f} s")
+        for name, out in sorted(status.get("outputs", {}).items()):
+            detail = ", ".join(f"{k} {v}" for k, v in sorted(out.items()) if v not in ("", None))
+            print(f"output      {name}: {detail}")
         print("health      " + ("OK" if not problems else "; ".join(problems)))
     return EXIT_OK if not problems else EXIT_SOME_FAILED
 

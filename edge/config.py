@@ -136,6 +136,63 @@ class ClipsConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MqttConfig:
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = 1883
+    username: str = ""
+    password: str = ""
+    tls: bool = False
+    ca_file: str = ""  # "" with tls = true: the system's CA store
+    client_id: str = ""  # "" = scream-<site name>
+    topic_prefix: str = "scream"
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    keepalive_s: int = 30
+    publish_timeout_s: float = 10.0
+
+    def _check(self) -> dict[str, bool]:
+        return {
+            "host": bool(self.host),
+            "port": 1 <= self.port <= 65535,
+            "topic_prefix": bool(self.topic_prefix) and not any(c in self.topic_prefix for c in "#+"),
+            "keepalive_s": 5 <= self.keepalive_s <= 3600,
+            "publish_timeout_s": 0.1 <= self.publish_timeout_s <= 300,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookConfig:
+    enabled: bool = False
+    url: str = ""
+    secret: str = ""  # non-empty: an X-Scream-Signature HMAC-SHA256 header over the body
+    timeout_s: float = 5.0
+
+    def _check(self) -> dict[str, bool]:
+        return {
+            "url": not self.enabled or self.url.startswith(("http://", "https://")),
+            "timeout_s": 0.1 <= self.timeout_s <= 120,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutboxConfig:
+    """Remote alerts wait here (SQLite) while a broker or endpoint is down, and survive restarts."""
+
+    path: str = "outbox.sqlite3"
+    max_messages: int = 10000  # per channel; the oldest are dropped (and counted) past it
+    retry_initial_s: float = 1.0
+    retry_max_s: float = 60.0
+
+    def _check(self) -> dict[str, bool]:
+        return {
+            "max_messages": 10 <= self.max_messages <= 10**7,
+            "retry_initial_s": 0.01 <= self.retry_initial_s <= self.retry_max_s,
+            "retry_max_s": self.retry_max_s <= 3600,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class PathsConfig:
     state_dir: str = "~/.local/state/scream-detector"
     status_file: str = "status.json"
@@ -184,6 +241,9 @@ class Config:
     gpio: GpioConfig = field(default_factory=GpioConfig)
     event_log: EventLogConfig = field(default_factory=EventLogConfig)
     clips: ClipsConfig = field(default_factory=ClipsConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     schedule: list[ScheduleConfig] = field(default_factory=list)
 

@@ -66,6 +66,12 @@ def problems_in(status: dict[str, Any], now: float | None = None) -> list[str]:
     elif now - status.get("last_audio_at", 0) > STALE_AFTER_S:
         problems.append(f"no audio for {now - status.get('last_audio_at', 0):.0f} s")
     for name, out in status.get("outputs", {}).items():
-        if isinstance(out, dict) and out.get("unavailable"):
+        if not isinstance(out, dict):
+            continue
+        if out.get("unavailable"):
             problems.append(f"output {name} unavailable: {out['unavailable']}")
+        if out.get("connected") is False:
+            problems.append(f"output {name} not connected ({out.get('pending', 0)} alerts waiting)")
+        elif out.get("pending", 0) > 0 and out.get("last_delivery_error"):
+            problems.append(f"output {name}: {out['pending']} alerts waiting: {out['last_delivery_error']}")
     return problems

@@ -36,6 +36,8 @@ class TrainConfig:
     early_stopping_patience: int = 8
     hard_negative_weight: float = 3.0
     noise_only_fraction: float = 0.08  # of negatives: synthesised noise or near-silence
+    normalise_bands: bool = False
+    label_smoothing: float = 0.0
     target_fpr: float = 0.01  # window-level false-positive rate the `on` threshold is chosen for
     off_fpr: float = 0.03
     seed: int = 0
@@ -247,7 +249,7 @@ def train(
     )
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss=keras.losses.BinaryCrossentropy(),
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
         metrics=[keras.metrics.AUC(curve="PR", name="pr_auc"), keras.metrics.AUC(name="roc_auc")],
     )
     callbacks = [

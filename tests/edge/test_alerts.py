@@ -1,0 +1,370 @@
+"""Remote alerts against a real mosquitto on 127.0.0.1 and a local HTTP server."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from edge.alerts import AlertChannel, MqttTransport, Outbox, WebhookTransport, verify_signature
+from edge.config import MqttConfig, OutboxConfig, SiteConfig, WebhookConfig
+from edge.sinks import AlarmMessage
+
+mqtt = pytest.importorskip("paho.mqtt.client")
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+
+ALL = frozenset({"mqtt", "webhook"})
+FAST = OutboxConfig(retry_initial_s=0.05, retry_max_s=0.5)
+SITE = SiteConfig(name="Car Park B", location="Level -1")
+HA_BINARY_SENSOR_CLASSES = {
+    "battery",
+    "cold",
+    "connectivity",
+    "door",
+    "gas",
+    "heat",
+    "moisture",
+    "motion",
+    "occupancy",
+    "opening",
+    "presence",
+    "problem",
+    "safety",
+    "smoke",
+    "sound",
+    "vibration",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Broker:
+    """A real mosquitto on 127.0.0.1 that a test can stop and start again on the same port."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.conf = tmp / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {tmp}/\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    if shutil.which("mosquitto") is None:
+        pytest.skip("mosquitto is not installed (.ci/run installs it)")
+    b = Broker(tmp_path)
+    b.start()
+    yield b
+    b.stop()
+
+
+class Subscriber:
+    def __init__(self, port: int, topic: str = "#") -> None:
+        self.messages: list[tuple[str, str, bool]] = []
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"test-{port}-{time.monotonic_ns()}", clean_session=False
+        )
+        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload.decode(), m.retain))
+        self.client.on_connect = lambda c, u, f, r, p=None: c.subscribe(topic, qos=1)
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def wait_for(self, predicate: Any, timeout_s: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if predicate(self.messages):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def event(n: int) -> dict[str, Any]:
+    return {
+        "id": f"ev{n:04d}",
+        "number": n,
+        "site": SITE.name,
+        "location": SITE.location,
+        "start": 1000.0 + n,
+        "end": 1001.5 + n,
+        "peak_score": 0.9,
+        "model_sha256": "ab" * 32,
+        "clip": f"c{n}.wav",
+    }
+
+
+def events_on(messages: list[tuple[str, str, bool]]) -> list[str]:
+    """Event ids in arrival order, first occurrence only (QoS 1 is at least once)."""
+    seen: list[str] = []
+    for topic, payload, _ in messages:
+        if topic.endswith("/event"):
+            eid = json.loads(payload)["id"]
+            if eid not in seen:
+                seen.append(eid)
+    return seen
+
+
+def mqtt_channel(tmp_path: Path, port: int, outbox: Outbox | None = None) -> AlertChannel:
+    config = MqttConfig(enabled=True, host="127.0.0.1", port=port, publish_timeout_s=2.0)
+    outbox = outbox or Outbox(tmp_path / "outbox.sqlite3", max_messages=1000)
+    return AlertChannel("mqtt", outbox, MqttTransport(config, SITE), FAST)
+
+
+def test_events_and_discovery_arrive(broker: Broker, tmp_path: Path) -> None:
+    sub = Subscriber(broker.port)
+    channel = mqtt_channel(tmp_path, broker.port)
+    channel.handle(AlarmMessage("start", event(1), ALL))
+    channel.handle(AlarmMessage("end", event(1), ALL))
+    assert sub.wait_for(lambda m: events_on(m) == ["ev0001"])
+    assert sub.wait_for(lambda m: ("scream/car_park_b/state", "OFF", False) in m)
+    channel.close()
+    sub.close()
+    topics = {t: p for t, p, _ in sub.messages}
+    payload = json.loads(topics["scream/car_park_b/event"])
+    assert payload == event(1)  # id, site, location, start, end, peak score, model sha256, clip
+    states = [p for t, p, _ in sub.messages if t == "scream/car_park_b/state"]
+    assert states == ["ON", "OFF"]
+    assert topics["scream/car_park_b/score"] == "0.9000"
+    assert topics["scream/car_park_b/availability"] == "offline"  # clean close publishes offline
+
+    # A late subscriber sees the retained state, availability and discovery configs.
+    late = Subscriber(broker.port)
+    assert late.wait_for(lambda m: sum(1 for _, _, retained in m if retained) >= 5)
+    late.close()
+    retained = {t: p for t, p, r in late.messages if r}
+    configs = {t: json.loads(p) for t, p in retained.items() if t.startswith("homeassistant/")}
+    assert set(configs) == {
+        "homeassistant/binary_sensor/car_park_b/scream/config",
+        "homeassistant/sensor/car_park_b/last_score/config",
+    }
+    unique_ids = [c["unique_id"] for c in configs.values()]
+    assert len(set(unique_ids)) == 2
+    for config in configs.values():
+        assert config["state_topic"] in retained  # the entity's state is there for Home Assistant
+        assert config["availability_topic"] == "scream/car_park_b/availability"
+        assert config["device"]["identifiers"] == ["scream_detector_car_park_b"] and config["device"]["name"]
+    binary = configs["homeassistant/binary_sensor/car_park_b/scream/config"]
+    assert binary["device_class"] in HA_BINARY_SENSOR_CLASSES
+    assert {binary["payload_on"], binary["payload_off"]} == {"ON", "OFF"}
+    assert configs["homeassistant/sensor/car_park_b/last_score/config"]["state_class"] == "measurement"
+
+
+def test_broker_outage_loses_nothing_and_keeps_order(broker: Broker, tmp_path: Path) -> None:
+    sub = Subscriber(broker.port)
+    channel = mqtt_channel(tmp_path, broker.port)
+    for n in range(5):
+        channel.handle(AlarmMessage("end", event(n), ALL))
+    assert sub.wait_for(lambda m: len(events_on(m)) == 5)
+    broker.stop()
+    for n in range(5, 15):  # the broker is down: these wait in the outbox
+        channel.handle(AlarmMessage("end", event(n), ALL))
+    time.sleep(0.5)
+    assert channel.outbox.stats("mqtt")["pending"] >= 9
+    assert channel.health()["connected"] is False
+    broker.start()
+    assert sub.wait_for(lambda m: len(events_on(m)) == 15, timeout_s=40), events_on(sub.messages)
+    assert events_on(sub.messages) == [f"ev{n:04d}" for n in range(15)]
+    assert channel.outbox.stats("mqtt")["pending"] == 0
+    channel.close()
+    sub.close()
+
+
+def test_outbox_survives_a_service_restart(broker: Broker, tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    broker.stop()
+    first = mqtt_channel(tmp_path, broker.port, Outbox(path, max_messages=1000))
+    for n in range(4):
+        first.handle(AlarmMessage("end", event(n), ALL))
+    first.close_grace_s = 0.2
+    first.close()  # the service stops with four alerts undelivered
+    first.outbox.close()
+    broker.start()
+    sub = Subscriber(broker.port)
+    second = mqtt_channel(tmp_path, broker.port, Outbox(path, max_messages=1000))
+    assert sub.wait_for(lambda m: len(events_on(m)) == 4)
+    assert events_on(sub.messages) == ["ev0000", "ev0001", "ev0002", "ev0003"]
+    second.close()
+    sub.close()
+
+
+def test_outbox_bound_drops_oldest_and_counts(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite3", max_messages=10)
+    for n in range(25):
+        outbox.put("webhook", {"n": n})
+    stats = outbox.stats("webhook")
+    assert stats["pending"] == 10 and stats["dropped"] == 15
+    oldest = outbox.oldest("webhook")
+    assert oldest is not None and oldest[1] == {"n": 15}
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    script: ClassVar[list[str]] = []
+    received: ClassVar[list[tuple[bytes, dict[str, str]]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        action = Receiver.script.pop(0) if Receiver.script else "200"
+        if action == "sleep":
+            time.sleep(1.0)
+            action = "200"
+        Receiver.received.append((body, dict(self.headers)))
+        self.send_response(int(action))
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def http_server() -> Iterator[str]:
+    Receiver.script, Receiver.received = [], []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+
+
+def _wait(predicate: Any, timeout_s: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_webhook_retries_500_and_timeouts_and_signs(http_server: str, tmp_path: Path) -> None:
+    Receiver.script = ["500", "sleep", "503", "200"]
+    config = WebhookConfig(enabled=True, url=http_server, secret="s3cret", timeout_s=0.5)
+    channel = AlertChannel("webhook", Outbox(tmp_path / "o.sqlite3", max_messages=100), WebhookTransport(config), FAST)
+    channel.handle(AlarmMessage("end", event(7), ALL))
+    channel.handle(AlarmMessage("end", event(8), ALL))
+    assert _wait(lambda: channel.outbox.stats("webhook")["delivered"] == 2)
+    bodies = [json.loads(b) for b, _ in Receiver.received]
+    assert [b["id"] for b in bodies][-2:] == ["ev0007", "ev0008"]
+    assert sum(b["id"] == "ev0007" for b in bodies) >= 3  # 500, timeout, 503, then 200
+    body, headers = Receiver.received[-1]
+    assert verify_signature("s3cret", body, headers["X-Scream-Signature"])
+    assert not verify_signature("wrong", body, headers["X-Scream-Signature"])
+    assert json.loads(body)["type"] == "event_end"
+    channel.close()
+
+
+def test_webhook_permanent_4xx_is_reported_not_retried_forever(http_server: str, tmp_path: Path) -> None:
+    Receiver.script = ["404", "200"]
+    config = WebhookConfig(enabled=True, url=http_server, timeout_s=2)
+    channel = AlertChannel("webhook", Outbox(tmp_path / "o.sqlite3", max_messages=100), WebhookTransport(config), FAST)
+    channel.handle(AlarmMessage("end", event(1), ALL))
+    channel.handle(AlarmMessage("end", event(2), ALL))
+    assert _wait(lambda: channel.outbox.stats("webhook")["delivered"] == 1)
+    stats = channel.health()
+    assert stats["failed"] == 1 and stats["pending"] == 0
+    assert len(Receiver.received) == 2  # one try for the refused alert, then the next one
+    channel.close()
+
+
+def test_alerts_never_block_detection(tmp_path: Path) -> None:
+    """With the endpoint unreachable, handing an alert over takes milliseconds (it only hits SQLite)."""
+    config = WebhookConfig(enabled=True, url=f"http://127.0.0.1:{free_port()}/none", timeout_s=5)
+    channel = AlertChannel("webhook", Outbox(tmp_path / "o.sqlite3", max_messages=100), WebhookTransport(config), FAST)
+    started = time.monotonic()
+    for n in range(20):
+        channel.handle(AlarmMessage("end", event(n), ALL))
+    assert time.monotonic() - started < 1.0
+    assert _wait(lambda: "unreachable" in channel.health()["last_delivery_error"])
+    channel.close_grace_s = 0.0
+    channel.close()
+
+
+def test_schedule_can_mute_remote_alerts(tmp_path: Path) -> None:
+    config = WebhookConfig(enabled=True, url="http://127.0.0.1:9/none")
+    channel = AlertChannel("webhook", Outbox(tmp_path / "o.sqlite3", max_messages=100), WebhookTransport(config), FAST)
+    channel.handle(AlarmMessage("end", event(1), frozenset({"led"})))
+    assert channel.outbox.stats("webhook")["pending"] == 0
+    channel.close()
+
+
+def test_live_service_sends_alerts_from_its_config(
+    tiny_model: Path, broker: Broker, http_server: str, tmp_path: Path
+) -> None:
+    """`scream listen`'s own wiring: a config with MQTT and a webhook, a scene with a scream."""
+    import numpy as np
+
+    from edge import synth
+    from edge.cli import build_sinks
+    from edge.config import parse_config
+    from edge.service import DetectorService
+    from edge.sinks import SinkWorker
+    from edge.sources import ArraySource
+
+    config = parse_config(
+        {
+            "site": {"name": "Car Park B", "location": "Level -1"},
+            "paths": {"state_dir": str(tmp_path / "state")},
+            "gpio": {"enabled": False},
+            "model": {"watch": False},
+            "mqtt": {"enabled": True, "host": "127.0.0.1", "port": broker.port},
+            "webhook": {"enabled": True, "url": http_server, "secret": "k"},
+        }
+    )
+    rng = np.random.default_rng(2)
+    audio = synth.room_tone(8.0, 16000, rng)
+    scream = synth.scream_like(1.5, 16000, rng)
+    audio[48000 : 48000 + scream.size] += scream
+    sub = Subscriber(broker.port)
+    sinks, unavailable = build_sinks(config)
+    assert unavailable == {} and {s.name for s in sinks} >= {"mqtt", "webhook", "event_log", "clips"}
+    service = DetectorService(
+        config,
+        source=ArraySource(audio, 16000),
+        model_path=tiny_model,
+        outputs=[SinkWorker(s) for s in sinks],
+        status_path=tmp_path / "status.json",
+    )
+    service.run()  # on stop, outputs drain: alerts get a grace period to go out
+    assert service.health.events >= 1
+    assert sub.wait_for(lambda m: len(events_on(m)) == service.health.events, timeout_s=5)
+    ends = [json.loads(b) for b, _ in Receiver.received if json.loads(b)["type"] == "event_end"]
+    assert len(ends) == service.health.events and ends[0]["site"] == "Car Park B"
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert {"mqtt", "webhook"} <= set(status["outputs"])
+    sub.close()
