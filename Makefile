@@ -20,8 +20,8 @@ demo: install
 	$(BIN)/scream demo
 
 lint: install-dev
-	$(BIN)/ruff check edge train tests
-	$(BIN)/ruff format --check edge train tests
+	$(BIN)/ruff check edge train deploy tests
+	$(BIN)/ruff format --check edge train deploy tests
 	$(BIN)/mypy
 
 test: lint

@@ -1,0 +1,310 @@
+"""`scream deploy push|rollback|status`: move models to Pis over OpenSSH, safely.
+
+push: upload to a temporary name, verify sha256 on the device, run `scream check-model` there,
+switch the `current` symlink atomically (the old release stays as `previous`), reload the service,
+and confirm through `scream status` that the new sha256 is live; on any failure, put the old model
+back and say why. Host keys are checked strictly and only keys are used (BatchMode).
+
+Device layout (under --root, "/" on a real Pi):
+    /var/lib/scream-detector/models/releases/<sha12>/model.tflite + model.json
+    /var/lib/scream-detector/models/current  -> releases/<sha12>
+    /var/lib/scream-detector/models/previous -> releases/<older sha12>
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.classifier import ModelSidecar, sha256_file, sidecar_path
+from edge.errors import ScreamError
+
+MODELS_DIR = "/var/lib/scream-detector/models"
+CONFIG_PATH = "/etc/scream-detector/config.toml"
+REMOTE_SCREAM = "/opt/scream-detector/venv/bin/scream"
+SERVICE = "scream-detector"
+
+
+class DeployError(ScreamError, RuntimeError):
+    """A step on a device failed; the message names the step and the reason."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    host: str
+    port: int | None = None
+    identity: str | None = None
+    known_hosts: str | None = None
+    root: str = ""  # a prefix for every device path (tests use a temporary folder)
+    remote_scream: str = REMOTE_SCREAM
+    systemctl: str = "sudo systemctl"
+    confirm_timeout_s: float = 30.0
+    connect_timeout_s: int = 10
+
+    @property
+    def models(self) -> str:
+        return self.root + MODELS_DIR
+
+    @property
+    def config(self) -> str:
+        return self.root + CONFIG_PATH
+
+
+@dataclass
+class Outcome:
+    host: str
+    ok: bool = False
+    action: str = ""
+    sha256: str = ""
+    previous_sha256: str = ""
+    detail: str = ""
+    steps: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+_print_lock = threading.Lock()
+
+
+def _progress(host: str, message: str) -> None:
+    with _print_lock:
+        print(f"[{host}] {message}", file=sys.stderr, flush=True)
+
+
+class Device:
+    """One device reached with the system's OpenSSH client."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    def _ssh(self) -> list[str]:
+        t = self.target
+        args = [
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"ConnectTimeout={t.connect_timeout_s}",
+            "-o",
+            "LogLevel=ERROR",
+        ]
+        if t.port:
+            args += ["-p", str(t.port)]
+        if t.identity:
+            args += ["-i", t.identity, "-o", "IdentitiesOnly=yes"]
+        if t.known_hosts:
+            args += ["-o", f"UserKnownHostsFile={t.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null"]
+        return [*args, t.host]
+
+    def run(self, command: str, *, step: str, stdin: bytes | None = None, timeout_s: float = 120.0) -> str:
+        try:
+            proc = subprocess.run([*self._ssh(), command], input=stdin, capture_output=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            raise DeployError(f"{step}: timed out after {timeout_s:.0f} s") from exc
+        if proc.returncode != 0:
+            reason = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
+            text = reason[-1] if reason else f"exit status {proc.returncode}"
+            if proc.returncode == 255 and ("Host key verification failed" in text or "host key" in text.lower()):
+                text += " (the device's host key is unknown or changed: check it and add it to known_hosts)"
+            raise DeployError(f"{step}: {text}")
+        return proc.stdout.decode(errors="replace")
+
+    def upload(self, local: Path, remote: str, *, step: str) -> None:
+        self.run(f"cat > {shlex.quote(remote)}", step=step, stdin=local.read_bytes())
+
+    def live_status(self) -> dict[str, Any]:
+        t = self.target
+        out = self.run(
+            f"{shlex.quote(t.remote_scream)} status --json --config {shlex.quote(t.config)} || true", step="status"
+        )
+        try:
+            return dict(json.loads(out))
+        except json.JSONDecodeError as exc:
+            raise DeployError(f"status: 'scream status' gave no JSON ({out.strip()[:200]!r})") from exc
+
+    def release_of(self, link: str) -> str:
+        out = self.run(f"readlink {shlex.quote(self.target.models + '/' + link)} || true", step=f"read {link}")
+        return out.strip().rsplit("/", 1)[-1]
+
+    def reload(self) -> None:
+        self.run(f"{self.target.systemctl} reload {SERVICE}", step="reload service")
+
+    def point(self, link: str, release: str) -> None:
+        """Atomically repoint models/<link> at releases/<release> (symlink, then rename over)."""
+        models = shlex.quote(self.target.models)
+        self.run(
+            f"cd {models} && ln -sfn releases/{shlex.quote(release)} {link}.new && mv -T {link}.new {link}",
+            step=f"switch {link}",
+        )
+
+    def wait_for_sha(self, sha256: str) -> None:
+        deadline = time.monotonic() + self.target.confirm_timeout_s
+        live = ""
+        while time.monotonic() < deadline:
+            status = self.live_status()
+            live = str(status.get("model_sha256", ""))
+            if live == sha256 and not status.get("last_reload_error"):
+                return
+            time.sleep(0.5)
+        raise DeployError(
+            f"confirm: the service still runs model {live[:12] or 'unknown'} after "
+            f"{self.target.confirm_timeout_s:.0f} s, not {sha256[:12]}"
+        )
+
+
+def push(target: Target, model: Path) -> Outcome:
+    """Deploy one model to one device; on failure the device keeps (or gets back) its old model."""
+    started = time.monotonic()
+    outcome = Outcome(host=target.host, action="push")
+    device = Device(target)
+    incoming = ""
+    switched = False
+    old_release = ""
+
+    def step(name: str) -> None:
+        outcome.steps.append(name)
+        _progress(target.host, name)
+
+    try:
+        sidecar = sidecar_path(model)
+        ModelSidecar.load(sidecar)  # refuse to ship a model whose own sidecar is broken
+        sha = sha256_file(model)
+        outcome.sha256 = sha
+        release = sha[:12]
+        models = target.models
+        incoming = f"{models}/.incoming/{release}"
+        step("prepare")
+        device.run(f"mkdir -p {shlex.quote(incoming)} {shlex.quote(models + '/releases')}", step="prepare")
+        old_release = device.release_of("current")
+        step(f"upload {model.name} ({model.stat().st_size} bytes)")
+        device.upload(model, f"{incoming}/model.tflite.part", step="upload model")
+        device.upload(sidecar, f"{incoming}/model.json", step="upload sidecar")
+        step("verify sha256")
+        out = device.run(f"sha256sum {shlex.quote(incoming + '/model.tflite.part')}", step="verify sha256")
+        remote_sha = out.split()[0] if out.split() else ""
+        if remote_sha != sha:
+            raise DeployError(
+                f"verify sha256: device has {remote_sha[:12] or 'nothing'}, expected {sha[:12]} "
+                "(upload incomplete or corrupted)"
+            )
+        device.run(
+            f"mv {shlex.quote(incoming + '/model.tflite.part')} {shlex.quote(incoming + '/model.tflite')}",
+            step="verify sha256",
+        )
+        step("check-model on the device")
+        device.run(
+            f"{shlex.quote(target.remote_scream)} check-model {shlex.quote(incoming + '/model.tflite')}",
+            step="check-model",
+        )
+        step(f"switch current: {old_release or 'none'} -> {release}")
+        device.run(
+            f"rm -rf {shlex.quote(models + '/releases/' + release)} && "
+            f"mv {shlex.quote(incoming)} {shlex.quote(models + '/releases/' + release)}",
+            step="install release",
+        )
+        device.point("current", release)
+        switched = True
+        if old_release and old_release != release:
+            device.point("previous", old_release)
+            outcome.previous_sha256 = old_release
+        step("reload service")
+        device.reload()
+        step("confirm via scream status")
+        device.wait_for_sha(sha)
+        _prune(device, keep={release, old_release})
+        outcome.ok = True
+        outcome.detail = "live"
+    except (DeployError, ScreamError, OSError) as exc:
+        outcome.detail = str(exc)
+        _progress(target.host, f"FAILED: {exc}")
+        _undo(device, target, incoming=incoming, switched=switched, old_release=old_release, outcome=outcome)
+    outcome.seconds = round(time.monotonic() - started, 2)
+    return outcome
+
+
+def _undo(device: Device, target: Target, *, incoming: str, switched: bool, old_release: str, outcome: Outcome) -> None:
+    """Leave the device as it was: no partial file in use, the old model live."""
+    try:
+        if incoming:
+            device.run(f"rm -rf {shlex.quote(incoming)}", step="clean up")
+        if switched and old_release:
+            _progress(target.host, f"rolling back to {old_release}")
+            device.point("current", old_release)
+            device.reload()
+            outcome.detail += f"; rolled back to {old_release}"
+    except DeployError as exc:
+        outcome.detail += f"; rollback failed too: {exc}"
+
+
+def _prune(device: Device, keep: set[str]) -> None:
+    releases = device.target.models + "/releases"
+    names = device.run(f"ls -1 {shlex.quote(releases)}", step="list releases").split()
+    stale = [n for n in names if n and n not in keep]
+    if stale:
+        device.run("rm -rf " + " ".join(shlex.quote(f"{releases}/{n}") for n in stale), step="prune releases")
+
+
+def rollback(target: Target) -> Outcome:
+    started = time.monotonic()
+    outcome = Outcome(host=target.host, action="rollback")
+    device = Device(target)
+    try:
+        current, previous = device.release_of("current"), device.release_of("previous")
+        if not previous:
+            raise DeployError("rollback: no previous model on this device")
+        _progress(target.host, f"switch current: {current} -> {previous}")
+        device.point("current", previous)
+        if current:
+            device.point("previous", current)
+        device.reload()
+        sha = device.run(f"sha256sum {shlex.quote(target.models + '/current/model.tflite')}", step="read sha256")
+        outcome.sha256 = sha.split()[0]
+        outcome.previous_sha256 = current
+        device.wait_for_sha(outcome.sha256)
+        outcome.ok, outcome.detail = True, "live"
+    except DeployError as exc:
+        outcome.detail = str(exc)
+    outcome.seconds = round(time.monotonic() - started, 2)
+    return outcome
+
+
+def status(target: Target) -> Outcome:
+    outcome = Outcome(host=target.host, action="status")
+    device = Device(target)
+    try:
+        live = device.live_status()
+        outcome.sha256 = str(live.get("model_sha256", ""))
+        outcome.previous_sha256 = device.release_of("previous")
+        problems = live.get("problems", [])
+        outcome.ok = not problems
+        outcome.detail = (
+            "; ".join(problems) or f"healthy, {live.get('events', 0)} events, up {live.get('uptime_s', 0):.0f} s"
+        )
+    except DeployError as exc:
+        outcome.detail = str(exc)
+    return outcome
+
+
+def run_many(action: Any, targets: list[Target], *args: Any, parallel: int = 4) -> list[Outcome]:
+    """Run an action on several devices at once; one bad host never stops the others."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        return list(pool.map(lambda t: action(t, *args), targets))
+
+
+def summary_table(outcomes: list[Outcome]) -> str:
+    rows = [("host", "result", "model", "previous", "seconds", "detail")]
+    for o in outcomes:
+        rows.append(
+            (o.host, "OK" if o.ok else "FAILED", o.sha256[:12], o.previous_sha256[:12], f"{o.seconds:.1f}", o.detail)
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5] for r in rows)

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deploy.remote import Target, push, rollback, run_many, status, summary_table
+from edge.classifier import sha256_file
+from edge.features import FeatureParams
+from tests.deploy.conftest import ROOT, FakeDevice, SshServer
+
+
+def _no_partial_files(device: FakeDevice) -> None:
+    incoming = device.models / ".incoming"
+    assert not incoming.exists() or not any(incoming.iterdir())
+    assert not list(device.models.rglob("*.part"))
+
+
+def test_good_model_goes_live_and_rollback_restores(device: FakeDevice, second_model: Path) -> None:
+    old_sha = device.live_sha()
+    outcome = push(device.target, second_model)
+    assert outcome.ok, outcome.detail
+    new_sha = sha256_file(second_model)
+    assert outcome.sha256 == new_sha and device.live_sha() == new_sha
+    assert device.current_release() == new_sha[:12]
+    assert os.readlink(device.models / "previous").endswith(old_sha[:12])
+    _no_partial_files(device)
+    assert status(device.target).sha256 == new_sha
+
+    back = rollback(device.target)
+    assert back.ok, back.detail
+    assert device.live_sha() == old_sha and device.current_release() == old_sha[:12]
+    assert os.readlink(device.models / "previous").endswith(new_sha[:12])
+
+
+def test_corrupt_model_leaves_old_model_running(device: FakeDevice, tiny_model: Path, tmp_path: Path) -> None:
+    old_sha = device.live_sha()
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(tiny_model.read_bytes()[:-500])  # truncated; its sidecar still names the full file's sha256
+    shutil.copy(tiny_model.with_suffix(".json"), bad.with_suffix(".json"))
+    outcome = push(device.target, bad)
+    assert not outcome.ok and "check-model" in outcome.detail and "sha256" in outcome.detail
+    assert device.live_sha() == old_sha and device.current_release() == old_sha[:12]
+    _no_partial_files(device)
+
+
+def test_wrong_feature_contract_is_refused(device: FakeDevice, tiny_model: Path, tmp_path: Path) -> None:
+    old_sha = device.live_sha()
+    other = tmp_path / "other.tflite"
+    shutil.copy(tiny_model, other)
+    sidecar = json.loads(tiny_model.with_suffix(".json").read_text())
+    features = FeatureParams(mel_bands=64)
+    sidecar["features"], sidecar["feature_hash"] = features.to_dict(), features.contract_hash
+    other.with_suffix(".json").write_text(json.dumps(sidecar))
+    outcome = push(device.target, other)
+    assert not outcome.ok and "check-model" in outcome.detail and "mel_bands" in outcome.detail
+    assert device.live_sha() == old_sha
+    _no_partial_files(device)
+
+
+def test_upload_killed_halfway(
+    device: FakeDevice, second_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ssh that dies after 1000 bytes of the model upload, as a dropped Wi-Fi link would."""
+    real_ssh = shutil.which("ssh")
+    wrapper = tmp_path / "bin" / "ssh"
+    wrapper.parent.mkdir()
+    wrapper.write_text(
+        "#!/bin/bash\n"
+        'last="${*: -1}"\n'
+        'case "$last" in\n'
+        f'  "cat > "*model.tflite.part*) head -c 1000 | {real_ssh} "$@"; exit 255 ;;\n'
+        f'  *) exec {real_ssh} "$@" ;;\n'
+        "esac\n"
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}:{os.environ['PATH']}")
+    old_sha = device.live_sha()
+    outcome = push(device.target, second_model)
+    assert not outcome.ok and outcome.detail.startswith("upload model")
+    assert device.live_sha() == old_sha and device.current_release() == old_sha[:12]
+    _no_partial_files(device)
+
+
+def test_unknown_host_key_is_refused(device: FakeDevice, second_model: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    outcome = push(dataclasses.replace(device.target, known_hosts=str(empty)), second_model)
+    assert not outcome.ok and "Host key verification failed" in outcome.detail
+    assert device.live_sha() == sha256_file(device.models / "current" / "model.tflite")
+
+
+def test_several_hosts_one_bad_does_not_stop_the_others(device: FakeDevice, second_model: Path) -> None:
+    bad = dataclasses.replace(device.target, host=device.target.host.replace("127.0.0.1", "127.0.0.2"))
+    outcomes = run_many(push, [bad, device.target], second_model)
+    assert [o.ok for o in outcomes] == [False, True]
+    table = summary_table(outcomes)
+    assert "FAILED" in table and "OK" in table and "127.0.0.2" in table
+
+
+def test_cli_deploy_push_and_status(device: FakeDevice, second_model: Path, sshd: SshServer) -> None:
+    t = device.target
+    common = [
+        "--port",
+        str(t.port),
+        "--identity",
+        t.identity or "",
+        "--known-hosts",
+        t.known_hosts or "",
+        "--root",
+        t.root,
+        "--remote-scream",
+        t.remote_scream,
+        "--systemctl",
+        t.systemctl,
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    pushed = subprocess.run(
+        [sys.executable, "-m", "edge", "deploy", "push", t.host, "--model", str(second_model), *common, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    assert json.loads(pushed.stdout)[0]["sha256"] == sha256_file(second_model)
+    assert "[" + t.host + "] confirm via scream status" in pushed.stderr  # progress lines
+    shown = subprocess.run(
+        [sys.executable, "-m", "edge", "deploy", "status", t.host, *common],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert shown.returncode == 0 and sha256_file(second_model)[:12] in shown.stdout
+
+
+def test_push_requires_a_model(capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.cli import main
+
+    assert main(["deploy", "push", "somehost"]) == 2
+    assert "needs --model" in capsys.readouterr().err
+    assert isinstance(Target(host="x").models, str)
