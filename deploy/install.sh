@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Install the scream detector as a service on 64-bit Raspberry Pi OS (Bookworm or Trixie).
+#
+#   sudo deploy/install.sh              # from a checkout of this repository on the Pi
+#   sudo deploy/install.sh --dry-run    # print every step, change nothing
+#
+# Safe to run again: every step checks before it acts. What it does:
+#   apt packages (PortAudio, venv, the Pi 5 GPIO backend python3-lgpio), a system user `scream` in the
+#   `audio` and `gpio` groups, a virtual environment in /opt/scream-detector/venv with the `edge`
+#   extra, config in /etc/scream-detector, models and state in /var/lib/scream-detector, and the
+#   systemd unit, enabled and started.
+set -euo pipefail
+
+DRY_RUN=0
+SOURCE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PREFIX=/opt/scream-detector
+VENV="$PREFIX/venv"
+CONFIG_DIR=/etc/scream-detector
+STATE_DIR=/var/lib/scream-detector
+MODELS_DIR="$STATE_DIR/models"
+UNIT=/etc/systemd/system/scream-detector.service
+SERVICE_USER=scream
+START_SERVICE=1
+
+usage() {
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    echo "options: --dry-run  --source DIR  --no-start"
+}
+
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --dry-run) DRY_RUN=1 ;;
+        --source) SOURCE_DIR="$2"; shift ;;
+        --no-start) START_SERVICE=0 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "install.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+step() { printf '==> %s\n' "$*"; }
+run() {
+    printf '    $ %s\n' "$*"
+    if [ "$DRY_RUN" -eq 0 ]; then
+        "$@"
+    fi
+}
+
+if [ "$DRY_RUN" -eq 0 ] && [ "$(id -u)" -ne 0 ]; then
+    echo "install.sh: run as root (sudo), or with --dry-run to see the steps" >&2
+    exit 1
+fi
+if [ ! -f "$SOURCE_DIR/pyproject.toml" ]; then
+    echo "install.sh: $SOURCE_DIR is not a scream-detector checkout (no pyproject.toml)" >&2
+    exit 1
+fi
+if [ ! -f "$SOURCE_DIR/models/scream-v1.tflite" ] || [ ! -f "$SOURCE_DIR/models/scream-v1.json" ]; then
+    echo "install.sh: the bundled model models/scream-v1.tflite (+ .json) is missing from $SOURCE_DIR" >&2
+    exit 1
+fi
+
+PYTHON_MINOR="$(python3 -c 'import sys; print(sys.version_info[1])')"
+step "Raspberry Pi OS packages (Python 3.$PYTHON_MINOR)"
+PACKAGES=(python3-venv python3-dev libportaudio2 portaudio19-dev python3-lgpio build-essential)
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    run apt-get update
+    run env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+else
+    echo "    all present"
+fi
+
+step "system user $SERVICE_USER in groups audio and gpio"
+if ! id "$SERVICE_USER" >/dev/null 2>&1; then
+    run useradd --system --home-dir "$STATE_DIR" --no-create-home --shell /usr/sbin/nologin "$SERVICE_USER"
+fi
+for group in audio gpio; do
+    if getent group "$group" >/dev/null 2>&1; then
+        id -nG "$SERVICE_USER" 2>/dev/null | tr ' ' '\n' | grep -qx "$group" || run usermod -aG "$group" "$SERVICE_USER"
+    else
+        echo "    group $group does not exist on this system; skipped"
+    fi
+done
+
+step "virtual environment $VENV with the edge extra"
+# Python 3.13 has no lgpio wheel on PyPI (only a source package and a placeholder that breaks
+# gpiozero): let the venv see Raspberry Pi OS's python3-lgpio instead.
+VENV_FLAGS=()
+if [ "$PYTHON_MINOR" -ge 13 ]; then
+    VENV_FLAGS+=(--system-site-packages)
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+    run mkdir -p "$PREFIX"
+    run python3 -m venv "${VENV_FLAGS[@]}" "$VENV"
+fi
+run "$VENV/bin/pip" install --quiet --upgrade pip
+run "$VENV/bin/pip" install --quiet "${SOURCE_DIR}[edge]"
+if [ "$PYTHON_MINOR" -lt 13 ]; then
+    run "$VENV/bin/pip" install --quiet lgpio
+fi
+
+step "config in $CONFIG_DIR"
+run mkdir -p "$CONFIG_DIR"
+if [ ! -f "$CONFIG_DIR/config.toml" ]; then
+    if [ "$DRY_RUN" -eq 0 ]; then
+        sed -e "s#^path = \"\"  .*#path = \"$MODELS_DIR/current/model.tflite\"#" \
+            -e "s#^state_dir = .*#state_dir = \"$STATE_DIR\"#" \
+            "$SOURCE_DIR/deploy/config.example.toml" > "$CONFIG_DIR/config.toml"
+    else
+        printf '    $ write %s from deploy/config.example.toml\n' "$CONFIG_DIR/config.toml"
+    fi
+else
+    echo "    $CONFIG_DIR/config.toml exists; kept"
+fi
+
+step "models and state in $STATE_DIR"
+run mkdir -p "$MODELS_DIR/releases"
+if [ ! -e "$MODELS_DIR/current" ]; then
+    SHA="$(sha256sum "$SOURCE_DIR/models/scream-v1.tflite" | cut -c1-12)"
+    run mkdir -p "$MODELS_DIR/releases/$SHA"
+    run cp "$SOURCE_DIR/models/scream-v1.tflite" "$MODELS_DIR/releases/$SHA/model.tflite"
+    run cp "$SOURCE_DIR/models/scream-v1.json" "$MODELS_DIR/releases/$SHA/model.json"
+    run ln -sfn "releases/$SHA" "$MODELS_DIR/current"
+else
+    echo "    a model is installed ($MODELS_DIR/current); kept"
+fi
+if id "$SERVICE_USER" >/dev/null 2>&1 || [ "$DRY_RUN" -eq 1 ]; then
+    run chown -R "$SERVICE_USER:$SERVICE_USER" "$STATE_DIR"
+fi
+
+step "systemd unit $UNIT"
+run install -m 0644 "$SOURCE_DIR/deploy/scream-detector.service" "$UNIT"
+run systemctl daemon-reload
+run systemctl enable scream-detector.service
+if [ "$START_SERVICE" -eq 1 ]; then
+    run systemctl restart scream-detector.service
+fi
+step "done: 'systemctl status scream-detector' and '$VENV/bin/scream status --config $CONFIG_DIR/config.toml'"
