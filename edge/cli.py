@@ -154,6 +154,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ExtraMissingError(exc.name or "tensorflow", "train", "scream train") from exc
     config = TrainConfig(epochs=args.epochs, seed=args.seed, cache_dir=args.cache or "", verbose=2)
+    if args.out.endswith(".tflite"):
+        args.out = args.out[: -len(".tflite")]
     train(args.data, args.out, config=config)
     return EXIT_OK
 
@@ -407,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--out", required=True, help="output path without suffix: writes NAME.tflite, NAME.json, NAME-run/"
     )
-    train.add_argument("--epochs", type=int, default=40)
+    train.add_argument("--epochs", type=int, default=30, help="at most this many (early stopping on validation PR AUC)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
     train.set_defaults(func=cmd_train)
