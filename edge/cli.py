@@ -77,7 +77,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         for path in files:
             try:
                 report = analyse_file(path, classifier, side.features, decisions, hop_frames=side.hop_frames)
-            except (AudioError, ExtraMissingError) as exc:
+            except (AudioError, ExtraMissingError) as exc:  # one bad file never stops the batch
                 failed += 1
                 _report_failure(args, str(path), str(exc))
                 continue
@@ -149,6 +149,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
     try:
         from train.pipeline import TrainConfig, train
     except ImportError as exc:
@@ -161,6 +162,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         from train.evaluate import evaluate
     except ImportError as exc:
@@ -211,6 +213,23 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     else:
         print(remote.summary_table(outcomes))
     return EXIT_OK if all(o.ok for o in outcomes) else EXIT_SOME_FAILED
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from edge.config import load_config
+    from edge.explain import explain
+
+    classifier = _load_classifier(args.model)
+    config = load_config(args.config)
+    decisions = _decision_params(classifier, args.threshold)
+    start = dt.datetime.fromisoformat(args.start) if args.start else None
+    if config.schedule and start is None:
+        _error("note: the config has schedules; pass --start to place the recording in time")
+    result = explain(args.file, args.out, classifier, decisions, config, start)
+    print(json.dumps(result) if args.json else f"wrote {args.out}: {len(result['events'])} event(s)")
+    return EXIT_OK
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -498,6 +517,22 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--confirm-timeout", type=float, default=30.0, help="seconds to wait for the new sha256")
     deploy.add_argument("--json", action="store_true")
     deploy.set_defaults(func=cmd_deploy)
+
+    explain = sub.add_parser(
+        "explain",
+        help="draw why the detector fired or not (needs the 'plot' extra)",
+        formatter_class=formatter,
+        epilog="examples:\n  scream explain recording.wav --out recording.png\n"
+        "  scream explain night.wav --out night.png --config config.toml --start 2026-11-24T21:30:00",
+    )
+    explain.add_argument("file")
+    explain.add_argument("--out", required=True, help="PNG to write")
+    explain.add_argument("--model", help="model .tflite (default: the bundled one)")
+    explain.add_argument("--threshold", type=float, help="event start threshold in (0, 1)")
+    explain.add_argument("--config", help="config whose [[schedule]] windows to apply")
+    explain.add_argument("--start", help="wall-clock time of the recording's start (ISO 8601), for schedules")
+    explain.add_argument("--json", action="store_true")
+    explain.set_defaults(func=cmd_explain)
 
     bench = sub.add_parser(
         "bench",

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge import synth
+from edge.audio import write_wav
+from edge.cli import main
+
+
+@pytest.fixture
+def scene_wav(tmp_path: Path) -> Path:
+    audio, _ = synth.demo_scene(22050)
+    path = tmp_path / "scene.wav"
+    write_wav(path, audio, 22050)
+    return path
+
+
+def test_explain_writes_a_png_of_the_scene(
+    tiny_model: Path, scene_wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[[schedule]]\nname = "night"\nstart = "22:00"\nend = "07:00"\non_threshold = 0.9\n')
+    out = tmp_path / "scene.png"
+    status = main(
+        [
+            "explain",
+            str(scene_wav),
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model),
+            "--config",
+            str(config),
+            "--start",
+            "2026-11-24T21:59:55",
+            "--json",
+        ]
+    )
+    assert status == 0
+    result = json.loads(capsys.readouterr().out)
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (1200, 600)
+    window_s, hop_s = (95 * 160 + 400) / 16000, 0.25
+    assert result["windows"] == 1 + int(np.ceil((20.0 - window_s) / hop_s))  # the tail padded into one window
+    assert all(0 <= e["start_s"] < e["end_s"] for e in result["events"])
+
+
+def test_explain_timeline_applies_schedules(tiny_model: Path, scene_wav: Path) -> None:
+    import datetime as dt
+
+    from edge.classifier import Classifier
+    from edge.config import parse_config
+    from edge.detector import DecisionParams
+    from edge.explain import build_timeline
+
+    classifier = Classifier(tiny_model)
+    t = classifier.sidecar.thresholds
+    config = parse_config({"schedule": [{"name": "night", "start": "22:00", "end": "07:00", "on_threshold": 0.99}]})
+    timeline = build_timeline(
+        scene_wav,
+        classifier,
+        DecisionParams(on_threshold=t.on, off_threshold=t.off),
+        config,
+        dt.datetime(2026, 11, 24, 21, 59, 50),
+    )
+    ends = np.array([s.end_s for s in timeline.scores])
+    names = np.array(timeline.schedules)
+    assert set(names[ends < 10]) == {""} and set(names[ends >= 10.5]) == {"night"}
+    assert np.allclose(np.array(timeline.on)[ends >= 10.5], 0.99)
+    assert timeline.logmel.shape[1] == 40
+
+
+def test_explain_without_matplotlib_names_the_extra(
+    tiny_model: Path,
+    scene_wav: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    status = main(["explain", str(scene_wav), "--out", str(tmp_path / "x.png"), "--model", str(tiny_model)])
+    assert status == 2
+    assert "scream-detector[plot]" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
