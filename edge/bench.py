@@ -116,9 +116,34 @@ def bench_logmel(params: FeatureParams, seconds: float, repeats: int) -> dict[st
 
 
 def bench_invoke(classifier: Classifier, repeats: int) -> dict[str, Any]:
+    """int8 invoke per window on one thread, and the float twin from the training run when present."""
     window = np.random.default_rng(1).normal(-8, 2, size=classifier.input_shape).astype(np.float32)
     per_call = _median_ms(lambda: [classifier.score(window) for _ in range(100)], max(repeats, 5)) / 100
-    return {"runtime": classifier.runtime, "int8_invoke_ms": round(per_call, 4)}
+    result: dict[str, Any] = {
+        "runtime": classifier.runtime,
+        "int8_invoke_ms": round(per_call, 4),
+        "float_invoke_ms": None,
+        "float_size_bytes": None,
+    }
+    float_model = classifier.model_path.parent / f"{classifier.model_path.stem}-run" / "model-float.tflite"
+    if float_model.exists():
+        from edge.classifier import load_interpreter_class
+
+        interpreter_class, _ = load_interpreter_class()
+        interpreter = interpreter_class(model_path=str(float_model), num_threads=1)
+        interpreter.allocate_tensors()
+        (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+        batch = window[None, :, :, None]
+
+        def run_float() -> None:
+            for _ in range(100):
+                interpreter.set_tensor(inp["index"], batch)
+                interpreter.invoke()
+                interpreter.get_tensor(out["index"])
+
+        result["float_invoke_ms"] = round(_median_ms(run_float, max(repeats, 5)) / 100, 4)
+        result["float_size_bytes"] = float_model.stat().st_size
+    return result
 
 
 def scene_seconds(minutes: int, rate: int, seed: int = 3) -> Iterator[FloatArray]:

@@ -57,6 +57,13 @@ def convert_int8(model: Any, representative: npt.NDArray[np.float32]) -> bytes:
     return bytes(converter.convert())
 
 
+def convert_float(model: Any) -> bytes:
+    """The same network as a float32 TFLite model, kept beside the run to benchmark int8 against."""
+    import tensorflow as tf
+
+    return bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+
+
 def _tensor_quantisation(tflite_bytes: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
     from edge.classifier import load_interpreter_class
 

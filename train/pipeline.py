@@ -245,6 +245,7 @@ def train(
         feature_mean=float(stats_sample.mean()),
         feature_std=float(stats_sample.std() + 1e-6),
         width=config.width,
+        normalise_bands=config.normalise_bands,
         seed=config.seed,
     )
     model.compile(
@@ -296,6 +297,9 @@ def train(
         thresholds=thresholds,
         metadata=metadata,
     )
+    from train.export import convert_float
+
+    (run_dir / "model-float.tflite").write_bytes(convert_float(model))
     (run_dir / "history.json").write_text(
         json.dumps({k: [float(v) for v in vals] for k, vals in history.history.items()}, indent=1)
     )

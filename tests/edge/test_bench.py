@@ -38,6 +38,7 @@ def test_quick_bench_reports_every_field(quick_result: dict[str, Any], tiny_mode
         assert row["librosa_max_abs_diff"] < 1e-3 and row["tf_signal_max_abs_diff"] < 1e-3
     assert result["skipped"] == []
     assert 0 < result["invoke"]["int8_invoke_ms"] < 50
+    assert result["invoke"]["float_invoke_ms"] > 0  # the training run keeps a float twin beside the model
     assert result["stream"]["audio_s"] == 120.0 and 0 < result["stream"]["real_time_factor"] < 1
     assert result["model"]["size_bytes"] == tiny_model.stat().st_size
 
@@ -45,4 +46,5 @@ def test_quick_bench_reports_every_field(quick_result: dict[str, Any], tiny_mode
 def test_table_output(quick_result: dict[str, Any]) -> None:
     table = format_table(quick_result)
     assert "real-time factor" in table and "int8 invoke" in table and "numpy speed-up over librosa" in table
+    assert "float / int8 time" in table
     assert "onset to LED" in table and "CPU share" in table
