@@ -13,7 +13,6 @@ def build_model(
     feature_std: float,
     width: int = 24,
     dropout: float = 0.2,
-    normalise_bands: bool = False,
     seed: int = 0,
 ) -> Any:
     """A Keras model: log-mel window (frames, mels, 1) -> scream probability."""
@@ -24,13 +23,6 @@ def build_model(
     inputs = keras.Input(shape=(window_frames, mel_bands, 1), name="logmel")
     # Fixed standardisation from training statistics; int8 conversion folds it into the graph.
     x = layers.Rescaling(scale=1.0 / feature_std, offset=-feature_mean / feature_std)(inputs)
-    if normalise_bands:
-        # Subtract each band's mean over the window: the microphone's and room's colouration and the
-        # overall gain drop out; the window's mean level is kept as one extra input channel.
-        band_mean = layers.Lambda(lambda t: keras.ops.mean(t, axis=1, keepdims=True))(x)
-        centred = layers.Subtract()([x, band_mean])
-        level = layers.Lambda(lambda t: keras.ops.mean(t, axis=(1, 2), keepdims=True) + 0.0 * t)(x)
-        x = layers.Concatenate(axis=-1)([centred, level])
     x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU(6.0)(x)

@@ -36,7 +36,6 @@ class TrainConfig:
     early_stopping_patience: int = 8
     hard_negative_weight: float = 3.0
     noise_only_fraction: float = 0.08  # of negatives: synthesised noise or near-silence
-    normalise_bands: bool = True
     label_smoothing: float = 0.1
     target_fpr: float = 0.01  # window-level false-positive rate the `on` threshold is chosen for
     off_fpr: float = 0.03
@@ -245,7 +244,6 @@ def train(
         feature_mean=float(stats_sample.mean()),
         feature_std=float(stats_sample.std() + 1e-6),
         width=config.width,
-        normalise_bands=config.normalise_bands,
         seed=config.seed,
     )
     model.compile(
