@@ -511,3 +511,43 @@ def test_model_and_paths_defaults() -> None:
     config = Config()
     assert config.model == ModelConfig() and config.paths == PathsConfig()
     assert config.state_path("/abs/x") == Path("/abs/x")
+
+
+def test_devices_command_lists_inputs_and_rates(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import types
+
+    from edge.cli import main
+
+    class FakePyAudio:
+        def get_device_count(self) -> int:
+            return 1
+
+        def get_device_info_by_index(self, i: int) -> dict[str, Any]:
+            return {"name": "USB Audio Device", "maxInputChannels": 1, "defaultSampleRate": 44100}
+
+        def is_format_supported(self, rate: int, **kwargs: Any) -> bool:
+            if rate != 44100:
+                raise ValueError("Invalid sample rate")
+            return True
+
+        def terminate(self) -> None:
+            pass
+
+    monkeypatch.setitem(sys.modules, "pyaudio", types.SimpleNamespace(PyAudio=FakePyAudio, paFloat32=1))
+    assert main(["devices"]) == 0
+    assert "0  USB Audio Device  (1 ch, default 44100 Hz; supports 44100)" in capsys.readouterr().out
+    FakePyAudio.get_device_count = lambda self: 0  # type: ignore[method-assign]
+    assert main(["devices"]) == 1
+    assert "no audio input devices found" in capsys.readouterr().err
+
+
+def test_devices_without_pyaudio_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge.cli import main
+
+    monkeypatch.setitem(sys.modules, "pyaudio", None)
+    assert main(["devices"]) == 2
+    assert "scream-detector[edge]" in capsys.readouterr().err
