@@ -213,7 +213,6 @@ def _write_scene(path: Path, seconds: float, rate: int) -> list[float]:
 def bench_listen(model: Path, seconds: float) -> dict[str, Any]:
     """`scream listen` replaying a 48 kHz file in real time: resident memory and CPU share of the real
     command (a child process, GPIO off), then scream onset to LED on through gpiozero's mock pins."""
-    import resource
     import subprocess
     import sys
     import tempfile
@@ -224,9 +223,10 @@ def bench_listen(model: Path, seconds: float) -> dict[str, Any]:
         onsets = _write_scene(wav, seconds, 48000)
         config = Path(tmp) / "bench.toml"
         config.write_text(f'[paths]\nstate_dir = "{tmp}/state"\n[gpio]\nenabled = false\n[model]\nwatch = false\n')
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # Peak RSS from the child's own /proc VmHWM (exec resets it): RUSAGE_CHILDREN would count the
+        # parent's pages shared at fork time.
         started = time.monotonic()
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -239,18 +239,29 @@ def bench_listen(model: Path, seconds: float) -> dict[str, Any]:
                 "--source",
                 str(wav),
             ],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=seconds * 3 + 60,
         )
+        peak_kb, cpu_ticks = 0, 0.0
+        status_file, stat_file = Path(f"/proc/{proc.pid}/status"), Path(f"/proc/{proc.pid}/stat")
+        while proc.poll() is None:
+            try:
+                for line in status_file.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak_kb = max(peak_kb, int(line.split()[1]))
+                fields = stat_file.read_text().rsplit(")", 1)[1].split()
+                cpu_ticks = float(fields[11]) + float(fields[12])  # utime + stime
+            except (OSError, ValueError, IndexError):
+                pass
+            time.sleep(0.2)
+        stdout, stderr = proc.communicate(timeout=seconds * 3 + 60)
         wall = time.monotonic() - started
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if proc.returncode != 0:
-            raise RuntimeError(f"scream listen failed: {proc.stderr.strip().splitlines()[-1:]}")
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        result["listen_peak_rss_mb"] = round(after.ru_maxrss / 1024, 1)
-        result["listen_cpu_share"] = round(cpu / wall, 4)
-        result["listen_events"] = proc.stdout.count("ALARM ON")
+            raise RuntimeError(f"scream listen failed: {stderr.strip().splitlines()[-1:]}")
+        result["listen_peak_rss_mb"] = round(peak_kb / 1024, 1)
+        result["listen_cpu_share"] = round(cpu_ticks / os.sysconf("SC_CLK_TCK") / wall, 4)
+        result["listen_events"] = stdout.count("ALARM ON")
         result["onset_to_led_s"] = _onset_to_led(model, wav, onsets, Path(tmp))
     result["screams"] = len(onsets)
     return result
@@ -335,7 +346,12 @@ def format_table(result: dict[str, Any]) -> str:
         add(f"log-mel {s} s, tf.signal (ms)", row.get("tf_signal_ms"))
         if row.get("tf_signal_ms"):
             add("  max |numpy - tf.signal|", f"{row['tf_signal_max_abs_diff']:.2e}")
-    add("int8 invoke per window, 1 thread (ms)", result["invoke"]["int8_invoke_ms"])
+    inv = result["invoke"]
+    add("int8 invoke per window, 1 thread (ms)", inv["int8_invoke_ms"])
+    add("float invoke per window, 1 thread (ms)", inv["float_invoke_ms"])
+    if inv["float_invoke_ms"]:
+        add("  float / int8 time", f"{inv['float_invoke_ms'] / inv['int8_invoke_ms']:.2f}x")
+        add("  model size int8 / float (bytes)", f"{result['model']['size_bytes']} / {inv['float_size_bytes']}")
     st = result["stream"]
     add(f"stream {int(st['audio_s'])} s at 48 kHz: real-time factor", st["real_time_factor"])
     add(

@@ -68,6 +68,7 @@ class DetectorConfig:
     cooldown_s: float = 2.0
     loudness_gate_dbfs: float = -70.0  # windows quieter than this never start an event; -120 disables
     noise_floor_margin_db: float = 0.0  # > 0: also gate at the adaptive noise floor plus this margin
+    hop_ms: int = 0  # 0: the model's own hop; a shorter hop decides sooner and costs more CPU
 
     def _check(self) -> dict[str, bool]:
         return {
@@ -81,6 +82,7 @@ class DetectorConfig:
             "cooldown_s": 0.0 <= self.cooldown_s <= 3600,
             "loudness_gate_dbfs": -120.0 <= self.loudness_gate_dbfs <= 0.0,
             "noise_floor_margin_db": 0.0 <= self.noise_floor_margin_db <= 60.0,
+            "hop_ms": self.hop_ms == 0 or (self.hop_ms % 10 == 0 and 10 <= self.hop_ms <= 1000),
         }
 
 

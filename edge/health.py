@@ -24,6 +24,7 @@ class Health:
     chunks: int = 0
     overflows: int = 0
     audio_s: float = 0.0
+    windows: int = 0
     model_path: str = ""
     model_sha256: str = ""
     reloads: int = 0

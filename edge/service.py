@@ -198,7 +198,7 @@ class DetectorService:
         return level_dbfs >= gate
 
     # -- events ----------------------------------------------------------------------------
-    def _event_record(self, number: int, start_s: float) -> dict[str, Any]:
+    def _event_record(self, number: int, start_s: float, detected_s: float) -> dict[str, Any]:
         now_wall, now_stream = self.clock(), self.ring.end_s
         event_id = uuid.uuid4().hex[:12]
         return {
@@ -208,6 +208,7 @@ class DetectorService:
             "location": self.config.site.location,
             "start": round(now_wall - (now_stream - start_s), 3),
             "start_stream_s": round(start_s, 3),
+            "detected_stream_s": round(detected_s, 3),
             "end": None,
             "peak_score": None,
             "model_sha256": self.classifier.sha256,
@@ -220,12 +221,13 @@ class DetectorService:
             worker.submit(message)
 
     def _handle_window(self, start_s: float, end_s: float, score: float, level_dbfs: float) -> None:
+        self.health.windows += 1
         self._apply_schedule()
         gated = score if self._is_loud_enough(level_dbfs) or self._active_event else 0.0
         for transition in self.detector.update(gated, start_s, end_s):
             event = transition.event
             if isinstance(transition, EventStarted):
-                record = self._event_record(event.number, event.start_s)
+                record = self._event_record(event.number, event.start_s, event.detected_s)
                 self._active_event = record
                 self.health.events += 1
                 self.health.event_active = True
@@ -263,13 +265,21 @@ class DetectorService:
                 self._dispatch(ClipMessage(pending.event, samples, self.ring.rate_hz, pending.outputs))
 
     # -- audio -----------------------------------------------------------------------------
+    @property
+    def hop_frames(self) -> int:
+        """[detector].hop_ms in feature frames, or the model's own hop."""
+        side = self.classifier.sidecar
+        if self.config.detector.hop_ms:
+            return max(1, round(self.config.detector.hop_ms / side.features.hop_ms))
+        return side.hop_frames
+
     def _start_session(self) -> None:
         """A (re)opened device starts a new scorer; stream time continues where it stopped."""
         if self._scorer is not None:
             self._stream_offset_s = self.ring.end_s
         side = self.classifier.sidecar
         self._scorer = StreamingScorer(
-            self.classifier, side.features, hop_frames=side.hop_frames, source_rate_hz=self.source.sample_rate_hz
+            self.classifier, side.features, hop_frames=self.hop_frames, source_rate_hz=self.source.sample_rate_hz
         )
         self.ring.reset(self.source.sample_rate_hz, self._stream_offset_s)
 

@@ -551,3 +551,18 @@ def test_devices_without_pyaudio_names_the_extra(
     monkeypatch.setitem(sys.modules, "pyaudio", None)
     assert main(["devices"]) == 2
     assert "scream-detector[edge]" in capsys.readouterr().err
+
+
+def test_detector_hop_override_scores_more_often(tiny_model: Path, tmp_path: Path, pins: MockFactory) -> None:
+    audio = scene(total_s=5.0)
+    windows = {}
+    for hop_ms in (0, 100):
+        config = make_config(tmp_path / str(hop_ms), detector={"hop_ms": hop_ms})
+        service = build_service(config, tiny_model, ArraySource(audio, RATE, 1600), pins)
+        service.run()
+        windows[hop_ms] = service.health.windows
+    window_s = (95 * 160 + 400) / RATE
+    assert windows[0] == 1 + int(np.ceil((5.0 - window_s) / 0.25))  # the model's 250 ms hop
+    assert windows[100] == 1 + int(np.ceil((5.0 - window_s) / 0.1))
+    with pytest.raises(Exception, match=r"detector.hop_ms is out of range"):
+        parse_config({"detector": {"hop_ms": 125}})
