@@ -281,6 +281,16 @@ def bench_listen(model: Path, seconds: float) -> dict[str, Any]:
     return result
 
 
+def mock_pin_timeline(pins: Any, number: int, created: float) -> list[tuple[float, bool]]:
+    """(monotonic time, state) of a gpiozero mock pin, which records each state with the time since
+    the previous change; `created` is when the pin was made."""
+    out, t = [], created
+    for state in pins.pin(number).states:
+        t += state.timestamp
+        out.append((t, bool(state.state)))
+    return out
+
+
 def _onset_to_led(model: Path, wav: Path, onsets: list[float], tmp: Path) -> float | None:
     try:
         from gpiozero.pins.mock import MockFactory
@@ -300,12 +310,7 @@ def _onset_to_led(model: Path, wav: Path, onsets: list[float], tmp: Path) -> flo
     )
     started = time.monotonic()
     service.run()
-    # gpiozero's mock pins record each state with the time since the previous change.
-    t, led_on = created, []
-    for state in pins.pin(config.gpio.led_pin).states:
-        t += state.timestamp
-        if state.state:
-            led_on.append(t - started)
+    led_on = [t - started for t, state in mock_pin_timeline(pins, config.gpio.led_pin, created) if state]
     delays = [min((on - onset for on in led_on if onset <= on <= onset + 5.0), default=None) for onset in onsets]
     found = [d for d in delays if d is not None]
     pins.reset()

@@ -10,17 +10,22 @@ import numpy.typing as npt
 Array = npt.NDArray[np.float64]
 
 
-def roc_curve(labels: npt.ArrayLike, scores: npt.ArrayLike) -> tuple[Array, Array, Array]:
-    """False-positive rates, true-positive rates and thresholds (scores >= threshold are positive)."""
+def _ranked_counts(labels: npt.ArrayLike, scores: npt.ArrayLike) -> tuple[Array, Array, Array, int, int]:
+    """Distinct thresholds (highest first), true and predicted positives at each, positives, negatives."""
     y = np.asarray(labels, dtype=bool)
     s = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-s, kind="mergesort")
     s, y = s[order], y[order]
     distinct = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]
-    tps = np.cumsum(y)[distinct]
-    fps = (distinct + 1) - tps
-    n_pos, n_neg = max(int(y.sum()), 1), max(int((~y).sum()), 1)
-    return np.r_[0.0, fps / n_neg], np.r_[0.0, tps / n_pos], np.r_[np.inf, s[distinct]]
+    tps = np.cumsum(y)[distinct].astype(np.float64)
+    predicted = (distinct + 1).astype(np.float64)
+    return s[distinct], tps, predicted, max(int(y.sum()), 1), max(int((~y).sum()), 1)
+
+
+def roc_curve(labels: npt.ArrayLike, scores: npt.ArrayLike) -> tuple[Array, Array, Array]:
+    """False-positive rates, true-positive rates and thresholds (scores >= threshold are positive)."""
+    thresholds, tps, predicted, n_pos, n_neg = _ranked_counts(labels, scores)
+    return np.r_[0.0, (predicted - tps) / n_neg], np.r_[0.0, tps / n_pos], np.r_[np.inf, thresholds]
 
 
 def roc_auc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:
@@ -30,15 +35,8 @@ def roc_auc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:
 
 def pr_curve(labels: npt.ArrayLike, scores: npt.ArrayLike) -> tuple[Array, Array]:
     """Precision and recall at each distinct threshold, highest threshold first."""
-    y = np.asarray(labels, dtype=bool)
-    s = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    distinct = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]
-    tps = np.cumsum(y)[distinct]
-    precision = tps / (distinct + 1)
-    recall = tps / max(int(y.sum()), 1)
-    return precision, recall
+    _, tps, predicted, n_pos, _ = _ranked_counts(labels, scores)
+    return tps / predicted, tps / n_pos
 
 
 def average_precision(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:

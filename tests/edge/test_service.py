@@ -20,6 +20,7 @@ import pytest
 
 from edge import synth
 from edge.audio import open_audio, write_wav
+from edge.bench import mock_pin_timeline
 from edge.config import ClipsConfig, Config, GpioConfig, ModelConfig, PathsConfig, ScheduleConfig, parse_config
 from edge.service import DetectorService
 from edge.sinks import AlarmMessage, ClipMessage, ClipSaver, EventLog, GpioAlarm, SinkWorker
@@ -80,15 +81,6 @@ def build_service(config: Config, model: Path, source: Any, pins: MockFactory, *
     )
 
 
-def pin_timeline(pins: MockFactory, number: int, created: float) -> list[tuple[float, bool]]:
-    """(monotonic time, state) of a mock pin: gpiozero records each state with the time since the last change."""
-    out, t = [], created
-    for state in pins.pin(number).states:
-        t += state.timestamp
-        out.append((t, state.state))
-    return out
-
-
 def events_logged(config: Config) -> list[dict[str, Any]]:
     path = config.state_path(config.event_log.path)
     return [json.loads(line) for line in path.read_text().splitlines()]
@@ -132,12 +124,12 @@ def test_led_timing_in_real_time_replay(tiny_model: Path, tmp_path: Path, pins: 
     service = build_service(config, tiny_model, source, pins)
     started = time.monotonic()
     service.run()
-    led_on = [t for t, state in pin_timeline(pins, 17, created) if state]
+    led_on = [t for t, state in mock_pin_timeline(pins, 17, created) if state]
     assert led_on, "no alarm"
     delay = led_on[0] - started - onset  # replay started when run() opened the source
     assert -0.2 < delay < 1.5
     # The buzzer beeps (0.1 s on, 0.1 s off) and stops within buzzer_max_s (0.6 s) of its first beep.
-    buzzer = pin_timeline(pins, 27, created)
+    buzzer = mock_pin_timeline(pins, 27, created)
     ons = [t for t, state in buzzer if state]
     assert len(ons) >= 2 and buzzer[-1][1] is False
     assert buzzer[-1][0] - ons[0] <= 0.6 + 0.15
