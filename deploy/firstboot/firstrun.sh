@@ -14,5 +14,5 @@ ln -sf /etc/systemd/system/scream-firstboot.service /etc/systemd/system/multi-us
 
 # Remove this script's hook from the kernel command line so it never runs again.
 sed -i 's| systemd\.run[^ ]*||g; s| systemd\.unit=kernel-command-line\.target||g' "$BOOT/cmdline.txt"
-rm -f "$BOOT/firstrun.sh"
+rm -f "$BOOT/scream-firstrun.sh"
 exit 0
