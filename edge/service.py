@@ -326,8 +326,12 @@ class DetectorService:
             self._model_mtime = self._mtime()
             self.reload_model()
         self.write_status()
-        if self.health.device_state == "ok" and time.monotonic() - self.source.stats.last_audio_monotonic < 10:
-            self.notifier.notify("WATCHDOG=1")
+        # The loop is alive (reads time out every 0.5 s), so the watchdog is fed even while a lost
+        # microphone is being retried; systemd restarts us only if this loop hangs.
+        self.notifier.notify(
+            f"WATCHDOG=1\nSTATUS=audio {self.health.device_state}, {self.health.events} events, "
+            f"model {self.health.model_sha256[:12]}"
+        )
 
     def write_status(self) -> None:
         outputs = health_of(self.outputs)
