@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from edge.config import Config, load_config, parse_config
+from edge.errors import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "config.example.toml"
+
+
+def test_example_config_lists_every_key_with_its_default() -> None:
+    raw = tomllib.loads(EXAMPLE.read_text())
+    defaults = Config()
+    for section in dataclasses.fields(Config):
+        if section.name == "schedule":
+            continue
+        keys = {f.name for f in dataclasses.fields(getattr(defaults, section.name))}
+        assert set(raw[section.name]) == keys, section.name
+    loaded = load_config(EXAMPLE)
+    for section in dataclasses.fields(Config):
+        if section.name not in ("site", "schedule"):  # the two marked "example"
+            assert getattr(loaded, section.name) == getattr(defaults, section.name), section.name
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"mqtt": {"port": 70000}}, "mqtt.port is out of range"),
+        ({"mqtt": {"topic_prefix": "a/#"}}, "mqtt.topic_prefix is out of range"),
+        ({"webhook": {"enabled": True, "url": "ftp://x"}}, "webhook.url is out of range"),
+        ({"outbox": {"max_messages": 1}}, "outbox.max_messages is out of range"),
+        ({"schedule": {"name": "x"}}, r"schedule must be an array of tables"),
+        ({"schedule": [{"name": "x", "start": "22:00"}]}, r"schedule\[0\].end is required"),
+        (
+            {"schedule": [{"name": "x", "start": "22:00", "end": "07:00", "days": ["funday"]}]},
+            r"schedule\[0\].days is out of range",
+        ),
+        ({"site": "hall"}, "site must be a table"),
+        ({"audio": {"device": True}}, "audio.device must be"),
+    ],
+)
+def test_bad_values_name_their_key(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data)
+
+
+def test_ints_are_accepted_for_floats_and_device_by_index_or_name() -> None:
+    config = parse_config({"detector": {"cooldown_s": 3}, "audio": {"device": 2}})
+    assert config.detector.cooldown_s == 3.0 and isinstance(config.detector.cooldown_s, float)
+    assert parse_config({"audio": {"device": "USB"}}).audio.device == "USB"
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "none.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[detector\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
