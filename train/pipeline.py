@@ -35,6 +35,7 @@ class TrainConfig:
     learning_rate: float = 2e-3
     early_stopping_patience: int = 8
     hard_negative_weight: float = 3.0
+    onset_window_fraction: float = 0.0  # of scream windows: ones that end just after the onset
     noise_only_fraction: float = 0.08  # of negatives: synthesised noise or near-silence
     label_smoothing: float = 0.1
     target_fpr: float = 0.01  # window-level false-positive rate the `on` threshold is chosen for
@@ -123,7 +124,14 @@ class AugmentedBatches:
                 source = colored_noise(self.length, color, rate, rng) * np.float32(10 ** rng.uniform(-4, -1))
             else:
                 source = self.negatives[rng.choice(len(self.negatives), p=self.negative_p)]
-            excerpt = random_window(source, is_scream=is_scream, length=self.length, features=self.features, rng=rng)
+            excerpt = random_window(
+                source,
+                is_scream=is_scream,
+                length=self.length,
+                features=self.features,
+                rng=rng,
+                onset_probability=self.config.onset_window_fraction,
+            )
             excerpts.append(augment_waveform(excerpt, rate, rng, self.augment, self.backgrounds))
             labels.append(float(is_scream))
         windows = np.stack([spec_augment(self.extractor.compute(x), rng, self.augment) for x in excerpts])

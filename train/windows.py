@@ -38,13 +38,25 @@ def cut_window(samples: FloatArray, start: int, length: int) -> FloatArray:
 
 
 def random_window(
-    samples: FloatArray, *, is_scream: bool, length: int, features: FeatureParams, rng: np.random.Generator
+    samples: FloatArray,
+    *,
+    is_scream: bool,
+    length: int,
+    features: FeatureParams,
+    rng: np.random.Generator,
+    onset_probability: float = 0.0,
 ) -> FloatArray:
-    """A training excerpt: for a scream, one whose centre falls in the loud part (time shift)."""
+    """A training excerpt: for a scream, one whose centre falls in the loud part (time shift), or
+    with `onset_probability` one that ends 0.25-0.6 s after the scream's onset, as the live detector
+    sees a scream that has just begun."""
     if is_scream:
         first, last = active_span(samples, features)
-        centre = int(rng.integers(first, max(last, first + 1)))
-        start = centre - length // 2 + int(rng.integers(-length // 4, length // 4 + 1))
+        if rng.random() < onset_probability:
+            rate = features.sample_rate_hz
+            start = first + int(rng.uniform(0.25, 0.6) * rate) - length
+        else:
+            centre = int(rng.integers(first, max(last, first + 1)))
+            start = centre - length // 2 + int(rng.integers(-length // 4, length // 4 + 1))
     elif samples.size >= length:
         start = int(rng.integers(0, samples.size - length + 1))
     else:

@@ -72,3 +72,20 @@ def test_spec_augment_masks_with_the_mean() -> None:
     assert changed_rows.size <= 10
     if changed_rows.size:
         assert np.allclose(masked[changed_rows], features.mean())
+
+
+def test_onset_windows_end_just_after_the_scream_starts() -> None:
+    from edge.features import FeatureParams
+    from train.windows import active_span, random_window
+
+    features = FeatureParams()
+    clip = np.zeros(48000, np.float32)
+    clip[16000:40000] = 0.5 * np.sin(np.arange(24000) * 0.2)  # the scream starts at 1.0 s
+    first, _ = active_span(clip, features)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        window = random_window(clip, is_scream=True, length=15600, features=features, rng=rng, onset_probability=1.0)
+        loud = np.flatnonzero(np.abs(window) > 0.01)
+        # Only the first 0.25-0.6 s of the scream is inside, at the end of the window.
+        assert 0.24 * 16000 <= window.size - loud[0] <= 0.61 * 16000
+    assert first == 16000
