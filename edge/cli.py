@@ -108,7 +108,7 @@ def _report_failure(args: argparse.Namespace, path: str, message: str) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from edge.detector import EventEnded, EventStarted
-    from edge.pipeline import DetectionPipeline
+    from edge.pipeline import DetectionPipeline, chunked
     from edge.synth import demo_scene
 
     classifier = _load_classifier(args.model)
@@ -123,9 +123,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"on {decisions.on_threshold:.2f} / off {decisions.off_threshold:.2f}"
     )
     pipeline = DetectionPipeline(classifier, side.features, decisions, hop_frames=side.hop_frames, source_rate_hz=rate)
-    chunk = rate // 10  # replay in 100 ms chunks, as a microphone delivers them
-    results = [pipeline.push(audio[i : i + chunk]) for i in range(0, audio.size, chunk)] + [pipeline.flush()]
-    scores = [s for r in results for s in r.scores]
+    result = pipeline.run(chunked(audio, rate // 10))  # 100 ms chunks, as a microphone delivers them
+    scores = result.scores
     print("scores per window (each mark is one hop; '#' at or above on, '+' above off, '.' below):")
     marks = "".join(
         "#" if s.score >= decisions.on_threshold else "+" if s.score >= decisions.off_threshold else "." for s in scores
@@ -134,16 +133,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for i in range(0, len(marks), per_line):
         print(f"  {scores[i].end_s:5.1f} s  {marks[i : i + per_line]}")
     print("events:")
-    count = 0
-    for result in results:
-        for transition in result.transitions:
-            event = transition.event
-            if isinstance(transition, EventStarted):
-                print(f"  {event.detected_s:6.2f} s  ALARM ON   event {event.number} (onset {event.start_s:.2f} s)")
-            elif isinstance(transition, EventEnded):
-                count += 1
-                print(f"  {event.end_s or 0.0:6.2f} s  alarm off  event {event.number} peak {event.peak_score:.2f}")
-    if count == 0:
+    for transition in result.transitions:
+        event = transition.event
+        if isinstance(transition, EventStarted):
+            print(f"  {event.detected_s:6.2f} s  ALARM ON   event {event.number} (onset {event.start_s:.2f} s)")
+        elif isinstance(transition, EventEnded):
+            print(f"  {event.end_s or 0.0:6.2f} s  alarm off  event {event.number} peak {event.peak_score:.2f}")
+    if not result.transitions:
         print("  none")
     return EXIT_OK
 

@@ -13,6 +13,7 @@ triangles linear in mel), so TensorFlow can serve as a test reference.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -168,6 +169,7 @@ class LogMelExtractor:
         return out
 
 
+@functools.lru_cache(maxsize=8)
 def full_scale_reference(params: FeatureParams) -> float:
     """Mel power of a full-scale 1 kHz sine: the 0 dBFS reference of `window_level_dbfs`."""
     t = np.arange(params.sample_rate_hz) / params.sample_rate_hz

@@ -7,6 +7,7 @@ source rate samples -> resampler -> incremental log-mel -> window every hop -> c
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -146,6 +147,20 @@ class DetectionPipeline:
         result.transitions += self.detector.finish(end_s)
         return result
 
+    def run(self, chunks: Iterable[npt.ArrayLike]) -> StreamResult:
+        """Push every chunk, then flush: all scores and transitions of a finite stream, in order."""
+        total = StreamResult()
+        for result in [*(self.push(chunk) for chunk in chunks), self.flush()]:
+            total.scores += result.scores
+            total.transitions += result.transitions
+        return total
+
+
+def chunked(audio: npt.NDArray[np.float32], chunk_samples: int) -> Iterator[npt.NDArray[np.float32]]:
+    """Audio in consecutive pieces, as a microphone delivers it."""
+    for start in range(0, audio.size, chunk_samples):
+        yield audio[start : start + chunk_samples]
+
 
 @dataclass
 class FileReport:
@@ -203,22 +218,15 @@ def analyse_file(
     pipeline = DetectionPipeline(
         classifier, features, decisions, hop_frames=hop_frames, source_rate_hz=audio.sample_rate_hz
     )
-    scores: list[WindowScore] = []
-    events: list[Event] = []
-    for block in audio.blocks(block_frames):
-        result = pipeline.push(block)
-        scores += result.scores
-        events += [t.event for t in result.transitions if isinstance(t, EventEnded)]
-    result = pipeline.flush()
-    scores += result.scores
-    events += [t.event for t in result.transitions if isinstance(t, EventEnded)]
+    result = pipeline.run(audio.blocks(block_frames))
+    events = [t.event for t in result.transitions if isinstance(t, EventEnded)]
     return FileReport(
         Path(path),
         audio.duration_s,
         audio.sample_rate_hz,
         audio.channels,
         audio.format_name,
-        scores,
+        result.scores,
         events,
         list(audio.warnings),
     )

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from edge.classifier import Classifier
 from edge.detector import DecisionParams, EventStarted
 from edge.features import FeatureParams
-from edge.pipeline import DetectionPipeline
+from edge.pipeline import DetectionPipeline, chunked
 from train import metrics
 from train.data import Clip, WaveformCache, load_dataset
 from train.windows import active_span, edge_windows
@@ -62,16 +62,13 @@ def run_stream(
     side = classifier.sidecar
     rate = side.features.sample_rate_hz
     pipeline = DetectionPipeline(classifier, side.features, decisions, hop_frames=side.hop_frames, source_rate_hz=rate)
-    starts: list[EventStarted] = []
-    spans: list[tuple[float, float]] = []
-    chunk = rate // 10
-    results = [pipeline.push(audio[i : i + chunk]) for i in range(0, audio.size, chunk)] + [pipeline.flush()]
-    for result in results:
-        for transition in result.transitions:
-            if isinstance(transition, EventStarted):
-                starts.append(transition)
-            elif transition.event.end_s is not None:
-                spans.append((transition.event.start_s, transition.event.end_s))
+    transitions = pipeline.run(chunked(audio, rate // 10)).transitions
+    starts = [t for t in transitions if isinstance(t, EventStarted)]
+    spans = [
+        (t.event.start_s, t.event.end_s)
+        for t in transitions
+        if not isinstance(t, EventStarted) and t.event.end_s is not None
+    ]
     return starts, spans, audio.size / rate
 
 
