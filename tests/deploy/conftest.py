@@ -22,15 +22,10 @@ from deploy.remote import Target
 from edge import synth
 from edge.audio import write_wav
 from edge.classifier import sha256_file
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREAM = str(Path(sys.executable).with_name("scream"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -50,7 +45,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     for name in ("host_key", "user_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp / name)], check=True)
     (tmp / "authorized_keys").write_text((tmp / "user_key.pub").read_text())
-    port = _free_port()
+    port = free_port()
     config = tmp / "sshd_config"
     config.write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {tmp}/host_key\nPidFile {tmp}/sshd.pid\n"

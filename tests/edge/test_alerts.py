@@ -18,6 +18,7 @@ import pytest
 from edge.alerts import AlertChannel, MqttTransport, Outbox, WebhookTransport, verify_signature
 from edge.config import MqttConfig, OutboxConfig, SiteConfig, WebhookConfig
 from edge.sinks import AlarmMessage
+from tests.conftest import free_port, wait_until
 
 mqtt = pytest.importorskip("paho.mqtt.client")
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
@@ -43,12 +44,6 @@ HA_BINARY_SENSOR_CLASSES = {
     "sound",
     "vibration",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Broker:
@@ -263,22 +258,13 @@ def http_server() -> Iterator[str]:
     server.shutdown()
 
 
-def _wait(predicate: Any, timeout_s: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_webhook_retries_500_and_timeouts_and_signs(http_server: str, tmp_path: Path) -> None:
     Receiver.script = ["500", "sleep", "503", "200"]
     config = WebhookConfig(enabled=True, url=http_server, secret="s3cret", timeout_s=0.5)
     channel = AlertChannel("webhook", Outbox(tmp_path / "o.sqlite3", max_messages=100), WebhookTransport(config), FAST)
     channel.handle(AlarmMessage("end", event(7), ALL))
     channel.handle(AlarmMessage("end", event(8), ALL))
-    assert _wait(lambda: channel.outbox.stats("webhook")["delivered"] == 2)
+    assert wait_until(lambda: channel.outbox.stats("webhook")["delivered"] == 2, timeout_s=15.0)
     bodies = [json.loads(b) for b, _ in Receiver.received]
     assert [b["id"] for b in bodies][-2:] == ["ev0007", "ev0008"]
     assert sum(b["id"] == "ev0007" for b in bodies) >= 3  # 500, timeout, 503, then 200
@@ -295,7 +281,7 @@ def test_webhook_permanent_4xx_is_reported_not_retried_forever(http_server: str,
     channel = AlertChannel("webhook", Outbox(tmp_path / "o.sqlite3", max_messages=100), WebhookTransport(config), FAST)
     channel.handle(AlarmMessage("end", event(1), ALL))
     channel.handle(AlarmMessage("end", event(2), ALL))
-    assert _wait(lambda: channel.outbox.stats("webhook")["delivered"] == 1)
+    assert wait_until(lambda: channel.outbox.stats("webhook")["delivered"] == 1, timeout_s=15.0)
     stats = channel.health()
     assert stats["failed"] == 1 and stats["pending"] == 0
     assert len(Receiver.received) == 2  # one try for the refused alert, then the next one
@@ -310,7 +296,7 @@ def test_alerts_never_block_detection(tmp_path: Path) -> None:
     for n in range(20):
         channel.handle(AlarmMessage("end", event(n), ALL))
     assert time.monotonic() - started < 1.0
-    assert _wait(lambda: "unreachable" in channel.health()["last_delivery_error"])
+    assert wait_until(lambda: "unreachable" in channel.health()["last_delivery_error"], timeout_s=15.0)
     channel.close_grace_s = 0.0
     channel.close()
 

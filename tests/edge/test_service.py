@@ -26,6 +26,7 @@ from edge.service import DetectorService
 from edge.sinks import AlarmMessage, ClipMessage, ClipSaver, EventLog, GpioAlarm, SinkWorker
 from edge.sources import ArraySource, EndOfStream, SourceError, SourceStats
 from edge.systemd import SystemdNotifier
+from tests.conftest import wait_until
 
 gpiozero = pytest.importorskip("gpiozero")
 from gpiozero.pins.mock import MockFactory  # noqa: E402
@@ -397,15 +398,6 @@ def test_sd_notify_over_a_real_socket(tiny_model: Path, tmp_path: Path, pins: Mo
     assert pings and all("STATUS=audio " in m for m in pings)
 
 
-def _wait_for(predicate: Any, timeout_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_listen_lifecycle_sighup_reload_and_sigterm_drain(tiny_model: Path, tmp_path: Path) -> None:
     """The real command: replay in real time, SIGHUP with a corrupt model (refused), SIGTERM (clean stop)."""
     model = tmp_path / "m.tflite"
@@ -437,11 +429,11 @@ def test_listen_lifecycle_sighup_reload_and_sigterm_drain(tiny_model: Path, tmp_
     )
     status_file = state / "status.json"
     try:
-        assert _wait_for(lambda: status_file.exists() and json.loads(status_file.read_text())["chunks"] > 5)
+        assert wait_until(lambda: status_file.exists() and json.loads(status_file.read_text())["chunks"] > 5)
         good = json.loads(status_file.read_text())["model_sha256"]
         model.write_bytes(b"corrupt")
         proc.send_signal(signal.SIGHUP)
-        assert _wait_for(lambda: json.loads(status_file.read_text())["reload_errors"] == 1)
+        assert wait_until(lambda: json.loads(status_file.read_text())["reload_errors"] == 1)
         assert json.loads(status_file.read_text())["model_sha256"] == good
         check = subprocess.run(
             [sys.executable, "-m", "edge", "status", "--config", str(cfg)],
