@@ -23,7 +23,7 @@ def _design_lowpass(up: int, down: int) -> npt.NDArray[np.float64]:
     t = np.arange(n_taps) - half_len
     taps = cutoff * np.sinc(cutoff * t) * np.kaiser(n_taps, 5.0)
     taps /= taps.sum()
-    return taps * up
+    return np.asarray(taps * up, dtype=np.float64)
 
 
 class StreamingResampler:
@@ -65,7 +65,7 @@ class StreamingResampler:
         newest = m // self.up - self._history_start
         offsets = np.arange(self._taps_per_phase)
         gathered = self._history[newest[:, None] - offsets[None, :]]
-        out = np.einsum("ij,ij->i", gathered, self._phases[phase]).astype(np.float32)
+        out = np.asarray(np.einsum("ij,ij->i", gathered, self._phases[phase]), dtype=np.float32)
         self._n_out = n_ready
         # Keep only what the next outputs can still reach.
         next_newest = (n_ready * self.down + self._half_len) // self.up

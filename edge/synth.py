@@ -66,7 +66,7 @@ def speech_like(duration_s: float, rate_hz: int, rng: np.random.Generator, *, le
         out[pos:end] = voice * np.hanning(length)
         pos = end + int(rng.uniform(0.03, 0.25) * rate_hz)
     out /= np.abs(out).max() + 1e-12
-    return (level * out).astype(np.float32)
+    return np.asarray(level * out, dtype=np.float32)
 
 
 def scream_like(duration_s: float, rate_hz: int, rng: np.random.Generator, *, level: float = 0.5) -> FloatArray:
@@ -80,7 +80,7 @@ def scream_like(duration_s: float, rate_hz: int, rng: np.random.Generator, *, le
     release = np.minimum(1.0, (duration_s - t) / 0.15)
     out = voice * attack * np.clip(release, 0, 1)
     out /= np.abs(out).max() + 1e-12
-    return (level * out).astype(np.float32)
+    return np.asarray(level * out, dtype=np.float32)
 
 
 def alarm_like(duration_s: float, rate_hz: int, rng: np.random.Generator, *, level: float = 0.2) -> FloatArray:
@@ -90,7 +90,7 @@ def alarm_like(duration_s: float, rate_hz: int, rng: np.random.Generator, *, lev
     freq = rng.uniform(2000, 3500)
     gate = (np.floor(t * 4) % 2 == 0).astype(np.float64)
     tone = np.sign(np.sin(2 * np.pi * freq * t)) * 0.6 + np.sin(2 * np.pi * freq * 1.5 * t) * 0.4
-    return (level * tone * gate).astype(np.float32)
+    return np.asarray(level * tone * gate, dtype=np.float32)
 
 
 @dataclass(frozen=True)
