@@ -86,7 +86,7 @@ def bench_logmel(params: FeatureParams, seconds: float, repeats: int) -> dict[st
                 center=False,
             )
             power = (np.abs(stft) ** 2).T[: ours.shape[0]]
-            return np.log(power @ weights + params.log_offset)
+            return np.asarray(np.log(power @ weights + params.log_offset), dtype=np.float32)
 
         candidates["librosa"] = with_librosa
         differences["librosa"] = float(np.max(np.abs(with_librosa() - ours)))
@@ -324,7 +324,7 @@ def peak_rss_mb() -> float:
 def run_bench(model: Path, *, quick: bool = False) -> dict[str, Any]:
     classifier = Classifier(model, expected_features=FeatureParams())
     side = classifier.sidecar
-    decisions = DecisionParams(on_threshold=side.thresholds.on, off_threshold=side.thresholds.off)
+    decisions = side.decision_params()
     repeats = 5 if quick else 50
     # Edge-only measurements first: peak RSS is read before librosa or TensorFlow are imported.
     stream = bench_stream(classifier, decisions, 2 if quick else 60)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge.detector import DecisionParams
 from edge.errors import ModelError, RuntimeMissingError
 from edge.features import FeatureParams
 
@@ -43,14 +44,31 @@ class Quantisation:
 
 @dataclass(frozen=True, kw_only=True)
 class Thresholds:
-    """Decision thresholds chosen at training time: `on` starts an event, `off` ends it."""
+    """The operating point chosen at training time: `on` starts an event, `off` ends it, and an
+    event starts once `patience_windows` of the last `patience_of` windows reach `on`."""
 
     on: float
     off: float
+    patience_windows: int = 1
+    patience_of: int = 1
 
     def __post_init__(self) -> None:
         if not 0.0 < self.off <= self.on < 1.0:
             raise ModelError(f"thresholds must satisfy 0 < off <= on < 1, got on={self.on} off={self.off}")
+        if not 1 <= self.patience_windows <= self.patience_of <= 100:
+            raise ModelError(
+                "thresholds must satisfy 1 <= patience_windows <= patience_of <= 100, got "
+                f"{self.patience_windows} of {self.patience_of}"
+            )
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Thresholds:
+        return cls(
+            on=float(raw["on"]),
+            off=float(raw["off"]),
+            patience_windows=int(raw.get("patience_windows", 1)),
+            patience_of=int(raw.get("patience_of", 1)),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +95,25 @@ class ModelSidecar:
     def hop_s(self) -> float:
         return self.hop_frames * self.features.hop_samples / self.features.sample_rate_hz
 
+    def patience_at(self, hop_frames: int) -> tuple[int, int]:
+        """The model's k-of-n patience for another window hop, spanning the same time: 2 of 2 at a
+        250 ms hop (hits 250 ms apart) becomes 4 of 4 at 100 ms (hits 300 ms apart)."""
+        t = self.thresholds
+        if hop_frames == self.hop_frames:
+            return t.patience_windows, t.patience_of
+        scale = self.hop_frames / hop_frames
+        return 1 + int((t.patience_windows - 1) * scale + 0.5), min(100, 1 + int((t.patience_of - 1) * scale + 0.5))
+
+    def decision_params(self, hop_frames: int | None = None) -> DecisionParams:
+        """The detector's parameters at the model's operating point (event timing keeps its defaults)."""
+        k, n = self.patience_at(hop_frames or self.hop_frames)
+        return DecisionParams(
+            on_threshold=self.thresholds.on,
+            off_threshold=self.thresholds.off,
+            patience_windows=min(k, n),
+            patience_of=n,
+        )
+
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ModelSidecar:
         path = Path(path)
@@ -98,13 +135,13 @@ class ModelSidecar:
                 hop_frames=int(raw["window"]["hop_frames"]),
                 input_quant=Quantisation(**raw["input"]["quantisation"]),
                 output_quant=Quantisation(**raw["output"]["quantisation"]),
-                thresholds=Thresholds(on=float(raw["thresholds"]["on"]), off=float(raw["thresholds"]["off"])),
+                thresholds=Thresholds.from_dict(raw["thresholds"]),
                 sha256=str(raw["sha256"]),
                 raw=raw,
             )
         except KeyError as exc:
             raise ModelError(f"model sidecar {path} lacks the key {exc}") from exc
-        except (TypeError, AttributeError) as exc:
+        except (TypeError, ValueError, AttributeError) as exc:
             raise ModelError(f"model sidecar {path} is malformed: {exc}") from exc
         except ModelError as exc:
             raise ModelError(f"model sidecar {path}: {exc}") from exc
@@ -204,7 +241,7 @@ class Classifier:
 
     def quantise(self, window: npt.NDArray[np.float32]) -> npt.NDArray[np.int8]:
         q = np.round(window / self._in_scale + self._in_zero)
-        return np.clip(q, -128, 127).astype(np.int8)
+        return np.asarray(np.clip(q, -128, 127), dtype=np.int8)
 
     def score(self, window: npt.NDArray[np.float32]) -> float:
         """Probability that the (window_frames, mel_bands) log-mel window holds a scream."""

@@ -51,10 +51,7 @@ def _load_classifier(model: str | None):  # type: ignore[no-untyped-def]
 
 
 def _decision_params(classifier, threshold: float | None):  # type: ignore[no-untyped-def]
-    from edge.detector import DecisionParams
-
-    t = classifier.sidecar.thresholds
-    params = DecisionParams(on_threshold=t.on, off_threshold=t.off)
+    params = classifier.sidecar.decision_params()
     return params.with_threshold(threshold) if threshold is not None else params
 
 

@@ -61,8 +61,8 @@ class ModelConfig:
 class DetectorConfig:
     on_threshold: float = 0.0  # 0: the model's own
     off_threshold: float = 0.0  # 0: the model's own (scaled with on_threshold when that is set)
-    patience_windows: int = 1
-    patience_of: int = 1
+    patience_windows: int = 0  # 0 (with patience_of 0): the model's own k-of-n
+    patience_of: int = 0
     min_event_s: float = 1.0
     max_event_s: float = 30.0
     cooldown_s: float = 2.0
@@ -75,8 +75,9 @@ class DetectorConfig:
             "on_threshold": 0.0 <= self.on_threshold < 1.0,
             "off_threshold": 0.0 <= self.off_threshold < 1.0
             and (self.on_threshold == 0 or self.off_threshold <= self.on_threshold),
-            "patience_of": 1 <= self.patience_of <= 100,
-            "patience_windows": 1 <= self.patience_windows <= self.patience_of,
+            "patience_of": self.patience_of == self.patience_windows == 0 or 1 <= self.patience_of <= 100,
+            "patience_windows": self.patience_of == self.patience_windows == 0
+            or 1 <= self.patience_windows <= self.patience_of,
             "min_event_s": 0.0 <= self.min_event_s <= self.max_event_s,
             "max_event_s": 0.0 < self.max_event_s <= 3600,
             "cooldown_s": 0.0 <= self.cooldown_s <= 3600,

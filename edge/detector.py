@@ -82,6 +82,12 @@ class EventDetector:
     def __post_init__(self) -> None:
         self._recent = collections.deque(maxlen=self.params.patience_of)
 
+    def retune(self, params: DecisionParams) -> None:
+        """New parameters mid-stream (a schedule or a reloaded model); an open event carries on."""
+        self.params = params
+        if self._recent.maxlen != params.patience_of:
+            self._recent = collections.deque(self._recent, maxlen=params.patience_of)
+
     @property
     def active_event(self) -> Event | None:
         return self._active

@@ -64,7 +64,7 @@ def build_timeline(
     for s in scores:
         schedule = _active(config.schedule, start_time + dt.timedelta(seconds=s.end_s)) if start_time else None
         params = decisions.with_threshold(schedule.on_threshold) if schedule and schedule.on_threshold else decisions
-        detector.params = params
+        detector.retune(params)
         timeline.on.append(params.on_threshold)
         timeline.off.append(params.off_threshold)
         timeline.schedules.append(schedule.name if schedule else "")

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge.classifier import Classifier
+from edge.classifier import Classifier, ModelSidecar
 from edge.config import OUTPUTS, Config, ScheduleConfig
 from edge.detector import DecisionParams, EventDetector, EventEnded, EventStarted
 from edge.errors import ModelError, RuntimeMissingError
@@ -135,14 +135,19 @@ class DetectorService:
 
     def _decisions_for(self, classifier: Classifier) -> DecisionParams:
         d = self.config.detector
-        t = classifier.sidecar.thresholds
+        side = classifier.sidecar
+        t = side.thresholds
         on = d.on_threshold or t.on
         off = d.off_threshold or (t.off * on / t.on)
+        if d.patience_of:
+            patience = (d.patience_windows, d.patience_of)
+        else:  # the model's own, for the hop in use
+            patience = side.patience_at(self._hop_frames_for(side))
         return DecisionParams(
             on_threshold=on,
             off_threshold=min(off, on),
-            patience_windows=d.patience_windows,
-            patience_of=d.patience_of,
+            patience_windows=patience[0],
+            patience_of=patience[1],
             min_event_s=d.min_event_s,
             max_event_s=d.max_event_s,
             cooldown_s=d.cooldown_s,
@@ -166,7 +171,7 @@ class DetectorService:
         self.health.reloads += 1
         self.health.last_reload_error = ""
         self._base_decisions = self._decisions_for(candidate)
-        self.detector.params = self._base_decisions
+        self.detector.retune(self._base_decisions)
         if self._scorer is not None:
             self._scorer.classifier = candidate
         log.info("model reloaded: %s sha256 %s", self.model_path, candidate.sha256[:12])
@@ -185,7 +190,7 @@ class DetectorService:
         params = self._base_decisions
         if schedule and schedule.on_threshold:
             params = params.with_threshold(schedule.on_threshold)
-        self.detector.params = params
+        self.detector.retune(params)
 
     def _is_loud_enough(self, level_dbfs: float) -> bool:
         d = self.config.detector
@@ -268,7 +273,9 @@ class DetectorService:
     @property
     def hop_frames(self) -> int:
         """[detector].hop_ms in feature frames, or the model's own hop."""
-        side = self.classifier.sidecar
+        return self._hop_frames_for(self.classifier.sidecar)
+
+    def _hop_frames_for(self, side: ModelSidecar) -> int:
         if self.config.detector.hop_ms:
             return max(1, round(self.config.detector.hop_ms / side.features.hop_ms))
         return side.hop_frames

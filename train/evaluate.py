@@ -15,9 +15,9 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.classifier import Classifier
-from edge.detector import DecisionParams, EventStarted
+from edge.detector import DecisionParams, EventDetector, EventStarted
 from edge.features import FeatureParams
-from edge.pipeline import DetectionPipeline, chunked
+from edge.pipeline import StreamingScorer, chunked
 from train import metrics
 from train.data import Clip, WaveformCache, load_dataset
 from train.windows import active_span, edge_windows
@@ -55,21 +55,53 @@ def score_clips(classifier: Classifier, clips: list[Clip], waves: list[FloatArra
     return out
 
 
-def run_stream(
-    classifier: Classifier, decisions: DecisionParams, audio: FloatArray
-) -> tuple[list[EventStarted], list[tuple[float, float]], float]:
-    """Replay audio (at the model rate) in 100 ms chunks; returns event starts, event spans, seconds."""
+@dataclass(frozen=True)
+class StreamScores:
+    """One score per window hop of a replayed stream: scored once, decided many times."""
+
+    scores: npt.NDArray[np.float64]
+    start_s: npt.NDArray[np.float64]
+    end_s: npt.NDArray[np.float64]
+    seconds: float
+
+
+def score_stream(classifier: Classifier, audio: FloatArray) -> StreamScores:
+    """Replay audio (at the model rate) in 100 ms chunks through the edge's streaming scorer."""
     side = classifier.sidecar
     rate = side.features.sample_rate_hz
-    pipeline = DetectionPipeline(classifier, side.features, decisions, hop_frames=side.hop_frames, source_rate_hz=rate)
-    transitions = pipeline.run(chunked(audio, rate // 10)).transitions
+    scorer = StreamingScorer(classifier, side.features, hop_frames=side.hop_frames, source_rate_hz=rate)
+    windows = [w for chunk in chunked(audio, rate // 10) for w in scorer.push(chunk)] + scorer.flush()
+    return StreamScores(
+        np.array([w.score for w in windows]),
+        np.array([w.start_s for w in windows]),
+        np.array([w.end_s for w in windows]),
+        audio.size / rate,
+    )
+
+
+def decide(
+    stream: StreamScores, decisions: DecisionParams
+) -> tuple[list[EventStarted], list[tuple[float, float]], float]:
+    """The live detector's decisions over scored windows: event starts, event spans, seconds."""
+    detector = EventDetector(decisions)
+    transitions = []
+    for score, start_s, end_s in zip(stream.scores, stream.start_s, stream.end_s, strict=True):
+        transitions += detector.update(float(score), float(start_s), float(end_s))
+    transitions += detector.finish(stream.seconds)
     starts = [t for t in transitions if isinstance(t, EventStarted)]
     spans = [
         (t.event.start_s, t.event.end_s)
         for t in transitions
         if not isinstance(t, EventStarted) and t.event.end_s is not None
     ]
-    return starts, spans, audio.size / rate
+    return starts, spans, stream.seconds
+
+
+def run_stream(
+    classifier: Classifier, decisions: DecisionParams, audio: FloatArray
+) -> tuple[list[EventStarted], list[tuple[float, float]], float]:
+    """Replay audio (at the model rate) in 100 ms chunks; returns event starts, event spans, seconds."""
+    return decide(score_stream(classifier, audio), decisions)
 
 
 def build_scene(
@@ -94,7 +126,20 @@ def build_scene(
     return scene, truth
 
 
-def _scene_metrics(
+def stream_and_scene(
+    clips: list[Clip], waves: list[FloatArray], features: FeatureParams, seed: int
+) -> tuple[FloatArray, FloatArray, list[dict[str, float]]]:
+    """The split's non-screams back to back in a seeded order, and that stream with its screams inserted."""
+    rng = np.random.default_rng(seed)
+    negatives = [w for c, w in zip(clips, waves, strict=True) if not c.is_scream]
+    order = rng.permutation(len(negatives))
+    stream = np.concatenate([negatives[i] for i in order]) if negatives else np.zeros(0, np.float32)
+    screams = [w for c, w in zip(clips, waves, strict=True) if c.is_scream]
+    scene, truth = build_scene(stream, screams, features, rng)
+    return stream, scene, truth
+
+
+def scene_metrics(
     starts: list[EventStarted], spans: list[tuple[float, float]], truth: list[dict[str, float]], seconds: float
 ) -> dict[str, Any]:
     detected, latencies, false_alarms = 0, [], 0
@@ -151,7 +196,7 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     classifier = Classifier(model, expected_features=FeatureParams())
     side = classifier.sidecar
-    decisions = DecisionParams(on_threshold=side.thresholds.on, off_threshold=side.thresholds.off)
+    decisions = side.decision_params()
     dataset = load_dataset(data)
     clips = _restrict_to_split(dataset.clips, Path(splits_file), split) if splits_file else dataset.clips
     cache = WaveformCache(
@@ -203,20 +248,15 @@ def evaluate(
         key=lambda r: -r["peak"],
     )
 
-    rng = np.random.default_rng(seed)
-    negatives = [w for s, w in zip(scored, waves, strict=True) if not s.clip.is_scream]
-    order = rng.permutation(len(negatives))
-    stream = np.concatenate([negatives[i] for i in order]) if negatives else np.zeros(0, np.float32)
+    stream, scene, truth = stream_and_scene(clips, waves, side.features, seed)
     starts, _, seconds = run_stream(classifier, decisions, stream)
     stream_result = {
         "hours": round(seconds / 3600, 3),
         "false_alarms": len(starts),
         "false_alarms_per_hour": round(len(starts) / max(seconds / 3600, 1e-9), 3),
     }
-    screams = [w for s, w in zip(scored, waves, strict=True) if s.clip.is_scream]
-    scene, truth = build_scene(stream, screams, side.features, rng)
     scene_starts, scene_spans, scene_seconds = run_stream(classifier, decisions, scene)
-    scene_result = _scene_metrics(scene_starts, scene_spans, truth, scene_seconds)
+    scene_result = scene_metrics(scene_starts, scene_spans, truth, scene_seconds)
 
     report: dict[str, Any] = {
         "model": {

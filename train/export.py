@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +94,12 @@ def export_model(
     check_windows: npt.NDArray[np.float32],
     thresholds: dict[str, Any],
     metadata: dict[str, Any] | None = None,
+    operating_point: Callable[[Classifier], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Write `<out>.tflite` and `<out>.json`; fail if int8 and float decisions agree on < 99%."""
+    """Write `<out>.tflite` and `<out>.json`; fail if int8 and float decisions agree on < 99%.
+
+    `operating_point`, if given, is called with the staged int8 classifier and returns the final
+    `thresholds` block (chosen on what the edge will run); the agreement is checked at its `on`."""
     out_path = Path(out_path).with_suffix(".tflite")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tflite_bytes = convert_int8(model, representative)
@@ -125,6 +129,8 @@ def export_model(
     try:
         float_scores = model.predict(check_windows[..., None], batch_size=256, verbose=0).reshape(-1)
         int8 = Classifier(staged, expected_features=features)
+        if operating_point is not None:
+            thresholds = sidecar["thresholds"] = operating_point(int8)
         int8_scores = np.array([int8.score(w) for w in check_windows])
         on = float(thresholds["on"])
         agreement = float(np.mean((float_scores >= on) == (int8_scores >= on)))

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge.classifier import Classifier
 from edge.errors import AudioError
 from edge.features import FeatureParams, LogMelExtractor
 from train import metrics
@@ -38,8 +39,13 @@ class TrainConfig:
     onset_window_fraction: float = 0.0  # of scream windows: ones that end just after the onset
     noise_only_fraction: float = 0.08  # of negatives: synthesised noise or near-silence
     label_smoothing: float = 0.1
-    target_fpr: float = 0.01  # window-level false-positive rate the `on` threshold is chosen for
+    target_fpr: float = 0.01  # window-level false-positive rate of the first `on` (the fallback)
     off_fpr: float = 0.03
+    # The operating point (on, k-of-n patience) is then chosen on validation streams: see
+    # train/operating_point.py for the rule these three bounds feed.
+    max_false_alarms_per_hour: float = 0.5
+    min_event_recall: float = 0.5
+    max_latency_s: float = 1.0
     seed: int = 0
     cache_dir: str = ""
     verbose: int = 2
@@ -302,6 +308,7 @@ def train(
         check_windows=test.windows,
         thresholds=thresholds,
         metadata=metadata,
+        operating_point=lambda int8: _operating_point(int8, prepared["validation"], val, config),
     )
     from train.export import convert_float
 
@@ -315,6 +322,32 @@ def train(
         f"int8/float decision agreement {sidecar['int8_check']['decision_agreement']:.2%}"
     )
     return TrainResult(out_path, sidecar, seconds, {k: list(map(float, v)) for k, v in history.history.items()})
+
+
+def _operating_point(
+    int8: Classifier, validation: PreparedSplit, val: EvalWindows, config: TrainConfig
+) -> dict[str, Any]:
+    from train.operating_point import OperatingPointRule, choose_operating_point
+
+    started = time.monotonic()
+    val_scores = np.array([int8.score(w) for w in val.windows])
+    rule = OperatingPointRule(
+        max_false_alarms_per_hour=config.max_false_alarms_per_hour,
+        min_event_recall=config.min_event_recall,
+        max_latency_s=config.max_latency_s,
+        default_fpr=config.target_fpr,
+        off_ratio_fpr=config.off_fpr,
+    )
+    point = choose_operating_point(
+        int8, validation.clips, validation.waves, val.labels, val_scores, rule=rule, seed=config.seed
+    )
+    v = point["validation"]
+    _log(
+        f"operating point from validation ({time.monotonic() - started:.0f} s): on {point['on']}, off {point['off']}, "
+        f"{point['patience_windows']} of {point['patience_of']} windows; scene recall {v['event_recall']}, "
+        f"{v['false_alarms_per_hour']} false alarms/h, onset to alarm {v['median_onset_to_alarm_s']} s"
+    )
+    return point
 
 
 def window_metrics(labels: npt.ArrayLike, scores: npt.ArrayLike, threshold: float) -> dict[str, Any]:

@@ -107,3 +107,38 @@ def test_runtime_order_and_missing_runtime() -> None:
     assert name == "ai_edge_litert.interpreter"
     with pytest.raises(RuntimeMissingError, match="pip install ai-edge-litert"):
         load_interpreter_class("no_such_runtime_module")
+
+
+def test_patience_in_the_sidecar(model_copy: Path) -> None:
+    _edit_sidecar(model_copy, lambda d: d["thresholds"].update(patience_windows=2, patience_of=3))
+    side = ModelSidecar.load(model_copy.with_suffix(".json"))
+    assert (side.thresholds.patience_windows, side.thresholds.patience_of) == (2, 3)
+    params = side.decision_params()
+    assert (params.patience_windows, params.patience_of) == (2, 3)
+    assert (params.on_threshold, params.off_threshold) == (side.thresholds.on, side.thresholds.off)
+    # The same time span at another hop: hits 2 model hops (2 x 250 ms) apart become 5 x 100 ms.
+    assert side.hop_frames == 25
+    assert side.patience_at(25) == (2, 3)
+    assert side.patience_at(10) == (4, 6)
+    params = side.decision_params(hop_frames=10)
+    assert (params.patience_windows, params.patience_of) == (4, 6)
+
+
+def test_sidecar_without_patience_means_one_of_one(model_copy: Path) -> None:
+    def drop(d: dict) -> None:  # type: ignore[type-arg]
+        d["thresholds"].pop("patience_windows", None)
+        d["thresholds"].pop("patience_of", None)
+
+    _edit_sidecar(model_copy, drop)
+    side = ModelSidecar.load(model_copy.with_suffix(".json"))
+    assert side.patience_at(side.hop_frames) == (1, 1) and side.patience_at(10) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "patience, message",
+    [((3, 2), "patience_windows <= patience_of"), ((0, 1), "patience_windows"), (("two", 2), "malformed")],
+)
+def test_bad_patience_in_the_sidecar(model_copy: Path, patience: tuple[object, object], message: str) -> None:
+    _edit_sidecar(model_copy, lambda d: d["thresholds"].update(patience_windows=patience[0], patience_of=patience[1]))
+    with pytest.raises(ModelError, match=message):
+        Classifier(model_copy)

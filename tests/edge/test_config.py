@@ -41,6 +41,9 @@ def test_example_config_lists_every_key_with_its_default() -> None:
         ),
         ({"site": "hall"}, "site must be a table"),
         ({"audio": {"device": True}}, "audio.device must be"),
+        ({"detector": {"patience_of": 3}}, "detector.patience_windows is out of range"),
+        ({"detector": {"patience_windows": 2, "patience_of": 1}}, "detector.patience_windows is out of range"),
+        ({"detector": {"patience_windows": 2}}, "detector.patience_of is out of range"),
     ],
 )
 def test_bad_values_name_their_key(data: dict[str, object], message: str) -> None:
@@ -61,3 +64,9 @@ def test_file_errors(tmp_path: Path) -> None:
     bad.write_text("[detector\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_patience_defaults_to_the_models_own() -> None:
+    assert (Config().detector.patience_windows, Config().detector.patience_of) == (0, 0)
+    d = parse_config({"detector": {"patience_windows": 2, "patience_of": 3}}).detector
+    assert (d.patience_windows, d.patience_of) == (2, 3)

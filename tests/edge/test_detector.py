@@ -81,3 +81,12 @@ def test_bad_parameters_name_the_field(kwargs: dict[str, float], name: str) -> N
 def test_threshold_override_keeps_hysteresis_ratio() -> None:
     params = DecisionParams(on_threshold=0.8, off_threshold=0.4).with_threshold(0.6)
     assert params.on_threshold == 0.6 and params.off_threshold == pytest.approx(0.3)
+
+
+def test_retune_to_a_longer_patience_keeps_counting() -> None:
+    detector = EventDetector(DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=0.0))
+    detector.update(0.1, 0.0, 1.0)
+    detector.retune(DecisionParams(on_threshold=0.8, off_threshold=0.5, patience_windows=3, patience_of=3))
+    assert detector.update(0.9, 0.25, 1.25) == [] and detector.update(0.9, 0.5, 1.5) == []
+    started = detector.update(0.9, 0.75, 1.75)
+    assert len(started) == 1 and started[0].event.start_s == 0.25

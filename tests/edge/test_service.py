@@ -372,6 +372,30 @@ def test_hot_reload_accepts_a_good_model(tiny_model: Path, tmp_path: Path, pins:
     service.run()
 
 
+@pytest.mark.parametrize(
+    "detector, expected",
+    [
+        ({}, (2, 3)),  # the model's own
+        ({"hop_ms": 100}, (4, 6)),  # the model's own, over the same time span at a shorter hop
+        ({"patience_windows": 1, "patience_of": 1}, (1, 1)),  # the site's choice wins
+        ({"patience_windows": 2, "patience_of": 2, "hop_ms": 100}, (2, 2)),
+    ],
+)
+def test_patience_comes_from_the_model_unless_configured(
+    tiny_model: Path, tmp_path: Path, pins: MockFactory, detector: dict[str, int], expected: tuple[int, int]
+) -> None:
+    model = tmp_path / "live.tflite"
+    model.write_bytes(tiny_model.read_bytes())
+    sidecar = json.loads(tiny_model.with_suffix(".json").read_text())
+    sidecar["thresholds"].update(patience_windows=2, patience_of=3)
+    model.with_suffix(".json").write_text(json.dumps(sidecar))
+    service = build_service(make_config(tmp_path, detector=detector), model, ArraySource(scene(), RATE, 1600), pins)
+    params = service.detector.params
+    assert (params.patience_windows, params.patience_of) == expected
+    service.stop_event.set()
+    service.run()
+
+
 def test_sd_notify_over_a_real_socket(tiny_model: Path, tmp_path: Path, pins: MockFactory) -> None:
     address = str(tmp_path / "notify.sock")
     receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -8,7 +8,7 @@ import pytest
 
 from edge.detector import EventStarted
 from edge.features import FeatureParams
-from train.evaluate import _scene_metrics, build_scene
+from train.evaluate import build_scene, scene_metrics
 
 
 def test_evaluate_writes_report_plots_and_model_card(tiny_training, synthetic_dataset: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -79,6 +79,6 @@ def test_scene_puts_screams_at_known_times_and_scores_events() -> None:
 
     starts = [E(6.8), E(15.0)]
     spans = [(6.1, 7.4), (14.9, 16.0)]
-    m = _scene_metrics(starts, spans, truth, 3600.0)  # type: ignore[arg-type]
+    m = scene_metrics(starts, spans, truth, 3600.0)  # type: ignore[arg-type]
     assert m["detected"] == 1 and m["false_alarms"] == 1 and m["median_onset_to_alarm_s"] == pytest.approx(0.55)
     assert isinstance(EventStarted, type)

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edge import synth
+from edge.classifier import Classifier
+from edge.pipeline import DetectionPipeline, chunked
+from train.evaluate import decide, score_stream
+from train.operating_point import Candidate, OperatingPointRule, candidate_thresholds, choose
+
+
+def cand(
+    recall: float, fa_h: float, latency: float | None = 0.6, k: int = 1, n: int = 1, fpr: float = 0.01
+) -> Candidate:
+    return Candidate(fpr, 0.9, 0.8, k, n, recall, fa_h, latency)
+
+
+def test_most_recall_within_the_false_alarm_budget() -> None:
+    rule = OperatingPointRule(max_false_alarms_per_hour=0.5)
+    best, clause = choose([cand(0.9, 8.0), cand(0.7, 0.0, k=2, n=2), cand(0.6, 0.4, k=3, n=3)], rule)
+    assert (best.event_recall, best.patience_windows) == (0.7, 2)
+    assert "at or under 0.5 false alarms per hour" in clause
+
+
+def test_fewest_false_alarms_above_the_recall_and_latency_floors() -> None:
+    rule = OperatingPointRule(max_false_alarms_per_hour=0.5, min_event_recall=0.5, max_latency_s=1.0)
+    candidates = [
+        cand(0.9, 60.0),
+        cand(0.55, 20.0, k=2, n=2),
+        cand(0.4, 4.0, k=3, n=3),  # too little recall
+        cand(0.6, 10.0, latency=1.4, k=3, n=3),  # too late
+        cand(0.6, 20.0, latency=0.5, k=2, n=3),  # same false alarms as the second, more recall
+    ]
+    best, clause = choose(candidates, rule)
+    assert (best.event_recall, best.patience_of) == (0.6, 3) and best.latency_s == 0.5
+    assert "no candidate reached" in clause
+
+
+def test_falls_back_to_the_window_threshold() -> None:
+    rule = OperatingPointRule(min_event_recall=0.8)
+    best, clause = choose([cand(0.6, 9.0, k=2, n=2), cand(0.7, 30.0, fpr=0.01), cand(0.75, 50.0, fpr=0.02)], rule)
+    assert (best.window_fpr, best.patience_of) == (0.01, 1)
+    assert "plain window threshold" in clause
+
+
+def test_candidate_thresholds_are_ordered_and_distinct() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.ones(200, bool), np.zeros(2000, bool)]
+    scores = np.r_[rng.uniform(0.5, 1, 200), rng.uniform(0, 0.9, 2000)]
+    rows = candidate_thresholds(labels, scores, OperatingPointRule())
+    ons = [on for _, on, _ in rows]
+    assert ons == sorted(ons, reverse=True) and len(set(ons)) == len(ons) == 4
+    assert all(0 < off <= on for _, on, off in rows)
+    # Every window scored the same: one candidate, not four copies of it.
+    assert len(candidate_thresholds(labels, np.full(2200, 0.3), OperatingPointRule())) == 1
+
+
+def test_scoring_once_and_deciding_later_matches_the_live_pipeline(tiny_model: Path) -> None:
+    """The sweep decides over stored scores; it must see exactly what the live pipeline sees."""
+    classifier = Classifier(tiny_model)
+    side = classifier.sidecar
+    rng = np.random.default_rng(5)
+    audio = synth.room_tone(20.0, 16000, rng)
+    for at in (2.0, 9.0, 15.0):
+        scream = synth.scream_like(1.2, 16000, rng)
+        audio[int(at * 16000) : int(at * 16000) + scream.size] += scream
+    decisions = side.decision_params()
+    stored = decide(score_stream(classifier, audio), decisions)
+    pipeline = DetectionPipeline(classifier, side.features, decisions, hop_frames=side.hop_frames, source_rate_hz=16000)
+    live = pipeline.run(chunked(audio, 1600)).transitions
+    live_starts = [(t.event.start_s, t.event.detected_s) for t in live if type(t).__name__ == "EventStarted"]
+    assert [(s.event.start_s, s.event.detected_s) for s in stored[0]] == live_starts
+    assert len(stored[1]) == len(live_starts) >= 1
+
+
+def test_training_records_the_operating_point_it_chose(tiny_training) -> None:  # type: ignore[no-untyped-def]
+    t = json.loads(tiny_training.model_path.with_suffix(".json").read_text())["thresholds"]
+    assert 1 <= t["patience_windows"] <= t["patience_of"]
+    assert t["chosen_by"].startswith("validation scene")
+    chosen = t["validation"]
+    assert chosen in t["candidates"]
+    assert (chosen["on"], chosen["off"], chosen["patience"]) == (
+        t["on"],
+        t["off"],
+        f"{t['patience_windows']} of {t['patience_of']}",
+    )
+    assert len(t["candidates"]) % len(OperatingPointRule().patience) == 0
+    # What the edge will run is what was chosen.
+    params = Classifier(tiny_training.model_path).sidecar.decision_params()
+    assert (params.on_threshold, params.patience_windows, params.patience_of) == (
+        t["on"],
+        t["patience_windows"],
+        t["patience_of"],
+    )
+
+
+def test_a_candidate_that_detects_nothing_is_never_chosen_for_being_quiet() -> None:
+    best, clause = choose([cand(0.0, 0.0), cand(0.9, 3.0)], OperatingPointRule(max_false_alarms_per_hour=0.5))
+    assert best.event_recall == 0.9 and "fewest false alarms" in clause

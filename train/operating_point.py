@@ -1,0 +1,159 @@
+"""Choose the live detector's operating point (`on` threshold and k-of-n patience) on validation.
+
+Window-level thresholds say little about what a site sees: an alarm is an event, decided from a
+run of windows. So the exported int8 model scores the validation split the way `evaluate` scores
+the test split (its non-screams back to back, with its screams inserted at 0-20 dB), through the
+edge's streaming path, once; then every candidate (`on`, k, n) replays those scores through the
+live detector's own decisions. The rule, recorded in the sidecar:
+
+1. the most event recall among candidates at or under `max_false_alarms_per_hour`, if any;
+2. otherwise the fewest false alarms per hour among candidates with event recall at least
+   `min_event_recall` and median onset-to-alarm at most `max_latency_s`;
+3. otherwise the plain window threshold with 1-of-1 patience.
+Ties go to more recall, then less latency, then less patience.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.classifier import Classifier
+from edge.detector import DecisionParams
+from train import metrics
+from train.data import Clip
+from train.evaluate import decide, scene_metrics, score_stream, stream_and_scene
+
+FloatArray = npt.NDArray[np.float32]
+PATIENCE_GRID = ((1, 1), (2, 2), (2, 3), (3, 3))
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperatingPointRule:
+    window_fprs: tuple[float, ...] = (0.0025, 0.005, 0.01, 0.02)  # candidate `on`s: validation window FPRs
+    off_ratio_fpr: float = 0.03  # `off` sits at this window FPR (never above `on`)
+    patience: tuple[tuple[int, int], ...] = PATIENCE_GRID
+    max_false_alarms_per_hour: float = 0.5
+    min_event_recall: float = 0.5
+    max_latency_s: float = 1.0
+    default_fpr: float = 0.01
+
+
+@dataclass(frozen=True)
+class Candidate:
+    window_fpr: float
+    on: float
+    off: float
+    patience_windows: int
+    patience_of: int
+    event_recall: float
+    false_alarms_per_hour: float
+    latency_s: float | None
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "window_fpr": self.window_fpr,
+            "on": self.on,
+            "off": self.off,
+            "patience": f"{self.patience_windows} of {self.patience_of}",
+            "event_recall": self.event_recall,
+            "false_alarms_per_hour": self.false_alarms_per_hour,
+            "median_onset_to_alarm_s": self.latency_s,
+        }
+
+
+def candidate_thresholds(
+    labels: npt.ArrayLike, scores: npt.ArrayLike, rule: OperatingPointRule
+) -> list[tuple[float, float, float]]:
+    """(window FPR, on, off) for each candidate FPR, clipped to a usable range and de-duplicated."""
+    off = metrics.threshold_at_fpr(labels, scores, rule.off_ratio_fpr)
+    out: dict[float, tuple[float, float, float]] = {}
+    for fpr in rule.window_fprs:
+        on = round(float(np.clip(metrics.threshold_at_fpr(labels, scores, fpr), 0.05, 0.98)), 4)
+        out.setdefault(on, (fpr, on, round(float(np.clip(min(off, on), 0.02, on)), 4)))
+    return list(out.values())
+
+
+def sweep(
+    classifier: Classifier,
+    clips: list[Clip],
+    waves: list[FloatArray],
+    thresholds: list[tuple[float, float, float]],
+    rule: OperatingPointRule,
+    seed: int,
+) -> tuple[list[Candidate], float]:
+    """Every (threshold, patience) candidate's scene metrics; also returns the scene's length in hours."""
+    _, scene, truth = stream_and_scene(clips, waves, classifier.sidecar.features, seed)
+    scored = score_stream(classifier, scene)
+    out = []
+    for fpr, on, off in thresholds:
+        for k, n in rule.patience:
+            params = DecisionParams(on_threshold=on, off_threshold=off, patience_windows=k, patience_of=n)
+            starts, spans, seconds = decide(scored, params)
+            m = scene_metrics(starts, spans, truth, seconds)
+            out.append(
+                Candidate(
+                    fpr, on, off, k, n, m["event_recall"], m["false_alarms_per_hour"], m["median_onset_to_alarm_s"]
+                )
+            )
+    return out, scored.seconds / 3600
+
+
+def choose(candidates: list[Candidate], rule: OperatingPointRule) -> tuple[Candidate, str]:
+    """Apply the rule of this module's docstring; returns the choice and which clause chose it."""
+
+    def preference(c: Candidate) -> tuple[float, float, int]:
+        return (-c.event_recall, c.latency_s if c.latency_s is not None else 1e9, c.patience_windows)
+
+    quiet = [c for c in candidates if c.false_alarms_per_hour <= rule.max_false_alarms_per_hour and c.event_recall]
+    if quiet:
+        return min(quiet, key=preference), (
+            f"most scene event recall at or under {rule.max_false_alarms_per_hour} false alarms per hour"
+        )
+    usable = [
+        c
+        for c in candidates
+        if c.event_recall >= rule.min_event_recall and c.latency_s is not None and c.latency_s <= rule.max_latency_s
+    ]
+    if usable:
+        best = min(usable, key=lambda c: (c.false_alarms_per_hour, *preference(c)))
+        return best, (
+            f"no candidate reached {rule.max_false_alarms_per_hour} false alarms per hour; fewest false alarms "
+            f"with scene event recall at least {rule.min_event_recall} and median onset-to-alarm at most "
+            f"{rule.max_latency_s} s"
+        )
+    fallback = [c for c in candidates if c.window_fpr == rule.default_fpr and c.patience_of == 1] or candidates
+    return fallback[0], "no candidate met the recall and latency floors; the plain window threshold, 1 of 1"
+
+
+def choose_operating_point(
+    classifier: Classifier,
+    clips: list[Clip],
+    waves: list[FloatArray],
+    window_labels: npt.ArrayLike,
+    window_scores: npt.ArrayLike,
+    *,
+    rule: OperatingPointRule | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The sidecar's `thresholds` block, with the validation sweep that chose it."""
+    rule = rule or OperatingPointRule()
+    thresholds = candidate_thresholds(window_labels, window_scores, rule)
+    candidates, hours = sweep(classifier, clips, waves, thresholds, rule, seed)
+    best, clause = choose(candidates, rule)
+    return {
+        "on": best.on,
+        "off": best.off,
+        "patience_windows": best.patience_windows,
+        "patience_of": best.patience_of,
+        "chosen_by": (
+            f"validation scene ({hours * 60:.1f} min, {sum(c.is_scream for c in clips)} screams inserted), "
+            f"int8 model and live decisions: {clause}. 'on' is the validation window threshold at "
+            f"{best.window_fpr:.2%} false positives, 'off' at {rule.off_ratio_fpr:.0%}"
+        ),
+        "validation": best.row(),
+        "candidates": [c.row() for c in candidates],
+    }
