@@ -6,10 +6,12 @@ the test split (its non-screams back to back, with its screams inserted at 0-20 
 edge's streaming path, once; then every candidate (`on`, k, n) replays those scores through the
 live detector's own decisions. The rule, recorded in the sidecar:
 
-1. the most event recall among candidates at or under `max_false_alarms_per_hour`, if any;
-2. otherwise the fewest false alarms per hour among candidates with event recall at least
-   `min_event_recall` and median onset-to-alarm at most `max_latency_s`;
-3. otherwise the plain window threshold with 1-of-1 patience.
+only candidates that keep `min_recall_ratio` of the event recall of the plain threshold (the
+window threshold at `default_fpr`, 1 of 1) and a median onset-to-alarm of at most `max_latency_s`
+are eligible; among them,
+1. the most event recall at or under `max_false_alarms_per_hour`, if any reaches it;
+2. otherwise the fewest false alarms per hour;
+3. and if none is eligible, the plain threshold itself.
 Ties go to more recall, then less latency, then less patience.
 """
 
@@ -37,9 +39,9 @@ class OperatingPointRule:
     off_ratio_fpr: float = 0.03  # `off` sits at this window FPR (never above `on`)
     patience: tuple[tuple[int, int], ...] = PATIENCE_GRID
     max_false_alarms_per_hour: float = 0.5
-    min_event_recall: float = 0.5
+    min_recall_ratio: float = 0.9  # of the event recall the plain threshold (default_fpr, 1 of 1) reaches
     max_latency_s: float = 1.0
-    default_fpr: float = 0.01
+    default_fpr: float = 0.01  # always among window_fprs
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,10 @@ def candidate_thresholds(
     """(window FPR, on, off) for each candidate FPR, clipped to a usable range and de-duplicated."""
     off = metrics.threshold_at_fpr(labels, scores, rule.off_ratio_fpr)
     out: dict[float, tuple[float, float, float]] = {}
-    for fpr in rule.window_fprs:
+    for fpr in sorted({*rule.window_fprs, rule.default_fpr}):
         on = round(float(np.clip(metrics.threshold_at_fpr(labels, scores, fpr), 0.05, 0.98)), 4)
-        out.setdefault(on, (fpr, on, round(float(np.clip(min(off, on), 0.02, on)), 4)))
+        if on not in out or fpr == rule.default_fpr:  # equal thresholds: one candidate, named for the default
+            out[on] = (fpr, on, round(float(np.clip(min(off, on), 0.02, on)), 4))
     return list(out.values())
 
 
@@ -104,29 +107,35 @@ def sweep(
 
 def choose(candidates: list[Candidate], rule: OperatingPointRule) -> tuple[Candidate, str]:
     """Apply the rule of this module's docstring; returns the choice and which clause chose it."""
+    baseline = next((c for c in candidates if c.window_fpr == rule.default_fpr and c.patience_of == 1), candidates[0])
+    floor = round(rule.min_recall_ratio * baseline.event_recall, 4)
+    eligible = [
+        c
+        for c in candidates
+        if c.event_recall > 0
+        and c.event_recall >= floor
+        and c.latency_s is not None
+        and c.latency_s <= rule.max_latency_s
+    ]
 
     def preference(c: Candidate) -> tuple[float, float, int]:
         return (-c.event_recall, c.latency_s if c.latency_s is not None else 1e9, c.patience_windows)
 
-    quiet = [c for c in candidates if c.false_alarms_per_hour <= rule.max_false_alarms_per_hour and c.event_recall]
+    floors = (
+        f"scene event recall at least {rule.min_recall_ratio:.0%} of the plain threshold's ({floor}) and median "
+        f"onset-to-alarm at most {rule.max_latency_s} s"
+    )
+    quiet = [c for c in eligible if c.false_alarms_per_hour <= rule.max_false_alarms_per_hour]
     if quiet:
         return min(quiet, key=preference), (
-            f"most scene event recall at or under {rule.max_false_alarms_per_hour} false alarms per hour"
+            f"most scene event recall at or under {rule.max_false_alarms_per_hour} false alarms per hour, with {floors}"
         )
-    usable = [
-        c
-        for c in candidates
-        if c.event_recall >= rule.min_event_recall and c.latency_s is not None and c.latency_s <= rule.max_latency_s
-    ]
-    if usable:
-        best = min(usable, key=lambda c: (c.false_alarms_per_hour, *preference(c)))
-        return best, (
+    if eligible:
+        return min(eligible, key=lambda c: (c.false_alarms_per_hour, *preference(c))), (
             f"no candidate reached {rule.max_false_alarms_per_hour} false alarms per hour; fewest false alarms "
-            f"with scene event recall at least {rule.min_event_recall} and median onset-to-alarm at most "
-            f"{rule.max_latency_s} s"
+            f"with {floors}"
         )
-    fallback = [c for c in candidates if c.window_fpr == rule.default_fpr and c.patience_of == 1] or candidates
-    return fallback[0], "no candidate met the recall and latency floors; the plain window threshold, 1 of 1"
+    return baseline, f"no candidate kept {floors}; the plain window threshold, 1 of 1"
 
 
 def choose_operating_point(

@@ -19,30 +19,32 @@ def cand(
 
 
 def test_most_recall_within_the_false_alarm_budget() -> None:
-    rule = OperatingPointRule(max_false_alarms_per_hour=0.5)
-    best, clause = choose([cand(0.9, 8.0), cand(0.7, 0.0, k=2, n=2), cand(0.6, 0.4, k=3, n=3)], rule)
+    rule = OperatingPointRule(max_false_alarms_per_hour=0.5, min_recall_ratio=0.7)
+    candidates = [cand(0.9, 8.0), cand(0.7, 0.0, k=2, n=2), cand(0.65, 0.4, k=3, n=3), cand(0.8, 0.0, latency=1.5)]
+    best, clause = choose(candidates, rule)
     assert (best.event_recall, best.patience_windows) == (0.7, 2)
     assert "at or under 0.5 false alarms per hour" in clause
 
 
 def test_fewest_false_alarms_above_the_recall_and_latency_floors() -> None:
-    rule = OperatingPointRule(max_false_alarms_per_hour=0.5, min_event_recall=0.5, max_latency_s=1.0)
+    rule = OperatingPointRule(max_false_alarms_per_hour=0.5, min_recall_ratio=0.9, max_latency_s=1.0)
     candidates = [
-        cand(0.9, 60.0),
-        cand(0.55, 20.0, k=2, n=2),
-        cand(0.4, 4.0, k=3, n=3),  # too little recall
+        cand(0.6, 60.0),  # the plain threshold: the recall floor is 0.54
+        cand(0.55, 20.0, k=2, n=2, fpr=0.005),
+        cand(0.5, 4.0, k=3, n=3),  # too little recall
         cand(0.6, 10.0, latency=1.4, k=3, n=3),  # too late
-        cand(0.6, 20.0, latency=0.5, k=2, n=3),  # same false alarms as the second, more recall
+        cand(0.58, 20.0, latency=0.5, k=2, n=3),  # as few false alarms as the second, more recall
     ]
     best, clause = choose(candidates, rule)
-    assert (best.event_recall, best.patience_of) == (0.6, 3) and best.latency_s == 0.5
-    assert "no candidate reached" in clause
+    assert (best.event_recall, best.patience_of) == (0.58, 3)
+    assert "no candidate reached" in clause and "(0.54)" in clause
 
 
-def test_falls_back_to_the_window_threshold() -> None:
-    rule = OperatingPointRule(min_event_recall=0.8)
-    best, clause = choose([cand(0.6, 9.0, k=2, n=2), cand(0.7, 30.0, fpr=0.01), cand(0.75, 50.0, fpr=0.02)], rule)
-    assert (best.window_fpr, best.patience_of) == (0.01, 1)
+def test_falls_back_to_the_plain_threshold() -> None:
+    rule = OperatingPointRule(max_latency_s=0.5)
+    candidates = [cand(0.6, 9.0, k=2, n=2), cand(0.7, 30.0, latency=0.8), cand(0.75, 50.0, fpr=0.02)]
+    best, clause = choose(candidates, rule)
+    assert (best.window_fpr, best.patience_of, best.event_recall) == (0.01, 1, 0.7)
     assert "plain window threshold" in clause
 
 
@@ -53,9 +55,10 @@ def test_candidate_thresholds_are_ordered_and_distinct() -> None:
     rows = candidate_thresholds(labels, scores, OperatingPointRule())
     ons = [on for _, on, _ in rows]
     assert ons == sorted(ons, reverse=True) and len(set(ons)) == len(ons) == 4
+    assert [fpr for fpr, _, _ in rows] == [0.0025, 0.005, 0.01, 0.02]
     assert all(0 < off <= on for _, on, off in rows)
-    # Every window scored the same: one candidate, not four copies of it.
-    assert len(candidate_thresholds(labels, np.full(2200, 0.3), OperatingPointRule())) == 1
+    # Every window scored the same: one candidate, not four copies of it, named for the default FPR.
+    assert [fpr for fpr, _, _ in candidate_thresholds(labels, np.full(2200, 0.3), OperatingPointRule())] == [0.01]
 
 
 def test_scoring_once_and_deciding_later_matches_the_live_pipeline(tiny_model: Path) -> None:
@@ -98,5 +101,6 @@ def test_training_records_the_operating_point_it_chose(tiny_training) -> None:  
 
 
 def test_a_candidate_that_detects_nothing_is_never_chosen_for_being_quiet() -> None:
-    best, clause = choose([cand(0.0, 0.0), cand(0.9, 3.0)], OperatingPointRule(max_false_alarms_per_hour=0.5))
+    rule = OperatingPointRule(max_false_alarms_per_hour=0.5, min_recall_ratio=0.0)
+    best, clause = choose([cand(0.0, 0.0, fpr=0.005), cand(0.9, 3.0)], rule)
     assert best.event_recall == 0.9 and "fewest false alarms" in clause
