@@ -44,7 +44,7 @@ class TrainConfig:
     # The operating point (on, k-of-n patience) is then chosen on validation streams: see
     # train/operating_point.py for the rule these three bounds feed.
     max_false_alarms_per_hour: float = 0.5
-    min_recall_ratio: float = 0.9
+    min_event_recall: float = 0.5
     max_latency_s: float = 1.0
     seed: int = 0
     cache_dir: str = ""
@@ -333,7 +333,7 @@ def _operating_point(
     val_scores = np.array([int8.score(w) for w in val.windows])
     rule = OperatingPointRule(
         max_false_alarms_per_hour=config.max_false_alarms_per_hour,
-        min_recall_ratio=config.min_recall_ratio,
+        min_event_recall=config.min_event_recall,
         max_latency_s=config.max_latency_s,
         default_fpr=config.target_fpr,
         off_ratio_fpr=config.off_fpr,

@@ -19,7 +19,7 @@ def cand(
 
 
 def test_most_recall_within_the_false_alarm_budget() -> None:
-    rule = OperatingPointRule(max_false_alarms_per_hour=0.5, min_recall_ratio=0.7)
+    rule = OperatingPointRule(max_false_alarms_per_hour=0.5, min_event_recall=0.6)
     candidates = [cand(0.9, 8.0), cand(0.7, 0.0, k=2, n=2), cand(0.65, 0.4, k=3, n=3), cand(0.8, 0.0, latency=1.5)]
     best, clause = choose(candidates, rule)
     assert (best.event_recall, best.patience_windows) == (0.7, 2)
@@ -27,9 +27,9 @@ def test_most_recall_within_the_false_alarm_budget() -> None:
 
 
 def test_fewest_false_alarms_above_the_recall_and_latency_floors() -> None:
-    rule = OperatingPointRule(max_false_alarms_per_hour=0.5, min_recall_ratio=0.9, max_latency_s=1.0)
+    rule = OperatingPointRule(max_false_alarms_per_hour=0.5, min_event_recall=0.54, max_latency_s=1.0)
     candidates = [
-        cand(0.6, 60.0),  # the plain threshold: the recall floor is 0.54
+        cand(0.6, 60.0),
         cand(0.55, 20.0, k=2, n=2, fpr=0.005),
         cand(0.5, 4.0, k=3, n=3),  # too little recall
         cand(0.6, 10.0, latency=1.4, k=3, n=3),  # too late
@@ -37,7 +37,7 @@ def test_fewest_false_alarms_above_the_recall_and_latency_floors() -> None:
     ]
     best, clause = choose(candidates, rule)
     assert (best.event_recall, best.patience_of) == (0.58, 3)
-    assert "no candidate reached" in clause and "(0.54)" in clause
+    assert "no candidate reached" in clause and "recall at least 0.54" in clause
 
 
 def test_falls_back_to_the_plain_threshold() -> None:
@@ -101,6 +101,6 @@ def test_training_records_the_operating_point_it_chose(tiny_training) -> None:  
 
 
 def test_a_candidate_that_detects_nothing_is_never_chosen_for_being_quiet() -> None:
-    rule = OperatingPointRule(max_false_alarms_per_hour=0.5, min_recall_ratio=0.0)
+    rule = OperatingPointRule(max_false_alarms_per_hour=0.5, min_event_recall=0.0)
     best, clause = choose([cand(0.0, 0.0, fpr=0.005), cand(0.9, 3.0)], rule)
     assert best.event_recall == 0.9 and "fewest false alarms" in clause
