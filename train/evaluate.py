@@ -37,6 +37,14 @@ class ClipScores:
         return float(self.window_scores.max()) if self.window_scores.size else 0.0
 
 
+def _relative(path: Path, root: Path) -> str:
+    """A clip's path inside its data set, so reports do not carry this machine's folders."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
 def _restrict_to_split(clips: list[Clip], splits_file: Path, split: str) -> list[Clip]:
     with splits_file.open(newline="") as handle:
         wanted = {Path(r["path"]).resolve() for r in csv.DictReader(handle, delimiter="\t") if r["split"] == split}
@@ -233,7 +241,7 @@ def evaluate(
         }
     missed = sorted(
         (
-            {"path": str(s.clip.path), "category": s.clip.category, "peak": round(s.peak, 3)}
+            {"path": _relative(s.clip.path, dataset.root), "category": s.clip.category, "peak": round(s.peak, 3)}
             for s in scored
             if s.clip.is_scream and s.peak < on
         ),
@@ -241,7 +249,7 @@ def evaluate(
     )
     false_alarms = sorted(
         (
-            {"path": str(s.clip.path), "category": s.clip.category, "peak": round(s.peak, 3)}
+            {"path": _relative(s.clip.path, dataset.root), "category": s.clip.category, "peak": round(s.peak, 3)}
             for s in scored
             if not s.clip.is_scream and s.peak >= on
         ),
@@ -264,6 +272,7 @@ def evaluate(
             "sha256": classifier.sha256,
             "size_bytes": Path(model).stat().st_size,
             "thresholds": asdict(side.thresholds),
+            "operating_point": side.raw["thresholds"].get("validation"),
             "runtime": classifier.runtime,
         },
         "data": {
@@ -361,7 +370,8 @@ def render_markdown(report: dict[str, Any], *, has_plots: bool) -> str:
         f"# Evaluation of `{Path(report['model']['path']).name}`",
         "",
         f"- sha256 `{report['model']['sha256'][:16]}…`, {report['model']['size_bytes']} bytes, "
-        f"runtime `{report['model']['runtime']}`, thresholds on {t['on']} / off {t['off']}",
+        f"runtime `{report['model']['runtime']}`, thresholds on {t['on']} / off {t['off']}, an event starts "
+        f"when {t['patience_windows']} of the last {t['patience_of']} windows reach `on`",
         f"- data: `{report['data']['root']}`, split **{report['data']['split']}**: {report['data']['clips']} clips "
         f"({report['data']['screams']} screams, {report['data']['non_screams']} non-screams)",
         "",
@@ -463,7 +473,15 @@ def model_card(report: dict[str, Any], sidecar: dict[str, Any], *, report_dir: P
         f"SNR, band-limiting incl. the telephone band, reverberation, time shift, SpecAugment), Adam, binary "
         f"cross-entropy with label smoothing {config.get('label_smoothing')}, early stopping on validation PR AUC "
         f"after {training.get('epochs_run')} epochs; {training.get('seconds')} s on this 2-core machine.",
-        f"- **Thresholds**: on {t['on']}, off {t['off']}; {t.get('chosen_by', '')}.",
+        f"- **Operating point**: on {t['on']}, off {t['off']}; an event starts when "
+        f"{t.get('patience_windows', 1)} of the last {t.get('patience_of', 1)} windows reach `on`. Chosen on "
+        f"{t.get('chosen_by', '')}."
+        + (
+            f" There: event recall {v['event_recall']}, {v['false_alarms_per_hour']} false alarms per hour, median "
+            f"onset to alarm {v['median_onset_to_alarm_s']} s (every candidate is in the sidecar)."
+            if (v := t.get("validation"))
+            else ""
+        ),
         f"- **int8 against float** on {agreement.get('windows')} test windows: decisions agree on "
         f"{agreement.get('decision_agreement', 0):.2%}, largest score difference "
         f"{agreement.get('max_abs_score_difference')}.",
@@ -508,8 +526,8 @@ def model_card(report: dict[str, Any], sidecar: dict[str, Any], *, report_dir: P
         + "."
         + (
             f" At {st['false_alarms_per_hour']} false alarms per hour the model is far from the 0.5 target: on a "
-            "real site start with a stricter `on`, `patience_windows = 2`, schedules, and review the saved "
-            "clips before acting on alarms."
+            "real site use schedules and the loudness gate, raise `[detector] on_threshold` or the patience where "
+            "alarms are too frequent, and review the saved clips before acting on alarms."
             if st["false_alarms_per_hour"] > 0.5
             else ""
         ),
