@@ -213,10 +213,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     from edge.config import load_config
     from edge.explain import explain
+    from edge.service import decisions_for
 
     classifier = _load_classifier(args.model)
     config = load_config(args.config)
-    decisions = _decision_params(classifier, args.threshold)
+    side = classifier.sidecar
+    decisions = decisions_for(config.detector, side, side.hop_frames)
+    if args.threshold is not None:
+        decisions = decisions.with_threshold(args.threshold)
     start = dt.datetime.fromisoformat(args.start) if args.start else None
     if config.schedule and start is None:
         _error("note: the config has schedules; pass --start to place the recording in time")
@@ -522,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", required=True, help="PNG to write")
     explain.add_argument("--model", help="model .tflite (default: the bundled one)")
     explain.add_argument("--threshold", type=float, help="event start threshold in (0, 1)")
-    explain.add_argument("--config", help="config whose [[schedule]] windows to apply")
+    explain.add_argument("--config", help="config whose [detector] settings and [[schedule]] windows to apply")
     explain.add_argument("--start", help="wall-clock time of the recording's start (ISO 8601), for schedules")
     explain.add_argument("--json", action="store_true")
     explain.set_defaults(func=cmd_explain)

@@ -140,4 +140,10 @@ def explain(
             {"start_s": round(a, 3), "end_s": round(b, 3), "peak_score": round(p, 4)} for a, b, p in timeline.events
         ],
         "windows": len(timeline.scores),
+        "decisions": {
+            "on": round(decisions.on_threshold, 4),
+            "off": round(decisions.off_threshold, 4),
+            "patience_windows": decisions.patience_windows,
+            "patience_of": decisions.patience_of,
+        },
     }

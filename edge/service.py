@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.classifier import Classifier, ModelSidecar
-from edge.config import OUTPUTS, Config, ScheduleConfig
+from edge.config import OUTPUTS, Config, DetectorConfig, ScheduleConfig
 from edge.detector import DecisionParams, EventDetector, EventEnded, EventStarted
 from edge.errors import ModelError, RuntimeMissingError
 from edge.features import FeatureParams
@@ -81,6 +81,24 @@ class AudioRing:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
+def decisions_for(d: DetectorConfig, side: ModelSidecar, hop_frames: int) -> DecisionParams:
+    """The `[detector]` settings over the model's own operating point, for windows `hop_frames` apart."""
+    t = side.thresholds
+    on = d.on_threshold or t.on
+    off = d.off_threshold or (t.off * on / t.on)
+    # The site's patience if set, else the model's own for the hop in use.
+    patience = (d.patience_windows, d.patience_of) if d.patience_of else side.patience_at(hop_frames)
+    return DecisionParams(
+        on_threshold=on,
+        off_threshold=min(off, on),
+        patience_windows=patience[0],
+        patience_of=patience[1],
+        min_event_s=d.min_event_s,
+        max_event_s=d.max_event_s,
+        cooldown_s=d.cooldown_s,
+    )
+
+
 class DetectorService:
     def __init__(
         self,
@@ -134,24 +152,8 @@ class DetectorService:
             return 0.0
 
     def _decisions_for(self, classifier: Classifier) -> DecisionParams:
-        d = self.config.detector
         side = classifier.sidecar
-        t = side.thresholds
-        on = d.on_threshold or t.on
-        off = d.off_threshold or (t.off * on / t.on)
-        if d.patience_of:
-            patience = (d.patience_windows, d.patience_of)
-        else:  # the model's own, for the hop in use
-            patience = side.patience_at(self._hop_frames_for(side))
-        return DecisionParams(
-            on_threshold=on,
-            off_threshold=min(off, on),
-            patience_windows=patience[0],
-            patience_of=patience[1],
-            min_event_s=d.min_event_s,
-            max_event_s=d.max_event_s,
-            cooldown_s=d.cooldown_s,
-        )
+        return decisions_for(self.config.detector, side, self._hop_frames_for(side))
 
     def reload_model(self) -> bool:
         """Validate and swap in the model file; a bad one is refused and the running one kept."""

@@ -53,6 +53,25 @@ def test_explain_writes_a_png_of_the_scene(
     assert all(0 <= e["start_s"] < e["end_s"] for e in result["events"])
 
 
+def test_explain_uses_the_configs_detector_settings(
+    tiny_model: Path, scene_wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[detector]\non_threshold = 0.97\npatience_windows = 2\npatience_of = 3\n")
+    args = ["explain", str(scene_wav), "--out", str(tmp_path / "x.png"), "--model", str(tiny_model), "--json"]
+    assert main([*args, "--config", str(config)]) == 0
+    decisions = json.loads(capsys.readouterr().out)["decisions"]
+    assert (decisions["on"], decisions["patience_windows"], decisions["patience_of"]) == (0.97, 2, 3)
+    assert main(args) == 0  # no config: the model's own operating point
+    side = json.loads(tiny_model.with_suffix(".json").read_text())["thresholds"]
+    decisions = json.loads(capsys.readouterr().out)["decisions"]
+    assert (decisions["on"], decisions["patience_windows"], decisions["patience_of"]) == (
+        side["on"],
+        side["patience_windows"],
+        side["patience_of"],
+    )
+
+
 def test_explain_timeline_applies_schedules(tiny_model: Path, scene_wav: Path) -> None:
     import datetime as dt
 
