@@ -36,7 +36,7 @@ class TrainConfig:
     learning_rate: float = 2e-3
     early_stopping_patience: int = 8
     hard_negative_weight: float = 3.0
-    onset_window_fraction: float = 0.0  # of scream windows: ones that end just after the onset
+    onset_window_fraction: float = 0.3  # of scream windows: ones that end 0.25-0.6 s after the onset
     noise_only_fraction: float = 0.08  # of negatives: synthesised noise or near-silence
     label_smoothing: float = 0.1
     target_fpr: float = 0.01  # window-level false-positive rate of the first `on` (the fallback)
