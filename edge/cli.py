@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from edge.sinks import Sink
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_FATAL = 0, 1, 2
-DEFAULT_MODEL_NAME = "scream-v1.tflite"
+DEFAULT_MODEL_NAME = "scream-v2.tflite"
 
 
 def default_model_path() -> Path:
@@ -44,7 +44,7 @@ def _load_classifier(model: str | None):  # type: ignore[no-untyped-def]
     if not model and not path.exists():
         raise ScreamError(
             f"no default model is installed yet ({path} is missing): train one with "
-            "'scream train --data ../shared/data/scream-corpus-v1 --out models/scream-v1' or pass --model"
+            "'scream train --data ../shared/data/scream-corpus-v1 --out models/scream-v2' or pass --model"
         )
     # The edge computes the project's one feature contract; a model trained on others is refused.
     return Classifier(path, expected_features=FeatureParams())
@@ -117,7 +117,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("truth:  " + "  ".join(f"{t.kind} {t.start_s:.1f}-{t.end_s:.1f} s" for t in truth))
     print(
         f"model:  {classifier.model_path.name} sha256 {classifier.sha256[:12]}  runtime {classifier.runtime}  "
-        f"on {decisions.on_threshold:.2f} / off {decisions.off_threshold:.2f}"
+        f"on {decisions.on_threshold:.2f} / off {decisions.off_threshold:.2f}, "
+        f"{decisions.patience_windows} of {decisions.patience_of} windows"
     )
     pipeline = DetectionPipeline(classifier, side.features, decisions, hop_frames=side.hop_frames, source_rate_hz=rate)
     result = pipeline.run(chunked(audio, rate // 10))  # 100 ms chunks, as a microphone delivers them
@@ -168,6 +169,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         split=args.split,
         cache_dir=args.cache or "",
         seed=args.seed,
+        scenes=args.scenes,
     )
     return EXIT_OK
 
@@ -417,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train and export an int8 model (needs the 'train' extra)",
         formatter_class=formatter,
-        epilog="example:\n  scream train --data ../shared/data/scream-corpus-v1 --out models/scream-v1",
+        epilog="example:\n  scream train --data ../shared/data/scream-corpus-v1 --out models/scream-v2",
     )
     train.add_argument(
         "--data", required=True, help="manifest (TSV/CSV: path, label[, group]) or folder with scream/ and non_scream/"
@@ -434,8 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="metrics, false alarms per hour and a scene test (needs the 'train' extra)",
         formatter_class=formatter,
-        epilog="example:\n  scream evaluate --model models/scream-v1.tflite --data ../shared/data/scream-corpus-v1 "
-        "--splits models/scream-v1-run/splits.tsv --out reports/scream-v1",
+        epilog="example:\n  scream evaluate --model models/scream-v2.tflite --data ../shared/data/scream-corpus-v1 "
+        "--splits models/scream-v2-run/splits.tsv --out reports/scream-v2",
     )
     evaluate.add_argument("--model", required=True)
     evaluate.add_argument("--data", required=True)
@@ -444,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--cache", help="folder for decoded audio")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument(
+        "--scenes", type=int, default=4, help="scenes to pool (each reorders the non-screams and redraws the SNRs)"
+    )
     evaluate.set_defaults(func=cmd_evaluate)
 
     listen = sub.add_parser(
@@ -485,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
         "check-model",
         help="load a model and its sidecar, verify sha256 and contract, run one window",
         formatter_class=formatter,
-        epilog="example:\n  scream check-model models/scream-v1.tflite\n\n"
+        epilog="example:\n  scream check-model models/scream-v2.tflite\n\n"
         "exit status: 0 safe to use, 2 not (the reason is printed)",
     )
     check.add_argument("model")
@@ -497,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
         description="Over OpenSSH with keys and strict host key checking. Several hosts run in parallel; one "
         "bad host never stops the others; a summary table ends the run.",
-        epilog="examples:\n  scream deploy push pi@hall.local pi@carpark.local --model models/scream-v1.tflite\n"
+        epilog="examples:\n  scream deploy push pi@hall.local pi@carpark.local --model models/scream-v2.tflite\n"
         "  scream deploy rollback pi@hall.local\n  scream deploy status pi@hall.local --json\n\n"
         "exit status: 0 every host succeeded, 1 some failed (see the table), 2 fatal",
     )

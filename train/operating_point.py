@@ -2,9 +2,10 @@
 
 Window-level thresholds say little about what a site sees: an alarm is an event, decided from a
 run of windows. So the exported int8 model scores the validation split the way `evaluate` scores
-the test split (its non-screams back to back, with its screams inserted at 0-20 dB), through the
-edge's streaming path, once; then every candidate (`on`, k, n) replays those scores through the
-live detector's own decisions. The rule, recorded in the sidecar:
+the test split (its non-screams back to back, with its screams inserted at 0-20 dB), in a few
+scenes of different order and SNRs, through the edge's streaming path, once each; then every
+candidate (`on`, k, n) replays those scores through the live detector's own decisions, pooled
+over the scenes. The rule, recorded in the sidecar:
 
 only candidates that detect at least `min_event_recall` of the inserted screams with a median
 onset-to-alarm of at most `max_latency_s` are eligible; among them,
@@ -27,7 +28,7 @@ from edge.classifier import Classifier
 from edge.detector import DecisionParams
 from train import metrics
 from train.data import Clip
-from train.evaluate import decide, scene_metrics, score_stream, stream_and_scene
+from train.evaluate import decide, pooled_scene_metrics, score_stream, stream_and_scene
 
 FloatArray = npt.NDArray[np.float32]
 PATIENCE_GRID = ((1, 1), (2, 2), (2, 3), (3, 3))
@@ -41,6 +42,7 @@ class OperatingPointRule:
     max_false_alarms_per_hour: float = 0.5
     min_event_recall: float = 0.5
     max_latency_s: float = 1.0
+    scenes: int = 4  # validation scenes pooled: a single 10-minute scene is too few alarms to choose by
     default_fpr: float = 0.01  # always among window_fprs
 
 
@@ -88,21 +90,21 @@ def sweep(
     rule: OperatingPointRule,
     seed: int,
 ) -> tuple[list[Candidate], float]:
-    """Every (threshold, patience) candidate's scene metrics; also returns the scene's length in hours."""
-    _, scene, truth = stream_and_scene(clips, waves, classifier.sidecar.features, seed)
-    scored = score_stream(classifier, scene)
+    """Every (threshold, patience) candidate's metrics, pooled over `rule.scenes` scenes (each its own
+    order of the non-screams and its own SNRs); also returns the scenes' total length in hours."""
+    scenes = []
+    for k in range(rule.scenes):
+        _, scene, truth = stream_and_scene(clips, waves, classifier.sidecar.features, seed + k)
+        scenes.append((score_stream(classifier, scene), truth))
+    hours = sum(scored.seconds for scored, _ in scenes) / 3600
     out = []
     for fpr, on, off in thresholds:
         for k, n in rule.patience:
             params = DecisionParams(on_threshold=on, off_threshold=off, patience_windows=k, patience_of=n)
-            starts, spans, seconds = decide(scored, params)
-            m = scene_metrics(starts, spans, truth, seconds)
-            out.append(
-                Candidate(
-                    fpr, on, off, k, n, m["event_recall"], m["false_alarms_per_hour"], m["median_onset_to_alarm_s"]
-                )
-            )
-    return out, scored.seconds / 3600
+            m = pooled_scene_metrics([(*decide(scored, params)[:2], truth, scored.seconds) for scored, truth in scenes])
+            latency = m["median_onset_to_alarm_s"]
+            out.append(Candidate(fpr, on, off, k, n, m["event_recall"], m["false_alarms_per_hour"], latency))
+    return out, hours
 
 
 def choose(candidates: list[Candidate], rule: OperatingPointRule) -> tuple[Candidate, str]:
@@ -157,7 +159,8 @@ def choose_operating_point(
         "patience_windows": best.patience_windows,
         "patience_of": best.patience_of,
         "chosen_by": (
-            f"validation scene ({hours * 60:.1f} min, {sum(c.is_scream for c in clips)} screams inserted), "
+            f"{rule.scenes} validation scenes ({hours * 60:.1f} min in all, each with the split's "
+            f"{sum(c.is_scream for c in clips)} screams inserted), "
             f"int8 model and live decisions: {clause}. 'on' is the validation window threshold at "
             f"{best.window_fpr:.2%} false positives, 'off' at {rule.off_ratio_fpr:.0%}"
         ),

@@ -8,7 +8,7 @@ import pytest
 
 from edge.detector import EventStarted
 from edge.features import FeatureParams
-from train.evaluate import build_scene, scene_metrics
+from train.evaluate import build_scene, pooled_scene_metrics, scene_metrics
 
 
 def test_evaluate_writes_report_plots_and_model_card(tiny_training, synthetic_dataset: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -49,7 +49,8 @@ def test_evaluate_writes_report_plots_and_model_card(tiny_training, synthetic_da
             "confusion_at_threshold",
         }
     assert report["clips"]["roc_auc"] >= 0.9  # the synthetic classes separate
-    assert report["stream"]["hours"] > 0 and report["scene"]["screams"] == report["data"]["screams"]
+    assert report["stream"]["hours"] > 0 and report["scene"]["scenes"] == 4
+    assert report["scene"]["screams"] == 4 * report["data"]["screams"]  # every scream in each of the scenes
     assert 0 <= report["scene"]["event_recall"] <= 1
     for png in ("roc_pr.png", "score_histograms.png", "training_curves.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -81,4 +82,8 @@ def test_scene_puts_screams_at_known_times_and_scores_events() -> None:
     spans = [(6.1, 7.4), (14.9, 16.0)]
     m = scene_metrics(starts, spans, truth, 3600.0)  # type: ignore[arg-type]
     assert m["detected"] == 1 and m["false_alarms"] == 1 and m["median_onset_to_alarm_s"] == pytest.approx(0.55)
+    # Pooled over a second scene with no alarm: counts add up, rates are over both.
+    pooled = pooled_scene_metrics([(starts, spans, truth, 3600.0), ([], [], truth, 3600.0)])  # type: ignore[list-item]
+    assert (pooled["scenes"], pooled["screams"], pooled["detected"], pooled["event_recall"]) == (2, 4, 1, 0.25)
+    assert pooled["false_alarms_per_hour"] == 0.5 and pooled["missed_snr_db"] == sorted(pooled["missed_snr_db"])
     assert isinstance(EventStarted, type)

@@ -82,7 +82,7 @@ def test_scoring_once_and_deciding_later_matches_the_live_pipeline(tiny_model: P
 def test_training_records_the_operating_point_it_chose(tiny_training) -> None:  # type: ignore[no-untyped-def]
     t = json.loads(tiny_training.model_path.with_suffix(".json").read_text())["thresholds"]
     assert 1 <= t["patience_windows"] <= t["patience_of"]
-    assert t["chosen_by"].startswith("validation scene")
+    assert t["chosen_by"].startswith("4 validation scenes")
     chosen = t["validation"]
     assert chosen in t["candidates"]
     assert (chosen["on"], chosen["off"], chosen["patience"]) == (
