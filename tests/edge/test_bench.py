@@ -40,6 +40,13 @@ def test_quick_bench_reports_every_field(quick_result: dict[str, Any], tiny_mode
     assert 0 < result["invoke"]["int8_invoke_ms"] < 50
     assert result["invoke"]["float_invoke_ms"] > 0  # the training run keeps a float twin beside the model
     assert result["stream"]["audio_s"] == 120.0 and 0 < result["stream"]["real_time_factor"] < 1
+    side = json.loads(tiny_model.with_suffix(".json").read_text())["thresholds"]
+    assert result["stream"]["hop_ms"] == 250 and result["stream"]["patience"] == (
+        f"{side['patience_windows']} of {side['patience_of']}"
+    )
+    fast, fastest = result["stream_faster"]
+    assert fast["hop_ms"] == fastest["hop_ms"] == 100 and fastest["patience"] == "1 of 1"
+    assert 0 < fast["real_time_factor"] < 1 and 0 < fastest["real_time_factor"] < 1
     assert result["model"]["size_bytes"] == tiny_model.stat().st_size
 
 
@@ -47,4 +54,5 @@ def test_table_output(quick_result: dict[str, Any]) -> None:
     table = format_table(quick_result)
     assert "real-time factor" in table and "int8 invoke" in table and "numpy speed-up over librosa" in table
     assert "float / int8 time" in table
+    assert "onset to decision, 250 ms hop" in table and "onset to decision, 100 ms hop, 1 of 1 (s)" in table
     assert "onset to LED" in table and "CPU share" in table
