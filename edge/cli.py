@@ -148,7 +148,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         from train.pipeline import TrainConfig, train
     except ImportError as exc:
         raise ExtraMissingError(exc.name or "tensorflow", "train", "scream train") from exc
-    config = TrainConfig(epochs=args.epochs, seed=args.seed, cache_dir=args.cache or "", verbose=2)
+    config = TrainConfig(
+        epochs=args.epochs,
+        seed=args.seed,
+        cache_dir=args.cache or "",
+        verbose=2,
+        max_false_alarms_per_hour=args.max_false_alarms_per_hour,
+        min_event_recall=args.min_event_recall,
+        max_latency_s=args.max_latency,
+    )
     if args.out.endswith(".tflite"):
         args.out = args.out[: -len(".tflite")]
     train(args.data, args.out, config=config)
@@ -430,6 +438,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=30, help="at most this many (early stopping on validation PR AUC)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
+    point = train.add_argument_group(
+        "operating point", "how `on` and the k-of-n patience are chosen on validation scenes (train/operating_point.py)"
+    )
+    point.add_argument(
+        "--max-false-alarms-per-hour",
+        type=float,
+        default=0.5,
+        help="the most recall at or under this many false alarms per hour, if any candidate gets there",
+    )
+    point.add_argument(
+        "--min-event-recall", type=float, default=0.5, help="candidates must catch this share of the screams"
+    )
+    point.add_argument(
+        "--max-latency", type=float, default=1.0, help="... with a median scream onset to alarm of at most this (s)"
+    )
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser(

@@ -121,3 +121,16 @@ def test_help_lists_subcommands_with_examples() -> None:
         [sys.executable, "-m", "edge", "detect", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60
     )
     assert proc.returncode == 0 and "examples:" in proc.stdout and "exit status" in proc.stdout
+
+
+def test_train_passes_the_operating_point_bounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("tensorflow")
+    import train.pipeline
+
+    seen = {}
+    monkeypatch.setattr(train.pipeline, "train", lambda data, out, *, config: seen.update(config=config, out=out))
+    argv = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "m.tflite"), "--max-false-alarms-per-hour", "2"]
+    assert main([*argv, "--min-event-recall", "0.7", "--max-latency", "0.6"]) == 0
+    config = seen["config"]
+    assert (config.max_false_alarms_per_hour, config.min_event_recall, config.max_latency_s) == (2.0, 0.7, 0.6)
+    assert seen["out"] == str(tmp_path / "m")
