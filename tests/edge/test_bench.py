@@ -30,7 +30,7 @@ def test_quick_bench_reports_every_field(quick_result: dict[str, Any], tiny_mode
     assert set(result) >= {"machine", "model", "stream", "invoke", "edge_peak_rss_mb", "logmel", "skipped", "listen"}
     listen = result["listen"]
     assert listen["listen_peak_rss_mb"] > 10 and 0 < listen["listen_cpu_share"] < 1
-    assert listen["screams"] == 1 and "onset_to_led_s" in listen
+    assert listen["screams"] == 1 and "onset_to_led_s" in listen and "onset_to_led_fast_s" in listen
     assert [row["audio_s"] for row in result["logmel"]] == [1.0, 60.0]
     for row in result["logmel"]:
         assert row["numpy_ms"] > 0
@@ -55,4 +55,4 @@ def test_table_output(quick_result: dict[str, Any]) -> None:
     assert "real-time factor" in table and "int8 invoke" in table and "numpy speed-up over librosa" in table
     assert "float / int8 time" in table
     assert "onset to decision, 250 ms hop" in table and "onset to decision, 100 ms hop, 1 of 1 (s)" in table
-    assert "onset to LED" in table and "CPU share" in table
+    assert "onset to LED" in table and "CPU share" in table and "with hop_ms = 100 and 1 of 1" in table
