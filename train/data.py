@@ -76,6 +76,11 @@ class Dataset:
     clips: list[Clip]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
+    @property
+    def base(self) -> Path:
+        """The folder clip paths are relative to: the data folder, or the manifest's folder."""
+        return self.root if self.root.is_dir() else self.root.parent
+
     def by_label(self, label: str) -> list[Clip]:
         return [c for c in self.clips if c.label == label]
 

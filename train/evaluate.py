@@ -4,7 +4,6 @@ scene with screams inserted at known times, all scored by the edge's own int8 pa
 from __future__ import annotations
 
 import collections
-import csv
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ from edge.features import FeatureParams
 from edge.pipeline import StreamingScorer, chunked
 from train import metrics
 from train.data import Clip, WaveformCache, load_dataset
+from train.splits import read_split, relative_path
 from train.windows import active_span, edge_windows
 
 FloatArray = npt.NDArray[np.float32]
@@ -37,17 +37,8 @@ class ClipScores:
         return float(self.window_scores.max()) if self.window_scores.size else 0.0
 
 
-def _relative(path: Path, root: Path) -> str:
-    """A clip's path inside its data set, so reports do not carry this machine's folders."""
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return path.name
-
-
-def _restrict_to_split(clips: list[Clip], splits_file: Path, split: str) -> list[Clip]:
-    with splits_file.open(newline="") as handle:
-        wanted = {Path(r["path"]).resolve() for r in csv.DictReader(handle, delimiter="\t") if r["split"] == split}
+def _restrict_to_split(clips: list[Clip], splits_file: Path, split: str, base: Path) -> list[Clip]:
+    wanted = set(read_split(splits_file, split, base))
     if not wanted:
         raise ValueError(f"{splits_file} has no rows for split {split!r}")
     return [c for c in clips if c.path.resolve() in wanted]
@@ -244,7 +235,7 @@ def evaluate(
     side = classifier.sidecar
     decisions = side.decision_params()
     dataset = load_dataset(data)
-    clips = _restrict_to_split(dataset.clips, Path(splits_file), split) if splits_file else dataset.clips
+    clips = _restrict_to_split(dataset.clips, Path(splits_file), split, dataset.base) if splits_file else dataset.clips
     cache = WaveformCache(
         cache_dir or Path.home() / ".cache" / "scream-detector" / "waves", side.features.sample_rate_hz
     )
@@ -279,7 +270,7 @@ def evaluate(
         }
     missed = sorted(
         (
-            {"path": _relative(s.clip.path, dataset.root), "category": s.clip.category, "peak": round(s.peak, 3)}
+            {"path": relative_path(s.clip.path, dataset.base), "category": s.clip.category, "peak": round(s.peak, 3)}
             for s in scored
             if s.clip.is_scream and s.peak < on
         ),
@@ -287,7 +278,7 @@ def evaluate(
     )
     false_alarms = sorted(
         (
-            {"path": _relative(s.clip.path, dataset.root), "category": s.clip.category, "peak": round(s.peak, 3)}
+            {"path": relative_path(s.clip.path, dataset.base), "category": s.clip.category, "peak": round(s.peak, 3)}
             for s in scored
             if not s.clip.is_scream and s.peak >= on
         ),

@@ -230,7 +230,7 @@ def train(
     for line in dataset.summary_lines():
         _log(line)
     splits = split_by_group(dataset.clips, seed=config.seed)
-    write_splits(splits, run_dir / "splits.tsv")
+    write_splits(splits, run_dir / "splits.tsv", dataset.base)
     leaks = set.intersection(*({c.group for c in splits[s]} for s in ("train", "test"))) | set.intersection(
         *({c.group for c in splits[s]} for s in ("train", "validation"))
     )

@@ -47,10 +47,25 @@ def _majority(members: list[Clip]) -> str:
     return collections.Counter(c.label for c in members).most_common(1)[0][0]
 
 
-def write_splits(splits: dict[str, list[Clip]], path: Path) -> None:
+def write_splits(splits: dict[str, list[Clip]], path: Path, base: Path) -> None:
+    """One row per clip; paths relative to the data set's folder `base`, so the file travels."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t")
         writer.writerow(["split", "path", "label", "group", "category"])
         for name in SPLITS:
             for clip in splits[name]:
-                writer.writerow([name, str(clip.path), clip.label, clip.group, clip.category])
+                writer.writerow([name, relative_path(clip.path, base), clip.label, clip.group, clip.category])
+
+
+def relative_path(path: Path, base: Path) -> str:
+    try:
+        return path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return str(path.resolve())
+
+
+def read_split(path: Path, split: str, base: Path) -> list[Path]:
+    """The clips of one split of a splits file, in its order, resolved against `base`."""
+    with path.open(newline="") as handle:
+        rows = [r for r in csv.DictReader(handle, delimiter="\t") if r["split"] == split]
+    return [(base / r["path"]).resolve() for r in rows]  # an absolute path stays absolute

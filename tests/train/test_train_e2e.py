@@ -24,6 +24,9 @@ def test_training_run_writes_reproducible_splits_without_leakage(tiny_training) 
     assert set(groups) == {"train", "validation", "test"}
     assert not (groups["train"] & groups["test"]) and not (groups["train"] & groups["validation"])
     assert json.loads((run_dir / "history.json").read_text())["loss"]
+    # Paths are relative to the data set, so a run folder checked in elsewhere still finds its clips.
+    for row in rows:
+        assert not Path(row["path"]).is_absolute() and row["path"].startswith(("scream/", "non_scream/"))
 
 
 def test_sidecar_records_contract_thresholds_and_int8_agreement(tiny_training) -> None:  # type: ignore[no-untyped-def]
