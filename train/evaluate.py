@@ -268,6 +268,19 @@ def evaluate(
             }
             for name, p in sorted(groups.items())
         }
+    # Where the clips come from (site, microphone, recording practice): a model that only works for
+    # some sources shows it here.
+    per_source: dict[str, dict[str, int]] = {}
+    for s in scored:
+        row = per_source.setdefault(
+            s.clip.source or "unknown", {"screams": 0, "screams_found": 0, "non_screams": 0, "false_alarm_clips": 0}
+        )
+        if s.clip.is_scream:
+            row["screams"] += 1
+            row["screams_found"] += int(s.peak >= on)
+        else:
+            row["non_screams"] += 1
+            row["false_alarm_clips"] += int(s.peak >= on)
     missed = sorted(
         (
             {"path": relative_path(s.clip.path, dataset.base), "category": s.clip.category, "peak": round(s.peak, 3)}
@@ -320,6 +333,7 @@ def evaluate(
         "windows": _metric_block(w_labels, w_scores, on),
         "clips": _metric_block(c_labels, c_scores, on),
         "negatives": per_category,
+        "sources": dict(sorted(per_source.items())),
         "missed_screams": missed,
         "false_alarm_clips": false_alarms,
         "stream": stream_result,
@@ -454,6 +468,16 @@ def render_markdown(report: dict[str, Any], *, has_plots: bool) -> str:
         + ", ".join(f"{k} {v['false_alarm_clips']}/{v['clips']}" for k, v in worst if v["false_alarm_clips"])
         or "none",
     ]
+    lines += [
+        "",
+        "## By source (clip peak at or above `on`)",
+        "| source | screams found | non-screams firing |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, row in report.get("sources", {}).items():
+        lines.append(
+            f"| {name} | {row['screams_found']}/{row['screams']} | {row['false_alarm_clips']}/{row['non_screams']} |"
+        )
     lines += ["", f"## Missed screams ({len(report['missed_screams'])})"]
     lines += [f"- `{Path(m['path']).name}` ({m['category']}), peak {m['peak']}" for m in report["missed_screams"][:20]]
     if has_plots:

@@ -50,6 +50,10 @@ def test_evaluate_writes_report_plots_and_model_card(tiny_training, synthetic_da
         }
     assert report["clips"]["roc_auc"] >= 0.9  # the synthetic classes separate
     assert report["stream"]["hours"] > 0 and report["scene"]["scenes"] == 4
+    sources = report["sources"]
+    assert sum(r["screams"] for r in sources.values()) == report["data"]["screams"]
+    assert sum(r["non_screams"] for r in sources.values()) == report["data"]["non_screams"]
+    assert all(0 <= r["screams_found"] <= r["screams"] for r in sources.values())
     assert report["scene"]["screams"] == 4 * report["data"]["screams"]  # every scream in each of the scenes
     assert 0 <= report["scene"]["event_recall"] <= 1
     for png in ("roc_pr.png", "score_histograms.png", "training_curves.png"):
