@@ -363,6 +363,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_check_model(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     import numpy as np
 
     classifier = _load_classifier(args.model)
@@ -381,7 +383,7 @@ def cmd_check_model(args: argparse.Namespace) -> int:
                 "window_frames": side.window_frames,
                 "hop_frames": side.hop_frames,
                 "runtime": classifier.runtime,
-                "thresholds": {"on": side.thresholds.on, "off": side.thresholds.off},
+                "thresholds": asdict(side.thresholds),
                 "ok": True,
             }
         )

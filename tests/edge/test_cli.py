@@ -134,3 +134,11 @@ def test_train_passes_the_operating_point_bounds(tmp_path: Path, monkeypatch: py
     config = seen["config"]
     assert (config.max_false_alarms_per_hour, config.min_event_recall, config.max_latency_s) == (2.0, 0.7, 0.6)
     assert seen["out"] == str(tmp_path / "m")
+
+
+def test_check_model_reports_the_operating_point(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-model", str(tiny_model)]) == 0
+    reported = json.loads(capsys.readouterr().out)
+    side = json.loads(tiny_model.with_suffix(".json").read_text())["thresholds"]
+    assert reported["ok"] is True
+    assert reported["thresholds"] == {k: side[k] for k in ("on", "off", "patience_windows", "patience_of")}
