@@ -20,7 +20,7 @@ from train import metrics
 from train.augment import AugmentParams, augment_waveform, colored_noise, spec_augment
 from train.data import Clip, DataError, Dataset, WaveformCache, load_dataset
 from train.splits import split_by_group, write_splits
-from train.windows import edge_windows, random_window, window_samples
+from train.windows import edge_windows, random_window, spliced_window, window_samples
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -38,6 +38,7 @@ class TrainConfig:
     hard_negative_weight: float = 3.0
     onset_window_fraction: float = 0.3  # of scream windows: ones that end 0.25-0.6 s after the onset
     noise_only_fraction: float = 0.08  # of negatives: synthesised noise or near-silence
+    splice_fraction: float = 0.0  # of negatives: one clip's end running into another's start
     label_smoothing: float = 0.1
     target_fpr: float = 0.01  # window-level false-positive rate of the first `on` (the fallback)
     off_fpr: float = 0.03
@@ -128,6 +129,9 @@ class AugmentedBatches:
             elif rng.random() < self.config.noise_only_fraction:
                 color = str(rng.choice(["white", "pink", "brown", "hum"]))
                 source = colored_noise(self.length, color, rate, rng) * np.float32(10 ** rng.uniform(-4, -1))
+            elif self.config.splice_fraction and rng.random() < self.config.splice_fraction:
+                first, second = rng.choice(len(self.negatives), size=2, p=self.negative_p)
+                source = spliced_window(self.negatives[first], self.negatives[second], self.length, rng)
             else:
                 source = self.negatives[rng.choice(len(self.negatives), p=self.negative_p)]
             excerpt = random_window(
