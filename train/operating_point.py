@@ -69,16 +69,22 @@ class Candidate:
         }
 
 
+def on_off_at(labels: npt.ArrayLike, scores: npt.ArrayLike, on_fpr: float, off_fpr: float) -> tuple[float, float]:
+    """The window thresholds at two false-positive rates, clipped to a usable range, `off` never above `on`."""
+    on = round(float(np.clip(metrics.threshold_at_fpr(labels, scores, on_fpr), 0.05, 0.98)), 4)
+    off = metrics.threshold_at_fpr(labels, scores, off_fpr)
+    return on, round(float(np.clip(min(off, on), 0.02, on)), 4)
+
+
 def candidate_thresholds(
     labels: npt.ArrayLike, scores: npt.ArrayLike, rule: OperatingPointRule
 ) -> list[tuple[float, float, float]]:
     """(window FPR, on, off) for each candidate FPR, clipped to a usable range and de-duplicated."""
-    off = metrics.threshold_at_fpr(labels, scores, rule.off_ratio_fpr)
     out: dict[float, tuple[float, float, float]] = {}
     for fpr in sorted({*rule.window_fprs, rule.default_fpr}):
-        on = round(float(np.clip(metrics.threshold_at_fpr(labels, scores, fpr), 0.05, 0.98)), 4)
+        on, off = on_off_at(labels, scores, fpr, rule.off_ratio_fpr)
         if on not in out or fpr == rule.default_fpr:  # equal thresholds: one candidate, named for the default
-            out[on] = (fpr, on, round(float(np.clip(min(off, on), 0.02, on)), 4))
+            out[on] = (fpr, on, off)
     return list(out.values())
 
 

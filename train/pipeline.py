@@ -19,6 +19,7 @@ from edge.features import FeatureParams, LogMelExtractor
 from train import metrics
 from train.augment import AugmentParams, augment_waveform, colored_noise, spec_augment
 from train.data import Clip, DataError, Dataset, WaveformCache, load_dataset
+from train.operating_point import on_off_at
 from train.splits import split_by_group, write_splits
 from train.windows import edge_windows, random_window, spliced_window, window_samples
 
@@ -168,13 +169,10 @@ def _keras_sequence(batches: AugmentedBatches, steps: int) -> Any:
 
 
 def choose_thresholds(labels: npt.ArrayLike, scores: npt.ArrayLike, config: TrainConfig) -> dict[str, Any]:
-    on = metrics.threshold_at_fpr(labels, scores, config.target_fpr)
-    off = metrics.threshold_at_fpr(labels, scores, config.off_fpr)
-    on = float(np.clip(on, 0.05, 0.98))
-    off = float(np.clip(min(off, on), 0.02, on))
+    on, off = on_off_at(labels, scores, config.target_fpr, config.off_fpr)
     return {
-        "on": round(on, 4),
-        "off": round(off, 4),
+        "on": on,
+        "off": off,
         "chosen_by": (
             f"validation windows: 'on' keeps the false-positive rate at or below {config.target_fpr:.1%}, "
             f"'off' at {config.off_fpr:.1%}"
