@@ -344,7 +344,7 @@ def run_bench(model: Path, *, quick: bool = False) -> dict[str, Any]:
     stream = bench_stream(classifier, decisions, 2 if quick else 60)
     # The latency side of the operating point: a 100 ms hop with the model's patience over the
     # same time span, and with an alarm on the first window at or above `on`.
-    fast_hop = max(1, round(100 / side.features.hop_ms))
+    fast_hop = side.hop_frames_for(FAST_DETECTOR["hop_ms"])
     faster = [
         bench_stream(classifier, side.decision_params(fast_hop), 2 if quick else 10, hop_frames=fast_hop),
         bench_stream(

@@ -102,16 +102,18 @@ class ModelSidecar:
         if hop_frames == self.hop_frames:
             return t.patience_windows, t.patience_of
         scale = self.hop_frames / hop_frames
-        return 1 + int((t.patience_windows - 1) * scale + 0.5), min(100, 1 + int((t.patience_of - 1) * scale + 0.5))
+        n = min(100, 1 + int((t.patience_of - 1) * scale + 0.5))
+        return min(n, 1 + int((t.patience_windows - 1) * scale + 0.5)), n
+
+    def hop_frames_for(self, hop_ms: float) -> int:
+        """A window hop in milliseconds as a whole number of feature frames (at least one)."""
+        return max(1, round(hop_ms / self.features.hop_ms))
 
     def decision_params(self, hop_frames: int | None = None) -> DecisionParams:
         """The detector's parameters at the model's operating point (event timing keeps its defaults)."""
         k, n = self.patience_at(hop_frames or self.hop_frames)
         return DecisionParams(
-            on_threshold=self.thresholds.on,
-            off_threshold=self.thresholds.off,
-            patience_windows=min(k, n),
-            patience_of=n,
+            on_threshold=self.thresholds.on, off_threshold=self.thresholds.off, patience_windows=k, patience_of=n
         )
 
     @classmethod

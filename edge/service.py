@@ -279,7 +279,7 @@ class DetectorService:
 
     def _hop_frames_for(self, side: ModelSidecar) -> int:
         if self.config.detector.hop_ms:
-            return max(1, round(self.config.detector.hop_ms / side.features.hop_ms))
+            return side.hop_frames_for(self.config.detector.hop_ms)
         return side.hop_frames
 
     def _start_session(self) -> None:

@@ -122,6 +122,7 @@ def test_patience_in_the_sidecar(model_copy: Path) -> None:
     assert side.patience_at(10) == (4, 6)
     params = side.decision_params(hop_frames=10)
     assert (params.patience_windows, params.patience_of) == (4, 6)
+    assert side.hop_frames_for(100) == 10 and side.hop_frames_for(1) == 1
 
 
 def test_sidecar_without_patience_means_one_of_one(model_copy: Path) -> None:
@@ -142,3 +143,11 @@ def test_bad_patience_in_the_sidecar(model_copy: Path, patience: tuple[object, o
     _edit_sidecar(model_copy, lambda d: d["thresholds"].update(patience_windows=patience[0], patience_of=patience[1]))
     with pytest.raises(ModelError, match=message):
         Classifier(model_copy)
+
+
+def test_scaled_patience_stays_within_the_detectors_bounds(model_copy: Path) -> None:
+    _edit_sidecar(model_copy, lambda d: d["thresholds"].update(patience_windows=60, patience_of=60))
+    side = ModelSidecar.load(model_copy.with_suffix(".json"))
+    assert side.patience_at(10) == (100, 100)  # 149 of 149 would be over the detector's limit of 100
+    params = side.decision_params(hop_frames=10)
+    assert (params.patience_windows, params.patience_of) == (100, 100)
