@@ -452,6 +452,12 @@ def test_listen_lifecycle_sighup_reload_and_sigterm_drain(tiny_model: Path, tmp_
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     status_file = state / "status.json"
+
+    def status() -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        command = [sys.executable, "-m", "edge", "status", "--config", str(cfg)]
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
+
     try:
         assert wait_until(lambda: status_file.exists() and json.loads(status_file.read_text())["chunks"] > 5)
         good = json.loads(status_file.read_text())["model_sha256"]
@@ -459,13 +465,7 @@ def test_listen_lifecycle_sighup_reload_and_sigterm_drain(tiny_model: Path, tmp_
         proc.send_signal(signal.SIGHUP)
         assert wait_until(lambda: json.loads(status_file.read_text())["reload_errors"] == 1)
         assert json.loads(status_file.read_text())["model_sha256"] == good
-        check = subprocess.run(
-            [sys.executable, "-m", "edge", "status", "--config", str(cfg)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
+        check = status()
         assert check.returncode == 0, check.stdout + check.stderr
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
@@ -474,13 +474,7 @@ def test_listen_lifecycle_sighup_reload_and_sigterm_drain(tiny_model: Path, tmp_
             proc.kill()
     final = json.loads(status_file.read_text())
     assert final["device_state"] == "stopped"
-    after = subprocess.run(
-        [sys.executable, "-m", "edge", "status", "--config", str(cfg)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    after = status()
     assert after.returncode == 1 and "stopped" in after.stdout
 
 
