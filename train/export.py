@@ -95,11 +95,14 @@ def export_model(
     thresholds: dict[str, Any],
     metadata: dict[str, Any] | None = None,
     operating_point: Callable[[Classifier], dict[str, Any]] | None = None,
+    final_metrics: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write `<out>.tflite` and `<out>.json`; fail if int8 and float decisions agree on < 99%.
 
     `operating_point`, if given, is called with the staged int8 classifier and returns the final
-    `thresholds` block (chosen on what the edge will run); the agreement is checked at its `on`."""
+    `thresholds` block (chosen on what the edge will run); the agreement is checked at its `on`.
+    `final_metrics`, if given, is called with the final thresholds and its result becomes the
+    sidecar's `metrics`, so F1 and the confusion matrix are those at the `on` the edge will use."""
     out_path = Path(out_path).with_suffix(".tflite")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tflite_bytes = convert_int8(model, representative)
@@ -131,6 +134,8 @@ def export_model(
         int8 = Classifier(staged, expected_features=features)
         if operating_point is not None:
             thresholds = sidecar["thresholds"] = operating_point(int8)
+        if final_metrics is not None:
+            sidecar["metrics"] = final_metrics(thresholds)
         int8_scores = np.array([int8.score(w) for w in check_windows])
         on = float(thresholds["on"])
         agreement = float(np.mean((float_scores >= on) == (int8_scores >= on)))

@@ -14,8 +14,15 @@ def build_model(
     width: int = 24,
     dropout: float = 0.2,
     seed: int = 0,
+    head: str = "global",
 ) -> Any:
-    """A Keras model: log-mel window (frames, mels, 1) -> scream probability."""
+    """A Keras model: log-mel window (frames, mels, 1) -> scream probability.
+
+    `head` "global" averages the last feature map over time and frequency; "frequency" averages over
+    time only and keeps each mel region apart, so the classifier knows where in the spectrum (how
+    high) a sound is, not only what its local texture looks like."""
+    if head not in ("global", "frequency"):
+        raise ValueError(f"unknown model head {head!r}: expected 'global' or 'frequency'")
     import keras
     from keras import layers
 
@@ -33,7 +40,11 @@ def build_model(
         x = layers.Conv2D(filters, 1, use_bias=False)(x)
         x = layers.BatchNormalization(momentum=0.9)(x)
         x = layers.ReLU(6.0)(x)
-    x = layers.GlobalAveragePooling2D()(x)
+    if head == "global":
+        x = layers.GlobalAveragePooling2D()(x)
+    else:
+        x = layers.AveragePooling2D(pool_size=(x.shape[1], 1))(x)
+        x = layers.Flatten()(x)
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(1, activation="sigmoid", name="scream")(x)
     return keras.Model(inputs, outputs, name="scream_cnn")

@@ -34,6 +34,7 @@ class TrainConfig:
     steps_per_epoch: int = 100
     batch_size: int = 64
     width: int = 32
+    head: str = "global"  # "frequency": keep mel position in the classifier head (train/model.py)
     learning_rate: float = 2e-3
     early_stopping_patience: int = 8
     hard_negative_weight: float = 3.0
@@ -261,6 +262,7 @@ def train(
         feature_std=float(stats_sample.std() + 1e-6),
         width=config.width,
         seed=config.seed,
+        head=config.head,
     )
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
@@ -298,7 +300,6 @@ def train(
             "epochs_run": len(history.history.get("loss", [])),
             "seconds": round(time.monotonic() - started, 1),
         },
-        "metrics": {"test_float_windows": window_metrics(test.labels, float_test, thresholds["on"])},
     }
     sidecar = export_model(
         model,
@@ -311,6 +312,7 @@ def train(
         thresholds=thresholds,
         metadata=metadata,
         operating_point=lambda int8: _operating_point(int8, prepared["validation"], val, config),
+        final_metrics=lambda final: {"test_float_windows": window_metrics(test.labels, float_test, final["on"])},
     )
     from train.export import convert_float
 

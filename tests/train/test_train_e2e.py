@@ -76,3 +76,43 @@ def test_export_refuses_int8_that_disagrees(tiny_training, tmp_path: Path, monke
             thresholds={"on": 0.5, "off": 0.4},
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_frequency_head_exports_and_metrics_follow_the_final_threshold(tmp_path: Path) -> None:
+    """A model with the frequency head converts to full int8 and runs on the edge; the sidecar's
+    metrics are computed at the operating point's `on`, not at the first threshold."""
+    pytest.importorskip("tensorflow")
+    from edge.features import FeatureParams
+    from train import export
+    from train.model import build_model
+
+    model = build_model(window_frames=96, mel_bands=40, feature_mean=-8.0, feature_std=3.0, width=4, head="frequency")
+    model.compile(loss="binary_crossentropy")
+    windows = np.random.default_rng(1).normal(-8, 3, size=(40, 96, 40)).astype(np.float32)
+    seen: list[float] = []
+
+    def final_metrics(thresholds: dict[str, float]) -> dict[str, float]:
+        seen.append(thresholds["on"])
+        return {"at_on": thresholds["on"]}
+
+    sidecar = export.export_model(
+        model,
+        tmp_path / "m",
+        features=FeatureParams(),
+        window_frames=96,
+        hop_frames=25,
+        representative=windows,
+        check_windows=windows,
+        thresholds={"on": 0.5, "off": 0.4},
+        metadata={"metrics": {"stale": True}},
+        operating_point=lambda int8: {"on": 0.61, "off": 0.52, "patience_windows": 1, "patience_of": 1},
+        final_metrics=final_metrics,
+    )
+    assert seen == [0.61]
+    written = json.loads((tmp_path / "m.json").read_text())
+    assert sidecar["metrics"] == written["metrics"] == {"at_on": 0.61}
+    classifier = Classifier(tmp_path / "m.tflite")
+    assert classifier.input_shape == (96, 40)
+    assert 0.0 <= classifier.score(windows[0]) <= 1.0
+    with pytest.raises(ValueError, match="unknown model head"):
+        build_model(window_frames=96, mel_bands=40, feature_mean=0.0, feature_std=1.0, head="attention")
