@@ -396,15 +396,18 @@ def _plots(
     history_file = model.parent / f"{model.stem}-run" / "history.json"
     if history_file.exists():
         history = json.loads(history_file.read_text())
+        members = history.get("members", [history])  # an ensemble's run keeps one history per member
         fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-        for key in ("loss", "val_loss"):
-            axes[0].plot(history.get(key, []), label=key)
-        for key in ("pr_auc", "val_pr_auc", "val_roc_auc"):
-            axes[1].plot(history.get(key, []), label=key)
+        for k, member in enumerate(members):
+            tag = f" (member {k + 1})" if len(members) > 1 else ""
+            for key in ("loss", "val_loss"):
+                axes[0].plot(member.get(key, []), label=key + tag)
+            for key in ("pr_auc", "val_pr_auc", "val_roc_auc"):
+                axes[1].plot(member.get(key, []), label=key + tag)
         axes[0].set(xlabel="epoch", title="loss")
         axes[1].set(xlabel="epoch", title="AUC")
         for ax in axes:
-            ax.legend()
+            ax.legend(fontsize=8 if len(members) > 1 else None)
             ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(out / "training_curves.png", dpi=110)

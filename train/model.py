@@ -15,6 +15,7 @@ def build_model(
     dropout: float = 0.2,
     seed: int = 0,
     head: str = "global",
+    name: str = "scream_cnn",
 ) -> Any:
     """A Keras model: log-mel window (frames, mels, 1) -> scream probability.
 
@@ -47,4 +48,17 @@ def build_model(
         x = layers.Flatten()(x)
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(1, activation="sigmoid", name="scream")(x)
-    return keras.Model(inputs, outputs, name="scream_cnn")
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_ensemble(members: list[Any]) -> Any:
+    """One Keras model whose output is the mean of the members' scream probabilities, so the edge
+    runs the ensemble as a single int8 TFLite model with the same input and output. The members'
+    names must differ (build_model's `name`)."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=members[0].input_shape[1:], name="logmel")
+    outputs = [member(inputs) for member in members]
+    averaged = layers.Average(name="scream")(outputs)
+    return keras.Model(inputs, averaged, name=f"scream_ensemble_{len(members)}")

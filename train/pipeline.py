@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ class TrainConfig:
     batch_size: int = 64
     width: int = 32
     head: str = "global"  # "frequency": keep mel position in the classifier head (train/model.py)
+    members: int = 1  # > 1: train this many networks (seeds seed, seed+1, ...) and ship their average
     learning_rate: float = 2e-3
     early_stopping_patience: int = 8
     hard_negative_weight: float = 3.0
@@ -50,6 +51,7 @@ class TrainConfig:
     min_event_recall: float = 0.5
     max_latency_s: float = 1.0
     seed: int = 0
+    split_seed: int | None = None  # the train/validation/test split's seed; None: `seed`
     cache_dir: str = ""
     verbose: int = 2
 
@@ -72,7 +74,7 @@ class TrainResult:
     model_path: Path
     sidecar: dict[str, Any]
     seconds: float
-    history: dict[str, list[float]] = field(default_factory=dict)
+    histories: list[dict[str, list[float]]] = field(default_factory=list)  # one per member
 
 
 def _log(message: str) -> None:
@@ -216,10 +218,8 @@ def train(
     augment: AugmentParams | None = None,
 ) -> TrainResult:
     """Train and export `<out>.tflite` + `<out>.json`; the run's files go to `<out>-run/`."""
-    import keras
-
     from train.export import export_model
-    from train.model import build_model
+    from train.model import build_ensemble
 
     config = config or TrainConfig()
     features = features or FeatureParams()
@@ -232,7 +232,7 @@ def train(
     dataset = load_dataset(data)
     for line in dataset.summary_lines():
         _log(line)
-    splits = split_by_group(dataset.clips, seed=config.seed)
+    splits = split_by_group(dataset.clips, seed=config.seed if config.split_seed is None else config.split_seed)
     write_splits(splits, run_dir / "splits.tsv", dataset.base)
     leaks = set.intersection(*({c.group for c in splits[s]} for s in ("train", "test"))) | set.intersection(
         *({c.group for c in splits[s]} for s in ("train", "validation"))
@@ -252,36 +252,14 @@ def train(
         f"test windows: {test.labels.sum()} / {(~test.labels).sum()}"
     )
 
-    batches = AugmentedBatches(prepared["train"], features, config, augment)
-    stats_sample = np.concatenate([batches.batch(i)[0] for i in range(4)])
-    batches.epoch = 0
-    model = build_model(
-        window_frames=config.window_frames,
-        mel_bands=features.mel_bands,
-        feature_mean=float(stats_sample.mean()),
-        feature_std=float(stats_sample.std() + 1e-6),
-        width=config.width,
-        seed=config.seed,
-        head=config.head,
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=[keras.metrics.AUC(curve="PR", name="pr_auc"), keras.metrics.AUC(name="roc_auc")],
-    )
-    callbacks = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_pr_auc", mode="max", patience=config.early_stopping_patience, restore_best_weights=True
-        ),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_pr_auc", mode="max", factor=0.5, patience=3),
+    fits = [
+        _fit_member(
+            replace(config, seed=config.seed + k), prepared["train"], val, features, augment, name=f"member_{k}"
+        )
+        for k in range(config.members)
     ]
-    history = model.fit(
-        _keras_sequence(batches, config.steps_per_epoch),
-        validation_data=(val.windows[..., None], val.labels.astype(np.float32)),
-        epochs=config.epochs,
-        callbacks=callbacks,
-        verbose=config.verbose,
-    )
+    batches = fits[0].batches
+    model = fits[0].model if config.members == 1 else build_ensemble([f.model for f in fits])
     val_scores = model.predict(val.windows[..., None], batch_size=256, verbose=0).reshape(-1)
     thresholds = choose_thresholds(val.labels, val_scores, config)
     _log(f"thresholds from validation: on {thresholds['on']}, off {thresholds['off']}")
@@ -297,7 +275,9 @@ def train(
             "config": asdict(config),
             "augment": asdict(augment),
             "data": data_summary(dataset, splits),
-            "epochs_run": len(history.history.get("loss", [])),
+            "epochs_run": [len(f.history.get("loss", [])) for f in fits]
+            if config.members > 1
+            else len(fits[0].history.get("loss", [])),
             "seconds": round(time.monotonic() - started, 1),
         },
     }
@@ -317,15 +297,71 @@ def train(
     from train.export import convert_float
 
     (run_dir / "model-float.tflite").write_bytes(convert_float(model))
-    (run_dir / "history.json").write_text(
-        json.dumps({k: [float(v) for v in vals] for k, vals in history.history.items()}, indent=1)
-    )
+    history: dict[str, Any] = fits[0].history if config.members == 1 else {"members": [f.history for f in fits]}
+    (run_dir / "history.json").write_text(json.dumps(history, indent=1))
     seconds = time.monotonic() - started
     _log(
         f"exported {out_path} ({sidecar['size_bytes']} bytes) in {seconds:.0f} s; "
         f"int8/float decision agreement {sidecar['int8_check']['decision_agreement']:.2%}"
     )
-    return TrainResult(out_path, sidecar, seconds, {k: list(map(float, v)) for k, v in history.history.items()})
+    return TrainResult(out_path, sidecar, seconds, [f.history for f in fits])
+
+
+@dataclass
+class FittedMember:
+    model: Any
+    batches: AugmentedBatches
+    history: dict[str, list[float]]
+
+
+def _fit_member(
+    config: TrainConfig,
+    train_split: PreparedSplit,
+    val: EvalWindows,
+    features: FeatureParams,
+    augment: AugmentParams,
+    *,
+    name: str,
+) -> FittedMember:
+    """One network, seeded by `config.seed` (its weights and its stream of augmented batches)."""
+    import keras
+
+    from train.model import build_model
+
+    if config.members > 1:
+        _log(f"training ensemble member with seed {config.seed}")
+    batches = AugmentedBatches(train_split, features, config, augment)
+    stats_sample = np.concatenate([batches.batch(i)[0] for i in range(4)])
+    batches.epoch = 0
+    model = build_model(
+        window_frames=config.window_frames,
+        mel_bands=features.mel_bands,
+        feature_mean=float(stats_sample.mean()),
+        feature_std=float(stats_sample.std() + 1e-6),
+        width=config.width,
+        seed=config.seed,
+        head=config.head,
+        name=name if config.members > 1 else "scream_cnn",
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=[keras.metrics.AUC(curve="PR", name="pr_auc"), keras.metrics.AUC(name="roc_auc")],
+    )
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_pr_auc", mode="max", patience=config.early_stopping_patience, restore_best_weights=True
+        ),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_pr_auc", mode="max", factor=0.5, patience=3),
+    ]
+    history = model.fit(
+        _keras_sequence(batches, config.steps_per_epoch),
+        validation_data=(val.windows[..., None], val.labels.astype(np.float32)),
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=config.verbose,
+    )
+    return FittedMember(model, batches, {k: [float(v) for v in vals] for k, vals in history.history.items()})
 
 
 def _operating_point(

@@ -23,7 +23,7 @@ def test_training_run_writes_reproducible_splits_without_leakage(tiny_training) 
         groups.setdefault(row["split"], set()).add(row["group"])
     assert set(groups) == {"train", "validation", "test"}
     assert not (groups["train"] & groups["test"]) and not (groups["train"] & groups["validation"])
-    assert json.loads((run_dir / "history.json").read_text())["loss"]
+    assert json.loads((run_dir / "history.json").read_text())["loss"] == tiny_training.histories[0]["loss"]
     # Paths are relative to the data set, so a run folder checked in elsewhere still finds its clips.
     for row in rows:
         assert not Path(row["path"]).is_absolute() and row["path"].startswith(("scream/", "non_scream/"))
@@ -116,3 +116,35 @@ def test_frequency_head_exports_and_metrics_follow_the_final_threshold(tmp_path:
     assert 0.0 <= classifier.score(windows[0]) <= 1.0
     with pytest.raises(ValueError, match="unknown model head"):
         build_model(window_frames=96, mel_bands=40, feature_mean=0.0, feature_std=1.0, head="attention")
+
+
+def test_ensemble_training_ships_one_model_averaging_its_members(synthetic_dataset: Path, tmp_path: Path) -> None:
+    """members=2 trains two seeded networks and exports their mean as one int8 model the edge runs."""
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from train.model import build_ensemble, build_model
+    from train.pipeline import TrainConfig, train
+
+    config = TrainConfig(
+        epochs=4, steps_per_epoch=10, batch_size=32, width=8, members=2, cache_dir=str(tmp_path / "c"), verbose=0
+    )
+    result = train(synthetic_dataset, tmp_path / "ens", config=config)
+    assert len(result.histories) == 2 and all(h["loss"] for h in result.histories)
+    history = json.loads((tmp_path / "ens-run" / "history.json").read_text())
+    assert [len(m["loss"]) for m in history["members"]] == result.sidecar["training"]["epochs_run"]
+    assert result.sidecar["int8_check"]["decision_agreement"] >= 0.99
+    classifier = Classifier(result.model_path)
+    window = np.random.default_rng(3).normal(-8, 3, size=classifier.input_shape).astype(np.float32)
+    assert 0.0 <= classifier.score(window) <= 1.0
+
+    # The combined network's output is exactly the mean of its members'.
+    members = [
+        build_model(window_frames=96, mel_bands=40, feature_mean=-8.0, feature_std=3.0, width=4, seed=s, name=f"m{s}")
+        for s in (1, 2)
+    ]
+    ensemble = build_ensemble(members)
+    assert isinstance(ensemble, keras.Model)
+    batch = np.random.default_rng(4).normal(-8, 3, size=(5, 96, 40, 1)).astype(np.float32)
+    expected = np.mean([m.predict(batch, verbose=0) for m in members], axis=0)
+    np.testing.assert_allclose(ensemble.predict(batch, verbose=0), expected, atol=1e-6)
