@@ -142,13 +142,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
     try:
         from train.pipeline import TrainConfig, train
     except ImportError as exc:
         raise ExtraMissingError(exc.name or "tensorflow", "train", "scream train") from exc
+    shape = {k: v for k, v in (("members", args.members), ("width", args.width)) if v is not None}
     config = TrainConfig(
+        **shape,
         epochs=args.epochs,
         seed=args.seed,
         cache_dir=args.cache or "",
@@ -439,6 +448,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--epochs", type=int, default=30, help="at most this many (early stopping on validation PR AUC)")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--members",
+        type=_positive_int,
+        help="networks to train (seeds seed, seed+1, ...) and ship averaged as one model",
+    )
+    train.add_argument(
+        "--width", type=_positive_int, help="channels of the first convolution; later blocks use 2x and 4x"
+    )
     train.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
     point = train.add_argument_group(
         "operating point", "how `on` and the k-of-n patience are chosen on validation scenes (train/operating_point.py)"

@@ -134,6 +134,10 @@ def test_train_passes_the_operating_point_bounds(tmp_path: Path, monkeypatch: py
     config = seen["config"]
     assert (config.max_false_alarms_per_hour, config.min_event_recall, config.max_latency_s) == (2.0, 0.7, 0.6)
     assert seen["out"] == str(tmp_path / "m")
+    assert main([*argv[:5], "--members", "3", "--width", "16"]) == 0
+    assert (seen["config"].members, seen["config"].width) == (3, 16)
+    with pytest.raises(SystemExit):
+        main([*argv[:5], "--members", "0"])
 
 
 def test_check_model_reports_the_operating_point(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
