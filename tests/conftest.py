@@ -79,6 +79,7 @@ def tiny_training(tmp_path_factory: pytest.TempPathFactory, synthetic_dataset: P
         steps_per_epoch=12,
         batch_size=32,
         width=8,
+        members=1,
         early_stopping_patience=6,
         cache_dir=str(tmp_path_factory.mktemp("wave-cache")),
         verbose=0,

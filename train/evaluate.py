@@ -504,6 +504,31 @@ TARGETS = (
 )
 
 
+def _network_text(config: dict[str, Any]) -> str:
+    one = (
+        f"one 3x3 convolution and four depthwise-separable blocks (width {config.get('width')}), "
+        + (
+            "average pooling over time, a dense layer over the mel regions"
+            if config.get("head") == "frequency"
+            else "global average pooling"
+        )
+        + ", one sigmoid unit"
+    )
+    members = int(config.get("members", 1))
+    if members > 1:
+        return (
+            f"the mean of {members} CNNs trained alike from seeds {config.get('seed')}-"
+            f"{int(config.get('seed', 0)) + members - 1} (one int8 model), each of {one}"
+        )
+    return f"a CNN of {one}"
+
+
+def _epochs_text(epochs: Any) -> str:
+    if isinstance(epochs, list):
+        return f"{'/'.join(map(str, epochs))} epochs (per member)"
+    return f"{epochs} epochs"
+
+
 def model_card(report: dict[str, Any], sidecar: dict[str, Any], *, report_dir: Path) -> str:
     """The README's model card section, rendered from the sidecar and the evaluation report."""
     training = sidecar.get("training", {})
@@ -517,8 +542,7 @@ def model_card(report: dict[str, Any], sidecar: dict[str, Any], *, report_dir: P
         "",
         f"- **File**: `models/{sidecar['name']}.tflite`, {sidecar['size_bytes']} bytes, full-integer int8 "
         f"(int8 input and output), sha256 `{sidecar['sha256'][:16]}…`; sidecar `models/{sidecar['name']}.json`.",
-        f"- **Network**: a CNN of one 3x3 convolution and four depthwise-separable blocks (width "
-        f"{config.get('width')}), global average pooling, one sigmoid unit; input one log-mel window of "
+        f"- **Network**: {_network_text(config)}; input one log-mel window of "
         f"{sidecar['window']['frames']} frames x {sidecar['features']['mel_bands']} bands "
         f"({(sidecar['window']['frames'] - 1) * 10 + 25} ms), scored every {sidecar['window']['hop_frames'] * 10} ms.",
         "- **Intended use**: raising an alarm for human screams (distress, fear) near a microphone, with a person "
@@ -536,7 +560,7 @@ def model_card(report: dict[str, Any], sidecar: dict[str, Any], *, report_dir: P
         f"x{config.get('hard_negative_weight')}, augmentation (gain, background and coloured-noise mixing at random "
         f"SNR, band-limiting incl. the telephone band, reverberation, time shift, SpecAugment), Adam, binary "
         f"cross-entropy with label smoothing {config.get('label_smoothing')}, early stopping on validation PR AUC "
-        f"after {training.get('epochs_run')} epochs; {training.get('seconds')} s on this 2-core machine.",
+        f"after {_epochs_text(training.get('epochs_run'))}; {training.get('seconds')} s on this 2-core machine.",
         f"- **Operating point**: on {t['on']}, off {t['off']}; an event starts when "
         f"{t.get('patience_windows', 1)} of the last {t.get('patience_of', 1)} windows reach `on`. Chosen on "
         f"{t.get('chosen_by', '')}."

@@ -33,9 +33,9 @@ class TrainConfig:
     epochs: int = 30
     steps_per_epoch: int = 100
     batch_size: int = 64
-    width: int = 32
+    width: int = 16
     head: str = "global"  # "frequency": keep mel position in the classifier head (train/model.py)
-    members: int = 1  # > 1: train this many networks (seeds seed, seed+1, ...) and ship their average
+    members: int = 3  # > 1: train this many networks (seeds seed, seed+1, ...) and ship their average
     learning_rate: float = 2e-3
     early_stopping_patience: int = 8
     hard_negative_weight: float = 3.0

@@ -60,6 +60,7 @@ def test_evaluate_writes_report_plots_and_model_card(tiny_training, synthetic_da
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     card = (out / "model_card.md").read_text()
     assert "## Model card: `tiny`" in card and "| target (DESIGN.md) | measured | met |" in card
+    assert "a CNN of one 3x3 convolution" in card and "epochs;" in card
     assert "ROC AUC" in (out / "report.md").read_text()
 
 
@@ -91,3 +92,11 @@ def test_scene_puts_screams_at_known_times_and_scores_events() -> None:
     assert (pooled["scenes"], pooled["screams"], pooled["detected"], pooled["event_recall"]) == (2, 4, 1, 0.25)
     assert pooled["false_alarms_per_hour"] == 0.5 and pooled["missed_snr_db"] == sorted(pooled["missed_snr_db"])
     assert isinstance(EventStarted, type)
+
+
+def test_model_card_describes_an_ensemble() -> None:
+    from train.evaluate import _epochs_text, _network_text
+
+    text = _network_text({"members": 3, "seed": 0, "width": 16, "head": "global"})
+    assert text.startswith("the mean of 3 CNNs trained alike from seeds 0-2") and "(width 16)" in text
+    assert _epochs_text([12, 20, 9]) == "12/20/9 epochs (per member)" and _epochs_text(14) == "14 epochs"
