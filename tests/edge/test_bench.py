@@ -44,9 +44,11 @@ def test_quick_bench_reports_every_field(quick_result: dict[str, Any], tiny_mode
     assert result["stream"]["hop_ms"] == 250 and result["stream"]["patience"] == (
         f"{side['patience_windows']} of {side['patience_of']}"
     )
-    fast, fastest = result["stream_faster"]
-    assert fast["hop_ms"] == fastest["hop_ms"] == 100 and fastest["patience"] == "1 of 1"
-    assert 0 < fast["real_time_factor"] < 1 and 0 < fastest["real_time_factor"] < 1
+    rows = result["stream_faster"]
+    # The model's patience at a 100 ms hop, then 1 of 1 unless that is what the model already uses.
+    assert len(rows) == (1 if (side["patience_windows"], side["patience_of"]) == (1, 1) else 2)
+    assert all(row["hop_ms"] == 100 and 0 < row["real_time_factor"] < 1 for row in rows)
+    assert rows[-1]["patience"] == "1 of 1"
     assert result["model"]["size_bytes"] == tiny_model.stat().st_size
 
 
