@@ -55,14 +55,22 @@ def mix_at_snr(foreground: FloatArray, background: FloatArray, snr_db: float) ->
     return (foreground + scale * background).astype(np.float32)
 
 
+def telephone_band(x: FloatArray, rate_hz: int) -> FloatArray:
+    """The telephone band, 300-3400 Hz."""
+    sos = signal.butter(6, [300, 3400], btype="bandpass", fs=rate_hz, output="sos")
+    return signal.sosfilt(sos, x).astype(np.float32)
+
+
+def lowpass(x: FloatArray, rate_hz: int, cutoff_hz: float) -> FloatArray:
+    sos = signal.butter(8, cutoff_hz, btype="lowpass", fs=rate_hz, output="sos")
+    return signal.sosfilt(sos, x).astype(np.float32)
+
+
 def bandlimit(x: FloatArray, rate_hz: int, rng: np.random.Generator) -> FloatArray:
     """Telephone band (300-3400 Hz) or a random low-pass, so bandwidth is never a cue."""
     if rng.random() < 0.4:
-        sos = signal.butter(6, [300, 3400], btype="bandpass", fs=rate_hz, output="sos")
-    else:
-        cutoff = rng.uniform(2500, min(6500, rate_hz / 2 - 200))
-        sos = signal.butter(8, cutoff, btype="lowpass", fs=rate_hz, output="sos")
-    return signal.sosfilt(sos, x).astype(np.float32)
+        return telephone_band(x, rate_hz)
+    return lowpass(x, rate_hz, rng.uniform(2500, min(6500, rate_hz / 2 - 200)))
 
 
 def reverberate(x: FloatArray, rate_hz: int, rng: np.random.Generator, rt60_s: float) -> FloatArray:

@@ -61,6 +61,14 @@ def test_evaluate_writes_report_plots_and_model_card(tiny_training, synthetic_da
     card = (out / "model_card.md").read_text()
     assert "## Model card: `tiny`" in card and "| target (DESIGN.md) | measured | met |" in card
     assert "a CNN of one 3x3 convolution" in card and "epochs;" in card
+    conditions = report["conditions"]
+    assert next(iter(conditions)) == "as recorded" and len(conditions) == 7
+    assert conditions["as recorded"]["roc_auc"] == report["windows"]["roc_auc"]
+    for row in conditions.values():
+        assert 0 <= row["roc_auc"] <= 1 and 0 <= row["non_scream_windows_at_on"] <= 1
+        assert row["screams"] == report["data"]["screams"] and 0 <= row["screams_found"] <= row["screams"]
+    assert "## Recording conditions" in (out / "report.md").read_text()
+    assert "| recording condition | window ROC AUC |" in card and "| telephone band, 300-3400 Hz |" in card
     assert "ROC AUC" in (out / "report.md").read_text()
 
 
@@ -100,3 +108,34 @@ def test_model_card_describes_an_ensemble() -> None:
     text = _network_text({"members": 3, "seed": 0, "width": 16, "head": "global"})
     assert text.startswith("the mean of 3 CNNs trained alike from seeds 0-2") and "(width 16)" in text
     assert _epochs_text([12, 20, 9]) == "12/20/9 epochs (per member)" and _epochs_text(14) == "14 epochs"
+
+
+def test_recording_conditions_do_what_they_say() -> None:
+    from train.evaluate import RECORDING_CONDITIONS
+
+    rate = 16000
+    t = np.arange(rate) / rate
+    rng = np.random.default_rng(0)
+
+    def level_db(x: np.ndarray, hz: float) -> float:
+        spectrum = np.abs(np.fft.rfft(x[rate // 4 :]))  # past the filters' start-up
+        return float(20 * np.log10(spectrum[int(hz * (x.size - rate // 4) / rate)] + 1e-12))
+
+    tones = {hz: (0.1 * np.sin(2 * np.pi * hz * t)).astype(np.float32) for hz in (100.0, 1000.0, 6000.0)}
+    phone = RECORDING_CONDITIONS["telephone band, 300-3400 Hz"]
+    kept = level_db(phone(tones[1000.0], rate, rng), 1000.0) - level_db(tones[1000.0], 1000.0)
+    assert kept > -1.0
+    for hz in (100.0, 6000.0):
+        assert level_db(phone(tones[hz], rate, rng), hz) - level_db(tones[hz], hz) < -30
+    low = RECORDING_CONDITIONS["low-pass 3.8 kHz (an 8 kHz recording)"]
+    assert level_db(low(tones[6000.0], rate, rng), 6000.0) - level_db(tones[6000.0], 6000.0) < -30
+    quiet = RECORDING_CONDITIONS["-30 dB (distant or low-gain microphone)"](tones[1000.0], rate, rng)
+    assert np.max(np.abs(quiet)) == pytest.approx(0.1 * 10 ** (-30 / 20), rel=1e-3)
+    loud = RECORDING_CONDITIONS["overdriven: +20 dB, clipped at full scale"](3 * tones[1000.0], rate, rng)
+    assert np.max(np.abs(loud)) == 1.0 and np.mean(np.abs(loud) == 1.0) > 0.7
+    noisy = RECORDING_CONDITIONS["pink noise at 10 dB SNR"](tones[1000.0], rate, rng)
+    noise = noisy - tones[1000.0]
+    snr = 10 * np.log10(np.mean(tones[1000.0] ** 2) / np.mean(noise**2))
+    assert snr == pytest.approx(10.0, abs=0.1)
+    wet = RECORDING_CONDITIONS["room reverberation, RT60 0.6 s"](tones[1000.0], rate, rng)
+    assert wet.shape == tones[1000.0].shape and not np.allclose(wet, tones[1000.0])
