@@ -13,13 +13,17 @@ FloatArray = npt.NDArray[np.float32]
 
 @dataclass(frozen=True, kw_only=True)
 class AugmentParams:
-    gain_db: tuple[float, float] = (-24.0, 6.0)
+    gain_db: tuple[float, float] = (-40.0, 6.0)
     background_probability: float = 0.5
     background_snr_db: tuple[float, float] = (0.0, 20.0)
     noise_probability: float = 0.5
     noise_snr_db: tuple[float, float] = (5.0, 35.0)
     bandlimit_probability: float = 0.35
     reverb_probability: float = 0.4
+    # A preamp clipping, peaks driven this far over full scale. Off: trained with 0.1, it let more
+    # overdriven non-screams fire on validation, not fewer (11 -> 22 of 316).
+    overdrive_probability: float = 0.0
+    overdrive_db: tuple[float, float] = (6.0, 20.0)
     rt60_s: tuple[float, float] = (0.15, 0.9)
     specaugment_probability: float = 0.5
     time_masks: int = 2
@@ -85,6 +89,14 @@ def reverberate(x: FloatArray, rate_hz: int, rng: np.random.Generator, rt60_s: f
     return (wet * _rms(x) / _rms(wet.astype(np.float32))).astype(np.float32)
 
 
+def overdrive(x: FloatArray, over_db: float) -> FloatArray:
+    """A preamp driven `over_db` past full scale: the peak is scaled there and clipped."""
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak < 1e-6:
+        return x
+    return np.clip(x * np.float32(10 ** (over_db / 20) / peak), -1.0, 1.0).astype(np.float32)
+
+
 def augment_waveform(
     x: FloatArray,
     rate_hz: int,
@@ -92,7 +104,7 @@ def augment_waveform(
     params: AugmentParams,
     backgrounds: list[FloatArray],
 ) -> FloatArray:
-    """One random chain: reverb, band limit, background, noise, gain; clipped like a real ADC."""
+    """One random chain: reverb, band limit, background, noise, overdrive, gain; clipped like a real ADC."""
     y = x.astype(np.float32, copy=True)
     if rng.random() < params.reverb_probability:
         y = reverberate(y, rate_hz, rng, rng.uniform(*params.rt60_s))
@@ -110,6 +122,8 @@ def augment_waveform(
     if rng.random() < params.noise_probability:
         color = str(rng.choice(["white", "pink", "brown", "hum"]))
         y = mix_at_snr(y, colored_noise(y.size, color, rate_hz, rng), rng.uniform(*params.noise_snr_db))
+    if rng.random() < params.overdrive_probability:
+        y = overdrive(y, rng.uniform(*params.overdrive_db))
     y *= 10 ** (rng.uniform(*params.gain_db) / 20)
     return np.clip(y, -1.0, 1.0).astype(np.float32)
 

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from train import metrics
-from train.augment import AugmentParams, augment_waveform, bandlimit, colored_noise, mix_at_snr, spec_augment
+from train.augment import (
+    AugmentParams,
+    augment_waveform,
+    bandlimit,
+    colored_noise,
+    mix_at_snr,
+    overdrive,
+    spec_augment,
+)
 
 
 def test_roc_auc_and_average_precision_on_known_cases() -> None:
@@ -61,6 +69,17 @@ def test_augment_chain_stays_finite_and_in_range() -> None:
     for _ in range(20):
         y = augment_waveform(x, 16000, rng, AugmentParams(), [colored_noise(4000, "brown", 16000, rng)])
         assert y.shape == x.shape and np.all(np.isfinite(y)) and np.abs(y).max() <= 1.0
+
+
+def test_overdrive_clips_at_full_scale_by_the_requested_amount() -> None:
+    t = np.arange(16000) / 16000
+    tone = (0.05 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    driven = overdrive(tone, 12.0)
+    assert np.abs(driven).max() == 1.0
+    # Driven 12 dB over full scale, the sine is clipped wherever |sin| > 10**(-12/20) (about 0.25).
+    assert np.mean(np.abs(driven) == 1.0) == pytest.approx(1 - 2 / np.pi * np.arcsin(10 ** (-12 / 20)), abs=0.02)
+    silence = np.zeros(100, np.float32)
+    assert np.array_equal(overdrive(silence, 12.0), silence)
 
 
 def test_spec_augment_masks_with_the_mean() -> None:
