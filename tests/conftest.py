@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,6 +25,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def export_random_windows(model: Any, out: Path, windows: np.ndarray, **kwargs: Any) -> dict[str, Any]:
+    """Export a (usually untrained) Keras model through train/'s export with the edge's feature
+    contract, 96-frame windows at a 25-frame hop, `windows` as representative and check set."""
+    from edge.features import FeatureParams
+    from train.export import export_model
+
+    return export_model(
+        model,
+        out,
+        features=FeatureParams(),
+        window_frames=96,
+        hop_frames=25,
+        representative=windows,
+        check_windows=windows,
+        **kwargs,
+    )
 
 
 def wait_until(predicate: Callable[[], object], timeout_s: float = 30.0, poll_s: float = 0.05) -> bool:

@@ -252,11 +252,10 @@ def train(
         f"test windows: {test.labels.sum()} / {(~test.labels).sum()}"
     )
 
+    names = [f"member_{k}" for k in range(config.members)] if config.members > 1 else ["scream_cnn"]
     fits = [
-        _fit_member(
-            replace(config, seed=config.seed + k), prepared["train"], val, features, augment, name=f"member_{k}"
-        )
-        for k in range(config.members)
+        _fit_member(replace(config, seed=config.seed + k), prepared["train"], val, features, augment, name=name)
+        for k, name in enumerate(names)
     ]
     batches = fits[0].batches
     model = fits[0].model if config.members == 1 else build_ensemble([f.model for f in fits])
@@ -341,7 +340,7 @@ def _fit_member(
         width=config.width,
         seed=config.seed,
         head=config.head,
-        name=name if config.members > 1 else "scream_cnn",
+        name=name,
     )
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),

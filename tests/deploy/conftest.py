@@ -22,7 +22,7 @@ from deploy.remote import Target
 from edge import synth
 from edge.audio import write_wav
 from edge.classifier import sha256_file
-from tests.conftest import free_port
+from tests.conftest import export_random_windows, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREAM = str(Path(sys.executable).with_name("scream"))
@@ -75,23 +75,12 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
 def second_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Another valid int8 model (untrained weights, so a different sha256), exported by train/."""
     pytest.importorskip("tensorflow")
-    from edge.features import FeatureParams
-    from train.export import export_model
     from train.model import build_model
 
     model = build_model(window_frames=96, mel_bands=40, feature_mean=-8.0, feature_std=3.0, width=4, seed=3)
     windows = np.random.default_rng(1).normal(-8, 3, size=(64, 96, 40)).astype(np.float32)
     out = tmp_path_factory.mktemp("second") / "second.tflite"
-    export_model(
-        model,
-        out,
-        features=FeatureParams(),
-        window_frames=96,
-        hop_frames=25,
-        representative=windows,
-        check_windows=windows,
-        thresholds={"on": 0.99, "off": 0.9},
-    )
+    export_random_windows(model, out, windows, thresholds={"on": 0.99, "off": 0.9})
     return out
 
 

@@ -10,7 +10,7 @@ import pytest
 from edge.classifier import Classifier
 from edge.detector import DecisionParams
 from edge.pipeline import analyse_file
-from tests.conftest import make_synthetic_dataset
+from tests.conftest import export_random_windows, make_synthetic_dataset
 from train.metrics import roc_auc
 
 
@@ -55,7 +55,6 @@ def test_export_refuses_int8_that_disagrees(tiny_training, tmp_path: Path, monke
     """The agreement gate really gates: demand more than 100% and nothing is published."""
     import keras
 
-    from edge.features import FeatureParams
     from train import export
     from train.model import build_model
 
@@ -65,16 +64,7 @@ def test_export_refuses_int8_that_disagrees(tiny_training, tmp_path: Path, monke
     windows = np.random.default_rng(0).normal(-8, 3, size=(40, 96, 40)).astype(np.float32)
     monkeypatch.setattr(export, "MIN_INT8_AGREEMENT", 1.01)
     with pytest.raises(export.ExportError, match="agrees with the float model"):
-        export.export_model(
-            model,
-            tmp_path / "m",
-            features=FeatureParams(),
-            window_frames=96,
-            hop_frames=25,
-            representative=windows,
-            check_windows=windows,
-            thresholds={"on": 0.5, "off": 0.4},
-        )
+        export_random_windows(model, tmp_path / "m", windows, thresholds={"on": 0.5, "off": 0.4})
     assert list(tmp_path.iterdir()) == []
 
 
@@ -82,8 +72,6 @@ def test_frequency_head_exports_and_metrics_follow_the_final_threshold(tmp_path:
     """A model with the frequency head converts to full int8 and runs on the edge; the sidecar's
     metrics are computed at the operating point's `on`, not at the first threshold."""
     pytest.importorskip("tensorflow")
-    from edge.features import FeatureParams
-    from train import export
     from train.model import build_model
 
     model = build_model(window_frames=96, mel_bands=40, feature_mean=-8.0, feature_std=3.0, width=4, head="frequency")
@@ -95,14 +83,10 @@ def test_frequency_head_exports_and_metrics_follow_the_final_threshold(tmp_path:
         seen.append(thresholds["on"])
         return {"at_on": thresholds["on"]}
 
-    sidecar = export.export_model(
+    sidecar = export_random_windows(
         model,
         tmp_path / "m",
-        features=FeatureParams(),
-        window_frames=96,
-        hop_frames=25,
-        representative=windows,
-        check_windows=windows,
+        windows,
         thresholds={"on": 0.5, "off": 0.4},
         metadata={"metrics": {"stale": True}},
         operating_point=lambda int8: {"on": 0.61, "off": 0.52, "patience_windows": 1, "patience_of": 1},
