@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install install-dev clean
+.PHONY: demo test lint install install-dev install-compat clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,15 @@ install: $(BIN)/python
 install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 
+# The other stack the edge supports, for tests/edge/test_compat.py: numpy 1.x with tflite-runtime
+# 2.14, whose wheels exist for CPython 3.11 only (elsewhere this says so and the test skips).
+install-compat:
+	@if $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then \
+		test -x .venv-compat/bin/python || $(PYTHON) -m venv .venv-compat; \
+		.venv-compat/bin/pip install --quiet 'numpy>=1.24,<2' 'tflite-runtime==2.14.*' && \
+		.venv-compat/bin/pip install --quiet --no-deps -e .; \
+	else echo "install-compat: tflite-runtime 2.14 needs CPython 3.11; tests/edge/test_compat.py will skip"; fi
+
 demo: install
 	$(BIN)/scream demo
 
@@ -24,8 +33,8 @@ lint: install-dev
 	$(BIN)/ruff format --check edge train deploy tests
 	$(BIN)/mypy
 
-test: lint
+test: lint install-compat
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-compat .pytest_cache .mypy_cache .ruff_cache

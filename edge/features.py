@@ -163,7 +163,10 @@ class LogMelExtractor:
             stop = min(start + block, n_frames)
             rows = buffer[: stop - start]
             np.multiply(frames[start:stop], self._window, out=rows[:, :win])
-            parts = np.fft.rfft(rows).view(np.float32)  # re, im, re, im, ...
+            spectrum = np.fft.rfft(rows)
+            if spectrum.dtype != np.complex64:  # numpy 1.x computes every FFT in double precision
+                spectrum = spectrum.astype(np.complex64)
+            parts = spectrum.view(np.float32)  # re, im, re, im, ...
             np.square(parts, out=parts)
             np.log(parts @ self._filterbank + offset, out=out[start:stop])
         return out

@@ -1,0 +1,44 @@
+"""The demo scene through the edge pipeline, as JSON, for tests/edge/test_compat.py.
+
+That test runs this file in a second environment (numpy 1.x and tflite-runtime 2.14, which is what
+a Pi that has only tflite-runtime runs) and compares its output with the same run in the test's own
+environment (numpy 2 and LiteRT). Usage: python tests/compat_probe.py MODEL [RUNTIME]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import numpy as np
+
+
+def run(model: str, runtime: str | None = None) -> dict[str, Any]:
+    from edge.classifier import Classifier
+    from edge.detector import EventStarted
+    from edge.features import LogMelExtractor
+    from edge.pipeline import DetectionPipeline, chunked
+    from edge.synth import demo_scene
+
+    classifier = Classifier(model, runtime=runtime)
+    side = classifier.sidecar
+    out: dict[str, Any] = {"numpy": np.__version__, "runtime": classifier.runtime}
+    # At the model's rate, and at 48 kHz so the resampler runs as well.
+    for rate in (side.features.sample_rate_hz, 48000):
+        audio, _ = demo_scene(rate, seed=7)
+        pipeline = DetectionPipeline(
+            classifier, side.features, side.decision_params(), hop_frames=side.hop_frames, source_rate_hz=rate
+        )
+        result = pipeline.run(chunked(audio, rate // 10))
+        out[str(rate)] = {
+            "scores": [s.score for s in result.scores],
+            "alarms_s": [t.event.detected_s for t in result.transitions if isinstance(t, EventStarted)],
+        }
+        if rate == side.features.sample_rate_hz:
+            out["features"] = LogMelExtractor(side.features).compute(audio[: 2 * rate]).tolist()
+    return out
+
+
+if __name__ == "__main__":
+    json.dump(run(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None), sys.stdout)
