@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,15 +60,21 @@ def mix_at_snr(foreground: FloatArray, background: FloatArray, snr_db: float) ->
     return (foreground + scale * background).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=16)
+def _butterworth(order: int, edges_hz: float | tuple[float, float], btype: str, rate_hz: int) -> FloatArray:
+    """Second-order sections of a Butterworth filter. Designing one costs about 1.4 ms, more than
+    filtering a window with it, so repeated designs (the telephone band) are kept. sosfilt needs a
+    writable array and does not write to it."""
+    return signal.butter(order, edges_hz, btype=btype, fs=rate_hz, output="sos")  # type: ignore[no-any-return]
+
+
 def telephone_band(x: FloatArray, rate_hz: int) -> FloatArray:
     """The telephone band, 300-3400 Hz."""
-    sos = signal.butter(6, [300, 3400], btype="bandpass", fs=rate_hz, output="sos")
-    return signal.sosfilt(sos, x).astype(np.float32)
+    return signal.sosfilt(_butterworth(6, (300, 3400), "bandpass", rate_hz), x).astype(np.float32)
 
 
 def lowpass(x: FloatArray, rate_hz: int, cutoff_hz: float) -> FloatArray:
-    sos = signal.butter(8, cutoff_hz, btype="lowpass", fs=rate_hz, output="sos")
-    return signal.sosfilt(sos, x).astype(np.float32)
+    return signal.sosfilt(_butterworth(8, float(cutoff_hz), "lowpass", rate_hz), x).astype(np.float32)
 
 
 def bandlimit(x: FloatArray, rate_hz: int, rng: np.random.Generator) -> FloatArray:
