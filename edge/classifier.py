@@ -45,12 +45,14 @@ class Quantisation:
 @dataclass(frozen=True, kw_only=True)
 class Thresholds:
     """The operating point chosen at training time: `on` starts an event, `off` ends it, and an
-    event starts once `patience_windows` of the last `patience_of` windows reach `on`."""
+    event starts once `patience_windows` of the last `patience_of` windows reach `on`; with
+    `smoothing_windows` m > 1 the thresholds meet the mean score of the last m windows."""
 
     on: float
     off: float
     patience_windows: int = 1
     patience_of: int = 1
+    smoothing_windows: int = 1
 
     def __post_init__(self) -> None:
         if not 0.0 < self.off <= self.on < 1.0:
@@ -60,6 +62,8 @@ class Thresholds:
                 "thresholds must satisfy 1 <= patience_windows <= patience_of <= 100, got "
                 f"{self.patience_windows} of {self.patience_of}"
             )
+        if not 1 <= self.smoothing_windows <= 100:
+            raise ModelError(f"thresholds must satisfy 1 <= smoothing_windows <= 100, got {self.smoothing_windows}")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Thresholds:
@@ -68,6 +72,7 @@ class Thresholds:
             off=float(raw["off"]),
             patience_windows=int(raw.get("patience_windows", 1)),
             patience_of=int(raw.get("patience_of", 1)),
+            smoothing_windows=int(raw.get("smoothing_windows", 1)),
         )
 
 
@@ -105,6 +110,13 @@ class ModelSidecar:
         n = min(100, 1 + int((t.patience_of - 1) * scale + 0.5))
         return min(n, 1 + int((t.patience_windows - 1) * scale + 0.5)), n
 
+    def smoothing_at(self, hop_frames: int) -> int:
+        """The model's smoothing for another window hop, averaging over the same time span."""
+        m = self.thresholds.smoothing_windows
+        if hop_frames == self.hop_frames:
+            return m
+        return min(100, 1 + int((m - 1) * self.hop_frames / hop_frames + 0.5))
+
     def hop_frames_for(self, hop_ms: float) -> int:
         """A window hop in milliseconds as a whole number of feature frames (at least one)."""
         return max(1, round(hop_ms / self.features.hop_ms))
@@ -113,7 +125,11 @@ class ModelSidecar:
         """The detector's parameters at the model's operating point (event timing keeps its defaults)."""
         k, n = self.patience_at(hop_frames or self.hop_frames)
         return DecisionParams(
-            on_threshold=self.thresholds.on, off_threshold=self.thresholds.off, patience_windows=k, patience_of=n
+            on_threshold=self.thresholds.on,
+            off_threshold=self.thresholds.off,
+            patience_windows=k,
+            patience_of=n,
+            smoothing_windows=self.smoothing_at(hop_frames or self.hop_frames),
         )
 
     @classmethod

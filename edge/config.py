@@ -63,6 +63,7 @@ class DetectorConfig:
     off_threshold: float = 0.0  # 0: the model's own (scaled with on_threshold when that is set)
     patience_windows: int = 0  # 0 (with patience_of 0): the model's own k-of-n
     patience_of: int = 0
+    smoothing_windows: int = 0  # 0: the model's own; m > 1: thresholds meet the mean score of m windows
     min_event_s: float = 1.0
     max_event_s: float = 30.0
     cooldown_s: float = 2.0
@@ -78,6 +79,7 @@ class DetectorConfig:
             "patience_of": self.patience_of == self.patience_windows == 0 or 1 <= self.patience_of <= 100,
             "patience_windows": self.patience_of == self.patience_windows == 0
             or 1 <= self.patience_windows <= self.patience_of,
+            "smoothing_windows": 0 <= self.smoothing_windows <= 100,
             "min_event_s": 0.0 <= self.min_event_s <= self.max_event_s,
             "max_event_s": 0.0 < self.max_event_s <= 3600,
             "cooldown_s": 0.0 <= self.cooldown_s <= 3600,

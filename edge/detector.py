@@ -1,7 +1,8 @@
 """Decision logic: from a score per window to scream events with a start and an end.
 
-k-of-n patience to start, hysteresis (`on` to start, `off` to end), a minimum event length,
-a maximum event length so an alarm can never stay on, and a cooldown between events.
+Optional smoothing (the mean of the last m window scores is what meets the thresholds), k-of-n
+patience to start, hysteresis (`on` to start, `off` to end), a minimum event length, a maximum
+event length so an alarm can never stay on, and a cooldown between events.
 Pure and clock-free: times come in with the scores, so replay and live decide identically.
 """
 
@@ -19,6 +20,7 @@ class DecisionParams:
     off_threshold: float = 0.5
     patience_windows: int = 1  # k: windows at or above `on` among the last n to start an event
     patience_of: int = 1  # n
+    smoothing_windows: int = 1  # m: thresholds apply to the mean score of the last m windows (1: none)
     min_event_s: float = 1.0
     max_event_s: float = 30.0
     cooldown_s: float = 2.0
@@ -29,6 +31,7 @@ class DecisionParams:
             "off_threshold": 0.0 < self.off_threshold <= self.on_threshold,
             "patience_windows": 1 <= self.patience_windows <= self.patience_of,
             "patience_of": 1 <= self.patience_of <= 100,
+            "smoothing_windows": 1 <= self.smoothing_windows <= 100,
             "min_event_s": 0.0 <= self.min_event_s <= self.max_event_s,
             "max_event_s": 0.0 < self.max_event_s <= 3600.0,
             "cooldown_s": 0.0 <= self.cooldown_s <= 3600.0,
@@ -74,6 +77,7 @@ Transition = EventStarted | EventEnded
 class EventDetector:
     params: DecisionParams
     _recent: collections.deque[tuple[float, bool]] = field(init=False)
+    _scores: collections.deque[float] = field(init=False)
     _active: Event | None = field(default=None, init=False)
     _last_above_off_s: float = field(default=0.0, init=False)
     _cooldown_until_s: float = field(default=float("-inf"), init=False)
@@ -81,24 +85,33 @@ class EventDetector:
 
     def __post_init__(self) -> None:
         self._recent = collections.deque(maxlen=self.params.patience_of)
+        self._scores = collections.deque(maxlen=self.params.smoothing_windows)
 
     def retune(self, params: DecisionParams) -> None:
         """New parameters mid-stream (a schedule or a reloaded model); an open event carries on."""
         self.params = params
         if self._recent.maxlen != params.patience_of:
             self._recent = collections.deque(self._recent, maxlen=params.patience_of)
+        if self._scores.maxlen != params.smoothing_windows:
+            self._scores = collections.deque(self._scores, maxlen=params.smoothing_windows)
 
     @property
     def active_event(self) -> Event | None:
         return self._active
 
     def update(self, score: float, window_start_s: float, window_end_s: float) -> list[Transition]:
-        """Feed one window's score; returns the events that start or end with it."""
+        """Feed one window's score; returns the events that start or end with it. With smoothing,
+        the thresholds meet the mean of the last m scores (fewer at the start of a stream); an
+        event's peak stays the highest single-window score."""
         p = self.params
         out: list[Transition] = []
+        raw = score
+        self._scores.append(score)
+        if p.smoothing_windows > 1:
+            score = sum(self._scores) / len(self._scores)
         if self._active is not None:
             event = self._active
-            event.peak_score = max(event.peak_score, score)
+            event.peak_score = max(event.peak_score, raw)
             if score >= p.off_threshold:
                 self._last_above_off_s = window_end_s
             min_end = event.start_s + p.min_event_s
@@ -111,7 +124,7 @@ class EventDetector:
         hits = [start for start, hit in self._recent if hit]
         if len(hits) >= p.patience_windows and window_end_s >= self._cooldown_until_s:
             self._count += 1
-            self._active = Event(self._count, hits[0], window_end_s, score)
+            self._active = Event(self._count, hits[0], window_end_s, max(self._scores))
             self._last_above_off_s = window_end_s
             self._recent.clear()
             out.append(EventStarted(self._active))

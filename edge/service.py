@@ -93,6 +93,7 @@ def decisions_for(d: DetectorConfig, side: ModelSidecar, hop_frames: int) -> Dec
         off_threshold=min(off, on),
         patience_windows=patience[0],
         patience_of=patience[1],
+        smoothing_windows=d.smoothing_windows or side.smoothing_at(hop_frames),
         min_event_s=d.min_event_s,
         max_event_s=d.max_event_s,
         cooldown_s=d.cooldown_s,

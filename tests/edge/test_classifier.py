@@ -129,10 +129,23 @@ def test_sidecar_without_patience_means_one_of_one(model_copy: Path) -> None:
     def drop(d: dict) -> None:  # type: ignore[type-arg]
         d["thresholds"].pop("patience_windows", None)
         d["thresholds"].pop("patience_of", None)
+        d["thresholds"].pop("smoothing_windows", None)
 
     _edit_sidecar(model_copy, drop)
     side = ModelSidecar.load(model_copy.with_suffix(".json"))
     assert side.patience_at(side.hop_frames) == (1, 1) and side.patience_at(10) == (1, 1)
+    assert side.smoothing_at(side.hop_frames) == 1 and side.smoothing_at(10) == 1
+
+
+def test_smoothing_in_the_sidecar(model_copy: Path) -> None:
+    _edit_sidecar(model_copy, lambda d: d["thresholds"].update(smoothing_windows=3))
+    side = ModelSidecar.load(model_copy.with_suffix(".json"))
+    assert side.decision_params().smoothing_windows == 3
+    # The same span at a 100 ms hop: 3 windows 250 ms apart (500 ms between first and last) become 6.
+    assert side.smoothing_at(10) == 6 and side.decision_params(hop_frames=10).smoothing_windows == 6
+    _edit_sidecar(model_copy, lambda d: d["thresholds"].update(smoothing_windows=0))
+    with pytest.raises(ModelError, match="smoothing_windows"):
+        Classifier(model_copy)
 
 
 @pytest.mark.parametrize(

@@ -145,4 +145,5 @@ def test_check_model_reports_the_operating_point(tiny_model: Path, capsys: pytes
     reported = json.loads(capsys.readouterr().out)
     side = json.loads(tiny_model.with_suffix(".json").read_text())["thresholds"]
     assert reported["ok"] is True
-    assert reported["thresholds"] == {k: side[k] for k in ("on", "off", "patience_windows", "patience_of")}
+    expected = {k: side[k] for k in ("on", "off", "patience_windows", "patience_of")}
+    assert reported["thresholds"] == {**expected, "smoothing_windows": side.get("smoothing_windows", 1)}

@@ -44,6 +44,8 @@ def test_example_config_lists_every_key_with_its_default() -> None:
         ({"detector": {"patience_of": 3}}, "detector.patience_windows is out of range"),
         ({"detector": {"patience_windows": 2, "patience_of": 1}}, "detector.patience_windows is out of range"),
         ({"detector": {"patience_windows": 2}}, "detector.patience_of is out of range"),
+        ({"detector": {"smoothing_windows": 101}}, "detector.smoothing_windows is out of range"),
+        ({"detector": {"smoothing_windows": 2.5}}, "detector.smoothing_windows must be"),
     ],
 )
 def test_bad_values_name_their_key(data: dict[str, object], message: str) -> None:
@@ -70,3 +72,5 @@ def test_patience_defaults_to_the_models_own() -> None:
     assert (Config().detector.patience_windows, Config().detector.patience_of) == (0, 0)
     d = parse_config({"detector": {"patience_windows": 2, "patience_of": 3}}).detector
     assert (d.patience_windows, d.patience_of) == (2, 3)
+    assert Config().detector.smoothing_windows == 0  # the model's own
+    assert parse_config({"detector": {"smoothing_windows": 3}}).detector.smoothing_windows == 3

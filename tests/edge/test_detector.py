@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from edge.detector import DecisionParams, EventDetector, EventStarted, Transition
@@ -34,6 +36,29 @@ def test_patience_needs_k_of_n() -> None:
     events = run([0.1, 0.9, 0.2, 0.9, 0.1], params)
     assert events[0] == ("start", 0.75 + WIN, None)
     assert events[1][1] == 0.25  # onset is the first window over `on`
+
+
+def test_smoothing_ignores_a_lone_spike_and_keeps_a_sustained_scream() -> None:
+    spike_then_scream = [0.1, 0.95, 0.1, 0.1, 0.95, 0.9, 0.1, 0.1, 0.1]
+    raw = DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=0.0, cooldown_s=0.0)
+    assert [e[1] for e in run(spike_then_scream, raw) if e[0] == "start"] == [0.25 + WIN, 1.0 + WIN]
+    smoothed = replace(raw, smoothing_windows=2)  # means: 0.1 0.525 0.525 0.1 0.525 0.925 0.5 0.1
+    events = run(spike_then_scream, smoothed)
+    assert events == [("start", 1.25 + WIN, None), ("end", 1.25, 1.5 + WIN)]  # off holds while the mean is 0.5
+    detector = EventDetector(smoothed)
+    for i, score in enumerate(spike_then_scream[:6]):
+        started = detector.update(score, i * HOP, i * HOP + WIN)
+    assert started and started[0].event.peak_score == 0.95  # the peak is a real window score, not a mean
+
+
+def test_smoothing_averages_what_there_is_at_the_start_and_across_retunes() -> None:
+    detector = EventDetector(DecisionParams(on_threshold=0.8, off_threshold=0.5, smoothing_windows=3))
+    assert detector.update(0.85, 0.0, 1.0)  # the mean of one window is that window
+    detector = EventDetector(DecisionParams(on_threshold=0.8, off_threshold=0.5))
+    detector.update(0.7, 0.0, 1.0)
+    detector.retune(DecisionParams(on_threshold=0.8, off_threshold=0.5, smoothing_windows=2))
+    assert detector.update(0.85, 0.25, 1.25) == []  # (0.7 + 0.85) / 2: the earlier score still counts
+    assert detector.update(0.9, 0.5, 1.5)
 
 
 def test_minimum_event_length() -> None:
@@ -71,6 +96,7 @@ def test_open_event_closed_at_end_of_stream() -> None:
         ({"off_threshold": 0.9}, "off_threshold"),
         ({"patience_windows": 3, "patience_of": 2}, "patience_windows"),
         ({"cooldown_s": -1.0}, "cooldown_s"),
+        ({"smoothing_windows": 0}, "smoothing_windows"),
     ],
 )
 def test_bad_parameters_name_the_field(kwargs: dict[str, float], name: str) -> None:

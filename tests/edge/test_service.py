@@ -375,23 +375,25 @@ def test_hot_reload_accepts_a_good_model(tiny_model: Path, tmp_path: Path, pins:
 @pytest.mark.parametrize(
     "detector, expected",
     [
-        ({}, (2, 3)),  # the model's own
-        ({"hop_ms": 100}, (4, 6)),  # the model's own, over the same time span at a shorter hop
-        ({"patience_windows": 1, "patience_of": 1}, (1, 1)),  # the site's choice wins
-        ({"patience_windows": 2, "patience_of": 2, "hop_ms": 100}, (2, 2)),
+        ({}, (2, 3, 2)),  # the model's own
+        ({"hop_ms": 100}, (4, 6, 4)),  # the model's own, over the same time span at a shorter hop
+        ({"patience_windows": 1, "patience_of": 1}, (1, 1, 2)),  # the site's choice wins
+        ({"patience_windows": 2, "patience_of": 2, "hop_ms": 100}, (2, 2, 4)),
+        ({"smoothing_windows": 1}, (2, 3, 1)),
+        ({"smoothing_windows": 3, "hop_ms": 100}, (4, 6, 3)),
     ],
 )
-def test_patience_comes_from_the_model_unless_configured(
-    tiny_model: Path, tmp_path: Path, pins: MockFactory, detector: dict[str, int], expected: tuple[int, int]
+def test_patience_and_smoothing_come_from_the_model_unless_configured(
+    tiny_model: Path, tmp_path: Path, pins: MockFactory, detector: dict[str, int], expected: tuple[int, int, int]
 ) -> None:
     model = tmp_path / "live.tflite"
     model.write_bytes(tiny_model.read_bytes())
     sidecar = json.loads(tiny_model.with_suffix(".json").read_text())
-    sidecar["thresholds"].update(patience_windows=2, patience_of=3)
+    sidecar["thresholds"].update(patience_windows=2, patience_of=3, smoothing_windows=2)
     model.with_suffix(".json").write_text(json.dumps(sidecar))
     service = build_service(make_config(tmp_path, detector=detector), model, ArraySource(scene(), RATE, 1600), pins)
     params = service.detector.params
-    assert (params.patience_windows, params.patience_of) == expected
+    assert (params.patience_windows, params.patience_of, params.smoothing_windows) == expected
     service.stop_event.set()
     service.run()
 
