@@ -7,7 +7,7 @@ import collections
 import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -164,13 +164,6 @@ def decide(
     return starts, spans, stream.seconds
 
 
-def run_stream(
-    classifier: Classifier, decisions: DecisionParams, audio: FloatArray
-) -> tuple[list[EventStarted], list[tuple[float, float]], float]:
-    """Replay audio (at the model rate) in 100 ms chunks; returns event starts, event spans, seconds."""
-    return decide(score_stream(classifier, audio), decisions)
-
-
 def build_scene(
     background: FloatArray, screams: list[FloatArray], features: FeatureParams, rng: np.random.Generator
 ) -> tuple[FloatArray, list[dict[str, float]]]:
@@ -271,6 +264,70 @@ def pooled_scene_metrics(runs: list[SceneRun]) -> dict[str, Any]:
     }
 
 
+# Other `[detector]` choices a site can make at the shipped `on`, each replacing the model's own
+# patience and smoothing.
+DECISION_VARIANTS: tuple[dict[str, int], ...] = (
+    {},  # 1 of 1
+    {"patience_windows": 2, "patience_of": 2},
+    {"smoothing_windows": 2},
+    {"smoothing_windows": 3},
+)
+
+
+def decision_outcome(
+    stream: StreamScores, scenes: list[tuple[StreamScores, list[dict[str, float]]]], decisions: DecisionParams
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """False alarms on the non-scream stream, and the pooled scene metrics, under `decisions`."""
+    starts, _, seconds = decide(stream, decisions)
+    stream_result = {
+        "hours": round(seconds / 3600, 3),
+        "false_alarms": len(starts),
+        "false_alarms_per_hour": round(len(starts) / max(seconds / 3600, 1e-9), 3),
+    }
+    runs: list[SceneRun] = [(*decide(scored, decisions)[:2], truth, scored.seconds) for scored, truth in scenes]
+    return stream_result, pooled_scene_metrics(runs)
+
+
+def decisions_text(d: DecisionParams) -> str:
+    """'2 of 3 windows', 'mean of 2 windows', or both."""
+    text = f"{d.patience_windows} of {d.patience_of} window{'s' if d.patience_of > 1 else ''}"
+    if d.smoothing_windows > 1:
+        text = f"mean of {d.smoothing_windows} windows" + (f", {text}" if d.patience_of > 1 else "")
+    return text
+
+
+def decision_variants(
+    stream: StreamScores,
+    scenes: list[tuple[StreamScores, list[dict[str, float]]]],
+    decisions: DecisionParams,
+    *,
+    shipped: tuple[dict[str, Any], dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The stream and scene under the shipped `decisions` (first; `shipped` reuses their outcome
+    when already known) and under each of DECISION_VARIANTS that differs from them, at the same `on`
+    and `off`, so a site sees what patience or smoothing would cost and save."""
+    candidates = [decisions] + [
+        params
+        for change in DECISION_VARIANTS
+        if (params := replace(decisions, **{"patience_windows": 1, "patience_of": 1, "smoothing_windows": 1, **change}))
+        != decisions
+    ]
+    rows = []
+    for params in candidates:
+        st, sc = shipped if params is decisions and shipped else decision_outcome(stream, scenes, params)
+        rows.append(
+            {
+                "decisions": decisions_text(params),
+                "shipped": params is decisions,
+                "stream_false_alarms_per_hour": st["false_alarms_per_hour"],
+                "scene_event_recall": sc["event_recall"],
+                "scene_false_alarms_per_hour": sc["false_alarms_per_hour"],
+                "median_onset_to_alarm_s": sc["median_onset_to_alarm_s"],
+            }
+        )
+    return rows
+
+
 def _metric_block(labels: npt.ArrayLike, scores: npt.ArrayLike, threshold: float) -> dict[str, Any]:
     c = metrics.confusion(labels, scores, threshold)
     return {
@@ -360,20 +417,15 @@ def evaluate(
     )
 
     conditions = condition_metrics(classifier, clips, waves, scored, seed=seed)
+    # Scored once; the shipped decisions and each variant replay the same scores.
     stream, scene, truth = stream_and_scene(clips, waves, side.features, seed)
-    starts, _, seconds = run_stream(classifier, decisions, stream)
-    stream_result = {
-        "hours": round(seconds / 3600, 3),
-        "false_alarms": len(starts),
-        "false_alarms_per_hour": round(len(starts) / max(seconds / 3600, 1e-9), 3),
-    }
-    runs: list[SceneRun] = []
-    for k in range(scenes):  # the first scene is built on the stream above; the others reorder it
-        if k:
-            _, scene, truth = stream_and_scene(clips, waves, side.features, seed + k)
-        scene_starts, scene_spans, scene_seconds = run_stream(classifier, decisions, scene)
-        runs.append((scene_starts, scene_spans, truth, scene_seconds))
-    scene_result = pooled_scene_metrics(runs)
+    stream_scores = score_stream(classifier, stream)
+    scene_scores = [(score_stream(classifier, scene), truth)]
+    for k in range(1, scenes):  # the first scene is built on the stream above; the others reorder it
+        _, scene, truth = stream_and_scene(clips, waves, side.features, seed + k)
+        scene_scores.append((score_stream(classifier, scene), truth))
+    stream_result, scene_result = decision_outcome(stream_scores, scene_scores, decisions)
+    variants = decision_variants(stream_scores, scene_scores, decisions, shipped=(stream_result, scene_result))
 
     report: dict[str, Any] = {
         "model": {
@@ -401,6 +453,7 @@ def evaluate(
         "stream": stream_result,
         "scene": scene_result,
         "conditions": conditions,
+        "decision_variants": variants,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     if make_plots:
@@ -477,6 +530,29 @@ def _plots(
         plt.close(fig)
 
 
+def start_rule(t: dict[str, Any]) -> str:
+    """How an event starts, from a sidecar's thresholds block."""
+    m = int(t.get("smoothing_windows", 1))
+    rule = f"{t.get('patience_windows', 1)} of the last {t.get('patience_of', 1)} windows reach `on`"
+    return rule + (f", each window scored as the mean of the last {m} window scores" if m > 1 else "")
+
+
+def variants_table(variants: list[dict[str, Any]]) -> list[str]:
+    """Markdown rows for the decision variants (the shipped one in bold)."""
+    lines = [
+        "| `[detector]` decisions at the shipped `on` | stream false alarms/h | scene event recall "
+        "| scene false alarms/h | median onset to alarm (s) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row in variants:
+        name = f"**{row['decisions']}** (shipped)" if row["shipped"] else row["decisions"]
+        lines.append(
+            f"| {name} | {row['stream_false_alarms_per_hour']} | {row['scene_event_recall']} "
+            f"| {row['scene_false_alarms_per_hour']} | {row['median_onset_to_alarm_s']} |"
+        )
+    return lines
+
+
 def render_markdown(report: dict[str, Any], *, has_plots: bool) -> str:
     w, c, st, sc = report["windows"], report["clips"], report["stream"], report["scene"]
     t = report["model"]["thresholds"]
@@ -485,7 +561,7 @@ def render_markdown(report: dict[str, Any], *, has_plots: bool) -> str:
         "",
         f"- sha256 `{report['model']['sha256'][:16]}…`, {report['model']['size_bytes']} bytes, "
         f"runtime `{report['model']['runtime']}`, thresholds on {t['on']} / off {t['off']}, an event starts "
-        f"when {t['patience_windows']} of the last {t['patience_of']} windows reach `on`",
+        f"when {start_rule(t)}",
         f"- data: `{report['data']['root']}`, split **{report['data']['split']}**: {report['data']['clips']} clips "
         f"({report['data']['screams']} screams, {report['data']['non_screams']} non-screams)",
         "",
@@ -521,6 +597,16 @@ def render_markdown(report: dict[str, Any], *, has_plots: bool) -> str:
         f"({sc['false_alarms_per_hour']} per hour)",
         f"- median scream onset to alarm: {sc['median_onset_to_alarm_s']} s",
         "",
+    ]
+    if variants := report.get("decision_variants"):
+        lines += [
+            "Other decisions a site can set in `[detector]` (`patience_windows`/`patience_of`, `smoothing_windows`), "
+            "replaying the same scored stream and scenes:",
+            "",
+            *variants_table(variants),
+            "",
+        ]
+    lines += [
         "## Negatives that cause false alarms (clip peak at or above `on`)",
         "| family | clips | false-alarm clips | rate |",
         "| --- | ---: | ---: | ---: |",
@@ -638,8 +724,7 @@ def model_card(report: dict[str, Any], sidecar: dict[str, Any], *, report_dir: P
         f"SNR, band-limiting incl. the telephone band, reverberation, time shift, SpecAugment), Adam, binary "
         f"cross-entropy with label smoothing {config.get('label_smoothing')}, early stopping on validation PR AUC "
         f"after {_epochs_text(training.get('epochs_run'))}; {training.get('seconds')} s on this 2-core machine.",
-        f"- **Operating point**: on {t['on']}, off {t['off']}; an event starts when "
-        f"{t.get('patience_windows', 1)} of the last {t.get('patience_of', 1)} windows reach `on`. Chosen on "
+        f"- **Operating point**: on {t['on']}, off {t['off']}; an event starts when {start_rule(t)}. Chosen on "
         f"{t.get('chosen_by', '')}."
         + (
             f" There: event recall {v['event_recall']}, {v['false_alarms_per_hour']} false alarms per hour, median "
@@ -692,12 +777,20 @@ def model_card(report: dict[str, Any], sidecar: dict[str, Any], *, report_dir: P
         + "."
         + (
             f" At {st['false_alarms_per_hour']} false alarms per hour the model is far from the 0.5 target: on a "
-            "real site use schedules and the loudness gate, raise `[detector] on_threshold` or the patience where "
-            "alarms are too frequent, and review the saved clips before acting on alarms."
+            "real site use schedules and the loudness gate, raise `[detector] on_threshold`, the patience or the "
+            "smoothing where alarms are too frequent, and review the saved clips before acting on alarms."
             if st["false_alarms_per_hour"] > 0.5
             else ""
         ),
     ]
+    if variants := report.get("decision_variants"):
+        lines += [
+            "",
+            "Fewer false alarms for later, fewer alarms: the same test stream and scenes under other `[detector]` "
+            "decisions (patience, or smoothing: the mean score of the last m windows meets the thresholds):",
+            "",
+            *variants_table(variants),
+        ]
     if conditions := report.get("conditions"):
         lines += [
             "",

@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edge.detector import EventStarted
+from edge.detector import DecisionParams, EventStarted
 from edge.features import FeatureParams
-from train.evaluate import build_scene, pooled_scene_metrics, scene_metrics
+from train.evaluate import StreamScores, build_scene, decision_variants, pooled_scene_metrics, scene_metrics
 
 
 def test_evaluate_writes_report_plots_and_model_card(tiny_training, synthetic_dataset: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -70,6 +71,36 @@ def test_evaluate_writes_report_plots_and_model_card(tiny_training, synthetic_da
     assert "## Recording conditions" in (out / "report.md").read_text()
     assert "| recording condition | window ROC AUC |" in card and "| telephone band, 300-3400 Hz |" in card
     assert "ROC AUC" in (out / "report.md").read_text()
+    variants = report["decision_variants"]
+    shipped = variants[0]
+    assert shipped["shipped"] and not any(v["shipped"] for v in variants[1:])
+    assert shipped["stream_false_alarms_per_hour"] == report["stream"]["false_alarms_per_hour"]
+    assert shipped["scene_event_recall"] == report["scene"]["event_recall"]
+    assert len({v["decisions"] for v in variants}) == len(variants) >= 3
+    assert "| `[detector]` decisions at the shipped `on` |" in card
+
+
+def test_decision_variants_replay_the_same_scores() -> None:
+    # One lone spike at 10 s (a false alarm for 1 of 1 only) and a scream held over 3 windows at 30 s.
+    hop = 0.25
+    starts = np.arange(0, 60, hop)
+    scores = np.full(starts.size, 0.1)
+    scores[40] = 0.95
+    scores[120:123] = 0.9
+    stream = StreamScores(scores, starts, starts + 1.0, 61.0)
+    scene = (stream, [{"onset_s": 30.0, "end_s": 31.5, "snr_db": 10.0}])
+    decisions = DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=0.0)
+    rows = {r["decisions"]: r for r in decision_variants(stream, [scene], decisions)}
+    assert list(rows) == ["1 of 1 window", "2 of 2 windows", "mean of 2 windows", "mean of 3 windows"]
+    assert rows["1 of 1 window"]["shipped"] and rows["1 of 1 window"]["scene_false_alarms_per_hour"] > 0
+    for name in ("2 of 2 windows", "mean of 2 windows", "mean of 3 windows"):
+        assert rows[name]["scene_event_recall"] == 1.0 and rows[name]["scene_false_alarms_per_hour"] == 0
+    assert rows["mean of 3 windows"]["median_onset_to_alarm_s"] > rows["1 of 1 window"]["median_onset_to_alarm_s"]
+    # Shipped decisions that are one of the variants are listed once, first.
+    smoothed = replace(decisions, smoothing_windows=3, patience_windows=2, patience_of=3)
+    rows_smoothed = decision_variants(stream, [scene], smoothed)
+    assert rows_smoothed[0]["decisions"] == "mean of 3 windows, 2 of 3 windows" and len(rows_smoothed) == 5
+    assert len(decision_variants(stream, [scene], replace(decisions, smoothing_windows=2))) == 4
 
 
 def test_scene_puts_screams_at_known_times_and_scores_events() -> None:
