@@ -82,6 +82,7 @@ class EventDetector:
     _last_above_off_s: float = field(default=0.0, init=False)
     _cooldown_until_s: float = field(default=float("-inf"), init=False)
     _count: int = field(default=0, init=False)
+    decision_score: float = field(default=0.0, init=False)  # what the thresholds met at the last update
 
     def __post_init__(self) -> None:
         self._recent = collections.deque(maxlen=self.params.patience_of)
@@ -109,6 +110,7 @@ class EventDetector:
         self._scores.append(score)
         if p.smoothing_windows > 1:
             score = sum(self._scores) / len(self._scores)
+        self.decision_score = score
         if self._active is not None:
             event = self._active
             event.peak_score = max(event.peak_score, raw)

@@ -31,6 +31,7 @@ class Timeline:
     on: list[float]
     off: list[float]
     schedules: list[str]
+    decision_scores: list[float] = field(default_factory=list)  # what the thresholds met (smoothed, if set)
     events: list[tuple[float, float, float]] = field(default_factory=list)  # start, end, peak
     logmel: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     duration_s: float = 0.0
@@ -68,7 +69,9 @@ def build_timeline(
         timeline.on.append(params.on_threshold)
         timeline.off.append(params.off_threshold)
         timeline.schedules.append(schedule.name if schedule else "")
-        for t in detector.update(s.score, s.start_s, s.end_s):
+        transitions = detector.update(s.score, s.start_s, s.end_s)
+        timeline.decision_scores.append(detector.decision_score)
+        for t in transitions:
             if isinstance(t, EventEnded):
                 timeline.events.append((t.event.start_s, t.event.end_s or s.end_s, t.event.peak_score))
     for t in detector.finish(audio.duration_s):
@@ -95,6 +98,8 @@ def render(timeline: Timeline, out: Path, *, title: str) -> None:
     ax_spec.set_ylabel("mel band")
     ends = np.array([s.end_s for s in timeline.scores])
     ax_score.plot(ends, [s.score for s in timeline.scores], color="tab:blue", marker=".", lw=1, label="score")
+    if timeline.decision_scores != [s.score for s in timeline.scores]:
+        ax_score.plot(ends, timeline.decision_scores, color="tab:purple", lw=1.5, label="smoothed (meets thresholds)")
     ax_score.step(ends, timeline.on, where="post", color="tab:red", lw=1.2, label="on threshold")
     ax_score.step(ends, timeline.off, where="post", color="tab:orange", lw=1, ls="--", label="off threshold")
     for start, end, peak in timeline.events:
@@ -145,5 +150,6 @@ def explain(
             "off": round(decisions.off_threshold, 4),
             "patience_windows": decisions.patience_windows,
             "patience_of": decisions.patience_of,
+            "smoothing_windows": decisions.smoothing_windows,
         },
     }

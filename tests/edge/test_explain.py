@@ -57,11 +57,12 @@ def test_explain_uses_the_configs_detector_settings(
     tiny_model: Path, scene_wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "c.toml"
-    config.write_text("[detector]\non_threshold = 0.97\npatience_windows = 2\npatience_of = 3\n")
+    config.write_text("[detector]\non_threshold = 0.97\npatience_windows = 2\npatience_of = 3\nsmoothing_windows = 2\n")
     args = ["explain", str(scene_wav), "--out", str(tmp_path / "x.png"), "--model", str(tiny_model), "--json"]
     assert main([*args, "--config", str(config)]) == 0
     decisions = json.loads(capsys.readouterr().out)["decisions"]
     assert (decisions["on"], decisions["patience_windows"], decisions["patience_of"]) == (0.97, 2, 3)
+    assert decisions["smoothing_windows"] == 2
     assert main(args) == 0  # no config: the model's own operating point
     side = json.loads(tiny_model.with_suffix(".json").read_text())["thresholds"]
     decisions = json.loads(capsys.readouterr().out)["decisions"]
@@ -95,6 +96,24 @@ def test_explain_timeline_applies_schedules(tiny_model: Path, scene_wav: Path) -
     assert set(names[ends < 10]) == {""} and set(names[ends >= 10.5]) == {"night"}
     assert np.allclose(np.array(timeline.on)[ends >= 10.5], 0.99)
     assert timeline.logmel.shape[1] == 40
+
+
+def test_explain_timeline_shows_the_smoothed_score_the_thresholds_meet(tiny_model: Path, scene_wav: Path) -> None:
+    from edge.classifier import Classifier
+    from edge.config import Config
+    from edge.detector import DecisionParams
+    from edge.explain import build_timeline
+
+    classifier = Classifier(tiny_model)
+    t = classifier.sidecar.thresholds
+    raw = build_timeline(scene_wav, classifier, DecisionParams(on_threshold=t.on, off_threshold=t.off), Config())
+    assert raw.decision_scores == [s.score for s in raw.scores]
+    smoothed = build_timeline(
+        scene_wav, classifier, DecisionParams(on_threshold=t.on, off_threshold=t.off, smoothing_windows=3), Config()
+    )
+    scores = np.array([s.score for s in smoothed.scores])
+    means = [scores[max(0, i - 2) : i + 1].mean() for i in range(scores.size)]
+    np.testing.assert_allclose(smoothed.decision_scores, means, rtol=1e-9)
 
 
 def test_explain_without_matplotlib_names_the_extra(
