@@ -188,15 +188,52 @@ def build_scene(
 
 def stream_and_scene(
     clips: list[Clip], waves: list[FloatArray], features: FeatureParams, seed: int
-) -> tuple[FloatArray, FloatArray, list[dict[str, float]]]:
-    """The split's non-screams back to back in a seeded order, and that stream with its screams inserted."""
+) -> tuple[FloatArray, FloatArray, list[dict[str, float]], list[tuple[float, Clip]]]:
+    """The split's non-screams back to back in a seeded order, that stream with its screams
+    inserted, the inserted screams, and where each non-scream starts in the stream (seconds)."""
     rng = np.random.default_rng(seed)
-    negatives = [w for c, w in zip(clips, waves, strict=True) if not c.is_scream]
+    negatives = [(c, w) for c, w in zip(clips, waves, strict=True) if not c.is_scream]
     order = rng.permutation(len(negatives))
-    stream = np.concatenate([negatives[i] for i in order]) if negatives else np.zeros(0, np.float32)
+    stream = np.concatenate([negatives[i][1] for i in order]) if negatives else np.zeros(0, np.float32)
+    starts = np.cumsum([0] + [negatives[i][1].size for i in order])[:-1] / features.sample_rate_hz
+    layout = [(float(at), negatives[i][0]) for at, i in zip(starts, order, strict=True)]
     screams = [w for c, w in zip(clips, waves, strict=True) if c.is_scream]
     scene, truth = build_scene(stream, screams, features, rng)
-    return stream, scene, truth
+    return stream, scene, truth, layout
+
+
+def where_false_alarms_fire(
+    starts: list[EventStarted], stream: StreamScores, layout: list[tuple[float, Clip]], window_s: float, base: Path
+) -> dict[str, Any]:
+    """For the non-scream stream: the clip each false alarm fired in, and whether its first window
+    held the end of one clip and the start of the next (clips meet abruptly only in this stream),
+    beside the share of all the stream's windows that do."""
+    if not layout:
+        return {"boundary_window_share": 0.0, "at_clip_boundary": 0, "fired_in": []}
+    clip_starts = np.array([at for at, _ in layout])
+    inner = clip_starts[1:]
+
+    def straddles(t: float) -> bool:
+        return bool(np.any((inner > t) & (inner < t + window_s)))
+
+    rows = []
+    for start in starts:
+        t = start.event.start_s
+        clip = layout[int(np.searchsorted(clip_starts, t, side="right")) - 1][1]
+        rows.append(
+            {
+                "at_s": round(t, 2),
+                "clip": relative_path(clip.path, base),
+                "category": clip.category,
+                "at_clip_boundary": straddles(t),
+            }
+        )
+    share = float(np.mean([straddles(t) for t in stream.start_s])) if stream.start_s.size else 0.0
+    return {
+        "boundary_window_share": round(share, 3),
+        "at_clip_boundary": sum(r["at_clip_boundary"] for r in rows),
+        "fired_in": rows,
+    }
 
 
 @dataclass
@@ -418,13 +455,16 @@ def evaluate(
 
     conditions = condition_metrics(classifier, clips, waves, scored, seed=seed)
     # Scored once; the shipped decisions and each variant replay the same scores.
-    stream, scene, truth = stream_and_scene(clips, waves, side.features, seed)
+    stream, scene, truth, layout = stream_and_scene(clips, waves, side.features, seed)
     stream_scores = score_stream(classifier, stream)
     scene_scores = [(score_stream(classifier, scene), truth)]
     for k in range(1, scenes):  # the first scene is built on the stream above; the others reorder it
-        _, scene, truth = stream_and_scene(clips, waves, side.features, seed + k)
+        _, scene, truth, _ = stream_and_scene(clips, waves, side.features, seed + k)
         scene_scores.append((score_stream(classifier, scene), truth))
     stream_result, scene_result = decision_outcome(stream_scores, scene_scores, decisions)
+    stream_result |= where_false_alarms_fire(
+        decide(stream_scores, decisions)[0], stream_scores, layout, side.window_s, dataset.base
+    )
     variants = decision_variants(stream_scores, scene_scores, decisions, shipped=(stream_result, scene_result))
 
     report: dict[str, Any] = {
@@ -586,7 +626,18 @@ def render_markdown(report: dict[str, Any], *, has_plots: bool) -> str:
         "",
         "## Continuous non-scream stream (live decisions)",
         f"All non-scream clips of the split replayed as one {st['hours'] * 60:.1f}-minute stream: "
-        f"**{st['false_alarms']} false alarms, {st['false_alarms_per_hour']} per hour**.",
+        f"**{st['false_alarms']} false alarms, {st['false_alarms_per_hour']} per hour**."
+        + (
+            f" {st['at_clip_boundary']} of them started in a window holding the end of one clip and the start of "
+            f"the next ({st['boundary_window_share']:.0%} of the stream's windows do): "
+            + ", ".join(
+                f"`{Path(f['clip']).name}` ({f['category']}{', boundary' if f['at_clip_boundary'] else ''})"
+                for f in st["fired_in"]
+            )
+            + "."
+            if st.get("fired_in")
+            else ""
+        ),
         "",
         "## Scene: screams inserted at known times, 0-20 dB over the local background",
         f"{sc.get('scenes', 1)} scene(s), each the split's non-screams in its own order with every scream of the "
@@ -753,7 +804,14 @@ def model_card(report: dict[str, Any], sidecar: dict[str, Any], *, report_dir: P
     lines += [
         "",
         f"- Continuous non-scream stream ({st['hours'] * 60:.1f} min of the test split's non-screams back to back): "
-        f"**{st['false_alarms']} false alarms = {st['false_alarms_per_hour']} per hour**.",
+        f"**{st['false_alarms']} false alarms = {st['false_alarms_per_hour']} per hour**"
+        + (
+            f"; {st['at_clip_boundary']} of them started in a window where one clip ends and the next begins, "
+            f"which {st['boundary_window_share']:.0%} of the stream's windows hold (clips meet abruptly there, "
+            "unlike sounds in a room)."
+            if st.get("fired_in")
+            else "."
+        ),
         f"- Scene ({sc.get('scenes', 1)} reorderings of that stream, each with the {report['data']['screams']} test "
         f"screams inserted at 0-20 dB over the local background, pooled): event recall **{sc['event_recall']}** "
         f"({sc['detected']} of {sc['screams']}), {sc['false_alarms_per_hour']} false alarms per hour, "

@@ -100,7 +100,7 @@ def sweep(
     order of the non-screams and its own SNRs); also returns the scenes' total length in hours."""
     scenes = []
     for k in range(rule.scenes):
-        _, scene, truth = stream_and_scene(clips, waves, classifier.sidecar.features, seed + k)
+        _, scene, truth, _ = stream_and_scene(clips, waves, classifier.sidecar.features, seed + k)
         scenes.append((score_stream(classifier, scene), truth))
     hours = sum(scored.seconds for scored, _ in scenes) / 3600
     out = []

@@ -78,6 +78,33 @@ def test_evaluate_writes_report_plots_and_model_card(tiny_training, synthetic_da
     assert shipped["scene_event_recall"] == report["scene"]["event_recall"]
     assert len({v["decisions"] for v in variants}) == len(variants) >= 3
     assert "| `[detector]` decisions at the shipped `on` |" in card
+    fired_in = report["stream"]["fired_in"]
+    assert len(fired_in) == report["stream"]["false_alarms"]
+    assert report["stream"]["at_clip_boundary"] == sum(f["at_clip_boundary"] for f in fired_in)
+    assert 0 <= report["stream"]["boundary_window_share"] <= 1
+
+
+def test_false_alarms_are_placed_in_their_clip_and_at_boundaries() -> None:
+    from edge.detector import Event
+    from train.data import Clip
+    from train.evaluate import where_false_alarms_fire
+
+    base = Path("/data")
+    clips = [Clip(path=base / f"{name}.wav", label="non_scream", category=name, group=name) for name in ("a", "b", "c")]
+    layout = [(0.0, clips[0]), (5.0, clips[1]), (7.5, clips[2])]
+    starts = np.arange(0, 11, 0.25)
+    stream = StreamScores(np.zeros(starts.size), starts, starts + 1.0, 12.0)
+    fired = [EventStarted(Event(1, 2.0, 3.0, 0.9)), EventStarted(Event(2, 4.5, 5.5, 0.9))]
+    fired.append(EventStarted(Event(3, 7.25, 8.25, 0.9)))
+    result = where_false_alarms_fire(fired, stream, layout, 1.0, base)
+    assert [(r["clip"], r["category"], r["at_clip_boundary"]) for r in result["fired_in"]] == [
+        ("a.wav", "a", False),
+        ("a.wav", "a", True),  # 4.5-5.5 s holds the end of a and the start of b
+        ("b.wav", "b", True),
+    ]
+    assert result["at_clip_boundary"] == 2
+    # Windows starting strictly inside (4, 5) or (6.5, 7.5) hold a boundary: 6 of the 44 windows.
+    assert result["boundary_window_share"] == round(6 / 44, 3)
 
 
 def test_decision_variants_replay_the_same_scores() -> None:
