@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge.cli import DEFAULT_MODEL_NAME
 from tests.compat_probe import run
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPAT_PYTHON = Path(os.environ.get("SCREAM_COMPAT_PYTHON", ROOT / ".venv-compat" / "bin" / "python"))
-MODELS = {"tiny": None, "bundled": ROOT / "models" / "scream-v4.tflite"}
+MODELS = {"tiny": None, "bundled": ROOT / "models" / DEFAULT_MODEL_NAME}
 
 pytestmark = pytest.mark.skipif(
     not COMPAT_PYTHON.exists(),
