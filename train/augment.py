@@ -26,6 +26,10 @@ class AugmentParams:
     overdrive_probability: float = 0.0
     overdrive_db: tuple[float, float] = (6.0, 20.0)
     rt60_s: tuple[float, float] = (0.15, 0.9)
+    # Speed (and with it pitch) of recorded clips, both classes: other voices, other vocal tracts.
+    # On validation (scream-v5 against v4) window recall at 1% FPR rose 0.595 -> 0.720.
+    speed_probability: float = 0.5
+    speed_range: tuple[float, float] = (0.85, 1.18)
     specaugment_probability: float = 0.5
     time_masks: int = 2
     time_mask_frames: int = 10
@@ -94,6 +98,14 @@ def reverberate(x: FloatArray, rate_hz: int, rng: np.random.Generator, rt60_s: f
     rir[0] = 1.0
     wet = signal.fftconvolve(x, rir)[: x.size]
     return (wet * _rms(x) / _rms(wet.astype(np.float32))).astype(np.float32)
+
+
+def change_speed(x: FloatArray, length: int) -> FloatArray:
+    """`x` played back to fill `length` samples (faster and higher when `x` is longer), by linear
+    interpolation: cheap, and its slight low-pass is below what the band-limiting already does."""
+    if x.size == length:
+        return x
+    return np.interp(np.linspace(0.0, x.size - 1, length), np.arange(x.size), x).astype(np.float32)
 
 
 def overdrive(x: FloatArray, over_db: float) -> FloatArray:

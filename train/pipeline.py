@@ -17,7 +17,7 @@ from edge.classifier import Classifier
 from edge.errors import AudioError
 from edge.features import FeatureParams, LogMelExtractor
 from train import metrics
-from train.augment import AugmentParams, augment_waveform, colored_noise, spec_augment
+from train.augment import AugmentParams, augment_waveform, change_speed, colored_noise, spec_augment
 from train.data import Clip, DataError, Dataset, WaveformCache, load_dataset
 from train.operating_point import on_off_at
 from train.splits import split_by_group, write_splits
@@ -121,6 +121,12 @@ class AugmentedBatches:
         self.backgrounds = self.negatives
         self.epoch = 0
 
+    def _speed(self, rng: np.random.Generator) -> float:
+        """A playback speed for a recorded clip; draws nothing while speed changes are off, so runs
+        without them keep their random stream."""
+        p = self.augment.speed_probability
+        return float(rng.uniform(*self.augment.speed_range)) if p and rng.random() < p else 1.0
+
     def batch(self, index: int) -> tuple[FloatArray, FloatArray]:
         rng = np.random.default_rng([self.config.seed, self.epoch, index])
         half = self.config.batch_size // 2
@@ -128,8 +134,10 @@ class AugmentedBatches:
         excerpts, labels = [], []
         for k in range(self.config.batch_size):
             is_scream = k < half
+            speed = 1.0
             if is_scream:
                 source = self.screams[rng.integers(len(self.screams))]
+                speed = self._speed(rng)
             elif rng.random() < self.config.noise_only_fraction:
                 color = str(rng.choice(["white", "pink", "brown", "hum"]))
                 source = colored_noise(self.length, color, rate, rng) * np.float32(10 ** rng.uniform(-4, -1))
@@ -138,14 +146,16 @@ class AugmentedBatches:
                 source = spliced_window(self.negatives[first], self.negatives[second], self.length, rng)
             else:
                 source = self.negatives[rng.choice(len(self.negatives), p=self.negative_p)]
+                speed = self._speed(rng)
             excerpt = random_window(
                 source,
                 is_scream=is_scream,
-                length=self.length,
+                length=round(self.length * speed),
                 features=self.features,
                 rng=rng,
                 onset_probability=self.config.onset_window_fraction,
             )
+            excerpt = change_speed(excerpt, self.length)
             excerpts.append(augment_waveform(excerpt, rate, rng, self.augment, self.backgrounds))
             labels.append(float(is_scream))
         windows = np.stack([spec_augment(self.extractor.compute(x), rng, self.augment) for x in excerpts])

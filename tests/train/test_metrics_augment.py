@@ -127,3 +127,44 @@ def test_spliced_windows_run_one_clips_end_into_anothers_start() -> None:
     window = spliced_window(short, short, 15600, rng)
     assert window.size == 15600 and np.count_nonzero(window) == 1000
     assert np.all(window[np.flatnonzero(window)] == -0.5)
+
+
+def test_speed_change_moves_pitch_and_keeps_the_length() -> None:
+    from train.augment import change_speed
+
+    rate = 16000
+    t = np.arange(2 * rate) / rate
+    tone = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
+
+    def peak_hz(x: np.ndarray) -> float:
+        return float(np.fft.rfftfreq(x.size, 1 / rate)[np.argmax(np.abs(np.fft.rfft(x)))])
+
+    for speed in (0.85, 1.0, 1.18):
+        out = change_speed(tone[: round(15600 * speed)], 15600)
+        assert out.size == 15600 and out.dtype == np.float32
+        assert peak_hz(out) == pytest.approx(1000 * speed, abs=2.0)
+    same = tone[:15600]
+    assert change_speed(same, 15600) is same  # speed 1: untouched
+
+
+def test_batches_draw_speeds_only_when_speed_changes_are_on() -> None:
+    from pathlib import Path
+
+    from edge.features import FeatureParams
+    from train.data import Clip
+    from train.pipeline import AugmentedBatches, PreparedSplit, TrainConfig
+
+    rng = np.random.default_rng(0)
+    clips = [Clip(path=Path(f"{k}.wav"), label=lab, group=str(k)) for k, lab in enumerate(["scream", "non_scream"])]
+    waves = [rng.standard_normal(40000).astype(np.float32) * 0.1 for _ in clips]
+    split = PreparedSplit(clips, waves)
+    config = TrainConfig(batch_size=8)
+    off = AugmentedBatches(split, FeatureParams(), config, AugmentParams(speed_probability=0.0))
+    state = np.random.default_rng(5)
+    before = state.bit_generator.state
+    assert off._speed(state) == 1.0 and state.bit_generator.state == before  # nothing drawn
+    on = AugmentedBatches(split, FeatureParams(), config, AugmentParams(speed_probability=1.0))
+    speeds = [on._speed(state) for _ in range(200)]
+    assert all(0.85 <= s <= 1.18 for s in speeds) and np.std(speeds) > 0.05
+    windows, labels = on.batch(0)
+    assert windows.shape == (8, 96, 40, 1) and np.isfinite(windows).all() and labels.sum() == 4
