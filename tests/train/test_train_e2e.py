@@ -110,8 +110,10 @@ def test_ensemble_training_ships_one_model_averaging_its_members(synthetic_datas
     from train.model import build_ensemble, build_model
     from train.pipeline import TrainConfig, train
 
+    # As long as the tiny single model trains: less, and the scores of 31 check windows crowd the
+    # threshold, where one int8 rounding is 3% of the agreement the export requires.
     config = TrainConfig(
-        epochs=4, steps_per_epoch=10, batch_size=32, width=8, members=2, cache_dir=str(tmp_path / "c"), verbose=0
+        epochs=6, steps_per_epoch=12, batch_size=32, width=8, members=2, cache_dir=str(tmp_path / "c"), verbose=0
     )
     result = train(synthetic_dataset, tmp_path / "ens", config=config)
     assert len(result.histories) == 2 and all(h["loss"] for h in result.histories)
