@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from edge.sinks import Sink
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_FATAL = 0, 1, 2
-DEFAULT_MODEL_NAME = "scream-v4.tflite"
+DEFAULT_MODEL_NAME = "scream-v5.tflite"
 
 
 def default_model_path() -> Path:
@@ -44,7 +44,7 @@ def _load_classifier(model: str | None):  # type: ignore[no-untyped-def]
     if not model and not path.exists():
         raise ScreamError(
             f"no default model is installed yet ({path} is missing): train one with "
-            "'scream train --data ../shared/data/scream-corpus-v1 --out models/scream-v4' or pass --model"
+            "'scream train --data ../shared/data/scream-corpus-v1 --out models/scream-v5' or pass --model"
         )
     # The edge computes the project's one feature contract; a model trained on others is refused.
     return Classifier(path, expected_features=FeatureParams())
@@ -439,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train and export an int8 model (needs the 'train' extra)",
         formatter_class=formatter,
-        epilog="example:\n  scream train --data ../shared/data/scream-corpus-v1 --out models/scream-v4",
+        epilog="example:\n  scream train --data ../shared/data/scream-corpus-v1 --out models/scream-v5",
     )
     train.add_argument(
         "--data", required=True, help="manifest (TSV/CSV: path, label[, group]) or folder with scream/ and non_scream/"
@@ -479,8 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="metrics, false alarms per hour and a scene test (needs the 'train' extra)",
         formatter_class=formatter,
-        epilog="example:\n  scream evaluate --model models/scream-v4.tflite --data ../shared/data/scream-corpus-v1 "
-        "--splits models/scream-v4-run/splits.tsv --out reports/scream-v4",
+        epilog="example:\n  scream evaluate --model models/scream-v5.tflite --data ../shared/data/scream-corpus-v1 "
+        "--splits models/scream-v5-run/splits.tsv --out reports/scream-v5",
     )
     evaluate.add_argument("--model", required=True)
     evaluate.add_argument("--data", required=True)
@@ -533,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
         "check-model",
         help="load a model and its sidecar, verify sha256 and contract, run one window",
         formatter_class=formatter,
-        epilog="example:\n  scream check-model models/scream-v4.tflite\n\n"
+        epilog="example:\n  scream check-model models/scream-v5.tflite\n\n"
         "exit status: 0 safe to use, 2 not (the reason is printed)",
     )
     check.add_argument("model")
@@ -545,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
         description="Over OpenSSH with keys and strict host key checking. Several hosts run in parallel; one "
         "bad host never stops the others; a summary table ends the run.",
-        epilog="examples:\n  scream deploy push pi@hall.local pi@carpark.local --model models/scream-v4.tflite\n"
+        epilog="examples:\n  scream deploy push pi@hall.local pi@carpark.local --model models/scream-v5.tflite\n"
         "  scream deploy rollback pi@hall.local\n  scream deploy status pi@hall.local --json\n\n"
         "exit status: 0 every host succeeded, 1 some failed (see the table), 2 fatal",
     )

@@ -743,6 +743,14 @@ def _epochs_text(epochs: Any) -> str:
     return f"{epochs} epochs"
 
 
+def _speed_text(training: dict[str, Any]) -> str:
+    augment = training.get("augment", {})
+    if not augment.get("speed_probability"):
+        return ""
+    low, high = augment.get("speed_range", (0.85, 1.18))
+    return f", speed and pitch {low}-{high}x on {augment['speed_probability']:.0%} of excerpts"
+
+
 def model_card(report: dict[str, Any], sidecar: dict[str, Any], *, report_dir: Path) -> str:
     """The README's model card section, rendered from the sidecar and the evaluation report."""
     training = sidecar.get("training", {})
@@ -772,7 +780,8 @@ def model_card(report: dict[str, Any], sidecar: dict[str, Any], *, report_dir: P
         + ".",
         f"- **Training**: `scream train` with its defaults: balanced batches, hard negatives weighted "
         f"x{config.get('hard_negative_weight')}, augmentation (gain, background and coloured-noise mixing at random "
-        f"SNR, band-limiting incl. the telephone band, reverberation, time shift, SpecAugment), Adam, binary "
+        f"SNR, band-limiting incl. the telephone band, reverberation, time shift{_speed_text(training)}, "
+        f"SpecAugment), Adam, binary "
         f"cross-entropy with label smoothing {config.get('label_smoothing')}, early stopping on validation PR AUC "
         f"after {_epochs_text(training.get('epochs_run'))}; {training.get('seconds')} s on this 2-core machine.",
         f"- **Operating point**: on {t['on']}, off {t['off']}; an event starts when {start_rule(t)}. Chosen on "

@@ -66,8 +66,8 @@ def _fake_source(tmp_path: Path) -> Path:
     (src / "models").mkdir(parents=True)
     (src / "deploy").mkdir()
     (src / "pyproject.toml").write_text("[project]\nname = 'x'\n")
-    (src / "models" / "scream-v4.tflite").write_bytes(b"model bytes")
-    (src / "models" / "scream-v4.json").write_text("{}")
+    (src / "models" / "scream-v5.tflite").write_bytes(b"model bytes")
+    (src / "models" / "scream-v5.json").write_text("{}")
     return src
 
 
