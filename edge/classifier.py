@@ -104,18 +104,19 @@ class ModelSidecar:
         """The model's k-of-n patience for another window hop, spanning the same time: 2 of 2 at a
         250 ms hop (hits 250 ms apart) becomes 4 of 4 at 100 ms (hits 300 ms apart)."""
         t = self.thresholds
-        if hop_frames == self.hop_frames:
-            return t.patience_windows, t.patience_of
-        scale = self.hop_frames / hop_frames
-        n = min(100, 1 + int((t.patience_of - 1) * scale + 0.5))
-        return min(n, 1 + int((t.patience_windows - 1) * scale + 0.5)), n
+        n = self._windows_at(t.patience_of, hop_frames)
+        return min(n, self._windows_at(t.patience_windows, hop_frames)), n
 
     def smoothing_at(self, hop_frames: int) -> int:
         """The model's smoothing for another window hop, averaging over the same time span."""
-        m = self.thresholds.smoothing_windows
+        return self._windows_at(self.thresholds.smoothing_windows, hop_frames)
+
+    def _windows_at(self, count: int, hop_frames: int) -> int:
+        """`count` consecutive windows at the model's hop as a count at `hop_frames`, spanning the
+        same time from first to last (at most the detector's 100)."""
         if hop_frames == self.hop_frames:
-            return m
-        return min(100, 1 + int((m - 1) * self.hop_frames / hop_frames + 0.5))
+            return count
+        return min(100, 1 + int((count - 1) * (self.hop_frames / hop_frames) + 0.5))
 
     def hop_frames_for(self, hop_ms: float) -> int:
         """A window hop in milliseconds as a whole number of feature frames (at least one)."""

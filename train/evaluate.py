@@ -313,8 +313,9 @@ DECISION_VARIANTS: tuple[dict[str, int], ...] = (
 
 def decision_outcome(
     stream: StreamScores, scenes: list[tuple[StreamScores, list[dict[str, float]]]], decisions: DecisionParams
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """False alarms on the non-scream stream, and the pooled scene metrics, under `decisions`."""
+) -> tuple[list[EventStarted], dict[str, Any], dict[str, Any]]:
+    """Under `decisions`: the alarms on the non-scream stream (all false), their count and rate, and
+    the pooled scene metrics."""
     starts, _, seconds = decide(stream, decisions)
     stream_result = {
         "hours": round(seconds / 3600, 3),
@@ -322,7 +323,7 @@ def decision_outcome(
         "false_alarms_per_hour": round(len(starts) / max(seconds / 3600, 1e-9), 3),
     }
     runs: list[SceneRun] = [(*decide(scored, decisions)[:2], truth, scored.seconds) for scored, truth in scenes]
-    return stream_result, pooled_scene_metrics(runs)
+    return starts, stream_result, pooled_scene_metrics(runs)
 
 
 def decisions_text(d: DecisionParams) -> str:
@@ -351,7 +352,7 @@ def decision_variants(
     ]
     rows = []
     for params in candidates:
-        st, sc = shipped if params is decisions and shipped else decision_outcome(stream, scenes, params)
+        st, sc = shipped if params is decisions and shipped else decision_outcome(stream, scenes, params)[1:]
         rows.append(
             {
                 "decisions": decisions_text(params),
@@ -461,10 +462,8 @@ def evaluate(
     for k in range(1, scenes):  # the first scene is built on the stream above; the others reorder it
         _, scene, truth, _ = stream_and_scene(clips, waves, side.features, seed + k)
         scene_scores.append((score_stream(classifier, scene), truth))
-    stream_result, scene_result = decision_outcome(stream_scores, scene_scores, decisions)
-    stream_result |= where_false_alarms_fire(
-        decide(stream_scores, decisions)[0], stream_scores, layout, side.window_s, dataset.base
-    )
+    stream_starts, stream_result, scene_result = decision_outcome(stream_scores, scene_scores, decisions)
+    stream_result |= where_false_alarms_fire(stream_starts, stream_scores, layout, side.window_s, dataset.base)
     variants = decision_variants(stream_scores, scene_scores, decisions, shipped=(stream_result, scene_result))
 
     report: dict[str, Any] = {
