@@ -134,3 +134,67 @@ def test_ensemble_training_ships_one_model_averaging_its_members(synthetic_datas
     batch = np.random.default_rng(4).normal(-8, 3, size=(5, 96, 40, 1)).astype(np.float32)
     expected = np.mean([m.predict(batch, verbose=0) for m in members], axis=0)
     np.testing.assert_allclose(ensemble.predict(batch, verbose=0), expected, atol=1e-6)
+
+
+def test_weight_averaging_validates_and_keeps_the_moving_average_of_the_weights() -> None:
+    """With `weight_average_momentum`, each epoch ends with the exponential moving average of the
+    weights in the model, validation is scored on it, and the next epoch trains on from the raw weights."""
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from train.metrics import average_precision
+    from train.model import build_model
+    from train.pipeline import EvalWindows, TrainConfig, _weight_average
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(64) % 2 == 1
+    x = rng.normal(0, 1, size=(64, 8, 4, 1)).astype(np.float32) + labels[:, None, None, None]
+    val = EvalWindows(windows=x[:32, ..., 0], labels=labels[:32], clip_index=np.arange(32))
+    model = build_model(window_frames=8, mel_bands=4, feature_mean=0.0, feature_std=1.0, width=2, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
+    momentum = 0.9
+    seen: dict[str, list] = {"raw": [], "epoch_end": [], "epoch_begin": [], "logs": []}
+
+    def weights() -> list[np.ndarray]:
+        return [np.array(v.numpy()) for v in model.trainable_weights]
+
+    class Before(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_train_begin(self, logs=None):  # type: ignore[no-untyped-def]
+            seen["raw"].append(weights())
+
+        def on_train_batch_end(self, batch, logs=None):  # type: ignore[no-untyped-def]
+            seen["raw"].append(weights())
+
+    class After(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_epoch_begin(self, epoch, logs=None):  # type: ignore[no-untyped-def]
+            seen["epoch_begin"].append(weights())
+
+        def on_epoch_end(self, epoch, logs=None):  # type: ignore[no-untyped-def]
+            seen["epoch_end"].append(weights())
+            seen["logs"].append(dict(logs))
+            scores = model.predict(val.windows[..., None], verbose=0)[:, 0]
+            assert logs["val_pr_auc"] == pytest.approx(average_precision(val.labels, scores), abs=1e-6)
+
+    averaging = _weight_average(TrainConfig(weight_average_momentum=momentum, label_smoothing=0.0), val)
+    steps = 4
+    model.fit(
+        x[32:, ..., None],
+        labels[32:].astype(np.float32),
+        batch_size=8,
+        epochs=2,
+        shuffle=False,
+        callbacks=[Before(), averaging, After()],
+        verbose=0,
+    )
+    average = [w.astype(np.float64) for w in seen["raw"][0]]
+    for step, raw in enumerate(seen["raw"][1:], start=1):
+        decay = min(momentum, (1 + step) / (10 + step))
+        average = [decay * a + (1 - decay) * w for a, w in zip(average, raw, strict=True)]
+        if step % steps == 0:
+            for got, want in zip(seen["epoch_end"][step // steps - 1], average, strict=True):
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # The second epoch started from the raw weights of the first epoch's last step, not the average.
+    for got, want in zip(seen["epoch_begin"][1], seen["raw"][steps], strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert not all(np.array_equal(a, b) for a, b in zip(seen["epoch_end"][0], seen["raw"][steps], strict=True))
+    assert all({"val_loss", "val_pr_auc", "val_roc_auc"} <= set(logs) for logs in seen["logs"])
