@@ -208,8 +208,7 @@ def bench_stream(
     return {
         "audio_s": seconds,
         "hop_ms": hop * side.features.hop_ms,
-        "patience": f"{decisions.patience_windows} of {decisions.patience_of}"
-        + (f", mean of {decisions.smoothing_windows}" if decisions.smoothing_windows > 1 else ""),
+        "decisions": decisions.describe(),
         "processing_s": round(elapsed, 2),
         "real_time_factor": round(elapsed / seconds, 5),
         "onset_to_decision_s_median": round(statistics.median(latencies), 3) if latencies else None,
@@ -407,7 +406,7 @@ def format_table(result: dict[str, Any]) -> str:
     add(f"stream {int(st['audio_s'])} s at 48 kHz: real-time factor", st["real_time_factor"])
     for row in [st, *result["stream_faster"]]:
         add(
-            f"onset to decision, {row['hop_ms']:.0f} ms hop, {row['patience']} (s)",
+            f"onset to decision, {row['hop_ms']:.0f} ms hop, {row['decisions']} (s)",
             row["onset_to_decision_s_median"] if row["onset_to_decision_s_median"] is not None else "no alarm",
         )
         if row is not st:
@@ -421,7 +420,7 @@ def format_table(result: dict[str, Any]) -> str:
         li["onset_to_led_s"] if li["onset_to_led_s"] is not None else "no alarm",
     )
     add(
-        "  with hop_ms = 100 and 1 of 1 (s, median)",
+        "  with hop_ms = 100 and 1 of 1 window (s, median)",
         li["onset_to_led_fast_s"] if li["onset_to_led_fast_s"] is not None else "no alarm",
     )
     if result["skipped"]:

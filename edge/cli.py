@@ -118,8 +118,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(
         f"model:  {classifier.model_path.name} sha256 {classifier.sha256[:12]}  runtime {classifier.runtime}  "
         f"on {decisions.on_threshold:.2f} / off {decisions.off_threshold:.2f}, "
-        f"{decisions.patience_windows} of {decisions.patience_of} windows"
-        + (f", mean score of {decisions.smoothing_windows}" if decisions.smoothing_windows > 1 else "")
+        f"an event starts at {decisions.describe()}"
     )
     pipeline = DetectionPipeline(classifier, side.features, decisions, hop_frames=side.hop_frames, source_rate_hz=rate)
     result = pipeline.run(chunked(audio, rate // 10))  # 100 ms chunks, as a microphone delivers them

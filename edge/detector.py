@@ -42,6 +42,14 @@ class DecisionParams:
                 "decision parameters out of range: " + ", ".join(f"{name}={getattr(self, name)}" for name in bad)
             )
 
+    def describe(self) -> str:
+        """How an event starts, in words: '1 of 1 window', '2 of 3 windows', 'mean of 3 windows', or
+        'mean of 3 windows, 2 of 3 windows'. Shared by bench, the demo and evaluate's report."""
+        text = f"{self.patience_windows} of {self.patience_of} window{'s' if self.patience_of > 1 else ''}"
+        if self.smoothing_windows > 1:
+            text = f"mean of {self.smoothing_windows} windows" + (f", {text}" if self.patience_of > 1 else "")
+        return text
+
     def with_threshold(self, on_threshold: float) -> DecisionParams:
         """Move `on` and keep the off/on ratio, so hysteresis survives a threshold override."""
         ratio = self.off_threshold / self.on_threshold

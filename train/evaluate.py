@@ -326,14 +326,6 @@ def decision_outcome(
     return starts, stream_result, pooled_scene_metrics(runs)
 
 
-def decisions_text(d: DecisionParams) -> str:
-    """'2 of 3 windows', 'mean of 2 windows', or both."""
-    text = f"{d.patience_windows} of {d.patience_of} window{'s' if d.patience_of > 1 else ''}"
-    if d.smoothing_windows > 1:
-        text = f"mean of {d.smoothing_windows} windows" + (f", {text}" if d.patience_of > 1 else "")
-    return text
-
-
 def decision_variants(
     stream: StreamScores,
     scenes: list[tuple[StreamScores, list[dict[str, float]]]],
@@ -355,7 +347,7 @@ def decision_variants(
         st, sc = shipped if params is decisions and shipped else decision_outcome(stream, scenes, params)[1:]
         rows.append(
             {
-                "decisions": decisions_text(params),
+                "decisions": params.describe(),
                 "shipped": params is decisions,
                 "stream_false_alarms_per_hour": st["false_alarms_per_hour"],
                 "scene_event_recall": sc["event_recall"],

@@ -8,6 +8,7 @@ import pytest
 
 from edge.bench import format_table
 from edge.cli import main
+from edge.detector import DecisionParams
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +42,18 @@ def test_quick_bench_reports_every_field(quick_result: dict[str, Any], tiny_mode
     assert result["invoke"]["float_invoke_ms"] > 0  # the training run keeps a float twin beside the model
     assert result["stream"]["audio_s"] == 120.0 and 0 < result["stream"]["real_time_factor"] < 1
     side = json.loads(tiny_model.with_suffix(".json").read_text())["thresholds"]
-    assert result["stream"]["hop_ms"] == 250 and result["stream"]["patience"] == (
-        f"{side['patience_windows']} of {side['patience_of']}"
+    assert result["stream"]["hop_ms"] == 250 and result["stream"]["decisions"] == (
+        DecisionParams(
+            patience_windows=side["patience_windows"],
+            patience_of=side["patience_of"],
+            smoothing_windows=side.get("smoothing_windows", 1),
+        ).describe()
     )
     rows = result["stream_faster"]
     # The model's patience at a 100 ms hop, then 1 of 1 unless that is what the model already uses.
     assert len(rows) == (1 if (side["patience_windows"], side["patience_of"]) == (1, 1) else 2)
     assert all(row["hop_ms"] == 100 and 0 < row["real_time_factor"] < 1 for row in rows)
-    assert rows[-1]["patience"] == "1 of 1"
+    assert rows[-1]["decisions"] == "1 of 1 window"
     assert result["model"]["size_bytes"] == tiny_model.stat().st_size
 
 
@@ -56,5 +61,5 @@ def test_table_output(quick_result: dict[str, Any]) -> None:
     table = format_table(quick_result)
     assert "real-time factor" in table and "int8 invoke" in table and "numpy speed-up over librosa" in table
     assert "float / int8 time" in table
-    assert "onset to decision, 250 ms hop" in table and "onset to decision, 100 ms hop, 1 of 1 (s)" in table
-    assert "onset to LED" in table and "CPU share" in table and "with hop_ms = 100 and 1 of 1" in table
+    assert "onset to decision, 250 ms hop" in table and "onset to decision, 100 ms hop, 1 of 1 window (s)" in table
+    assert "onset to LED" in table and "CPU share" in table and "with hop_ms = 100 and 1 of 1 window" in table
