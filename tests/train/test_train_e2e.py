@@ -68,6 +68,51 @@ def test_export_refuses_int8_that_disagrees(tiny_training, tmp_path: Path, monke
     assert list(tmp_path.iterdir()) == []
 
 
+def test_export_strips_names_and_keeps_the_arithmetic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exported flatbuffer carries no tensor names or signature, is smaller, and computes the
+    same int8 outputs as the converter's own bytes."""
+    pytest.importorskip("tensorflow")
+    from ai_edge_litert.interpreter import Interpreter
+
+    from train import export
+    from train.model import build_ensemble, build_model
+
+    members = [
+        build_model(window_frames=96, mel_bands=40, feature_mean=-8.0, feature_std=3.0, width=4, seed=s, name=f"m{s}")
+        for s in (0, 1)
+    ]
+    model = build_ensemble(members)
+    representative = np.random.default_rng(0).normal(-8, 3, size=(16, 96, 40)).astype(np.float32)
+    with monkeypatch.context() as patch:
+        patch.setattr(export, "strip_names", lambda data: data)
+        named = export.convert_int8(model, representative)
+    stripped = export.convert_int8(model, representative)
+    assert stripped == export.strip_names(named) and len(stripped) < 0.9 * len(named)
+
+    def run(data: bytes) -> tuple[list[str], list[np.ndarray]]:
+        """Tensor names, and every tensor's value (intermediates too) after each of 5 windows."""
+        interpreter = Interpreter(model_content=data, experimental_preserve_all_tensors=True)
+        interpreter.allocate_tensors()
+        (inp,), details = interpreter.get_input_details(), interpreter.get_tensor_details()
+        scale, zero_point = inp["quantization"]
+        values = []
+        for window in np.random.default_rng(1).normal(-8, 3, size=(5, 96, 40)):
+            x = np.clip(np.round(window / scale + zero_point), -128, 127).astype(np.int8)
+            interpreter.set_tensor(inp["index"], x[None, :, :, None])
+            interpreter.invoke()
+            values += [interpreter.get_tensor(t["index"]).copy() for t in details if t["index"] != inp["index"]]
+        return [t["name"] for t in details], values
+
+    named_names, named_values = run(named)
+    stripped_names, stripped_values = run(stripped)
+    assert any("m1" in name for name in named_names) and not any(stripped_names)
+    assert len(stripped_values) == len(named_values)
+    for got, want in zip(stripped_values, named_values, strict=True):
+        np.testing.assert_array_equal(got, want)
+    # The windows reach varied activations, so the equality above means something.
+    assert len(np.unique(np.concatenate([v.ravel() for v in named_values if v.dtype == np.int8]))) > 50
+
+
 def test_frequency_head_exports_and_metrics_follow_the_final_threshold(tmp_path: Path) -> None:
     """A model with the frequency head converts to full int8 and runs on the edge; the sidecar's
     metrics are computed at the operating point's `on`, not at the first threshold."""
