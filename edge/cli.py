@@ -155,8 +155,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from train.pipeline import TrainConfig, train
     except ImportError as exc:
         raise ExtraMissingError(exc.name or "tensorflow", "train", "scream train") from exc
-    chosen = (("members", args.members), ("width", args.width), ("weight_average_momentum", args.weight_average))
-    shape = {k: v for k, v in chosen if v is not None}
+    shape = {k: v for k, v in (("members", args.members), ("width", args.width)) if v is not None}
     config = TrainConfig(
         **shape,
         epochs=args.epochs,
@@ -456,13 +455,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--width", type=_positive_int, help="channels of the first convolution; later blocks use 2x and 4x"
-    )
-    train.add_argument(
-        "--weight-average",
-        type=float,
-        metavar="MOMENTUM",
-        help="validate and ship an exponential moving average of the weights with this momentum per step "
-        "(for example 0.995); 0 turns it off",
     )
     train.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
     point = train.add_argument_group(

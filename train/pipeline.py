@@ -43,9 +43,6 @@ class TrainConfig:
     noise_only_fraction: float = 0.08  # of negatives: synthesised noise or near-silence
     splice_fraction: float = 0.0  # of negatives: one clip's end running into another's start
     label_smoothing: float = 0.1
-    # > 0: validate and ship an exponential moving average of the weights (Polyak averaging) with this
-    # momentum per step, instead of the last step's weights; 0 turns it off.
-    weight_average_momentum: float = 0.0
     target_fpr: float = 0.01  # window-level false-positive rate of the first `on` (the fallback)
     off_fpr: float = 0.03
     # The operating point (on, k-of-n patience) is then chosen on validation streams: see
@@ -360,10 +357,7 @@ def _fit_member(
         loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
         metrics=[keras.metrics.AUC(curve="PR", name="pr_auc"), keras.metrics.AUC(name="roc_auc")],
     )
-    # The averaged weights, when on, are swapped in before the other callbacks look at the epoch.
-    averaging = [] if config.weight_average_momentum <= 0 else [_weight_average(config, val)]
     callbacks = [
-        *averaging,
         keras.callbacks.EarlyStopping(
             monitor="val_pr_auc", mode="max", patience=config.early_stopping_patience, restore_best_weights=True
         ),
@@ -371,61 +365,12 @@ def _fit_member(
     ]
     history = model.fit(
         _keras_sequence(batches, config.steps_per_epoch),
-        validation_data=None if averaging else (val.windows[..., None], val.labels.astype(np.float32)),
+        validation_data=(val.windows[..., None], val.labels.astype(np.float32)),
         epochs=config.epochs,
         callbacks=callbacks,
         verbose=config.verbose,
     )
     return FittedMember(model, batches, {k: [float(v) for v in vals] for k, vals in history.history.items()})
-
-
-def _weight_average(config: TrainConfig, val: EvalWindows) -> Any:
-    """A callback keeping an exponential moving average of the trainable weights.
-
-    Each epoch ends with the averaged weights in the model and validation scored on them (logged as
-    `val_loss`, `val_pr_auc`, `val_roc_auc`), so early stopping and the learning-rate schedule judge,
-    and `restore_best_weights` keeps, averaged weights; the next epoch trains on from the raw ones.
-    The momentum warms up as min(m, (1 + t) / (10 + t)) so the first steps do not pull the average
-    towards the initial weights. Batch-norm statistics stay those the raw weights collected.
-    """
-    import keras
-
-    momentum = config.weight_average_momentum
-    windows, labels = val.windows[..., None], val.labels.astype(np.float32)
-    loss = keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)
-
-    class WeightAverage(keras.callbacks.Callback):  # type: ignore[misc]
-        def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-            self.steps = 0
-            self.average = [np.array(v.numpy(), dtype=np.float64) for v in self.model.trainable_weights]
-            self.raw: list[Any] | None = None
-
-        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-            self.steps += 1
-            decay = min(momentum, (1 + self.steps) / (10 + self.steps))
-            for average, variable in zip(self.average, self.model.trainable_weights, strict=True):
-                average *= decay
-                average += (1.0 - decay) * variable.numpy()
-
-        def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            if self.raw is not None:
-                for variable, value in zip(self.model.trainable_weights, self.raw, strict=True):
-                    variable.assign(value)
-                self.raw = None
-
-        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            self.raw = [v.numpy() for v in self.model.trainable_weights]
-            for variable, average in zip(self.model.trainable_weights, self.average, strict=True):
-                variable.assign(average.astype(variable.dtype))
-            scores = np.concatenate(
-                [np.asarray(self.model(windows[i : i + 512], training=False)) for i in range(0, len(windows), 512)]
-            )
-            if logs is not None:  # History and the progress bar come after this callback: they log these
-                logs["val_loss"] = float(loss(labels[:, None], scores))
-                logs["val_pr_auc"] = metrics.average_precision(labels, scores[:, 0])
-                logs["val_roc_auc"] = metrics.roc_auc(labels, scores[:, 0])
-
-    return WeightAverage()
 
 
 def _operating_point(
