@@ -73,6 +73,13 @@ RECORDING_CONDITIONS: dict[str, Condition] = {
 }
 
 
+def window_groups(scored: list[ClipScores]) -> npt.NDArray[np.str_]:
+    """The recording group of each window, in `split_windows`' order."""
+    pos = [[s.clip.group] * int(s.window_active.sum()) for s in scored if s.clip.is_scream]
+    neg = [[s.clip.group] * s.window_scores.size for s in scored if not s.clip.is_scream]
+    return np.array([g for part in (*pos, *neg) for g in part], dtype=str)
+
+
 def split_windows(scored: list[ClipScores]) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
     """Window labels and scores: the loud part of each scream clip, every window of the others."""
     pos = [s.window_scores[s.window_active] for s in scored if s.clip.is_scream]
@@ -358,17 +365,30 @@ def decision_variants(
     return rows
 
 
-def _metric_block(labels: npt.ArrayLike, scores: npt.ArrayLike, threshold: float) -> dict[str, Any]:
-    c = metrics.confusion(labels, scores, threshold)
-    return {
-        "count": int(np.size(labels)),
-        "roc_auc": round(metrics.roc_auc(labels, scores), 4),
-        "pr_auc": round(metrics.average_precision(labels, scores), 4),
-        "recall_at_1pct_fpr": round(metrics.recall_at_fpr(labels, scores, 0.01), 4),
-        "recall_at_5pct_fpr": round(metrics.recall_at_fpr(labels, scores, 0.05), 4),
-        "f1_at_threshold": round(c.f1, 4),
-        "confusion_at_threshold": asdict(c),
-    }
+RANKING_METRICS: dict[str, Callable[[npt.NDArray[np.bool_], npt.NDArray[np.float64]], float]] = {
+    "roc_auc": metrics.roc_auc,
+    "pr_auc": metrics.average_precision,
+    "recall_at_1pct_fpr": lambda y, s: metrics.recall_at_fpr(y, s, 0.01),
+    "recall_at_5pct_fpr": lambda y, s: metrics.recall_at_fpr(y, s, 0.05),
+}
+
+
+def _metric_block(
+    labels: npt.ArrayLike, scores: npt.ArrayLike, threshold: float, groups: npt.ArrayLike, *, seed: int = 0
+) -> dict[str, Any]:
+    """Metrics at and around `threshold`, each ranking metric with a 95% interval from resampling
+    whole recording groups (the split's unit: a group's clips and windows are not independent)."""
+    y, s = np.asarray(labels, dtype=bool), np.asarray(scores, dtype=np.float64)
+    c = metrics.confusion(y, s, threshold)
+    block: dict[str, Any] = {"count": int(y.size)}
+    intervals: dict[str, list[float]] = {}
+    for name, statistic in RANKING_METRICS.items():
+        block[name] = round(statistic(y, s), 4)
+        if y.any() and not y.all():
+            low, high = metrics.cluster_bootstrap_interval(y, s, groups, statistic, seed=seed)
+            intervals[name] = [round(low, 4), round(high, 4)]
+    block |= {"f1_at_threshold": round(c.f1, 4), "confusion_at_threshold": asdict(c), "interval_95": intervals}
+    return block
 
 
 def evaluate(
@@ -456,6 +476,8 @@ def evaluate(
         scene_scores.append((score_stream(classifier, scene), truth))
     stream_starts, stream_result, scene_result = decision_outcome(stream_scores, scene_scores, decisions)
     stream_result |= where_false_alarms_fire(stream_starts, stream_scores, layout, side.window_s, dataset.base)
+    low, high = metrics.poisson_rate_interval(stream_result["false_alarms"], stream_result["hours"])
+    stream_result["false_alarms_per_hour_interval_95"] = [round(low, 3), round(high, 3)]
     variants = decision_variants(stream_scores, scene_scores, decisions, shipped=(stream_result, scene_result))
 
     report: dict[str, Any] = {
@@ -475,8 +497,8 @@ def evaluate(
             "non_screams": int((~c_labels).sum()),
             "skipped": dataset.skipped,
         },
-        "windows": _metric_block(w_labels, w_scores, on),
-        "clips": _metric_block(c_labels, c_scores, on),
+        "windows": _metric_block(w_labels, w_scores, on, window_groups(scored), seed=seed),
+        "clips": _metric_block(c_labels, c_scores, on, [s.clip.group for s in scored], seed=seed),
         "negatives": per_category,
         "sources": dict(sorted(per_source.items())),
         "missed_screams": missed,
@@ -584,6 +606,23 @@ def variants_table(variants: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _interval(block: dict[str, Any], key: str) -> list[float] | None:
+    """The 95% interval of `block[key]`, if the report has one (`interval_95` or `<key>_interval_95`)."""
+    found = block.get(f"{key}_interval_95") or block.get("interval_95", {}).get(key)
+    return list(found) if found else None
+
+
+def _cell(block: dict[str, Any], key: str) -> str:
+    """A metric with its 95% interval when the report has one: '0.9653 (0.941-0.983)'."""
+    interval = _interval(block, key)
+    return f"{block[key]} ({interval[0]:.3f}-{interval[1]:.3f})" if interval else str(block[key])
+
+
+def _rate_interval(stream: dict[str, Any]) -> str:
+    interval = _interval(stream, "false_alarms_per_hour")
+    return f" (95% interval {interval[0]:.1f}-{interval[1]:.1f})" if interval else ""
+
+
 def render_markdown(report: dict[str, Any], *, has_plots: bool) -> str:
     w, c, st, sc = report["windows"], report["clips"], report["stream"], report["scene"]
     t = report["model"]["thresholds"]
@@ -596,6 +635,8 @@ def render_markdown(report: dict[str, Any], *, has_plots: bool) -> str:
         f"- data: `{report['data']['root']}`, split **{report['data']['split']}**: {report['data']['clips']} clips "
         f"({report['data']['screams']} screams, {report['data']['non_screams']} non-screams)",
         "",
+        "Metrics with a 95% interval from resampling whole recording groups (1000 resamples):",
+        "",
         "| metric | windows | clips |",
         "| --- | ---: | ---: |",
     ]
@@ -607,7 +648,7 @@ def render_markdown(report: dict[str, Any], *, has_plots: bool) -> str:
         ("recall_at_5pct_fpr", "recall at 5% FPR"),
         ("f1_at_threshold", "F1 at the on threshold"),
     ):
-        lines.append(f"| {label} | {w[key]} | {c[key]} |")
+        lines.append(f"| {label} | {_cell(w, key)} | {_cell(c, key)} |")
     cw, cc = w["confusion_at_threshold"], c["confusion_at_threshold"]
     lines += [
         "",
@@ -617,7 +658,7 @@ def render_markdown(report: dict[str, Any], *, has_plots: bool) -> str:
         "",
         "## Continuous non-scream stream (live decisions)",
         f"All non-scream clips of the split replayed as one {st['hours'] * 60:.1f}-minute stream: "
-        f"**{st['false_alarms']} false alarms, {st['false_alarms_per_hour']} per hour**."
+        f"**{st['false_alarms']} false alarms, {st['false_alarms_per_hour']} per hour**{_rate_interval(st)}."
         + (
             f" {st['at_clip_boundary']} of them started in a window holding the end of one clip and the start of "
             f"the next ({st['boundary_window_share']:.0%} of the stream's windows do): "
@@ -790,7 +831,7 @@ def model_card(report: dict[str, Any], sidecar: dict[str, Any], *, report_dir: P
         f"Test split (never seen in training or threshold choice; {report['data']['clips']} clips, "
         f"{report['data']['screams']} screams), scored by the edge's own int8 path and live decisions:",
         "",
-        "| metric | windows | clips |",
+        "| metric (95% interval, resampling recording groups) | windows | clips |",
         "| --- | ---: | ---: |",
     ]
     for key, label in (
@@ -800,11 +841,11 @@ def model_card(report: dict[str, Any], sidecar: dict[str, Any], *, report_dir: P
         ("recall_at_5pct_fpr", "recall at 5% FPR"),
         ("f1_at_threshold", "F1 at `on`"),
     ):
-        lines.append(f"| {label} | {w[key]} | {c[key]} |")
+        lines.append(f"| {label} | {_cell(w, key)} | {_cell(c, key)} |")
     lines += [
         "",
         f"- Continuous non-scream stream ({st['hours'] * 60:.1f} min of the test split's non-screams back to back): "
-        f"**{st['false_alarms']} false alarms = {st['false_alarms_per_hour']} per hour**"
+        f"**{st['false_alarms']} false alarms = {st['false_alarms_per_hour']} per hour**{_rate_interval(st)}"
         + (
             f"; {st['at_clip_boundary']} of them started in a window where one clip ends and the next begins, "
             f"which {st['boundary_window_share']:.0%} of the stream's windows hold (clips meet abruptly there, "
@@ -817,19 +858,22 @@ def model_card(report: dict[str, Any], sidecar: dict[str, Any], *, report_dir: P
         f"({sc['detected']} of {sc['screams']}), {sc['false_alarms_per_hour']} false alarms per hour, "
         f"median scream onset to alarm {sc['median_onset_to_alarm_s']} s.",
         "",
-        "| target (DESIGN.md) | measured | met |",
-        "| --- | ---: | :---: |",
+        "| target (DESIGN.md) | measured | 95% interval | met |",
+        "| --- | ---: | ---: | :---: |",
     ]
     for label, block, key, op, target in TARGETS:
         value = report[block][key]
         met = value >= target if op == ">=" else value <= target
-        lines.append(f"| {label} {op} {target} | {value} | {'yes' if met else '**no**'} |")
+        interval = _interval(report[block], key)
+        span = f"{interval[0]:.3g}-{interval[1]:.3g}" if interval else ""
+        lines.append(f"| {label} {op} {target} | {value} | {span} | {'yes' if met else '**no**'} |")
     families = report["negatives"]["family"]
     worst = sorted(families.items(), key=lambda kv: -kv[1]["false_alarm_rate"])
     lines += [
         "",
         "**Limitations.** Most training screams are acted or game death cries; few are real recordings, and "
-        "the test split has only a few dozen screams, so every number above has wide error bars. "
+        "the test split has only a few dozen screams from fewer recording groups, so every number above has "
+        "wide error bars (the 95% intervals above). "
         "Non-screams that still fire (clip peak at or above `on`): "
         + ", ".join(f"{k} {v['false_alarm_clips']}/{v['clips']}" for k, v in worst if v["false_alarm_clips"])
         + "."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,3 +89,49 @@ def confusion(labels: npt.ArrayLike, scores: npt.ArrayLike, threshold: float) ->
     y = np.asarray(labels, dtype=bool)
     p = np.asarray(scores) >= threshold
     return Confusion(int(np.sum(p & y)), int(np.sum(p & ~y)), int(np.sum(~p & ~y)), int(np.sum(~p & y)))
+
+
+def cluster_bootstrap_interval(
+    labels: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    clusters: npt.ArrayLike,
+    statistic: Callable[[npt.NDArray[np.bool_], Array], float],
+    *,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of `statistic(labels, scores)`, resampling whole clusters.
+
+    Windows of one clip, or clips of one recording group, are not independent: resampling them one by
+    one would make the interval too narrow. Clusters are drawn with replacement separately among
+    those holding positives and those holding none, so every resample keeps both classes (a cluster
+    with both counts as positive)."""
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    _, cluster = np.unique(np.asarray(clusters), return_inverse=True)
+    members = np.argsort(cluster, kind="stable")
+    starts = np.searchsorted(cluster[members], np.arange(cluster.max() + 2))
+    has_positive = np.bincount(cluster, weights=y.astype(np.float64)) > 0
+    strata = [np.flatnonzero(has_positive), np.flatnonzero(~has_positive)]
+    if any(stratum.size == 0 for stratum in strata):
+        raise ValueError("a bootstrap interval needs clusters with positives and clusters without")
+    rng = np.random.default_rng(seed)
+    values = np.empty(resamples)
+    for r in range(resamples):
+        drawn = np.concatenate([rng.choice(stratum, size=stratum.size) for stratum in strata])
+        index = np.concatenate([members[starts[c] : starts[c + 1]] for c in drawn])
+        values[r] = statistic(y[index], s[index])
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(values, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def poisson_rate_interval(count: int, exposure: float, *, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Garwood) interval of a rate from `count` events in `exposure` (for example hours)."""
+    from scipy.stats import chi2
+
+    tail = (1.0 - level) / 2.0
+    low = 0.0 if count == 0 else float(chi2.ppf(tail, 2 * count)) / 2.0
+    high = float(chi2.ppf(1.0 - tail, 2 * count + 2)) / 2.0
+    return low / exposure, high / exposure

@@ -49,6 +49,13 @@ def test_evaluate_writes_report_plots_and_model_card(tiny_training, synthetic_da
             "f1_at_threshold",
             "confusion_at_threshold",
         }
+        # Each ranking metric comes with a 95% interval from resampling recording groups.
+        for key, (low, high) in report[block]["interval_95"].items():
+            assert 0 <= low <= high <= 1 and key in report[block]
+    assert set(report["windows"]["interval_95"]) == {"roc_auc", "pr_auc", "recall_at_1pct_fpr", "recall_at_5pct_fpr"}
+    low, high = report["stream"]["false_alarms_per_hour_interval_95"]
+    assert 0 <= low <= report["stream"]["false_alarms_per_hour"] < high
+    assert "95% interval" in (out / "model_card.md").read_text()
     assert report["clips"]["roc_auc"] >= 0.9  # the synthetic classes separate
     assert report["stream"]["hours"] > 0 and report["scene"]["scenes"] == 4
     sources = report["sources"]
@@ -60,7 +67,7 @@ def test_evaluate_writes_report_plots_and_model_card(tiny_training, synthetic_da
     for png in ("roc_pr.png", "score_histograms.png", "training_curves.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     card = (out / "model_card.md").read_text()
-    assert "## Model card: `tiny`" in card and "| target (DESIGN.md) | measured | met |" in card
+    assert "## Model card: `tiny`" in card and "| target (DESIGN.md) | measured | 95% interval | met |" in card
     assert "a CNN of one 3x3 convolution" in card and "epochs;" in card
     conditions = report["conditions"]
     assert next(iter(conditions)) == "as recorded" and len(conditions) == 7

@@ -34,6 +34,33 @@ def test_threshold_at_fpr_and_recall() -> None:
     assert metrics.recall_at_fpr(labels, scores, 0.01) == pytest.approx(c.recall, abs=0.01)
 
 
+def test_cluster_bootstrap_interval_resamples_whole_clusters() -> None:
+    rng = np.random.default_rng(0)
+    # 40 clusters of 50 windows; a cluster's windows share most of their score (one recording).
+    clusters = np.repeat(np.arange(40), 50)
+    labels = clusters < 8
+    shared = rng.normal(0, 1.5, 40)[clusters]
+    scores = labels * 2.0 + shared + rng.normal(0, 0.5, clusters.size)
+    point = metrics.roc_auc(labels, scores)
+    low, high = metrics.cluster_bootstrap_interval(labels, scores, clusters, metrics.roc_auc, resamples=300)
+    assert low < point < high
+    # Treating each window as independent understates the uncertainty of correlated windows.
+    naive = metrics.cluster_bootstrap_interval(labels, scores, np.arange(clusters.size), metrics.roc_auc, resamples=300)
+    assert (high - low) > 2 * (naive[1] - naive[0])
+    # Seeded, and every resample keeps both classes.
+    again = metrics.cluster_bootstrap_interval(labels, scores, clusters, metrics.roc_auc, resamples=300)
+    assert again == (low, high)
+    with pytest.raises(ValueError, match="positives"):
+        metrics.cluster_bootstrap_interval(np.zeros(10, bool), np.zeros(10), np.arange(10), metrics.roc_auc)
+
+
+def test_poisson_rate_interval_matches_the_exact_tables() -> None:
+    # Garwood's exact 95% limits for counts 0 and 10 (e.g. Ulm 1990): 0-3.689 and 4.795-18.39.
+    assert metrics.poisson_rate_interval(0, 1.0) == (0.0, pytest.approx(3.689, abs=1e-3))
+    low, high = metrics.poisson_rate_interval(10, 0.5)
+    assert low == pytest.approx(4.795 / 0.5, abs=2e-3) and high == pytest.approx(18.39 / 0.5, abs=2e-2)
+
+
 def _band_energy(x: np.ndarray, rate: int, lo: float, hi: float) -> float:
     spectrum = np.abs(np.fft.rfft(x)) ** 2
     freqs = np.fft.rfftfreq(x.size, 1 / rate)
