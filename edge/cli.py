@@ -187,6 +187,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         cache_dir=args.cache or "",
         seed=args.seed,
         scenes=args.scenes,
+        baseline=args.baseline,
     )
     return EXIT_OK
 
@@ -490,6 +491,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument(
         "--scenes", type=int, default=4, help="scenes to pool (each reorders the non-screams and redraws the SNRs)"
+    )
+    evaluate.add_argument(
+        "--baseline",
+        metavar="MODEL",
+        help="a second model scored on the same clips: each metric's difference with a paired 95%% interval",
     )
     evaluate.set_defaults(func=cmd_evaluate)
 

@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from edge.classifier import Classifier
 from edge.detector import DecisionParams, EventDetector, EventStarted
+from edge.errors import ModelError
 from edge.features import FeatureParams
 from edge.pipeline import StreamingScorer, chunked
 from train import metrics
@@ -402,8 +403,12 @@ def evaluate(
     seed: int = 0,
     scenes: int = 4,
     make_plots: bool = True,
+    baseline: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a model on a data set (or one split of it); writes report.md, report.json and plots."""
+    """Evaluate a model on a data set (or one split of it); writes report.md, report.json and plots.
+
+    With `baseline`, a second model is scored on the same clips and stream, and the report adds each
+    ranking metric's difference with a paired 95% interval (`compare_with_baseline`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     classifier = Classifier(model, expected_features=FeatureParams())
@@ -479,6 +484,10 @@ def evaluate(
     low, high = metrics.poisson_rate_interval(stream_result["false_alarms"], stream_result["hours"])
     stream_result["false_alarms_per_hour_interval_95"] = [round(low, 3), round(high, 3)]
     variants = decision_variants(stream_scores, scene_scores, decisions, shipped=(stream_result, scene_result))
+    against = None
+    if baseline:
+        other = Classifier(baseline, expected_features=FeatureParams())
+        against = compare_with_baseline(other, clips, waves, scored, stream, seed)
 
     report: dict[str, Any] = {
         "model": {
@@ -507,6 +516,7 @@ def evaluate(
         "scene": scene_result,
         "conditions": conditions,
         "decision_variants": variants,
+        **({"baseline": against} if against else {}),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     if make_plots:
@@ -514,6 +524,58 @@ def evaluate(
     (out / "report.md").write_text(render_markdown(report, has_plots=make_plots))
     (out / "model_card.md").write_text(model_card(report, side.raw, report_dir=out))
     return report
+
+
+def compare_with_baseline(
+    baseline: Classifier,
+    clips: list[Clip],
+    waves: list[FloatArray],
+    scored: list[ClipScores],
+    stream: FloatArray,
+    seed: int,
+) -> dict[str, Any]:
+    """The evaluated model against `baseline` on the same clips: each ranking metric of windows and
+    clips for both, and their difference with a paired bootstrap interval over recording groups; and
+    the continuous stream's false alarms under each model's own shipped decisions."""
+    base_side = baseline.sidecar
+    base_scored = score_clips(baseline, clips, waves)
+    labels, scores = split_windows(scored)
+    base_labels, base_scores = split_windows(base_scored)
+    if not np.array_equal(labels, base_labels):
+        raise ModelError(
+            f"baseline {baseline.model_path.name} cuts the clips into other windows "
+            f"({base_side.window_frames} frames every {base_side.hop_frames}): only models with the same "
+            "window and hop can be compared window by window"
+        )
+    blocks: dict[str, Any] = {}
+    for block, y, a, b, groups in (
+        ("windows", labels, scores, base_scores, window_groups(scored)),
+        (
+            "clips",
+            np.array([c.clip.is_scream for c in scored]),
+            np.array([c.peak for c in scored]),
+            np.array([c.peak for c in base_scored]),
+            [c.clip.group for c in scored],
+        ),
+    ):
+        rows: dict[str, Any] = {}
+        for name, statistic in RANKING_METRICS.items():
+            difference, low, high = metrics.paired_bootstrap_difference(y, a, b, groups, statistic, seed=seed)
+            rows[name] = {
+                "model": round(statistic(y, a), 4),
+                "baseline": round(statistic(y, b), 4),
+                "difference": round(difference, 4),
+                "interval_95": [round(low, 4), round(high, 4)],
+            }
+        blocks[block] = rows
+    base_stream = score_stream(baseline, stream)
+    base_starts, _, _ = decide(base_stream, base_side.decision_params())
+    return {
+        "path": str(baseline.model_path),
+        "sha256": baseline.sha256,
+        **blocks,
+        "stream_false_alarms": len(base_starts),
+    }
 
 
 def _plots(
@@ -623,6 +685,42 @@ def _rate_interval(stream: dict[str, Any]) -> str:
     return f" (95% interval {interval[0]:.1f}-{interval[1]:.1f})" if interval else ""
 
 
+def baseline_section(report: dict[str, Any]) -> list[str]:
+    """Markdown lines comparing the model with `--baseline`, if the report has one."""
+    base = report.get("baseline")
+    if not base:
+        return []
+    lines = [
+        "",
+        f"## Against the baseline `{Path(base['path']).name}` (sha256 `{base['sha256'][:12]}…`)",
+        "Both models scored the same clips. Each difference (this model minus the baseline) has a 95% interval "
+        "from resampling recording groups with both models meeting the same resamples; an interval that "
+        "holds 0 is no evidence either way.",
+        "",
+        "| metric | this model | baseline | difference (95% interval) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for block in ("windows", "clips"):
+        for key, label in (
+            ("roc_auc", "ROC AUC"),
+            ("pr_auc", "PR AUC"),
+            ("recall_at_1pct_fpr", "recall at 1% FPR"),
+            ("recall_at_5pct_fpr", "recall at 5% FPR"),
+        ):
+            row = base[block][key]
+            low, high = row["interval_95"]
+            lines.append(
+                f"| {block[:-1]} {label} | {row['model']} | {row['baseline']} | "
+                f"{row['difference']:+.4f} ({low:+.3f} to {high:+.3f}) |"
+            )
+    lines += [
+        "",
+        f"Continuous non-scream stream, each model with its own shipped decisions: "
+        f"{report['stream']['false_alarms']} false alarms against the baseline's {base['stream_false_alarms']}.",
+    ]
+    return lines
+
+
 def render_markdown(report: dict[str, Any], *, has_plots: bool) -> str:
     w, c, st, sc = report["windows"], report["clips"], report["stream"], report["scene"]
     t = report["model"]["thresholds"]
@@ -727,6 +825,7 @@ def render_markdown(report: dict[str, Any], *, has_plots: bool) -> str:
                 f"| {row['non_scream_windows_at_on']} | {row['screams_found']}/{row['screams']} "
                 f"| {row['non_screams_firing']}/{row['non_screams']} |"
             )
+    lines += baseline_section(report)
     lines += ["", f"## Missed screams ({len(report['missed_screams'])})"]
     lines += [f"- `{Path(m['path']).name}` ({m['category']}), peak {m['peak']}" for m in report["missed_screams"][:20]]
     if has_plots:

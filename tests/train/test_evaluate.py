@@ -204,3 +204,56 @@ def test_recording_conditions_do_what_they_say() -> None:
     assert snr == pytest.approx(10.0, abs=0.1)
     wet = RECORDING_CONDITIONS["room reverberation, RT60 0.6 s"](tones[1000.0], rate, rng)
     assert wet.shape == tones[1000.0].shape and not np.allclose(wet, tones[1000.0])
+
+
+def test_evaluate_against_a_baseline_reports_paired_differences(  # type: ignore[no-untyped-def]
+    tiny_training, synthetic_dataset: Path, tmp_path: Path
+) -> None:
+    """--baseline scores a second model on the same clips; each metric's difference is this model
+    minus the baseline with a paired interval, and a baseline cut into other windows is refused."""
+    pytest.importorskip("tensorflow")
+    from edge.errors import ModelError
+    from edge.features import FeatureParams
+    from tests.conftest import export_random_windows
+    from train.evaluate import evaluate
+    from train.export import export_model
+    from train.model import build_model
+
+    model = tiny_training.model_path
+    splits = model.parent / f"{model.stem}-run" / "splits.tsv"
+    windows = np.random.default_rng(0).normal(-8, 3, size=(40, 96, 40)).astype(np.float32)
+    untrained = build_model(window_frames=96, mel_bands=40, feature_mean=-8.0, feature_std=3.0, width=4, seed=5)
+    export_random_windows(untrained, tmp_path / "untrained", windows, thresholds={"on": 0.99, "off": 0.9})
+    common = {"splits_file": splits, "cache_dir": str(tmp_path / "cache"), "scenes": 1, "make_plots": False}
+
+    untrained_path = tmp_path / "untrained.tflite"
+    report = evaluate(model, synthetic_dataset, out_dir=tmp_path / "r", baseline=untrained_path, **common)
+    alone = evaluate(untrained_path, synthetic_dataset, out_dir=tmp_path / "b", **common)
+    base = report["baseline"]
+    for block in ("windows", "clips"):
+        for key, row in base[block].items():
+            assert row["model"] == report[block][key] and row["baseline"] == alone[block][key]
+            assert row["difference"] == pytest.approx(row["model"] - row["baseline"], abs=2e-4)
+            assert row["interval_95"][0] <= row["interval_95"][1]
+    # The trained model separates the synthetic classes; the untrained one does not, on every resample.
+    assert base["windows"]["roc_auc"]["interval_95"][0] > 0
+    assert base["stream_false_alarms"] == alone["stream"]["false_alarms"]
+    assert "## Against the baseline `untrained.tflite`" in (tmp_path / "r" / "report.md").read_text()
+
+    # Against itself every difference is exactly zero.
+    same = evaluate(model, synthetic_dataset, out_dir=tmp_path / "s", baseline=model, **common)["baseline"]
+    assert all(row["interval_95"] == [0.0, 0.0] for row in same["windows"].values())
+
+    short = build_model(window_frames=48, mel_bands=40, feature_mean=-8.0, feature_std=3.0, width=4)
+    export_model(
+        short,
+        tmp_path / "short",
+        features=FeatureParams(),
+        window_frames=48,
+        hop_frames=25,
+        representative=windows[:, :48],
+        check_windows=windows[:, :48],
+        thresholds={"on": 0.99, "off": 0.9},
+    )
+    with pytest.raises(ModelError, match="other windows"):
+        evaluate(model, synthetic_dataset, out_dir=tmp_path / "x", baseline=tmp_path / "short.tflite", **common)

@@ -54,6 +54,27 @@ def test_cluster_bootstrap_interval_resamples_whole_clusters() -> None:
         metrics.cluster_bootstrap_interval(np.zeros(10, bool), np.zeros(10), np.arange(10), metrics.roc_auc)
 
 
+def test_paired_bootstrap_difference_sees_what_separate_intervals_miss() -> None:
+    rng = np.random.default_rng(1)
+    clusters = np.repeat(np.arange(30), 40)
+    labels = clusters < 6
+    hardness = rng.normal(0, 1.5, 30)[clusters]  # some recordings are hard for every model
+    baseline = labels * 1.5 + hardness + rng.normal(0, 0.5, clusters.size)
+    better = baseline + labels * 0.4  # the same model, a little surer of every scream
+    difference, low, high = metrics.paired_bootstrap_difference(
+        labels, better, baseline, clusters, metrics.roc_auc, resamples=300
+    )
+    assert difference == pytest.approx(metrics.roc_auc(labels, better) - metrics.roc_auc(labels, baseline))
+    assert 0 < low <= difference <= high
+    # Compared as two separate intervals, the gain would vanish in their overlap.
+    a = metrics.cluster_bootstrap_interval(labels, better, clusters, metrics.roc_auc, resamples=300)
+    b = metrics.cluster_bootstrap_interval(labels, baseline, clusters, metrics.roc_auc, resamples=300)
+    assert a[0] < b[1]
+    assert metrics.paired_bootstrap_difference(labels, baseline, baseline, clusters, metrics.roc_auc)[1:] == (0, 0)
+    with pytest.raises(ValueError, match="one shape"):
+        metrics.paired_bootstrap_difference(labels, baseline[:-1], baseline, clusters, metrics.roc_auc)
+
+
 def test_poisson_rate_interval_matches_the_exact_tables() -> None:
     # Garwood's exact 95% limits for counts 0 and 10 (e.g. Ulm 1990): 0-3.689 and 4.795-18.39.
     assert metrics.poisson_rate_interval(0, 1.0) == (0.0, pytest.approx(3.689, abs=1e-3))
