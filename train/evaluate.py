@@ -541,7 +541,8 @@ def compare_with_baseline(
     base_scored = score_clips(baseline, clips, waves)
     labels, scores = split_windows(scored)
     base_labels, base_scores = split_windows(base_scored)
-    if not np.array_equal(labels, base_labels):
+    same_cuts = [c.window_scores.size for c in scored] == [c.window_scores.size for c in base_scored]
+    if not same_cuts or not np.array_equal(labels, base_labels):
         raise ModelError(
             f"baseline {baseline.model_path.name} cuts the clips into other windows "
             f"({base_side.window_frames} frames every {base_side.hop_frames}): only models with the same "
