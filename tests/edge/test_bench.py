@@ -32,6 +32,9 @@ def test_quick_bench_reports_every_field(quick_result: dict[str, Any], tiny_mode
     listen = result["listen"]
     assert listen["listen_peak_rss_mb"] > 10 and 0 < listen["listen_cpu_share"] < 1
     assert listen["screams"] == 1 and "onset_to_led_s" in listen and "onset_to_led_fast_s" in listen
+    if listen["onset_to_led_s"] is not None:
+        low, high = listen["onset_to_led_range_s"]
+        assert low <= listen["onset_to_led_s"] <= high
     assert [row["audio_s"] for row in result["logmel"]] == [1.0, 60.0]
     for row in result["logmel"]:
         assert row["numpy_ms"] > 0
@@ -63,3 +66,27 @@ def test_table_output(quick_result: dict[str, Any]) -> None:
     assert "float / int8 time" in table
     assert "onset to decision, 250 ms hop" in table and "onset to decision, 100 ms hop, 1 of 1 window (s)" in table
     assert "onset to LED" in table and "CPU share" in table and "with hop_ms = 100 and 1 of 1 window" in table
+
+
+def test_bench_scenes_put_screams_at_random_phases_of_the_window_grid() -> None:
+    """Latency depends on where an onset falls between window ends, so the benchmark scenes spread
+    their onsets over every phase instead of starting each scream on a whole second."""
+    import numpy as np
+
+    from edge.bench import scene_seconds, scream_onsets
+    from edge.synth import room_tone, scream_like, speech_like
+
+    onsets = scream_onsets(6, 3.0, 10.0)
+    assert onsets == scream_onsets(6, 3.0, 10.0)  # seeded
+    assert all(3.0 + 10 * k <= t < 4.0 + 10 * k for k, t in enumerate(onsets))
+    assert len({round(t % 0.25, 2) for t in onsets}) >= 4
+    # The one-second blocks hold exactly the scene built in one piece, the scream at its onset.
+    rate = 8000
+    blocks = np.concatenate(list(scene_seconds(1, rate)))
+    rng = np.random.default_rng(3)
+    first, second, scream = speech_like(3.0, rate, rng), speech_like(3.0, rate, rng), scream_like(1.5, rate, rng)
+    expected = np.concatenate([room_tone(1.0, rate, rng) for _ in range(60)])
+    at = round(scream_onsets(1, 45.0, 60.0)[0] * rate)
+    for start, clip in ((5 * rate, first), (25 * rate, second), (at, scream)):
+        expected[start : start + clip.size] += clip
+    np.testing.assert_array_equal(blocks, expected)
