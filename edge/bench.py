@@ -169,11 +169,16 @@ def scream_onsets(count: int, first_s: float, every_s: float, seed: int = 11) ->
     return [round(first_s + k * every_s + float(jitter[k]), 4) for k in range(count)]
 
 
+def stream_scream_onsets(minutes: int) -> list[float]:
+    """Where `scene_seconds` puts its scream-like sounds: 45-46 s into every minute."""
+    return scream_onsets(minutes, 45.0, 60.0)
+
+
 def scene_seconds(minutes: int, rate: int, seed: int = 3) -> Iterator[FloatArray]:
     """One-second blocks (bounded memory): room tone, speech at 5 s and 25 s and a scream-like
-    sound at 45-46 s (`scream_onsets`) of every minute."""
+    sound at `stream_scream_onsets` of every minute."""
     rng = np.random.default_rng(seed)
-    onsets = scream_onsets(minutes, 45.0, 60.0)
+    onsets = stream_scream_onsets(minutes)
     for minute in range(minutes):
         scream_at = round((onsets[minute] - minute * 60.0) * rate)
         events = {
@@ -201,7 +206,7 @@ def bench_stream(
     pipeline = DetectionPipeline(classifier, side.features, decisions, hop_frames=hop, source_rate_hz=rate)
     chunk = rate // 10
     starts: list[float] = []
-    onsets = scream_onsets(minutes, 45.0, 60.0)
+    onsets = stream_scream_onsets(minutes)
     elapsed = 0.0
     for audio in scene_seconds(minutes, rate):
         t0 = time.perf_counter()

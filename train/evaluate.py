@@ -372,6 +372,13 @@ RANKING_METRICS: dict[str, Callable[[npt.NDArray[np.bool_], npt.NDArray[np.float
     "recall_at_1pct_fpr": lambda y, s: metrics.recall_at_fpr(y, s, 0.01),
     "recall_at_5pct_fpr": lambda y, s: metrics.recall_at_fpr(y, s, 0.05),
 }
+# How the reports name them, in the order of their tables.
+RANKING_LABELS = {
+    "roc_auc": "ROC AUC",
+    "pr_auc": "PR AUC",
+    "recall_at_1pct_fpr": "recall at 1% FPR",
+    "recall_at_5pct_fpr": "recall at 5% FPR",
+}
 
 
 def _metric_block(
@@ -383,9 +390,10 @@ def _metric_block(
     c = metrics.confusion(y, s, threshold)
     block: dict[str, Any] = {"count": int(y.size)}
     intervals: dict[str, list[float]] = {}
+    both_classes = bool(y.any() and not y.all())
     for name, statistic in RANKING_METRICS.items():
         block[name] = round(statistic(y, s), 4)
-        if y.any() and not y.all():
+        if both_classes:
             low, high = metrics.cluster_bootstrap_interval(y, s, groups, statistic, seed=seed)
             intervals[name] = [round(low, 4), round(high, 4)]
     block |= {"f1_at_threshold": round(c.f1, 4), "confusion_at_threshold": asdict(c), "interval_95": intervals}
@@ -702,12 +710,7 @@ def baseline_section(report: dict[str, Any]) -> list[str]:
         "| --- | ---: | ---: | ---: |",
     ]
     for block in ("windows", "clips"):
-        for key, label in (
-            ("roc_auc", "ROC AUC"),
-            ("pr_auc", "PR AUC"),
-            ("recall_at_1pct_fpr", "recall at 1% FPR"),
-            ("recall_at_5pct_fpr", "recall at 5% FPR"),
-        ):
+        for key, label in RANKING_LABELS.items():
             row = base[block][key]
             low, high = row["interval_95"]
             lines.append(
@@ -741,10 +744,7 @@ def render_markdown(report: dict[str, Any], *, has_plots: bool) -> str:
     ]
     for key, label in (
         ("count", "count"),
-        ("roc_auc", "ROC AUC"),
-        ("pr_auc", "PR AUC"),
-        ("recall_at_1pct_fpr", "recall at 1% FPR"),
-        ("recall_at_5pct_fpr", "recall at 5% FPR"),
+        *RANKING_LABELS.items(),
         ("f1_at_threshold", "F1 at the on threshold"),
     ):
         lines.append(f"| {label} | {_cell(w, key)} | {_cell(c, key)} |")
@@ -934,13 +934,7 @@ def model_card(report: dict[str, Any], sidecar: dict[str, Any], *, report_dir: P
         "| metric (95% interval, resampling recording groups) | windows | clips |",
         "| --- | ---: | ---: |",
     ]
-    for key, label in (
-        ("roc_auc", "ROC AUC"),
-        ("pr_auc", "PR AUC"),
-        ("recall_at_1pct_fpr", "recall at 1% FPR"),
-        ("recall_at_5pct_fpr", "recall at 5% FPR"),
-        ("f1_at_threshold", "F1 at `on`"),
-    ):
+    for key, label in (*RANKING_LABELS.items(), ("f1_at_threshold", "F1 at `on`")):
         lines.append(f"| {label} | {_cell(w, key)} | {_cell(c, key)} |")
     lines += [
         "",

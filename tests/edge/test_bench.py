@@ -73,7 +73,7 @@ def test_bench_scenes_put_screams_at_random_phases_of_the_window_grid() -> None:
     their onsets over every phase instead of starting each scream on a whole second."""
     import numpy as np
 
-    from edge.bench import scene_seconds, scream_onsets
+    from edge.bench import scene_seconds, scream_onsets, stream_scream_onsets
     from edge.synth import room_tone, scream_like, speech_like
 
     onsets = scream_onsets(6, 3.0, 10.0)
@@ -86,7 +86,8 @@ def test_bench_scenes_put_screams_at_random_phases_of_the_window_grid() -> None:
     rng = np.random.default_rng(3)
     first, second, scream = speech_like(3.0, rate, rng), speech_like(3.0, rate, rng), scream_like(1.5, rate, rng)
     expected = np.concatenate([room_tone(1.0, rate, rng) for _ in range(60)])
-    at = round(scream_onsets(1, 45.0, 60.0)[0] * rate)
+    assert stream_scream_onsets(1) == scream_onsets(1, 45.0, 60.0)
+    at = round(stream_scream_onsets(1)[0] * rate)
     for start, clip in ((5 * rate, first), (25 * rate, second), (at, scream)):
         expected[start : start + clip.size] += clip
     np.testing.assert_array_equal(blocks, expected)
