@@ -149,14 +149,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
-    try:
-        from train.pipeline import TrainConfig, train
-    except ImportError as exc:
-        raise ExtraMissingError(exc.name or "tensorflow", "train", "scream train") from exc
+def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The TrainConfig that `scream train`'s and `scream crossval`'s recipe options describe."""
+    from train.pipeline import TrainConfig
+
     shape = {k: v for k, v in (("members", args.members), ("width", args.width)) if v is not None}
-    config = TrainConfig(
+    return TrainConfig(
         **shape,
         epochs=args.epochs,
         seed=args.seed,
@@ -166,9 +164,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         min_event_recall=args.min_event_recall,
         max_latency_s=args.max_latency,
     )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
+    try:
+        from train.pipeline import train
+    except ImportError as exc:
+        raise ExtraMissingError(exc.name or "tensorflow", "train", "scream train") from exc
     if args.out.endswith(".tflite"):
         args.out = args.out[: -len(".tflite")]
-    train(args.data, args.out, config=config)
+    train(args.data, args.out, config=_train_config(args))
+    return EXIT_OK
+
+
+def cmd_crossval(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        from train.crossval import crossval
+    except ImportError as exc:
+        raise ExtraMissingError(exc.name or "tensorflow", "train", "scream crossval") from exc
+    crossval(args.data, args.out, folds=args.folds, config=_train_config(args), scenes=args.scenes, seed=args.seed)
     return EXIT_OK
 
 
@@ -401,6 +417,37 @@ def cmd_check_model(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--epochs", type=int, default=30, help="at most this many (early stopping on validation PR AUC)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--members",
+        type=_positive_int,
+        help="networks to train (seeds seed, seed+1, ...) and ship averaged as one model",
+    )
+    parser.add_argument(
+        "--width", type=_positive_int, help="channels of the first convolution; later blocks use 2x and 4x"
+    )
+    parser.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
+    point = parser.add_argument_group(
+        "operating point", "how `on` and the k-of-n patience are chosen on validation scenes (train/operating_point.py)"
+    )
+    point.add_argument(
+        "--max-false-alarms-per-hour",
+        type=float,
+        default=0.5,
+        help="the most recall at or under this many false alarms per hour, if any candidate gets there",
+    )
+    point.add_argument(
+        "--min-event-recall", type=float, default=0.5, help="candidates must catch this share of the screams"
+    )
+    point.add_argument(
+        "--max-latency", type=float, default=1.0, help="... with a median scream onset to alarm of at most this (s)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scream",
@@ -447,33 +494,24 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--out", required=True, help="output path without suffix: writes NAME.tflite, NAME.json, NAME-run/"
     )
-    train.add_argument("--epochs", type=int, default=30, help="at most this many (early stopping on validation PR AUC)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument(
-        "--members",
-        type=_positive_int,
-        help="networks to train (seeds seed, seed+1, ...) and ship averaged as one model",
-    )
-    train.add_argument(
-        "--width", type=_positive_int, help="channels of the first convolution; later blocks use 2x and 4x"
-    )
-    train.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
-    point = train.add_argument_group(
-        "operating point", "how `on` and the k-of-n patience are chosen on validation scenes (train/operating_point.py)"
-    )
-    point.add_argument(
-        "--max-false-alarms-per-hour",
-        type=float,
-        default=0.5,
-        help="the most recall at or under this many false alarms per hour, if any candidate gets there",
-    )
-    point.add_argument(
-        "--min-event-recall", type=float, default=0.5, help="candidates must catch this share of the screams"
-    )
-    point.add_argument(
-        "--max-latency", type=float, default=1.0, help="... with a median scream onset to alarm of at most this (s)"
-    )
+    _add_recipe_arguments(train)
     train.set_defaults(func=cmd_train)
+
+    cv = sub.add_parser(
+        "crossval",
+        help="measure the training recipe on every recording group: k group folds (needs the 'train' extra)",
+        formatter_class=formatter,
+        epilog="Fold k trains with fold k as test and fold k+1 as validation, then `scream evaluate` scores "
+        "fold k; the out-of-fold results are pooled. Fold models already in --out with the same recipe are "
+        "reused, so a stopped run resumes.\n\nexample:\n  scream crossval --data ../shared/data/scream-corpus-v1 "
+        "--out runs/crossval --folds 5",
+    )
+    cv.add_argument("--data", required=True, help="manifest or folder, as for `scream train`")
+    cv.add_argument("--out", required=True, help="folder for fold-K.tflite, fold-K-run/, fold-K-report/ and report.md")
+    cv.add_argument("--folds", type=int, default=5, help="group folds (at least 3)")
+    cv.add_argument("--scenes", type=_positive_int, default=1, help="scenes per fold in its evaluation")
+    _add_recipe_arguments(cv)
+    cv.set_defaults(func=cmd_crossval)
 
     evaluate = sub.add_parser(
         "evaluate",

@@ -386,8 +386,17 @@ def _metric_block(
 ) -> dict[str, Any]:
     """Metrics at and around `threshold`, each ranking metric with a 95% interval from resampling
     whole recording groups (the split's unit: a group's clips and windows are not independent)."""
+    c = metrics.confusion(labels, scores, threshold)
+    block = ranking_block(labels, scores, groups, seed=seed)
+    intervals = block.pop("interval_95")
+    return block | {"f1_at_threshold": round(c.f1, 4), "confusion_at_threshold": asdict(c), "interval_95": intervals}
+
+
+def ranking_block(
+    labels: npt.ArrayLike, scores: npt.ArrayLike, groups: npt.ArrayLike, *, seed: int = 0
+) -> dict[str, Any]:
+    """The ranking metrics of RANKING_METRICS, each with its group-bootstrap 95% interval."""
     y, s = np.asarray(labels, dtype=bool), np.asarray(scores, dtype=np.float64)
-    c = metrics.confusion(y, s, threshold)
     block: dict[str, Any] = {"count": int(y.size)}
     intervals: dict[str, list[float]] = {}
     both_classes = bool(y.any() and not y.all())
@@ -396,11 +405,24 @@ def _metric_block(
         if both_classes:
             low, high = metrics.cluster_bootstrap_interval(y, s, groups, statistic, seed=seed)
             intervals[name] = [round(low, 4), round(high, 4)]
-    block |= {"f1_at_threshold": round(c.f1, 4), "confusion_at_threshold": asdict(c), "interval_95": intervals}
-    return block
+    return block | {"interval_95": intervals}
 
 
-def evaluate(
+@dataclass
+class Evaluation:
+    """A written evaluation: its report and every clip's window scores."""
+
+    report: dict[str, Any]
+    scored: list[ClipScores]
+
+
+def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str], **kwargs: Any) -> dict[str, Any]:
+    """Evaluate a model on a data set (or one split of it); writes report.md, report.json and plots
+    and returns the report (arguments as `evaluate_with_scores`)."""
+    return evaluate_with_scores(model, data, **kwargs).report
+
+
+def evaluate_with_scores(
     model: str | os.PathLike[str],
     data: str | os.PathLike[str],
     *,
@@ -412,7 +434,7 @@ def evaluate(
     scenes: int = 4,
     make_plots: bool = True,
     baseline: str | os.PathLike[str] | None = None,
-) -> dict[str, Any]:
+) -> Evaluation:
     """Evaluate a model on a data set (or one split of it); writes report.md, report.json and plots.
 
     With `baseline`, a second model is scored on the same clips and stream, and the report adds each
@@ -531,7 +553,7 @@ def evaluate(
         _plots(out, w_labels, w_scores, scored, on, Path(model))
     (out / "report.md").write_text(render_markdown(report, has_plots=make_plots))
     (out / "model_card.md").write_text(model_card(report, side.raw, report_dir=out))
-    return report
+    return Evaluation(report, scored)
 
 
 def compare_with_baseline(

@@ -20,7 +20,7 @@ from train import metrics
 from train.augment import AugmentParams, augment_waveform, change_speed, colored_noise, spec_augment
 from train.data import Clip, DataError, Dataset, WaveformCache, load_dataset
 from train.operating_point import on_off_at
-from train.splits import split_by_group, write_splits
+from train.splits import fold_splits, split_by_group, write_splits
 from train.windows import edge_windows, random_window, spliced_window, window_samples
 
 FloatArray = npt.NDArray[np.float32]
@@ -52,6 +52,8 @@ class TrainConfig:
     max_latency_s: float = 1.0
     seed: int = 0
     split_seed: int | None = None  # the train/validation/test split's seed; None: `seed`
+    folds: int = 0  # > 0: cross-validation (`scream crossval`): test on group fold `fold` of `folds`,
+    fold: int = 0  # validate on the next fold, train on the rest (train/splits.py fold_splits)
     cache_dir: str = ""
     verbose: int = 2
 
@@ -242,7 +244,11 @@ def train(
     dataset = load_dataset(data)
     for line in dataset.summary_lines():
         _log(line)
-    splits = split_by_group(dataset.clips, seed=config.seed if config.split_seed is None else config.split_seed)
+    split_seed = config.seed if config.split_seed is None else config.split_seed
+    if config.folds:
+        splits = fold_splits(dataset.clips, config.folds, config.fold, seed=split_seed)
+    else:
+        splits = split_by_group(dataset.clips, seed=split_seed)
     write_splits(splits, run_dir / "splits.tsv", dataset.base)
     leaks = set.intersection(*({c.group for c in splits[s]} for s in ("train", "test"))) | set.intersection(
         *({c.group for c in splits[s]} for s in ("train", "validation"))

@@ -17,30 +17,69 @@ def split_by_group(
     clips: list[Clip], *, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0
 ) -> dict[str, list[Clip]]:
     """Assign whole groups to splits, per majority label, so each split gets its share of clips."""
+    parts = _assign_groups(clips, fractions, seed)
+    out = dict(zip(SPLITS, parts, strict=True))
+    _require_both_classes(out)
+    return out
+
+
+def group_folds(clips: list[Clip], folds: int, *, seed: int = 0) -> list[list[Clip]]:
+    """`folds` parts of about equal size per label, whole groups each: for cross-validation."""
+    if folds < 3:
+        raise DataError(f"cross-validation needs at least 3 folds (test, validation, train), got {folds}")
+    for label in LABELS:
+        groups = {c.group for c in clips if c.label == label}
+        if len(groups) < folds:
+            raise DataError(f"'{label}' has {len(groups)} groups; {folds} folds need at least one group each")
+    return _assign_groups(clips, tuple([1.0 / folds] * folds), seed)
+
+
+def fold_splits(clips: list[Clip], folds: int, fold: int, *, seed: int = 0) -> dict[str, list[Clip]]:
+    """Fold `fold` as test, the next fold as validation, the rest as train: over `folds` runs every
+    group is tested exactly once, by a model that never saw it."""
+    if not 0 <= fold < folds:
+        raise DataError(f"fold {fold} is not one of 0..{folds - 1}")
+    parts = group_folds(clips, folds, seed=seed)
+    out = {
+        "train": [c for k, part in enumerate(parts) if k not in (fold, (fold + 1) % folds) for c in part],
+        "validation": parts[(fold + 1) % folds],
+        "test": parts[fold],
+    }
+    _require_both_classes(out)
+    return out
+
+
+def _assign_groups(clips: list[Clip], fractions: tuple[float, ...], seed: int) -> list[list[Clip]]:
+    """Whole groups to len(fractions) parts, per majority label, each part near its share of clips."""
     groups: dict[str, list[Clip]] = collections.defaultdict(list)
     for clip in clips:
         groups[clip.group].append(clip)
     rng = np.random.default_rng(seed)
-    out: dict[str, list[Clip]] = {name: [] for name in SPLITS}
+    n = len(fractions)
+    out: list[list[Clip]] = [[] for _ in range(n)]
     for label in LABELS:
         names = sorted(g for g, members in groups.items() if _majority(members) == label)
         rng.shuffle(names)
         total = sum(len(groups[g]) for g in names)
         targets = np.array(fractions) * total
-        filled = np.zeros(3)
-        # Test, validation and train each first get one random group, so every split sees every
-        # label; the rest go large-first to the split furthest below its share.
-        seeded = list(zip(names[:3], (2, 1, 0), strict=True)) if len(names) >= 3 else []
+        filled = np.zeros(n)
+        # Each part first gets one random group (the last part first: for splits, test, validation,
+        # then train), so every part sees every label; the rest go large-first to the part furthest
+        # below its share.
+        seeded = list(zip(names[:n], range(n - 1, -1, -1), strict=True)) if len(names) >= n else []
         rest = sorted(names[len(seeded) :], key=lambda g: -len(groups[g]))
-        for name, split in seeded + [(g, -1) for g in rest]:
-            if split < 0:
-                split = int(np.argmax((targets - filled) / np.maximum(targets, 1e-9)))
-            filled[split] += len(groups[name])
-            out[SPLITS[split]].extend(groups[name])
-    for name, members in out.items():
+        for name, part in seeded + [(g, -1) for g in rest]:
+            if part < 0:
+                part = int(np.argmax((targets - filled) / np.maximum(targets, 1e-9)))
+            filled[part] += len(groups[name])
+            out[part].extend(groups[name])
+    return out
+
+
+def _require_both_classes(splits: dict[str, list[Clip]]) -> None:
+    for name, members in splits.items():
         if not any(c.is_scream for c in members) or all(c.is_scream for c in members):
             raise DataError(f"the {name} split lacks a class; add more groups of each label")
-    return out
 
 
 def _majority(members: list[Clip]) -> str:

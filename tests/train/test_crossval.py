@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.cli import build_parser
+from tests.conftest import make_synthetic_dataset
+from train.data import LABELS, Clip, DataError
+from train.splits import fold_splits, group_folds, split_by_group
+
+
+def _clips(groups_per_label: int = 10, seed: int = 0) -> list[Clip]:
+    """Groups of 1-6 clips each, as uneven as the corpus's."""
+    rng = np.random.default_rng(seed)
+    clips = []
+    for label in ("scream", "non_scream"):
+        for g in range(groups_per_label):
+            for i in range(int(rng.integers(1, 7))):
+                clips.append(Clip(path=Path(f"/d/{label}/{g}/{i}.wav"), label=label, group=f"{label}-{g}"))
+    return clips
+
+
+def test_group_folds_deal_whole_groups_of_both_labels_into_even_parts() -> None:
+    clips = _clips()
+    parts = group_folds(clips, 4, seed=3)
+    assert sorted(str(c.path) for part in parts for c in part) == sorted(str(c.path) for c in clips)
+    owners: dict[str, set[int]] = {}
+    for k, part in enumerate(parts):
+        assert {c.label for c in part} == {"scream", "non_scream"}
+        for c in part:
+            owners.setdefault(c.group, set()).add(k)
+    assert all(len(folds) == 1 for folds in owners.values())
+    sizes = [len(part) for part in parts]
+    assert max(sizes) - min(sizes) <= 8, sizes  # about a quarter each, whole groups of up to 6 clips
+    assert [[c.path for c in p] for p in group_folds(clips, 4, seed=3)] == [[c.path for c in p] for p in parts]
+    assert [[c.path for c in p] for p in group_folds(clips, 4, seed=4)] != [[c.path for c in p] for p in parts]
+
+
+def test_fold_splits_rotate_test_and_validation_so_every_group_is_tested_once() -> None:
+    clips = _clips()
+    parts = group_folds(clips, 4, seed=0)
+    tested: list[str] = []
+    for k in range(4):
+        splits = fold_splits(clips, 4, k, seed=0)
+        assert [c.path for c in splits["test"]] == [c.path for c in parts[k]]
+        assert [c.path for c in splits["validation"]] == [c.path for c in parts[(k + 1) % 4]]
+        sides = {name: {c.group for c in members} for name, members in splits.items()}
+        assert not (sides["train"] & sides["test"] or sides["train"] & sides["validation"])
+        assert not sides["validation"] & sides["test"]
+        assert len(splits["train"]) + len(splits["validation"]) + len(splits["test"]) == len(clips)
+        tested += sorted(sides["test"])
+    assert sorted(tested) == sorted({c.group for c in clips})
+
+
+def test_fold_splits_refuse_impossible_requests() -> None:
+    clips = _clips(groups_per_label=4)
+    with pytest.raises(DataError, match="at least 3 folds"):
+        fold_splits(clips, 2, 0)
+    with pytest.raises(DataError, match="fold 5 is not one of 0..4"):
+        fold_splits(clips, 5, 5)
+    with pytest.raises(DataError, match="has 4 groups; 6 folds need at least one group each"):
+        group_folds(clips, 6)
+
+
+def test_three_part_splits_are_unchanged_by_the_fold_code() -> None:
+    """split_by_group now shares the group dealer with the folds; a committed run's splits.tsv must
+    still reproduce: the first three random groups go to test, validation, train, the rest largest first."""
+    clips = _clips(groups_per_label=12, seed=5)
+    splits = split_by_group(clips, seed=11)
+    rng = np.random.default_rng(11)
+    for label in LABELS:  # in the dealer's order: one random stream for both labels
+        names = sorted({c.group for c in clips if c.label == label})
+        rng.shuffle(names)
+        assert {c.group for c in splits["test"]} >= {names[0]}
+        assert {c.group for c in splits["validation"]} >= {names[1]}
+        assert {c.group for c in splits["train"]} >= {names[2]}
+    shares = np.array([len(splits[s]) for s in ("train", "validation", "test")]) / len(clips)
+    np.testing.assert_allclose(shares, [0.7, 0.15, 0.15], atol=0.08)
+
+
+def test_crossval_scores_every_group_once_pools_the_folds_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("tensorflow")
+    from train.crossval import crossval, reusable
+    from train.pipeline import TrainConfig
+
+    # More clips than the shared synthetic set: a fold's test windows are the export's int8 check
+    # set, and under 100 of them one window of int8 rounding across `on` costs more than its 1%.
+    data = make_synthetic_dataset(tmp_path / "data", per_class=45, seed=1)
+    config = TrainConfig(
+        epochs=8,
+        steps_per_epoch=20,
+        batch_size=32,
+        width=8,
+        members=1,
+        early_stopping_patience=8,
+        cache_dir=str(tmp_path / "cache"),
+        verbose=0,
+    )
+    out = tmp_path / "cv"
+    report = crossval(data, out, folds=3, config=config, scenes=1)
+
+    rows = report["fold_rows"]
+    assert [r["fold"] for r in rows] == [0, 1, 2] and all(r["trained_this_run"] for r in rows)
+    tested: list[str] = []
+    for k in range(3):
+        with (out / f"fold-{k}-run" / "splits.tsv").open() as handle:
+            split_rows = list(csv.DictReader(handle, delimiter="\t"))
+        tested += [r["path"] for r in split_rows if r["split"] == "test"]
+        fold_report = json.loads((out / f"fold-{k}-report" / "report.json").read_text())
+        assert (
+            fold_report["data"]["split"] == "test"
+            and fold_report["data"]["clips"] == rows[k]["screams"] + rows[k]["non_screams"]
+        )
+        sidecar = json.loads((out / f"fold-{k}.json").read_text())
+        assert (sidecar["training"]["config"]["folds"], sidecar["training"]["config"]["fold"]) == (3, k)
+    assert sorted(tested) == sorted(p.relative_to(data).as_posix() for p in data.rglob("*.wav"))
+
+    pooled = report["pooled"]
+    assert pooled["clips"] == 90 and pooled["screams"] == 45 and pooled["scream_groups"] == 45
+    assert pooled["stream"]["false_alarms"] == sum(r["stream_false_alarms"] for r in rows)
+    assert pooled["stream"]["hours"] == pytest.approx(sum(r["stream_hours"] for r in rows), abs=1e-3)
+    assert pooled["windows"]["count"] > pooled["clips"]
+    low, high = pooled["windows"]["interval_95"]["roc_auc"]
+    assert low <= pooled["windows"]["roc_auc"] <= high
+    # The synthetic classes separate out of fold too: each group judged by a model that never saw it.
+    assert pooled["windows"]["roc_auc"] >= 0.9 and pooled["clips_ranking"]["roc_auc"] >= 0.9
+    mean_roc = np.mean([r["roc_auc"] for r in rows])
+    assert report["fold_spread"]["roc_auc"]["mean"] == pytest.approx(mean_roc, abs=1e-4)
+    text = (out / "report.md").read_text()
+    assert "## Pooled out of fold" in text and "| 2 | " in text and "<= 0.5" in text
+
+    # Run again: every fold model is reused, and the pooled numbers are the same.
+    model_bytes = (out / "fold-1.tflite").read_bytes()
+    (out / "fold-1.tflite").unlink()
+    capsys.readouterr()
+    again = crossval(data, out, folds=3, config=replace(config, cache_dir=str(tmp_path / "c2")), scenes=1)
+    log = capsys.readouterr().out
+    assert [r["trained_this_run"] for r in again["fold_rows"]] == [False, True, False]
+    assert "fold 1 of 3: reusing" in log and "fold 2 of 3: training" in log
+    assert (out / "fold-1.tflite").read_bytes() == model_bytes  # seeded: the retrained fold is the same model
+    assert again["pooled"] == report["pooled"]
+    # Another recipe is not reused.
+    assert not reusable(out / "fold-0.tflite", replace(config, folds=3, fold=0, width=4))
+    assert reusable(out / "fold-0.tflite", replace(config, folds=3, fold=0, verbose=2))
+
+
+def test_crossval_command_takes_the_train_recipe_options() -> None:
+    args = build_parser().parse_args(
+        ["crossval", "--data", "d", "--out", "o", "--folds", "4", "--members", "2", "--epochs", "7", "--scenes", "2"]
+    )
+    assert (args.folds, args.members, args.epochs, args.scenes, args.width) == (4, 2, 7, 2, None)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["crossval", "--data", "d", "--out", "o", "--scenes", "0"])

@@ -1,0 +1,306 @@
+"""`scream crossval`: the training recipe measured on every recording group of a data set.
+
+The data set's groups are dealt into `folds` parts (train/splits.py `group_folds`). Fold model k is
+trained by `scream train`'s own code with part k as its test split, part k+1 as validation (early
+stopping, thresholds, operating point) and the rest as train, then evaluated by `scream evaluate` on
+part k. Every group is thus scored once, by a model that never saw it, and the out-of-fold results
+pool into estimates with several times the screams of one test split: the recipe's, not one model's.
+
+Fold models already in the output folder with the same recipe are reused, so an interrupted run
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from train import metrics
+from train.evaluate import RANKING_LABELS, evaluate_with_scores, ranking_block, split_windows, window_groups
+from train.pipeline import TrainConfig, train
+
+# Recipe fields that do not change what a fold model learns.
+_NOT_RECIPE = ("cache_dir", "verbose")
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+@dataclass
+class FoldResult:
+    fold: int
+    report: dict[str, Any]
+    sidecar: dict[str, Any]
+    window_labels: npt.NDArray[np.bool_]
+    window_scores: npt.NDArray[np.float64]
+    window_groups: npt.NDArray[np.str_]
+    clip_labels: npt.NDArray[np.bool_]
+    clip_scores: npt.NDArray[np.float64]
+    clip_groups: npt.NDArray[np.str_]
+    trained_now: bool
+
+
+def _recipe(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
+    fields = asdict(config) if isinstance(config, TrainConfig) else dict(config)
+    return {k: v for k, v in fields.items() if k not in _NOT_RECIPE}
+
+
+def reusable(model: Path, config: TrainConfig) -> bool:
+    """Whether `model` was trained by this recipe for this fold (and its sidecar is readable)."""
+    sidecar = model.with_suffix(".json")
+    if not (model.is_file() and sidecar.is_file() and (model.parent / f"{model.stem}-run" / "splits.tsv").is_file()):
+        return False
+    try:
+        trained = json.loads(sidecar.read_text())["training"]["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return bool(_recipe(trained) == _recipe(config))
+
+
+def run_fold(data: str | os.PathLike[str], out: Path, config: TrainConfig, *, scenes: int, seed: int) -> FoldResult:
+    model = out / f"fold-{config.fold}.tflite"
+    trained_now = not reusable(model, config)
+    if trained_now:
+        _log(f"== fold {config.fold + 1} of {config.folds}: training")
+        train(data, model.with_suffix(""), config=config)
+    else:
+        _log(f"== fold {config.fold + 1} of {config.folds}: reusing {model} (same recipe)")
+    evaluation = evaluate_with_scores(
+        model,
+        data,
+        out_dir=out / f"fold-{config.fold}-report",
+        splits_file=out / f"fold-{config.fold}-run" / "splits.tsv",
+        split="test",
+        cache_dir=config.cache_dir,
+        seed=seed,
+        scenes=scenes,
+        make_plots=False,
+    )
+    scored = evaluation.scored
+    labels, scores = split_windows(scored)
+    return FoldResult(
+        fold=config.fold,
+        report=evaluation.report,
+        sidecar=json.loads(model.with_suffix(".json").read_text()),
+        window_labels=labels,
+        window_scores=scores,
+        window_groups=window_groups(scored),
+        clip_labels=np.array([s.clip.is_scream for s in scored]),
+        clip_scores=np.array([s.peak for s in scored]),
+        clip_groups=np.array([s.clip.group for s in scored], dtype=str),
+        trained_now=trained_now,
+    )
+
+
+def crossval(
+    data: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    folds: int = 5,
+    config: TrainConfig | None = None,
+    scenes: int = 1,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Train and evaluate `folds` fold models; writes report.md and report.json to `out_dir`."""
+    config = config or TrainConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    results = [
+        run_fold(data, out, replace(config, folds=folds, fold=k), scenes=scenes, seed=seed) for k in range(folds)
+    ]
+    tested = [set(r.clip_groups) for r in results]
+    for i in range(folds):
+        for j in range(i + 1, folds):
+            if tested[i] & tested[j]:
+                raise RuntimeError(f"folds {i} and {j} both test group {sorted(tested[i] & tested[j])[0]!r}")
+    report = pooled_report(results, config=config, data=data, folds=folds, scenes=scenes, seed=seed)
+    report["seconds"] = round(time.monotonic() - started, 1)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.md").write_text(render_markdown(report))
+    _log(f"cross-validation report: {out / 'report.md'}")
+    return report
+
+
+def pooled_report(
+    results: list[FoldResult], *, config: TrainConfig, data: str | os.PathLike[str], folds: int, scenes: int, seed: int
+) -> dict[str, Any]:
+    """Per-fold rows, their mean and spread, and the out-of-fold results pooled."""
+    rows = [fold_row(r) for r in results]
+    cat = np.concatenate
+    windows = ranking_block(
+        cat([r.window_labels for r in results]),
+        cat([r.window_scores for r in results]),
+        cat([r.window_groups for r in results]),
+        seed=seed,
+    )
+    clips = ranking_block(
+        cat([r.clip_labels for r in results]),
+        cat([r.clip_scores for r in results]),
+        cat([r.clip_groups for r in results]),
+        seed=seed,
+    )
+    # At each fold model's own `on` (chosen on its own validation fold): the shipped decision.
+    confusion = {
+        key: sum(r.report["windows"]["confusion_at_threshold"][key] for r in results)
+        for key in ("true_positive", "false_positive", "true_negative", "false_negative")
+    }
+    tp, fp, tn, fn = confusion.values()
+    stream_alarms = sum(r.report["stream"]["false_alarms"] for r in results)
+    stream_hours = sum(r.report["stream"]["hours"] for r in results)
+    low, high = metrics.poisson_rate_interval(stream_alarms, stream_hours)
+    scene = {key: sum(r.report["scene"][key] for r in results) for key in ("screams", "detected", "false_alarms")}
+    scene_hours = sum(r.report["scene"]["hours"] for r in results)
+    spread = {
+        key: {"mean": round(float(np.mean(values)), 4), "sd": round(float(np.std(values, ddof=1)), 4)}
+        for key in (*RANKING_LABELS, "clip_roc_auc", "stream_false_alarms_per_hour", "scene_event_recall")
+        for values in [[row[key] for row in rows]]
+    }
+    return {
+        "data": str(data),
+        "folds": folds,
+        "recipe": _recipe(config) | {"folds": folds},
+        "scenes_per_fold": scenes,
+        "seed": seed,
+        "fold_rows": rows,
+        "fold_spread": spread,
+        "pooled": {
+            "clips": int(sum(r.clip_labels.size for r in results)),
+            "screams": int(sum(r.clip_labels.sum() for r in results)),
+            "scream_groups": len({g for r in results for g, y in zip(r.clip_groups, r.clip_labels, strict=True) if y}),
+            "windows": windows,
+            "clips_ranking": clips,
+            "windows_at_own_on": confusion
+            | {
+                "recall": round(tp / max(tp + fn, 1), 4),
+                "false_positive_rate": round(fp / max(fp + tn, 1), 4),
+            },
+            "stream": {
+                "false_alarms": stream_alarms,
+                "hours": round(stream_hours, 3),
+                "false_alarms_per_hour": round(stream_alarms / max(stream_hours, 1e-9), 3),
+                "false_alarms_per_hour_interval_95": [round(low, 3), round(high, 3)],
+            },
+            "scene": scene
+            | {
+                "hours": round(scene_hours, 3),
+                "event_recall": round(scene["detected"] / max(scene["screams"], 1), 4),
+                "false_alarms_per_hour": round(scene["false_alarms"] / max(scene_hours, 1e-9), 3),
+            },
+        },
+    }
+
+
+def fold_row(result: FoldResult) -> dict[str, Any]:
+    report, training = result.report, result.sidecar.get("training", {})
+    thresholds = result.sidecar.get("thresholds", {})
+    screams = [g for g, y in zip(result.clip_groups, result.clip_labels, strict=True) if y]
+    return {
+        "fold": result.fold,
+        "screams": len(screams),
+        "scream_groups": len(set(screams)),
+        "non_screams": int((~result.clip_labels).sum()),
+        **{key: report["windows"][key] for key in RANKING_LABELS},
+        "clip_roc_auc": report["clips"]["roc_auc"],
+        "on": thresholds.get("on"),
+        "stream_false_alarms": report["stream"]["false_alarms"],
+        "stream_hours": report["stream"]["hours"],
+        "stream_false_alarms_per_hour": report["stream"]["false_alarms_per_hour"],
+        "scene_event_recall": report["scene"]["event_recall"],
+        "scene_false_alarms_per_hour": report["scene"]["false_alarms_per_hour"],
+        "median_onset_to_alarm_s": report["scene"]["median_onset_to_alarm_s"],
+        "training_seconds": training.get("seconds"),
+        "trained_this_run": result.trained_now,
+    }
+
+
+# The targets of the training issue, for the pooled table.
+TARGETS = {"roc_auc": (">=", 0.97), "recall_at_1pct_fpr": (">=", 0.90)}
+MAX_FALSE_ALARMS_PER_HOUR = 0.5
+
+
+def _interval(block: dict[str, Any], key: str) -> str:
+    pair = block.get("interval_95", {}).get(key)
+    return f"{pair[0]}-{pair[1]}" if pair else "n/a"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    pooled, spread, recipe = report["pooled"], report["fold_spread"], report["recipe"]
+    lines = [
+        "# Cross-validation of the training recipe",
+        "",
+        f"- data: `{report['data']}`, {report['folds']} folds of whole recording groups (split seed "
+        f"{recipe.get('split_seed') if recipe.get('split_seed') is not None else recipe.get('seed')}); each fold model "
+        "tests on its fold, validates on the next, trains on the rest, and picks its own thresholds and "
+        "operating point on its validation fold",
+        f"- recipe: {recipe.get('members')} network(s) of width {recipe.get('width')}, at most {recipe.get('epochs')} "
+        f"epochs of {recipe.get('steps_per_epoch')} steps, seed {recipe.get('seed')}; {report['scenes_per_fold']} "
+        "scene(s) per fold",
+        f"- out of fold: {pooled['clips']} clips, {pooled['screams']} screams from {pooled['scream_groups']} "
+        f"recording groups; {report.get('seconds', 0) / 60:.1f} minutes in all",
+        "",
+        "## Per fold (each on its own test fold, at its own `on`)",
+        "",
+        "| fold | screams (groups) | window ROC AUC | PR AUC | recall at 1% FPR | recall at 5% FPR "
+        "| clip ROC AUC | `on` | stream false alarms/h | scene event recall | training (min) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in report["fold_rows"]:
+        minutes = f"{row['training_seconds'] / 60:.1f}" if row.get("training_seconds") else "n/a"
+        lines.append(
+            f"| {row['fold']} | {row['screams']} ({row['scream_groups']}) | {row['roc_auc']} | {row['pr_auc']} "
+            f"| {row['recall_at_1pct_fpr']} | {row['recall_at_5pct_fpr']} | {row['clip_roc_auc']} | {row['on']} "
+            f"| {row['stream_false_alarms_per_hour']} ({row['stream_false_alarms']}) | {row['scene_event_recall']} "
+            f"| {minutes} |"
+        )
+    windows, stream = pooled["windows"], pooled["stream"]
+    lines += [
+        "",
+        "## Pooled out of fold",
+        "",
+        "Ranking metrics pool every fold's scores (several models' scores ranked together, so one "
+        "threshold across models: a slightly pessimistic view) with a 95% interval from resampling whole "
+        "recording groups; beside them the mean and standard deviation of the folds' own values.",
+        "",
+        "| metric | pooled | 95% interval | fold mean (sd) | target |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for key, label in RANKING_LABELS.items():
+        target = TARGETS.get(key)
+        lines.append(
+            f"| window {label} | {windows[key]} | {_interval(windows, key)} "
+            f"| {spread[key]['mean']} ({spread[key]['sd']}) | {f'{target[0]} {target[1]}' if target else ''} |"
+        )
+    clips = pooled["clips_ranking"]
+    lines.append(
+        f"| clip ROC AUC | {clips['roc_auc']} | {_interval(clips, 'roc_auc')} "
+        f"| {spread['clip_roc_auc']['mean']} ({spread['clip_roc_auc']['sd']}) | |"
+    )
+    low, high = stream["false_alarms_per_hour_interval_95"]
+    lines.append(
+        f"| non-scream stream false alarms/h | {stream['false_alarms_per_hour']} ({stream['false_alarms']} in "
+        f"{stream['hours']} h) | {low}-{high} | {spread['stream_false_alarms_per_hour']['mean']} "
+        f"({spread['stream_false_alarms_per_hour']['sd']}) | <= {MAX_FALSE_ALARMS_PER_HOUR} |"
+    )
+    scene, own = pooled["scene"], pooled["windows_at_own_on"]
+    lines += [
+        f"| scene event recall | {scene['event_recall']} ({scene['detected']} of {scene['screams']}) | "
+        f"| {spread['scene_event_recall']['mean']} ({spread['scene_event_recall']['sd']}) | |",
+        "",
+        f"At each fold model's own `on`: window recall {own['recall']}, false-positive rate "
+        f"{own['false_positive_rate']} (TP / FP / TN / FN {own['true_positive']} / {own['false_positive']} / "
+        f"{own['true_negative']} / {own['false_negative']}); "
+        f"scenes {scene['false_alarms_per_hour']} false alarms per hour.",
+        "",
+        "Each fold's full report (per category, per source, recording conditions): `fold-K-report/report.md`.",
+        "",
+    ]
+    return "\n".join(lines)
