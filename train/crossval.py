@@ -167,6 +167,7 @@ def pooled_report(
     return {
         "data": str(data),
         "folds": folds,
+        "decision_variants": pooled_decision_variants(results),
         "recipe": _recipe(config) | {"folds": folds},
         "scenes_per_fold": scenes,
         "seed": seed,
@@ -197,6 +198,52 @@ def pooled_report(
             },
         },
     }
+
+
+def pooled_decision_variants(results: list[FoldResult]) -> list[dict[str, Any]]:
+    """evaluate's `[detector]` variants (each at its fold model's own `on`) pooled over the folds
+    that report them all: alarms and screams are summed, so each rate is over all folds' hours."""
+    pooled: dict[str, dict[str, Any]] = {}
+    for r in results:
+        stream_h, scene_h, screams = (
+            r.report["stream"]["hours"],
+            r.report["scene"]["hours"],
+            r.report["scene"]["screams"],
+        )
+        for row in r.report["decision_variants"]:
+            v = pooled.setdefault(
+                row["decisions"],
+                {"decisions": row["decisions"], "folds": 0, "shipped_by_folds": 0, "latencies": []}
+                | dict.fromkeys(
+                    ("stream_alarms", "stream_hours", "detected", "screams", "scene_alarms", "scene_hours"), 0
+                ),
+            )
+            v["folds"] += 1
+            v["shipped_by_folds"] += int(row["shipped"])
+            # Reports keep rates (3 decimals) and hours (3 decimals): counts come back exactly.
+            v["stream_alarms"] += round(row["stream_false_alarms_per_hour"] * stream_h)
+            v["stream_hours"] += stream_h
+            v["detected"] += round(row["scene_event_recall"] * screams)
+            v["screams"] += screams
+            v["scene_alarms"] += round(row["scene_false_alarms_per_hour"] * scene_h)
+            v["scene_hours"] += scene_h
+            if row["median_onset_to_alarm_s"] is not None:
+                v["latencies"].append(row["median_onset_to_alarm_s"])
+    return [
+        {
+            "decisions": v["decisions"],
+            "shipped_by_folds": v["shipped_by_folds"],
+            "stream_false_alarms": v["stream_alarms"],
+            "stream_false_alarms_per_hour": round(v["stream_alarms"] / max(v["stream_hours"], 1e-9), 3),
+            "scene_event_recall": round(v["detected"] / max(v["screams"], 1), 4),
+            "scene_false_alarms_per_hour": round(v["scene_alarms"] / max(v["scene_hours"], 1e-9), 3),
+            "median_of_fold_median_onset_to_alarm_s": round(float(np.median(v["latencies"])), 3)
+            if v["latencies"]
+            else None,
+        }
+        for v in pooled.values()
+        if v["folds"] == len(results)
+    ]
 
 
 def fold_row(result: FoldResult) -> dict[str, Any]:
@@ -299,6 +346,18 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{own['false_positive_rate']} (TP / FP / TN / FN {own['true_positive']} / {own['false_positive']} / "
         f"{own['true_negative']} / {own['false_negative']}); "
         f"scenes {scene['false_alarms_per_hour']} false alarms per hour.",
+        "",
+        "`[detector]` decisions, each at its fold model's own `on`, pooled over the folds:",
+        "",
+        "| decisions | chosen by folds | stream false alarms/h | scene event recall | scene false alarms/h "
+        "| onset to alarm (s, median of folds) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        *(
+            f"| {v['decisions']} | {v['shipped_by_folds']} | {v['stream_false_alarms_per_hour']} "
+            f"({v['stream_false_alarms']}) | {v['scene_event_recall']} | {v['scene_false_alarms_per_hour']} "
+            f"| {v['median_of_fold_median_onset_to_alarm_s']} |"
+            for v in report["decision_variants"]
+        ),
         "",
         "Each fold's full report (per category, per source, recording conditions): `fold-K-report/report.md`.",
         "",
