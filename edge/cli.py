@@ -7,6 +7,7 @@ subcommands that need them, so `scream --help` stays fast on a Pi.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -166,12 +167,21 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     )
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _require_train_extra(command: str, *modules: str) -> None:
+    """Import the heavy modules a train/ command needs before it starts, so a missing one is a clear
+    error naming the extra, not a traceback halfway through a run."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
-    try:
-        from train.pipeline import train
-    except ImportError as exc:
-        raise ExtraMissingError(exc.name or "tensorflow", "train", "scream train") from exc
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ExtraMissingError(exc.name or module, "train", command) from exc
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _require_train_extra("scream train", "tensorflow", "scipy")
+    from train.pipeline import train
+
     if args.out.endswith(".tflite"):
         args.out = args.out[: -len(".tflite")]
     train(args.data, args.out, config=_train_config(args))
@@ -179,21 +189,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_crossval(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        from train.crossval import crossval
-    except ImportError as exc:
-        raise ExtraMissingError(exc.name or "tensorflow", "train", "scream crossval") from exc
+    _require_train_extra("scream crossval", "tensorflow", "scipy")
+    from train.crossval import crossval
+
     crossval(args.data, args.out, folds=args.folds, config=_train_config(args), scenes=args.scenes, seed=args.seed)
     return EXIT_OK
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        from train.evaluate import evaluate
-    except ImportError as exc:
-        raise ExtraMissingError(exc.name or "matplotlib", "train", "scream evaluate") from exc
+    _require_train_extra("scream evaluate", "scipy", "matplotlib")
+    from train.evaluate import evaluate
+
     evaluate(
         args.model,
         args.data,

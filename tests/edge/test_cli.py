@@ -147,3 +147,38 @@ def test_check_model_reports_the_operating_point(tiny_model: Path, capsys: pytes
     assert reported["ok"] is True
     expected = {k: side[k] for k in ("on", "off", "patience_windows", "patience_of")}
     assert reported["thresholds"] == {**expected, "smoothing_windows": side.get("smoothing_windows", 1)}
+
+
+@pytest.mark.parametrize(
+    ("command", "blocked"),
+    [("train", "tensorflow"), ("crossval", "tensorflow"), ("evaluate", "matplotlib"), ("evaluate", "scipy")],
+)
+def test_train_commands_name_the_missing_extra_before_starting(command: str, blocked: str, tmp_path: Path) -> None:
+    """Without the 'train' extra a train/ command stops at once with exit 2 and the pip line, not with a
+    traceback after decoding the data set."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == {blocked!r}:
+                    raise ImportError(f"No module named {{name!r}}", name=name)
+        sys.meta_path.insert(0, Block())
+        from edge.cli import main
+        sys.exit(main(sys.argv[1:]))
+        """
+    )
+    argv = [command, "--data", str(tmp_path), "--out", str(tmp_path / "out")]
+    if command == "evaluate":
+        argv += ["--model", str(tmp_path / "m.tflite")]
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert f"scream {command} needs the Python module '{blocked}'" in proc.stderr
+    assert "pip install 'scream-detector[train]'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
