@@ -168,6 +168,7 @@ def pooled_report(
         "data": str(data),
         "folds": folds,
         "decision_variants": pooled_decision_variants(results),
+        "conditions": pooled_conditions(results),
         "recipe": _recipe(config) | {"folds": folds},
         "scenes_per_fold": scenes,
         "seed": seed,
@@ -186,6 +187,12 @@ def pooled_report(
             },
             "stream": {
                 "false_alarms": stream_alarms,
+                "at_clip_boundary": sum(r.report["stream"]["at_clip_boundary"] for r in results),
+                "boundary_window_share": round(
+                    sum(r.report["stream"]["boundary_window_share"] * r.report["stream"]["hours"] for r in results)
+                    / max(stream_hours, 1e-9),
+                    3,
+                ),
                 "hours": round(stream_hours, 3),
                 "false_alarms_per_hour": round(stream_alarms / max(stream_hours, 1e-9), 3),
                 "false_alarms_per_hour_interval_95": [round(low, 3), round(high, 3)],
@@ -246,6 +253,24 @@ def pooled_decision_variants(results: list[FoldResult]) -> list[dict[str, Any]]:
     ]
 
 
+def pooled_conditions(results: list[FoldResult]) -> dict[str, dict[str, Any]]:
+    """evaluate's recording conditions over the folds: screams found and non-screams firing (clip peak
+    at each fold model's own `on`) summed; window ROC AUC and recall at 1% FPR as the folds' mean."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in results[0].report["conditions"]:
+        rows = [r.report["conditions"][name] for r in results if name in r.report["conditions"]]
+        if len(rows) < len(results):
+            continue
+        out[name] = {
+            "fold_mean_roc_auc": round(float(np.mean([row["roc_auc"] for row in rows])), 4),
+            "fold_mean_recall_at_1pct_fpr": round(float(np.mean([row["recall_at_1pct_fpr"] for row in rows])), 4),
+        } | {
+            key: sum(row[key] for row in rows)
+            for key in ("screams_found", "screams", "non_screams_firing", "non_screams")
+        }
+    return out
+
+
 def fold_row(result: FoldResult) -> dict[str, Any]:
     report, training = result.report, result.sidecar.get("training", {})
     thresholds = result.sidecar.get("thresholds", {})
@@ -292,7 +317,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"epochs of {recipe.get('steps_per_epoch')} steps, seed {recipe.get('seed')}; {report['scenes_per_fold']} "
         "scene(s) per fold",
         f"- out of fold: {pooled['clips']} clips, {pooled['screams']} screams from {pooled['scream_groups']} "
-        f"recording groups; {report.get('seconds', 0) / 60:.1f} minutes in all",
+        f"recording groups; this run took {report.get('seconds', 0) / 60:.1f} minutes and trained "
+        f"{sum(row['trained_this_run'] for row in report['fold_rows'])} of the {report['folds']} fold models",
         "",
         "## Per fold (each on its own test fold, at its own `on`)",
         "",
@@ -345,7 +371,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"At each fold model's own `on`: window recall {own['recall']}, false-positive rate "
         f"{own['false_positive_rate']} (TP / FP / TN / FN {own['true_positive']} / {own['false_positive']} / "
         f"{own['true_negative']} / {own['false_negative']}); "
-        f"scenes {scene['false_alarms_per_hour']} false alarms per hour.",
+        f"scenes {scene['false_alarms_per_hour']} false alarms per hour. {stream['at_clip_boundary']} of the "
+        f"stream's {stream['false_alarms']} false alarms started in a window holding the end of one clip and the "
+        f"start of the next ({stream['boundary_window_share']:.0%} of its windows do).",
         "",
         "`[detector]` decisions, each at its fold model's own `on`, pooled over the folds:",
         "",
@@ -359,7 +387,18 @@ def render_markdown(report: dict[str, Any]) -> str:
             for v in report["decision_variants"]
         ),
         "",
-        "Each fold's full report (per category, per source, recording conditions): `fold-K-report/report.md`.",
+        "Recording conditions (every clip of each test fold transformed, as in `scream evaluate`):",
+        "",
+        "| condition | window ROC AUC (fold mean) | recall at 1% FPR (fold mean) | screams found "
+        "| non-screams firing |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *(
+            f"| {name} | {c['fold_mean_roc_auc']} | {c['fold_mean_recall_at_1pct_fpr']} "
+            f"| {c['screams_found']}/{c['screams']} | {c['non_screams_firing']}/{c['non_screams']} |"
+            for name, c in report["conditions"].items()
+        ),
+        "",
+        "Each fold's full report (per category, per source, missed screams): `fold-K-report/report.md`.",
         "",
     ]
     return "\n".join(lines)

@@ -125,6 +125,9 @@ def test_crossval_scores_every_group_once_pools_the_folds_and_resumes(
     pooled = report["pooled"]
     assert pooled["clips"] == 90 and pooled["screams"] == 45 and pooled["scream_groups"] == 45
     assert pooled["stream"]["false_alarms"] == sum(r["stream_false_alarms"] for r in rows)
+    boundary = [json.loads((out / f"fold-{k}-report" / "report.json").read_text())["stream"] for k in range(3)]
+    assert pooled["stream"]["at_clip_boundary"] == sum(b["at_clip_boundary"] for b in boundary)
+    assert 0 < pooled["stream"]["boundary_window_share"] < 1
     assert pooled["stream"]["hours"] == pytest.approx(sum(r["stream_hours"] for r in rows), abs=1e-3)
     assert pooled["windows"]["count"] > pooled["clips"]
     low, high = pooled["windows"]["interval_95"]["roc_auc"]
@@ -146,6 +149,9 @@ def test_crossval_scores_every_group_once_pools_the_folds_and_resumes(
         assert round(own["scene_event_recall"] * fold_report["scene"]["screams"]) == fold_report["scene"]["detected"]
     for v in variants.values():
         assert 0.0 <= v["scene_event_recall"] <= 1.0 and v["stream_false_alarms"] >= 0
+    as_recorded = report["conditions"]["as recorded"]
+    assert (as_recorded["screams"], as_recorded["non_screams"]) == (45, 45)
+    assert as_recorded["fold_mean_roc_auc"] == pytest.approx(mean_roc, abs=1e-4)  # "as recorded" is the fold itself
     text = (out / "report.md").read_text()
     assert "## Pooled out of fold" in text and "| 2 | " in text and "<= 0.5" in text
     assert "| mean of 3 windows | " in text
