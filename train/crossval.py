@@ -23,8 +23,10 @@ import numpy as np
 import numpy.typing as npt
 
 from train import metrics
+from train.data import Clip, load_dataset
 from train.evaluate import RANKING_LABELS, evaluate_with_scores, ranking_block, split_windows, window_groups
 from train.pipeline import TrainConfig, train
+from train.splits import group_folds, read_split
 
 # Recipe fields that do not change what a fold model learns.
 _NOT_RECIPE = ("cache_dir", "verbose")
@@ -53,26 +55,37 @@ def _recipe(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if k not in _NOT_RECIPE}
 
 
-def reusable(model: Path, config: TrainConfig) -> bool:
-    """Whether `model` was trained by this recipe for this fold (and its sidecar is readable)."""
-    sidecar = model.with_suffix(".json")
-    if not (model.is_file() and sidecar.is_file() and (model.parent / f"{model.stem}-run" / "splits.tsv").is_file()):
+def reusable(model: Path, config: TrainConfig, test_clips: list[Clip], base: Path) -> bool:
+    """Whether `model` was trained by this recipe for this fold, on the fold the data set deals now
+    (a data set that changed since deals other folds), and its sidecar is readable."""
+    sidecar, splits = model.with_suffix(".json"), model.parent / f"{model.stem}-run" / "splits.tsv"
+    if not (model.is_file() and sidecar.is_file() and splits.is_file()):
         return False
     try:
         trained = json.loads(sidecar.read_text())["training"]["config"]
+        tested = set(read_split(splits, "test", base))
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return bool(_recipe(trained) == _recipe(config))
+    return _recipe(trained) == _recipe(config) and tested == {c.path.resolve() for c in test_clips}
 
 
-def run_fold(data: str | os.PathLike[str], out: Path, config: TrainConfig, *, scenes: int, seed: int) -> FoldResult:
+def run_fold(
+    data: str | os.PathLike[str],
+    out: Path,
+    config: TrainConfig,
+    test_clips: list[Clip],
+    base: Path,
+    *,
+    scenes: int,
+    seed: int,
+) -> FoldResult:
     model = out / f"fold-{config.fold}.tflite"
-    trained_now = not reusable(model, config)
+    trained_now = not reusable(model, config, test_clips, base)
     if trained_now:
         _log(f"== fold {config.fold + 1} of {config.folds}: training")
         train(data, model.with_suffix(""), config=config)
     else:
-        _log(f"== fold {config.fold + 1} of {config.folds}: reusing {model} (same recipe)")
+        _log(f"== fold {config.fold + 1} of {config.folds}: reusing {model} (same recipe and fold)")
     evaluation = evaluate_with_scores(
         model,
         data,
@@ -114,8 +127,13 @@ def crossval(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    # Dealt here too, so too few groups fail before any training, and reused fold models are checked
+    # against the folds of the data set as it is now.
+    dataset = load_dataset(data)
+    parts = group_folds(dataset.clips, folds, seed=config.seed if config.split_seed is None else config.split_seed)
     results = [
-        run_fold(data, out, replace(config, folds=folds, fold=k), scenes=scenes, seed=seed) for k in range(folds)
+        run_fold(data, out, replace(config, folds=folds, fold=k), parts[k], dataset.base, scenes=scenes, seed=seed)
+        for k in range(folds)
     ]
     tested = [set(r.clip_groups) for r in results]
     for i in range(folds):

@@ -10,7 +10,7 @@ import pytest
 
 from edge.cli import build_parser
 from tests.conftest import make_synthetic_dataset
-from train.data import LABELS, Clip, DataError
+from train.data import LABELS, Clip, DataError, load_dataset
 from train.splits import fold_splits, group_folds, split_by_group
 
 
@@ -166,9 +166,14 @@ def test_crossval_scores_every_group_once_pools_the_folds_and_resumes(
     assert "fold 1 of 3: reusing" in log and "fold 2 of 3: training" in log
     assert (out / "fold-1.tflite").read_bytes() == model_bytes  # seeded: the retrained fold is the same model
     assert again["pooled"] == report["pooled"]
-    # Another recipe is not reused.
-    assert not reusable(out / "fold-0.tflite", replace(config, folds=3, fold=0, width=4))
-    assert reusable(out / "fold-0.tflite", replace(config, folds=3, fold=0, verbose=2))
+    # Another recipe, or a data set that now deals another fold, is not reused.
+    dataset = load_dataset(data)
+    fold_0 = group_folds(dataset.clips, 3, seed=0)[0]
+    assert reusable(out / "fold-0.tflite", replace(config, folds=3, fold=0, verbose=2), fold_0, dataset.base)
+    assert not reusable(out / "fold-0.tflite", replace(config, folds=3, fold=0, width=4), fold_0, dataset.base)
+    assert not reusable(out / "fold-0.tflite", replace(config, folds=3, fold=0), fold_0[1:], dataset.base)
+    (out / "fold-0.json").write_text("{")
+    assert not reusable(out / "fold-0.tflite", replace(config, folds=3, fold=0), fold_0, dataset.base)
 
 
 def test_crossval_command_takes_the_train_recipe_options() -> None:
@@ -178,3 +183,13 @@ def test_crossval_command_takes_the_train_recipe_options() -> None:
     assert (args.folds, args.members, args.epochs, args.scenes, args.width) == (4, 2, 7, 2, None)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["crossval", "--data", "d", "--out", "o", "--scenes", "0"])
+
+
+def test_crossval_refuses_more_folds_than_groups_before_training(tmp_path: Path) -> None:
+    from train.crossval import crossval
+    from train.pipeline import TrainConfig
+
+    data = make_synthetic_dataset(tmp_path / "data", per_class=8)
+    with pytest.raises(DataError, match="has 8 groups; 9 folds need at least one group each"):
+        crossval(data, tmp_path / "cv", folds=9, config=TrainConfig(cache_dir=str(tmp_path / "c")))
+    assert list((tmp_path / "cv").iterdir()) == []
