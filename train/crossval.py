@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,8 @@ def pooled_report(
         "folds": folds,
         "decision_variants": pooled_decision_variants(results),
         "conditions": pooled_conditions(results),
+        "negative_families": _summed(r.report["negatives"]["family"] for r in results),
+        "sources": _summed(r.report["sources"] for r in results),
         "recipe": _recipe(config) | {"folds": folds},
         "scenes_per_fold": scenes,
         "seed": seed,
@@ -269,6 +272,19 @@ def pooled_decision_variants(results: list[FoldResult]) -> list[dict[str, Any]]:
         for v in pooled.values()
         if v["folds"] == len(results)
     ]
+
+
+def _summed(tables: Iterable[dict[str, dict[str, Any]]]) -> dict[str, dict[str, int]]:
+    """Rows of per-fold count tables (family or source -> counts) summed over the folds; rates are
+    left out, the counts give them back."""
+    out: dict[str, dict[str, int]] = {}
+    for table in tables:
+        for name, row in table.items():
+            into = out.setdefault(name, {})
+            for key, value in row.items():
+                if isinstance(value, int) and not isinstance(value, bool):
+                    into[key] = into.get(key, 0) + value
+    return dict(sorted(out.items()))
 
 
 def pooled_conditions(results: list[FoldResult]) -> dict[str, dict[str, Any]]:
@@ -416,7 +432,27 @@ def render_markdown(report: dict[str, Any]) -> str:
             for name, c in report["conditions"].items()
         ),
         "",
-        "Each fold's full report (per category, per source, missed screams): `fold-K-report/report.md`.",
+        "Negatives that cause false alarms (clip peak at or above its fold model's `on`):",
+        "",
+        "| family | clips | false-alarm clips | rate |",
+        "| --- | ---: | ---: | ---: |",
+        *(
+            f"| {name} | {row['clips']} | {row['false_alarm_clips']} "
+            f"| {row['false_alarm_clips'] / max(row['clips'], 1):.3f} |"
+            for name, row in report["negative_families"].items()
+        ),
+        "",
+        "By source: every source's clips are scored by models that never heard that recording group "
+        "(a source's groups can sit in different folds):",
+        "",
+        "| source | screams found | non-screams firing |",
+        "| --- | ---: | ---: |",
+        *(
+            f"| {name} | {row['screams_found']}/{row['screams']} | {row['false_alarm_clips']}/{row['non_screams']} |"
+            for name, row in report["sources"].items()
+        ),
+        "",
+        "Each fold's full report (per category, missed screams, false alarms): `fold-K-report/report.md`.",
         "",
     ]
     return "\n".join(lines)

@@ -152,6 +152,9 @@ def test_crossval_scores_every_group_once_pools_the_folds_and_resumes(
     as_recorded = report["conditions"]["as recorded"]
     assert (as_recorded["screams"], as_recorded["non_screams"]) == (45, 45)
     assert as_recorded["fold_mean_roc_auc"] == pytest.approx(mean_roc, abs=1e-4)  # "as recorded" is the fold itself
+    families = report["negative_families"]
+    assert sum(f["clips"] for f in families.values()) == 45 and "false_alarm_rate" not in next(iter(families.values()))
+    assert sum(s["screams"] + s["non_screams"] for s in report["sources"].values()) == 90
     text = (out / "report.md").read_text()
     assert "## Pooled out of fold" in text and "| 2 | " in text and "<= 0.5" in text
     assert "| mean of 3 windows | " in text
