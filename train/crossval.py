@@ -351,8 +351,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"epochs of {recipe.get('steps_per_epoch')} steps, seed {recipe.get('seed')}; {report['scenes_per_fold']} "
         "scene(s) per fold",
         f"- out of fold: {pooled['clips']} clips, {pooled['screams']} screams from {pooled['scream_groups']} "
-        f"recording groups; this run took {report.get('seconds', 0) / 60:.1f} minutes and trained "
-        f"{sum(row['trained_this_run'] for row in report['fold_rows'])} of the {report['folds']} fold models",
+        f"recording groups; training the fold models took "
+        f"{sum(row['training_seconds'] or 0 for row in report['fold_rows']) / 60:.1f} minutes in all (their sidecars), "
+        f"this run {report.get('seconds', 0) / 60:.1f} minutes, in which "
+        f"{sum(row['trained_this_run'] for row in report['fold_rows'])} of the {report['folds']} were trained",
         "",
         "## Per fold (each on its own test fold, at its own `on`)",
         "",
