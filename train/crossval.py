@@ -25,7 +25,14 @@ import numpy.typing as npt
 
 from train import metrics
 from train.data import Clip, load_dataset
-from train.evaluate import RANKING_LABELS, evaluate_with_scores, ranking_block, split_windows, window_groups
+from train.evaluate import (
+    RANKING_LABELS,
+    evaluate_with_scores,
+    interval_of,
+    ranking_block,
+    split_windows,
+    window_groups,
+)
 from train.pipeline import TrainConfig, train
 from train.splits import group_folds, read_split
 
@@ -131,7 +138,7 @@ def crossval(
     # Dealt here too, so too few groups fail before any training, and reused fold models are checked
     # against the folds of the data set as it is now.
     dataset = load_dataset(data)
-    parts = group_folds(dataset.clips, folds, seed=config.seed if config.split_seed is None else config.split_seed)
+    parts = group_folds(dataset.clips, folds, seed=config.effective_split_seed)
     results = [
         run_fold(data, out, replace(config, folds=folds, fold=k), parts[k], dataset.base, scenes=scenes, seed=seed)
         for k in range(folds)
@@ -191,6 +198,7 @@ def pooled_report(
         "negative_families": _summed(r.report["negatives"]["family"] for r in results),
         "sources": _summed(r.report["sources"] for r in results),
         "recipe": _recipe(config) | {"folds": folds},
+        "split_seed": config.effective_split_seed,
         "scenes_per_fold": scenes,
         "seed": seed,
         "fold_rows": rows,
@@ -231,45 +239,36 @@ def pooled_report(
 def pooled_decision_variants(results: list[FoldResult]) -> list[dict[str, Any]]:
     """evaluate's `[detector]` variants (each at its fold model's own `on`) pooled over the folds
     that report them all: alarms and screams are summed, so each rate is over all folds' hours."""
+    counts = ("stream_false_alarms", "scene_detected", "scene_screams", "scene_false_alarms")
     pooled: dict[str, dict[str, Any]] = {}
     for r in results:
-        stream_h, scene_h, screams = (
-            r.report["stream"]["hours"],
-            r.report["scene"]["hours"],
-            r.report["scene"]["screams"],
-        )
         for row in r.report["decision_variants"]:
             v = pooled.setdefault(
                 row["decisions"],
-                {"decisions": row["decisions"], "folds": 0, "shipped_by_folds": 0, "latencies": []}
-                | dict.fromkeys(
-                    ("stream_alarms", "stream_hours", "detected", "screams", "scene_alarms", "scene_hours"), 0
-                ),
+                {"folds": 0, "shipped_by_folds": 0, "latencies": [], "stream_hours": 0.0, "scene_hours": 0.0}
+                | dict.fromkeys(counts, 0),
             )
             v["folds"] += 1
             v["shipped_by_folds"] += int(row["shipped"])
-            # Reports keep rates (3 decimals) and hours (3 decimals): counts come back exactly.
-            v["stream_alarms"] += round(row["stream_false_alarms_per_hour"] * stream_h)
-            v["stream_hours"] += stream_h
-            v["detected"] += round(row["scene_event_recall"] * screams)
-            v["screams"] += screams
-            v["scene_alarms"] += round(row["scene_false_alarms_per_hour"] * scene_h)
-            v["scene_hours"] += scene_h
+            v["stream_hours"] += r.report["stream"]["hours"]
+            v["scene_hours"] += r.report["scene"]["hours"]
+            for key in counts:
+                v[key] += row[key]
             if row["median_onset_to_alarm_s"] is not None:
                 v["latencies"].append(row["median_onset_to_alarm_s"])
     return [
         {
-            "decisions": v["decisions"],
+            "decisions": decisions,
             "shipped_by_folds": v["shipped_by_folds"],
-            "stream_false_alarms": v["stream_alarms"],
-            "stream_false_alarms_per_hour": round(v["stream_alarms"] / max(v["stream_hours"], 1e-9), 3),
-            "scene_event_recall": round(v["detected"] / max(v["screams"], 1), 4),
-            "scene_false_alarms_per_hour": round(v["scene_alarms"] / max(v["scene_hours"], 1e-9), 3),
+            "stream_false_alarms": v["stream_false_alarms"],
+            "stream_false_alarms_per_hour": round(v["stream_false_alarms"] / max(v["stream_hours"], 1e-9), 3),
+            "scene_event_recall": round(v["scene_detected"] / max(v["scene_screams"], 1), 4),
+            "scene_false_alarms_per_hour": round(v["scene_false_alarms"] / max(v["scene_hours"], 1e-9), 3),
             "median_of_fold_median_onset_to_alarm_s": round(float(np.median(v["latencies"])), 3)
             if v["latencies"]
             else None,
         }
-        for v in pooled.values()
+        for decisions, v in pooled.items()
         if v["folds"] == len(results)
     ]
 
@@ -333,8 +332,8 @@ TARGETS = {"roc_auc": (">=", 0.97), "recall_at_1pct_fpr": (">=", 0.90)}
 MAX_FALSE_ALARMS_PER_HOUR = 0.5
 
 
-def _interval(block: dict[str, Any], key: str) -> str:
-    pair = block.get("interval_95", {}).get(key)
+def _interval_text(block: dict[str, Any], key: str) -> str:
+    pair = interval_of(block, key)
     return f"{pair[0]}-{pair[1]}" if pair else "n/a"
 
 
@@ -344,7 +343,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "# Cross-validation of the training recipe",
         "",
         f"- data: `{report['data']}`, {report['folds']} folds of whole recording groups (split seed "
-        f"{recipe.get('split_seed') if recipe.get('split_seed') is not None else recipe.get('seed')}); each fold model "
+        f"{report['split_seed']}); each fold model "
         "tests on its fold, validates on the next, trains on the rest, and picks its own thresholds and "
         "operating point on its validation fold",
         f"- recipe: {recipe.get('members')} network(s) of width {recipe.get('width')}, at most {recipe.get('epochs')} "
@@ -385,12 +384,12 @@ def render_markdown(report: dict[str, Any]) -> str:
     for key, label in RANKING_LABELS.items():
         target = TARGETS.get(key)
         lines.append(
-            f"| window {label} | {windows[key]} | {_interval(windows, key)} "
+            f"| window {label} | {windows[key]} | {_interval_text(windows, key)} "
             f"| {spread[key]['mean']} ({spread[key]['sd']}) | {f'{target[0]} {target[1]}' if target else ''} |"
         )
     clips = pooled["clips_ranking"]
     lines.append(
-        f"| clip ROC AUC | {clips['roc_auc']} | {_interval(clips, 'roc_auc')} "
+        f"| clip ROC AUC | {clips['roc_auc']} | {_interval_text(clips, 'roc_auc')} "
         f"| {spread['clip_roc_auc']['mean']} ({spread['clip_roc_auc']['sd']}) | |"
     )
     low, high = stream["false_alarms_per_hour_interval_95"]

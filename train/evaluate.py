@@ -361,6 +361,11 @@ def decision_variants(
                 "scene_event_recall": sc["event_recall"],
                 "scene_false_alarms_per_hour": sc["false_alarms_per_hour"],
                 "median_onset_to_alarm_s": sc["median_onset_to_alarm_s"],
+                # The counts behind the rates, so reports can be pooled exactly (scream crossval).
+                "stream_false_alarms": st["false_alarms"],
+                "scene_detected": sc["detected"],
+                "scene_screams": sc["screams"],
+                "scene_false_alarms": sc["false_alarms"],
             }
         )
     return rows
@@ -699,7 +704,7 @@ def variants_table(variants: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _interval(block: dict[str, Any], key: str) -> list[float] | None:
+def interval_of(block: dict[str, Any], key: str) -> list[float] | None:
     """The 95% interval of `block[key]`, if the report has one (`interval_95` or `<key>_interval_95`)."""
     found = block.get(f"{key}_interval_95") or block.get("interval_95", {}).get(key)
     return list(found) if found else None
@@ -707,12 +712,12 @@ def _interval(block: dict[str, Any], key: str) -> list[float] | None:
 
 def _cell(block: dict[str, Any], key: str) -> str:
     """A metric with its 95% interval when the report has one: '0.9653 (0.941-0.983)'."""
-    interval = _interval(block, key)
+    interval = interval_of(block, key)
     return f"{block[key]} ({interval[0]:.3f}-{interval[1]:.3f})" if interval else str(block[key])
 
 
 def _rate_interval(stream: dict[str, Any]) -> str:
-    interval = _interval(stream, "false_alarms_per_hour")
+    interval = interval_of(stream, "false_alarms_per_hour")
     return f" (95% interval {interval[0]:.1f}-{interval[1]:.1f})" if interval else ""
 
 
@@ -980,7 +985,7 @@ def model_card(report: dict[str, Any], sidecar: dict[str, Any], *, report_dir: P
     for label, block, key, op, target in TARGETS:
         value = report[block][key]
         met = value >= target if op == ">=" else value <= target
-        interval = _interval(report[block], key)
+        interval = interval_of(report[block], key)
         span = f"{interval[0]:.3g}-{interval[1]:.3g}" if interval else ""
         lines.append(f"| {label} {op} {target} | {value} | {span} | {'yes' if met else '**no**'} |")
     families = report["negatives"]["family"]

@@ -57,6 +57,11 @@ class TrainConfig:
     cache_dir: str = ""
     verbose: int = 2
 
+    @property
+    def effective_split_seed(self) -> int:
+        """The seed that deals the splits (or the folds): `split_seed`, else `seed`."""
+        return self.seed if self.split_seed is None else self.split_seed
+
 
 @dataclass
 class PreparedSplit:
@@ -244,11 +249,10 @@ def train(
     dataset = load_dataset(data)
     for line in dataset.summary_lines():
         _log(line)
-    split_seed = config.seed if config.split_seed is None else config.split_seed
     if config.folds:
-        splits = fold_splits(dataset.clips, config.folds, config.fold, seed=split_seed)
+        splits = fold_splits(dataset.clips, config.folds, config.fold, seed=config.effective_split_seed)
     else:
-        splits = split_by_group(dataset.clips, seed=split_seed)
+        splits = split_by_group(dataset.clips, seed=config.effective_split_seed)
     write_splits(splits, run_dir / "splits.tsv", dataset.base)
     leaks = set.intersection(*({c.group for c in splits[s]} for s in ("train", "test"))) | set.intersection(
         *({c.group for c in splits[s]} for s in ("train", "validation"))

@@ -136,17 +136,29 @@ def test_crossval_scores_every_group_once_pools_the_folds_and_resumes(
     assert pooled["windows"]["roc_auc"] >= 0.9 and pooled["clips_ranking"]["roc_auc"] >= 0.9
     mean_roc = np.mean([r["roc_auc"] for r in rows])
     assert report["fold_spread"]["roc_auc"]["mean"] == pytest.approx(mean_roc, abs=1e-4)
-    # The [detector] rules every fold reports, pooled; the rounded rates in the fold reports give back
-    # the exact counts the pooling sums.
+    # The [detector] rules every fold reports, pooled from the counts each fold's variant rows carry;
+    # a fold's shipped row holds the same counts as its stream and scene, and its rates match them.
     variants = {v["decisions"]: v for v in report["decision_variants"]}
     assert {"1 of 1 window", "2 of 2 windows", "mean of 2 windows", "mean of 3 windows"} <= set(variants)
     assert sum(v["shipped_by_folds"] for v in variants.values()) <= 3
+    fold_variants = []
     for k in range(3):
         fold_report = json.loads((out / f"fold-{k}-report" / "report.json").read_text())
+        fold_variants.append({v["decisions"]: v for v in fold_report["decision_variants"]})
         own = next(v for v in fold_report["decision_variants"] if v["shipped"])
         hours = fold_report["stream"]["hours"]
+        assert own["stream_false_alarms"] == fold_report["stream"]["false_alarms"]
+        assert (own["scene_detected"], own["scene_screams"], own["scene_false_alarms"]) == (
+            fold_report["scene"]["detected"],
+            fold_report["scene"]["screams"],
+            fold_report["scene"]["false_alarms"],
+        )
         assert round(own["stream_false_alarms_per_hour"] * hours) == fold_report["stream"]["false_alarms"]
         assert round(own["scene_event_recall"] * fold_report["scene"]["screams"]) == fold_report["scene"]["detected"]
+    for name, v in variants.items():
+        assert v["stream_false_alarms"] == sum(f[name]["stream_false_alarms"] for f in fold_variants)
+        detected = sum(f[name]["scene_detected"] for f in fold_variants)
+        assert v["scene_event_recall"] == round(detected / sum(f[name]["scene_screams"] for f in fold_variants), 4)
     for v in variants.values():
         assert 0.0 <= v["scene_event_recall"] <= 1.0 and v["stream_false_alarms"] >= 0
     as_recorded = report["conditions"]["as recorded"]
