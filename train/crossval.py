@@ -59,7 +59,9 @@ class FoldResult:
 
 
 def _recipe(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
-    fields = asdict(config) if isinstance(config, TrainConfig) else dict(config)
+    """The fields that decide what a fold model learns; a sidecar written before a field existed
+    counts as that field's default (fields are added with the old behaviour as default)."""
+    fields = asdict(config) if isinstance(config, TrainConfig) else {**asdict(TrainConfig()), **config}
     return {k: v for k, v in fields.items() if k not in _NOT_RECIPE}
 
 
