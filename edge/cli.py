@@ -193,7 +193,15 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     _require_train_extra("scream crossval", "tensorflow", "scipy")
     from train.crossval import crossval
 
-    crossval(args.data, args.out, folds=args.folds, config=_train_config(args), scenes=args.scenes, seed=args.seed)
+    crossval(
+        args.data,
+        args.out,
+        folds=args.folds,
+        config=_train_config(args),
+        scenes=args.scenes,
+        seed=args.seed,
+        baseline=args.baseline,
+    )
     return EXIT_OK
 
 
@@ -523,6 +531,12 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--out", required=True, help="folder for fold-K.tflite, fold-K-run/, fold-K-report/ and report.md")
     cv.add_argument("--folds", type=int, default=5, help="group folds (at least 3)")
     cv.add_argument("--scenes", type=_positive_int, default=1, help="scenes per fold in its evaluation")
+    cv.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="the --out of another crossval on the same data and folds (another recipe): each pooled "
+        "metric's difference with a paired 95%% interval",
+    )
     _add_recipe_arguments(cv)
     cv.set_defaults(func=cmd_crossval)
 

@@ -24,11 +24,13 @@ import numpy as np
 import numpy.typing as npt
 
 from train import metrics
-from train.data import Clip, load_dataset
+from train.data import Clip, DataError, load_dataset
 from train.evaluate import (
     RANKING_LABELS,
     evaluate_with_scores,
     interval_of,
+    paired_rows,
+    paired_table,
     ranking_block,
     split_windows,
     window_groups,
@@ -56,6 +58,9 @@ class FoldResult:
     clip_scores: npt.NDArray[np.float64]
     clip_groups: npt.NDArray[np.str_]
     trained_now: bool
+    # With a baseline run: its fold model's scores on the same windows and clips.
+    baseline_window_scores: npt.NDArray[np.float64] | None = None
+    baseline_clip_scores: npt.NDArray[np.float64] | None = None
 
 
 def _recipe(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
@@ -65,18 +70,47 @@ def _recipe(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if k not in _NOT_RECIPE}
 
 
+def trained_recipe(model: Path) -> dict[str, Any] | None:
+    """The recipe in a fold model's sidecar; None if the model or a readable sidecar is missing."""
+    sidecar = model.with_suffix(".json")
+    if not (model.is_file() and sidecar.is_file()):
+        return None
+    try:
+        return _recipe(json.loads(sidecar.read_text())["training"]["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def tests_fold(model: Path, test_clips: list[Clip], base: Path) -> bool:
+    """Whether the fold model's splits.tsv tests exactly `test_clips`."""
+    splits = model.parent / f"{model.stem}-run" / "splits.tsv"
+    try:
+        return set(read_split(splits, "test", base)) == {c.path.resolve() for c in test_clips}
+    except (OSError, ValueError, KeyError):
+        return False
+
+
 def reusable(model: Path, config: TrainConfig, test_clips: list[Clip], base: Path) -> bool:
     """Whether `model` was trained by this recipe for this fold, on the fold the data set deals now
     (a data set that changed since deals other folds), and its sidecar is readable."""
-    sidecar, splits = model.with_suffix(".json"), model.parent / f"{model.stem}-run" / "splits.tsv"
-    if not (model.is_file() and sidecar.is_file() and splits.is_file()):
-        return False
-    try:
-        trained = json.loads(sidecar.read_text())["training"]["config"]
-        tested = set(read_split(splits, "test", base))
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return _recipe(trained) == _recipe(config) and tested == {c.path.resolve() for c in test_clips}
+    return trained_recipe(model) == _recipe(config) and tests_fold(model, test_clips, base)
+
+
+def check_baseline(baseline: Path, parts: list[list[Clip]], base: Path) -> dict[str, list[Any]]:
+    """Refuse, before any training, a baseline folder without a fold model testing each fold as the
+    data set deals it now; return where its recipe differs from the first fold's (field: [baseline])."""
+    for k, part in enumerate(parts):
+        model = baseline / f"fold-{k}.tflite"
+        if trained_recipe(model) is None:
+            raise DataError(
+                f"baseline {baseline}: no fold-{k}.tflite with a readable sidecar (a `scream crossval` --out?)"
+            )
+        if not tests_fold(model, part, base):
+            raise DataError(
+                f"baseline {baseline}: fold-{k} tests other clips than this data set's fold {k} "
+                "(another data set, split seed or number of folds)"
+            )
+    return trained_recipe(baseline / "fold-0.tflite") or {}
 
 
 def run_fold(
@@ -88,6 +122,7 @@ def run_fold(
     *,
     scenes: int,
     seed: int,
+    baseline: Path | None = None,
 ) -> FoldResult:
     model = out / f"fold-{config.fold}.tflite"
     trained_now = not reusable(model, config, test_clips, base)
@@ -106,8 +141,9 @@ def run_fold(
         seed=seed,
         scenes=scenes,
         make_plots=False,
+        baseline=baseline / f"fold-{config.fold}.tflite" if baseline else None,
     )
-    scored = evaluation.scored
+    scored, base_scored = evaluation.scored, evaluation.baseline_scored
     labels, scores = split_windows(scored)
     return FoldResult(
         fold=config.fold,
@@ -120,6 +156,8 @@ def run_fold(
         clip_scores=np.array([s.peak for s in scored]),
         clip_groups=np.array([s.clip.group for s in scored], dtype=str),
         trained_now=trained_now,
+        baseline_window_scores=split_windows(base_scored)[1] if base_scored else None,
+        baseline_clip_scores=np.array([s.peak for s in base_scored]) if base_scored else None,
     )
 
 
@@ -131,8 +169,13 @@ def crossval(
     config: TrainConfig | None = None,
     scenes: int = 1,
     seed: int = 0,
+    baseline: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Train and evaluate `folds` fold models; writes report.md and report.json to `out_dir`."""
+    """Train and evaluate `folds` fold models; writes report.md and report.json to `out_dir`.
+
+    `baseline`: the folder of another cross-validation of the same data set and folds (another
+    recipe); each fold's baseline model is scored on the same test fold, and the report adds every
+    pooled metric's difference with a paired interval over recording groups."""
     config = config or TrainConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,8 +184,19 @@ def crossval(
     # against the folds of the data set as it is now.
     dataset = load_dataset(data)
     parts = group_folds(dataset.clips, folds, seed=config.effective_split_seed)
+    base_dir = Path(baseline) if baseline else None
+    base_recipe = check_baseline(base_dir, parts, dataset.base) if base_dir else None
     results = [
-        run_fold(data, out, replace(config, folds=folds, fold=k), parts[k], dataset.base, scenes=scenes, seed=seed)
+        run_fold(
+            data,
+            out,
+            replace(config, folds=folds, fold=k),
+            parts[k],
+            dataset.base,
+            scenes=scenes,
+            seed=seed,
+            baseline=base_dir,
+        )
         for k in range(folds)
     ]
     tested = [set(r.clip_groups) for r in results]
@@ -151,6 +205,8 @@ def crossval(
             if tested[i] & tested[j]:
                 raise RuntimeError(f"folds {i} and {j} both test group {sorted(tested[i] & tested[j])[0]!r}")
     report = pooled_report(results, config=config, data=data, folds=folds, scenes=scenes, seed=seed)
+    if base_dir and base_recipe is not None:
+        report["baseline"] = pooled_baseline(results, base_dir, base_recipe, report["recipe"], seed=seed)
     report["seconds"] = round(time.monotonic() - started, 1)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(render_markdown(report))
@@ -236,6 +292,67 @@ def pooled_report(
             },
         },
     }
+
+
+def pooled_baseline(
+    results: list[FoldResult], baseline: Path, base_recipe: dict[str, Any], recipe: dict[str, Any], *, seed: int
+) -> dict[str, Any]:
+    """This recipe against the baseline run's, out of fold: the pooled ranking metrics of both on the
+    same windows and clips with paired differences, and both runs' stream false alarms."""
+    cat = np.concatenate
+    base_windows = [r.baseline_window_scores for r in results]
+    base_clips = [r.baseline_clip_scores for r in results]
+    if any(s is None for s in base_windows) or any(s is None for s in base_clips):
+        raise ValueError("every fold needs its baseline scores")
+    return {
+        "path": str(baseline),
+        "recipe_differences": {
+            key: [recipe.get(key), base_recipe.get(key)]
+            for key in sorted(set(recipe) | set(base_recipe))
+            if key != "fold" and recipe.get(key) != base_recipe.get(key)
+        },
+        "windows": paired_rows(
+            cat([r.window_labels for r in results]),
+            cat([r.window_scores for r in results]),
+            cat([s for s in base_windows if s is not None]),
+            cat([r.window_groups for r in results]),
+            seed=seed,
+        ),
+        "clips": paired_rows(
+            cat([r.clip_labels for r in results]),
+            cat([r.clip_scores for r in results]),
+            cat([s for s in base_clips if s is not None]),
+            cat([r.clip_groups for r in results]),
+            seed=seed,
+        ),
+        "stream_false_alarms": sum(r.report["baseline"]["stream_false_alarms"] for r in results),
+        "model_stream_false_alarms": sum(r.report["stream"]["false_alarms"] for r in results),
+        "stream_hours": round(sum(r.report["stream"]["hours"] for r in results), 3),
+    }
+
+
+def baseline_lines(report: dict[str, Any]) -> list[str]:
+    """Markdown for the comparison with `--baseline`, if the report has one."""
+    base = report.get("baseline")
+    if not base:
+        return []
+    changes = "; ".join(
+        f"{key} {ours!r} (baseline {theirs!r})" for key, (ours, theirs) in base["recipe_differences"].items()
+    )
+    return [
+        "",
+        f"## Against the baseline recipe `{base['path']}`",
+        "",
+        f"Recipe: {changes or 'the same fields (the runs differ only in code or data)'}. Both runs' fold models "
+        "scored the same test folds; each difference (this recipe minus the baseline) has a 95% interval from "
+        "resampling recording groups with both meeting the same resamples: an interval that holds 0 is no "
+        "evidence either way.",
+        "",
+        *paired_table(base, "this recipe"),
+        "",
+        f"Continuous non-scream stream ({base['stream_hours']} h), each fold model with its own decisions: "
+        f"{base['model_stream_false_alarms']} false alarms against the baseline's {base['stream_false_alarms']}.",
+    ]
 
 
 def pooled_decision_variants(results: list[FoldResult]) -> list[dict[str, Any]]:
@@ -456,6 +573,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         ),
         "",
         "Each fold's full report (per category, missed screams, false alarms): `fold-K-report/report.md`.",
+        *baseline_lines(report),
         "",
     ]
     return "\n".join(lines)

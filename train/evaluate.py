@@ -419,6 +419,7 @@ class Evaluation:
 
     report: dict[str, Any]
     scored: list[ClipScores]
+    baseline_scored: list[ClipScores] | None = None  # with `baseline`: its scores on the same windows
 
 
 def evaluate(model: str | os.PathLike[str], data: str | os.PathLike[str], **kwargs: Any) -> dict[str, Any]:
@@ -519,10 +520,10 @@ def evaluate_with_scores(
     low, high = metrics.poisson_rate_interval(stream_result["false_alarms"], stream_result["hours"])
     stream_result["false_alarms_per_hour_interval_95"] = [round(low, 3), round(high, 3)]
     variants = decision_variants(stream_scores, scene_scores, decisions, shipped=(stream_result, scene_result))
-    against = None
+    against, base_scored = None, None
     if baseline:
         other = Classifier(baseline, expected_features=FeatureParams())
-        against = compare_with_baseline(other, clips, waves, scored, stream, seed)
+        against, base_scored = compare_with_baseline(other, clips, waves, scored, stream, seed)
 
     report: dict[str, Any] = {
         "model": {
@@ -558,7 +559,7 @@ def evaluate_with_scores(
         _plots(out, w_labels, w_scores, scored, on, Path(model))
     (out / "report.md").write_text(render_markdown(report, has_plots=make_plots))
     (out / "model_card.md").write_text(model_card(report, side.raw, report_dir=out))
-    return Evaluation(report, scored)
+    return Evaluation(report, scored, base_scored)
 
 
 def compare_with_baseline(
@@ -568,10 +569,11 @@ def compare_with_baseline(
     scored: list[ClipScores],
     stream: FloatArray,
     seed: int,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[ClipScores]]:
     """The evaluated model against `baseline` on the same clips: each ranking metric of windows and
     clips for both, and their difference with a paired bootstrap interval over recording groups; and
-    the continuous stream's false alarms under each model's own shipped decisions."""
+    the continuous stream's false alarms under each model's own shipped decisions. Also returns the
+    baseline's scores, window by window as `scored`."""
     base_side = baseline.sidecar
     base_scored = score_clips(baseline, clips, waves)
     labels, scores = split_windows(scored)
@@ -583,35 +585,41 @@ def compare_with_baseline(
             f"({base_side.window_frames} frames every {base_side.hop_frames}): only models with the same "
             "window and hop can be compared window by window"
         )
-    blocks: dict[str, Any] = {}
-    for block, y, a, b, groups in (
-        ("windows", labels, scores, base_scores, window_groups(scored)),
-        (
-            "clips",
+    base_stream = score_stream(baseline, stream)
+    base_starts, _, _ = decide(base_stream, base_side.decision_params())
+    comparison = {
+        "path": str(baseline.model_path),
+        "sha256": baseline.sha256,
+        "windows": paired_rows(labels, scores, base_scores, window_groups(scored), seed=seed),
+        "clips": paired_rows(
             np.array([c.clip.is_scream for c in scored]),
             np.array([c.peak for c in scored]),
             np.array([c.peak for c in base_scored]),
             [c.clip.group for c in scored],
+            seed=seed,
         ),
-    ):
-        rows: dict[str, Any] = {}
-        for name, statistic in RANKING_METRICS.items():
-            difference, low, high = metrics.paired_bootstrap_difference(y, a, b, groups, statistic, seed=seed)
-            rows[name] = {
-                "model": round(statistic(y, a), 4),
-                "baseline": round(statistic(y, b), 4),
-                "difference": round(difference, 4),
-                "interval_95": [round(low, 4), round(high, 4)],
-            }
-        blocks[block] = rows
-    base_stream = score_stream(baseline, stream)
-    base_starts, _, _ = decide(base_stream, base_side.decision_params())
-    return {
-        "path": str(baseline.model_path),
-        "sha256": baseline.sha256,
-        **blocks,
         "stream_false_alarms": len(base_starts),
     }
+    return comparison, base_scored
+
+
+def paired_rows(
+    labels: npt.ArrayLike, scores: npt.ArrayLike, baseline_scores: npt.ArrayLike, groups: npt.ArrayLike, *, seed: int
+) -> dict[str, dict[str, Any]]:
+    """Each ranking metric for both score sets on the same items, and their difference (scores
+    minus baseline) with a paired bootstrap interval over `groups`."""
+    y = np.asarray(labels, dtype=bool)
+    a, b = np.asarray(scores, dtype=np.float64), np.asarray(baseline_scores, dtype=np.float64)
+    rows: dict[str, dict[str, Any]] = {}
+    for name, statistic in RANKING_METRICS.items():
+        difference, low, high = metrics.paired_bootstrap_difference(y, a, b, groups, statistic, seed=seed)
+        rows[name] = {
+            "model": round(statistic(y, a), 4),
+            "baseline": round(statistic(y, b), 4),
+            "difference": round(difference, 4),
+            "interval_95": [round(low, 4), round(high, 4)],
+        }
+    return rows
 
 
 def _plots(
@@ -721,6 +729,21 @@ def _rate_interval(stream: dict[str, Any]) -> str:
     return f" (95% interval {interval[0]:.1f}-{interval[1]:.1f})" if interval else ""
 
 
+def paired_table(comparison: dict[str, Any], this: str) -> list[str]:
+    """Markdown table of `paired_rows` blocks ("windows", "clips"): each metric for both sides and
+    the difference with its interval."""
+    lines = [f"| metric | {this} | baseline | difference (95% interval) |", "| --- | ---: | ---: | ---: |"]
+    for block in ("windows", "clips"):
+        for key, label in RANKING_LABELS.items():
+            row = comparison[block][key]
+            low, high = row["interval_95"]
+            lines.append(
+                f"| {block[:-1]} {label} | {row['model']} | {row['baseline']} | "
+                f"{row['difference']:+.4f} ({low:+.3f} to {high:+.3f}) |"
+            )
+    return lines
+
+
 def baseline_section(report: dict[str, Any]) -> list[str]:
     """Markdown lines comparing the model with `--baseline`, if the report has one."""
     base = report.get("baseline")
@@ -733,18 +756,7 @@ def baseline_section(report: dict[str, Any]) -> list[str]:
         "from resampling recording groups with both models meeting the same resamples; an interval that "
         "holds 0 is no evidence either way.",
         "",
-        "| metric | this model | baseline | difference (95% interval) |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    for block in ("windows", "clips"):
-        for key, label in RANKING_LABELS.items():
-            row = base[block][key]
-            low, high = row["interval_95"]
-            lines.append(
-                f"| {block[:-1]} {label} | {row['model']} | {row['baseline']} | "
-                f"{row['difference']:+.4f} ({low:+.3f} to {high:+.3f}) |"
-            )
-    lines += [
+        *paired_table(base, "this model"),
         "",
         f"Continuous non-scream stream, each model with its own shipped decisions: "
         f"{report['stream']['false_alarms']} false alarms against the baseline's {base['stream_false_alarms']}.",

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -181,6 +182,47 @@ def test_crossval_scores_every_group_once_pools_the_folds_and_resumes(
     assert "fold 1 of 3: reusing" in log and "fold 2 of 3: training" in log
     assert (out / "fold-1.tflite").read_bytes() == model_bytes  # seeded: the retrained fold is the same model
     assert again["pooled"] == report["pooled"]
+    # Against a baseline run: a copy of this one whose fold 1 is fold 0's model (trained without
+    # fold 1 too) and whose sidecars say another epoch count.
+    base = tmp_path / "baseline"
+    shutil.copytree(out, base)
+    for suffix in (".tflite", ".json"):
+        shutil.copy(out / f"fold-0{suffix}", base / f"fold-1{suffix}")
+    for k in range(3):
+        sidecar = json.loads((base / f"fold-{k}.json").read_text())
+        sidecar["training"]["config"]["epochs"] = 99
+        (base / f"fold-{k}.json").write_text(json.dumps(sidecar))
+    compared = crossval(data, out, folds=3, config=config, scenes=1, baseline=base)
+    against = compared["baseline"]
+    assert against["recipe_differences"] == {"epochs": [8, 99]}
+    assert compared["pooled"] == report["pooled"]  # the baseline changes nothing of this run's numbers
+    fold_against = [json.loads((out / f"fold-{k}-report" / "report.json").read_text())["baseline"] for k in range(3)]
+    assert fold_against[1]["sha256"] == fold_against[0]["sha256"] != fold_against[2]["sha256"]
+    for k in (0, 2):  # the same model on both sides: no difference, not even in a resample
+        assert all(r["difference"] == 0 and r["interval_95"] == [0, 0] for r in fold_against[k]["windows"].values())
+    assert against["stream_false_alarms"] == sum(f["stream_false_alarms"] for f in fold_against)
+    assert against["model_stream_false_alarms"] == report["pooled"]["stream"]["false_alarms"]
+    for key in ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "recall_at_5pct_fpr"):
+        row = against["windows"][key]
+        assert row["model"] == report["pooled"]["windows"][key]
+        assert row["difference"] == pytest.approx(row["model"] - row["baseline"], abs=2e-4)
+        assert row["interval_95"][0] <= row["difference"] <= row["interval_95"][1]
+    assert against["clips"]["roc_auc"]["model"] == report["pooled"]["clips_ranking"]["roc_auc"]
+    assert any(r["baseline"] != r["model"] for r in against["clips"].values()) or any(
+        f["clips"]["roc_auc"]["baseline"] != f["clips"]["roc_auc"]["model"] for f in fold_against
+    )
+    text = (out / "report.md").read_text()
+    assert f"## Against the baseline recipe `{base}`" in text and "epochs 8 (baseline 99)" in text
+    # A baseline without every fold, or dealt other folds, is refused before anything runs.
+    (base / "fold-2.tflite").unlink()
+    with pytest.raises(DataError, match=r"no fold-2\.tflite"):
+        crossval(data, tmp_path / "unused", folds=3, config=config, baseline=base)
+    shutil.copy(out / "fold-2.tflite", base / "fold-2.tflite")
+    shutil.copy(base / "fold-0-run" / "splits.tsv", base / "fold-2-run" / "splits.tsv")
+    with pytest.raises(DataError, match="fold-2 tests other clips"):
+        crossval(data, tmp_path / "unused", folds=3, config=config, baseline=base)
+    assert not (tmp_path / "unused" / "fold-0.tflite").exists()
+
     # Another recipe, or a data set that now deals another fold, is not reused.
     dataset = load_dataset(data)
     fold_0 = group_folds(dataset.clips, 3, seed=0)[0]

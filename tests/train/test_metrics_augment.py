@@ -230,7 +230,9 @@ def test_group_balance_gives_every_recording_group_the_same_share_of_screams() -
     # Nine screams from one recording group, one from another, and a non-scream.
     groups = ["big"] * 9 + ["small", "noise"]
     labels = ["scream"] * 10 + ["non_scream"]
-    clips = [Clip(path=Path(f"{k}.wav"), label=lab, group=g) for k, (g, lab) in enumerate(zip(groups, labels))]
+    clips = [
+        Clip(path=Path(f"{k}.wav"), label=lab, group=g) for k, (g, lab) in enumerate(zip(groups, labels, strict=True))
+    ]
     split = PreparedSplit(clips, [np.zeros(20000, np.float32) for _ in clips])
 
     def small_share(balance: str) -> float:
