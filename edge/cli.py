@@ -159,7 +159,6 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         **shape,
         epochs=args.epochs,
         seed=args.seed,
-        scream_balance=args.scream_balance,
         cache_dir=args.cache or "",
         verbose=2,
         max_false_alarms_per_hour=args.max_false_alarms_per_hour,
@@ -444,12 +443,6 @@ def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--width", type=_positive_int, help="channels of the first convolution; later blocks use 2x and 4x"
-    )
-    parser.add_argument(
-        "--scream-balance",
-        choices=("clip", "group"),
-        default="clip",
-        help="draw training screams with every clip alike (clip) or every recording group alike (group)",
     )
     parser.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
     point = parser.add_argument_group(

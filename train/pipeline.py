@@ -24,7 +24,6 @@ from train.splits import fold_splits, split_by_group, write_splits
 from train.windows import edge_windows, random_window, spliced_window, window_samples
 
 FloatArray = npt.NDArray[np.float32]
-SCREAM_BALANCES = ("clip", "group")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,9 +39,6 @@ class TrainConfig:
     learning_rate: float = 2e-3
     early_stopping_patience: int = 8
     hard_negative_weight: float = 3.0
-    # How scream excerpts are drawn: "clip", every scream clip alike (a source with many clips
-    # dominates); "group", every recording group alike, its clips sharing the group's turn.
-    scream_balance: str = "clip"
     onset_window_fraction: float = 0.3  # of scream windows: ones that end 0.25-0.6 s after the onset
     noise_only_fraction: float = 0.08  # of negatives: synthesised noise or near-silence
     splice_fraction: float = 0.0  # of negatives: one clip's end running into another's start
@@ -60,12 +56,6 @@ class TrainConfig:
     fold: int = 0  # validate on the next fold, train on the rest (train/splits.py fold_splits)
     cache_dir: str = ""
     verbose: int = 2
-
-    def __post_init__(self) -> None:
-        if self.scream_balance not in SCREAM_BALANCES:
-            raise ValueError(
-                f"unknown scream_balance {self.scream_balance!r}: expected one of {', '.join(SCREAM_BALANCES)}"
-            )
 
     @property
     def effective_split_seed(self) -> int:
@@ -121,18 +111,6 @@ def eval_windows(split: PreparedSplit, features: FeatureParams, config: TrainCon
     return EvalWindows(np.concatenate(parts), np.array(labels), np.array(index))
 
 
-def scream_weights(screams: list[Clip], balance: str) -> npt.NDArray[np.float64] | None:
-    """Probabilities of drawing each scream clip: None for "clip" (uniform, drawn as before, so
-    runs keep their random stream); for "group", 1 / (clips of its group) / (groups)."""
-    if balance == "clip":
-        return None
-    sizes: dict[str, int] = {}
-    for clip in screams:
-        sizes[clip.group] = sizes.get(clip.group, 0) + 1
-    weights = np.array([1.0 / sizes[c.group] for c in screams])
-    return weights / weights.sum()
-
-
 class AugmentedBatches:
     """Balanced, freshly augmented batches; batch (epoch, i) is the same whatever the threading."""
 
@@ -142,9 +120,7 @@ class AugmentedBatches:
         self.features, self.config, self.augment = features, config, augment
         self.extractor = LogMelExtractor(features)
         self.length = window_samples(features, config.window_frames)
-        screams = [(c, w) for c, w in zip(split.clips, split.waves, strict=True) if c.is_scream]
-        self.screams = [w for _, w in screams]
-        self.scream_p = scream_weights([c for c, _ in screams], config.scream_balance)
+        self.screams = [w for c, w in zip(split.clips, split.waves, strict=True) if c.is_scream]
         negatives = [(c, w) for c, w in zip(split.clips, split.waves, strict=True) if not c.is_scream]
         self.negatives = [w for _, w in negatives]
         weights = np.array([config.hard_negative_weight if c.family != "other" else 1.0 for c, _ in negatives])
@@ -158,12 +134,6 @@ class AugmentedBatches:
         p = self.augment.speed_probability
         return float(rng.uniform(*self.augment.speed_range)) if p and rng.random() < p else 1.0
 
-    def _scream(self, rng: np.random.Generator) -> int:
-        """Which scream clip to cut the next excerpt from (`scream_balance`)."""
-        if self.scream_p is None:
-            return int(rng.integers(len(self.screams)))
-        return int(rng.choice(len(self.screams), p=self.scream_p))
-
     def batch(self, index: int) -> tuple[FloatArray, FloatArray]:
         rng = np.random.default_rng([self.config.seed, self.epoch, index])
         half = self.config.batch_size // 2
@@ -173,7 +143,7 @@ class AugmentedBatches:
             is_scream = k < half
             speed = 1.0
             if is_scream:
-                source = self.screams[self._scream(rng)]
+                source = self.screams[rng.integers(len(self.screams))]
                 speed = self._speed(rng)
             elif rng.random() < self.config.noise_only_fraction:
                 color = str(rng.choice(["white", "pink", "brown", "hum"]))

@@ -229,12 +229,9 @@ def test_crossval_scores_every_group_once_pools_the_folds_and_resumes(
     assert reusable(out / "fold-0.tflite", replace(config, folds=3, fold=0, verbose=2), fold_0, dataset.base)
     assert not reusable(out / "fold-0.tflite", replace(config, folds=3, fold=0, width=4), fold_0, dataset.base)
     assert not reusable(out / "fold-0.tflite", replace(config, folds=3, fold=0), fold_0[1:], dataset.base)
-    assert not reusable(
-        out / "fold-0.tflite", replace(config, folds=3, fold=0, scream_balance="group"), fold_0, dataset.base
-    )
     # A sidecar written before a recipe field existed counts as that field's default.
     sidecar = json.loads((out / "fold-0.json").read_text())
-    del sidecar["training"]["config"]["scream_balance"]
+    del sidecar["training"]["config"]["splice_fraction"]
     (out / "fold-0.json").write_text(json.dumps(sidecar))
     assert reusable(out / "fold-0.tflite", replace(config, folds=3, fold=0), fold_0, dataset.base)
     (out / "fold-0.json").write_text("{")
@@ -246,11 +243,6 @@ def test_crossval_command_takes_the_train_recipe_options() -> None:
         ["crossval", "--data", "d", "--out", "o", "--folds", "4", "--members", "2", "--epochs", "7", "--scenes", "2"]
     )
     assert (args.folds, args.members, args.epochs, args.scenes, args.width) == (4, 2, 7, 2, None)
-    assert args.scream_balance == "clip"
-    args = build_parser().parse_args(["crossval", "--data", "d", "--out", "o", "--scream-balance", "group"])
-    assert args.scream_balance == "group"
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["crossval", "--data", "d", "--out", "o", "--scream-balance", "source"])
     with pytest.raises(SystemExit):
         build_parser().parse_args(["crossval", "--data", "d", "--out", "o", "--scenes", "0"])
 

@@ -216,35 +216,3 @@ def test_batches_draw_speeds_only_when_speed_changes_are_on() -> None:
     assert all(0.85 <= s <= 1.18 for s in speeds) and np.std(speeds) > 0.05
     windows, labels = on.batch(0)
     assert windows.shape == (8, 96, 40, 1) and np.isfinite(windows).all() and labels.sum() == 4
-
-
-def test_group_balance_gives_every_recording_group_the_same_share_of_screams() -> None:
-    from pathlib import Path
-
-    import pytest
-
-    from edge.features import FeatureParams
-    from train.data import Clip
-    from train.pipeline import AugmentedBatches, PreparedSplit, TrainConfig
-
-    # Nine screams from one recording group, one from another, and a non-scream.
-    groups = ["big"] * 9 + ["small", "noise"]
-    labels = ["scream"] * 10 + ["non_scream"]
-    clips = [
-        Clip(path=Path(f"{k}.wav"), label=lab, group=g) for k, (g, lab) in enumerate(zip(groups, labels, strict=True))
-    ]
-    split = PreparedSplit(clips, [np.zeros(20000, np.float32) for _ in clips])
-
-    def small_share(balance: str) -> float:
-        batches = AugmentedBatches(split, FeatureParams(), TrainConfig(scream_balance=balance), AugmentParams())
-        rng = np.random.default_rng(3)
-        return float(np.mean([batches._scream(rng) == 9 for _ in range(4000)]))
-
-    assert small_share("clip") == pytest.approx(0.1, abs=0.02)  # each clip alike: the big group dominates
-    assert small_share("group") == pytest.approx(0.5, abs=0.03)  # each group alike
-    # "clip" draws exactly as before the option existed, so earlier runs keep their random stream.
-    clip = AugmentedBatches(split, FeatureParams(), TrainConfig(), AugmentParams())
-    a, b = np.random.default_rng(7), np.random.default_rng(7)
-    assert [clip._scream(a) for _ in range(50)] == [int(b.integers(10)) for _ in range(50)]
-    with pytest.raises(ValueError, match="scream_balance 'source'"):
-        TrainConfig(scream_balance="source")
