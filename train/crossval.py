@@ -96,9 +96,9 @@ def reusable(model: Path, config: TrainConfig, test_clips: list[Clip], base: Pat
     return trained_recipe(model) == _recipe(config) and tests_fold(model, test_clips, base)
 
 
-def check_baseline(baseline: Path, parts: list[list[Clip]], base: Path) -> dict[str, list[Any]]:
+def check_baseline(baseline: Path, parts: list[list[Clip]], base: Path) -> dict[str, Any]:
     """Refuse, before any training, a baseline folder without a fold model testing each fold as the
-    data set deals it now; return where its recipe differs from the first fold's (field: [baseline])."""
+    data set deals it now; return the baseline's recipe (its first fold model's)."""
     for k, part in enumerate(parts):
         model = baseline / f"fold-{k}.tflite"
         if trained_recipe(model) is None:
