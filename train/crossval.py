@@ -99,9 +99,11 @@ def reusable(model: Path, config: TrainConfig, test_clips: list[Clip], base: Pat
 def check_baseline(baseline: Path, parts: list[list[Clip]], base: Path) -> dict[str, Any]:
     """Refuse, before any training, a baseline folder without a fold model testing each fold as the
     data set deals it now; return the baseline's recipe (its first fold model's)."""
+    recipes = []
     for k, part in enumerate(parts):
         model = baseline / f"fold-{k}.tflite"
-        if trained_recipe(model) is None:
+        recipe = trained_recipe(model)
+        if recipe is None:
             raise DataError(
                 f"baseline {baseline}: no fold-{k}.tflite with a readable sidecar (a `scream crossval` --out?)"
             )
@@ -110,7 +112,8 @@ def check_baseline(baseline: Path, parts: list[list[Clip]], base: Path) -> dict[
                 f"baseline {baseline}: fold-{k} tests other clips than this data set's fold {k} "
                 "(another data set, split seed or number of folds)"
             )
-    return trained_recipe(baseline / "fold-0.tflite") or {}
+        recipes.append(recipe)
+    return recipes[0]
 
 
 def run_fold(
@@ -300,10 +303,12 @@ def pooled_baseline(
     """This recipe against the baseline run's, out of fold: the pooled ranking metrics of both on the
     same windows and clips with paired differences, and both runs' stream false alarms."""
     cat = np.concatenate
-    base_windows = [r.baseline_window_scores for r in results]
-    base_clips = [r.baseline_clip_scores for r in results]
-    if any(s is None for s in base_windows) or any(s is None for s in base_clips):
-        raise ValueError("every fold needs its baseline scores")
+    base_windows, base_clips = [], []
+    for r in results:
+        if r.baseline_window_scores is None or r.baseline_clip_scores is None:
+            raise ValueError(f"fold {r.fold} was evaluated without its baseline model")
+        base_windows.append(r.baseline_window_scores)
+        base_clips.append(r.baseline_clip_scores)
     return {
         "path": str(baseline),
         "recipe_differences": {
@@ -314,14 +319,14 @@ def pooled_baseline(
         "windows": paired_rows(
             cat([r.window_labels for r in results]),
             cat([r.window_scores for r in results]),
-            cat([s for s in base_windows if s is not None]),
+            cat(base_windows),
             cat([r.window_groups for r in results]),
             seed=seed,
         ),
         "clips": paired_rows(
             cat([r.clip_labels for r in results]),
             cat([r.clip_scores for r in results]),
-            cat([s for s in base_clips if s is not None]),
+            cat(base_clips),
             cat([r.clip_groups for r in results]),
             seed=seed,
         ),
