@@ -159,6 +159,7 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         **shape,
         epochs=args.epochs,
         seed=args.seed,
+        split_by=args.split_by,
         cache_dir=args.cache or "",
         verbose=2,
         max_false_alarms_per_hour=args.max_false_alarms_per_hour,
@@ -202,6 +203,37 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         baseline=args.baseline,
     )
     return EXIT_OK
+
+
+def cmd_corpus_build(args: argparse.Namespace) -> int:
+    _require_train_extra("scream corpus build", "soundfile")
+    from train.corpus.build import build
+
+    result = build(args.recipe, args.out, shared=args.shared, cache=args.cache, offline=args.offline)
+    if args.json:
+        from dataclasses import asdict
+
+        from train.corpus.build import audit_counts, summary_tables
+
+        tables = summary_tables(result)
+        print(
+            json.dumps(
+                {
+                    "out": str(result.out),
+                    "clips": len(result.included()),
+                    "totals": tables["totals"],
+                    "audit": audit_counts(result.clips),
+                    "duplicates": asdict(result.duplicates),
+                    "problems": [{"source": s, "why": w} for s, w in result.problems],
+                    "skipped": [{"source": r.name, "path": p, "why": w} for r in result.sources for p, w in r.skipped],
+                    "written": result.written,
+                    "removed": result.removed,
+                    "seconds": round(result.seconds, 1),
+                }
+            )
+        )
+    failed = result.problems or any(r.skipped for r in result.sources)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -437,6 +469,12 @@ def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--split-by",
+        choices=("group", "source"),
+        default="group",
+        help="what splits deal whole: recording groups, or sources (the manifest's source column)",
+    )
+    parser.add_argument(
         "--members",
         type=_positive_int,
         help="networks to train (seeds seed, seed+1, ...) and ship averaged as one model",
@@ -532,6 +570,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_recipe_arguments(cv)
     cv.set_defaults(func=cmd_crossval)
+
+    corpus = sub.add_parser(
+        "corpus",
+        help="build the training corpus from a recipe (needs the 'train' extra)",
+        formatter_class=formatter,
+    )
+    corpus_sub = corpus.add_subparsers(dest="corpus_command", required=True)
+    corpus_build = corpus_sub.add_parser(
+        "build",
+        help="download, unpack, audit and write a corpus from a recipe",
+        formatter_class=formatter,
+        description="Build DATA from every source the recipe lists: data sets under --shared and Debian "
+        "packages at exact versions (downloaded once into --cache), labels audited by the teacher, "
+        "copies grouped, in scream-corpus-v1's manifest layout. A second run rewrites nothing that is "
+        "up to date.",
+        epilog="example:\n  scream corpus build --recipe train/corpus/recipe.toml --out ~/data/scream-corpus-v2\n\n"
+        "exit status: 0 built, 1 built without some sources or files (each named), 2 fatal (recipe, teacher)",
+    )
+    corpus_build.add_argument("--recipe", required=True, help="the recipe TOML (train/corpus/recipe.toml)")
+    corpus_build.add_argument("--out", required=True, help="the corpus folder to write (manifest.tsv, audio/, ...)")
+    corpus_build.add_argument(
+        "--shared", default="../shared", help="folder holding the recipe's data sets and teacher (default ../shared)"
+    )
+    corpus_build.add_argument(
+        "--cache",
+        help="downloads, unpacked packages, clips and teacher scores (default ~/.cache/scream-detector/corpus)",
+    )
+    corpus_build.add_argument(
+        "--offline", action="store_true", help="download nothing: build from the cache and name what is missing"
+    )
+    corpus_build.add_argument("--json", action="store_true", help="a JSON summary on stdout after the tables")
+    corpus_build.set_defaults(func=cmd_corpus_build)
 
     evaluate = sub.add_parser(
         "evaluate",

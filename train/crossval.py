@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from train import metrics
-from train.data import Clip, DataError, load_dataset
+from train.data import Clip, DataError, load_dataset, regroup
 from train.evaluate import (
     RANKING_LABELS,
     evaluate_with_scores,
@@ -185,7 +185,7 @@ def crossval(
     started = time.monotonic()
     # Dealt here too, so too few groups fail before any training, and reused fold models are checked
     # against the folds of the data set as it is now.
-    dataset = load_dataset(data)
+    dataset = regroup(load_dataset(data), config.split_by)
     parts = group_folds(dataset.clips, folds, seed=config.effective_split_seed)
     base_dir = Path(baseline) if baseline else None
     base_recipe = check_baseline(base_dir, parts, dataset.base) if base_dir else None

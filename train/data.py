@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -23,8 +24,18 @@ MIN_GROUPS_PER_LABEL = 3
 # Sounds that usually trip scream detectors, mined from the manifest's finer categories.
 HARD_NEGATIVE_FAMILIES: dict[str, tuple[str, ...]] = {
     "infant_cry": ("baby_cry", "cry"),
-    "alarm_ringtone": ("alarm", "siren", "car_horn", "fire_station", "whistle", "traffic_horn", "urban_car_horn"),
-    "animal": ("animals", "animals_birds", "dog_bark", "farm_animals", "sfx_animals"),
+    "alarm_ringtone": (
+        "alarm",
+        "siren",
+        "car_horn",
+        "fire_station",
+        "whistle",
+        "traffic_horn",
+        "urban_car_horn",
+        "ringtone",
+        "notification",
+    ),
+    "animal": ("animals", "animals_birds", "dog_bark", "farm_animals", "sfx_animals", "creature"),
     "laughter": ("laugh", "laughter", "laughter_crowd", "giggle"),
     "children_cheering": (
         "children_playing",
@@ -35,7 +46,7 @@ HARD_NEGATIVE_FAMILIES: dict[str, tuple[str, ...]] = {
         "crowd_applause",
         "applause_crowd",
     ),
-    "vocal_effort": ("vocal_effort", "vocal_other", "gasp", "moan", "singing", "sigh", "yawn", "speech_taunt"),
+    "vocal_effort": ("vocal_effort", "vocal_other", "gasp", "moan", "singing", "sigh", "yawn", "speech_taunt", "shout"),
 }
 
 
@@ -182,6 +193,27 @@ def load_dataset(data: str | os.PathLike[str], *, probe: bool = True) -> Dataset
     dataset = Dataset(root=root, clips=usable, skipped=skipped)
     check_trainable(dataset)
     return dataset
+
+
+SPLIT_UNITS = ("group", "source")
+
+
+def regroup(dataset: Dataset, split_by: str) -> Dataset:
+    """The data set with `group` replaced by the unit splits deal whole: "group" (recording groups,
+    as given) or "source" (every clip of a source on one side, for judging on unheard sources)."""
+    if split_by not in SPLIT_UNITS:
+        raise DataError(f"split_by must be one of {', '.join(SPLIT_UNITS)}, got {split_by!r}")
+    if split_by == "group":
+        return dataset
+    missing = [c for c in dataset.clips if not c.source]
+    if missing:
+        raise DataError(
+            f"splitting by source needs a 'source' column: {len(missing)} clips have none, e.g. {missing[0].path}"
+        )
+    clips = [dataclasses.replace(c, group=f"source:{c.source}") for c in dataset.clips]
+    regrouped = Dataset(root=dataset.root, clips=clips, skipped=list(dataset.skipped))
+    check_trainable(regrouped)
+    return regrouped
 
 
 def check_trainable(dataset: Dataset) -> None:

@@ -18,7 +18,7 @@ from edge.errors import AudioError
 from edge.features import FeatureParams, LogMelExtractor
 from train import metrics
 from train.augment import AugmentParams, augment_waveform, change_speed, colored_noise, spec_augment
-from train.data import Clip, DataError, Dataset, WaveformCache, load_dataset
+from train.data import Clip, DataError, Dataset, WaveformCache, load_dataset, regroup
 from train.operating_point import on_off_at
 from train.splits import fold_splits, split_by_group, write_splits
 from train.windows import edge_windows, random_window, spliced_window, window_samples
@@ -51,6 +51,7 @@ class TrainConfig:
     min_event_recall: float = 0.5
     max_latency_s: float = 1.0
     seed: int = 0
+    split_by: str = "group"  # the unit splits deal whole: "group" or "source" (train/data.py regroup)
     split_seed: int | None = None  # the train/validation/test split's seed; None: `seed`
     folds: int = 0  # > 0: cross-validation (`scream crossval`): test on group fold `fold` of `folds`,
     fold: int = 0  # validate on the next fold, train on the rest (train/splits.py fold_splits)
@@ -246,7 +247,7 @@ def train(
     run_dir = out_path.parent / f"{out_path.stem}-run"
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    dataset = load_dataset(data)
+    dataset = regroup(load_dataset(data), config.split_by)
     for line in dataset.summary_lines():
         _log(line)
     if config.folds:
