@@ -223,7 +223,12 @@ def cmd_corpus_build(args: argparse.Namespace) -> int:
                     "clips": len(result.included()),
                     "totals": tables["totals"],
                     "audit": audit_counts(result.clips),
-                    "duplicates": asdict(result.duplicates),
+                    "duplicates": {
+                        **asdict(result.duplicates),
+                        "label_conflicts": [
+                            [result.clips[i].path for i in s] for s in result.duplicates.label_conflicts
+                        ],
+                    },
                     "problems": [{"source": s, "why": w} for s, w in result.problems],
                     "skipped": [{"source": r.name, "path": p, "why": w} for r in result.sources for p, w in r.skipped],
                     "written": result.written,

@@ -328,6 +328,7 @@ def test_build_writes_the_corpus_with_labels_licences_excerpts_and_groups(world:
     assert f"{game}/sfx/whistle.wav\ttestgame\tnon_scream\tnon_scream" in review
     assert "copies disagree on the label" in review
     summary = (world["out"] / "summary.md").read_text()
+    assert "Left out:" in summary and "testgame: usr/share/games/testgame/sfx/broken.wav:" in summary
     assert "| mini | 3 |" in summary and "| 0 | 0 | 0 | 0 | 1 | 0 |" in summary
     # The built folder is a data set `scream train` reads as it is.
     dataset = load_dataset(world["out"])

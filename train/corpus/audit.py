@@ -194,6 +194,6 @@ def duplicate_groups(
     for members in exact_clusters + near_clusters:
         if len({sources[i] for i in members}) > 1:
             report.cross_source_clusters += 1
-        if len({labels[i] for i in members}) > 1:
+        if len({labels[i] for i in members} - {"exclude"}) > 1:
             report.label_conflicts.append(sorted(members))
     return out, report

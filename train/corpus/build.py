@@ -720,7 +720,7 @@ def _write_out(
     review = []
     for clip in sorted(clips, key=lambda c: c.path):
         verdict = clip.verdict
-        if verdict is None or not (verdict.review or verdict.would or clip.override):
+        if verdict is None or not (verdict.review or clip.override or verdict.would not in ("", verdict.label)):
             continue
         named = clip.candidate.prior or clip.candidate.named
         if verdict.would:
