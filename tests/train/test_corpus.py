@@ -19,6 +19,7 @@ import numpy.typing as npt
 import pytest
 
 from edge.audio import write_wav
+from edge.classifier import sha256_file
 from train.corpus import audit, debian
 from train.corpus.build import MANIFEST_COLUMNS, BuildResult, build
 from train.corpus.recipe import RecipeError, TeacherRules, load_recipe
@@ -393,7 +394,7 @@ def test_a_version_no_longer_in_the_archive_is_named(world: dict[str, Path]) -> 
 
 
 def test_a_cut_off_download_fails_its_checksum(world: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    write_recipe(world["recipe"].parent, sha256=debian.sha256_of(world["deb"]))
+    write_recipe(world["recipe"].parent, sha256=sha256_file(world["deb"]))
     monkeypatch.setenv("FAKE_APT_CUT", "1")
     result = run_build(world)
     [(_, why)] = result.problems

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.classifier import sha256_file
 from edge.errors import ScreamError
 
 
@@ -20,14 +20,6 @@ class PackageError(ScreamError, RuntimeError):
 def deb_file_name(package: str, version: str) -> str:
     """The name `apt-get download` gives an architecture-independent or host .deb (':' as '%3a')."""
     return f"{package}_{version.replace(':', '%3a')}_"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -48,7 +40,7 @@ def fetch(package: str, version: str, debs: Path, *, sha256: str = "", offline: 
     debs.mkdir(parents=True, exist_ok=True)
     spec = f"{package}={version}"
     deb = cached_deb(debs, package, version)
-    if deb is not None and sha256 and sha256_of(deb) != sha256:
+    if deb is not None and sha256 and sha256_file(deb) != sha256:
         if offline:
             raise PackageError(
                 f"{spec}: the cached {deb.name} fails its sha256 (cut off or corrupt); run without --offline"
@@ -75,7 +67,7 @@ def fetch(package: str, version: str, debs: Path, *, sha256: str = "", offline: 
     got = sorted(partial.glob("*.deb"))
     if not got:
         raise PackageError(f"{spec}: apt-get download succeeded but left no .deb")
-    if sha256 and (actual := sha256_of(got[0])) != sha256:
+    if sha256 and (actual := sha256_file(got[0])) != sha256:
         shutil.rmtree(partial, ignore_errors=True)
         raise PackageError(f"{spec}: the download is cut off or corrupt (sha256 {actual[:12]}…, recipe {sha256[:12]}…)")
     final = debs / got[0].name
