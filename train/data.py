@@ -232,6 +232,15 @@ def check_trainable(dataset: Dataset) -> None:
         raise DataError(f"data set {dataset.root} is not trainable: " + "; ".join(problems))
 
 
+def decode_at(path: Path, rate_hz: int) -> npt.NDArray[np.float32]:
+    """A whole audio file as mono float32 at `rate_hz`, through the edge's streaming resampler."""
+    audio = open_audio(path)
+    resampler = StreamingResampler(audio.sample_rate_hz, rate_hz)
+    parts = [resampler.push(block) for block in audio.blocks()]
+    parts.append(resampler.flush())
+    return np.concatenate(parts).astype(np.float32)
+
+
 class WaveformCache:
     """Decoded clips at the model rate, cached on disk as .npy so epochs never decode again."""
 
@@ -249,11 +258,7 @@ class WaveformCache:
         cached = self._key(path)
         if cached.exists():
             return np.load(cached)
-        audio = open_audio(path)
-        resampler = StreamingResampler(audio.sample_rate_hz, self.rate_hz)
-        parts = [resampler.push(block) for block in audio.blocks()]
-        parts.append(resampler.flush())
-        samples = np.concatenate(parts).astype(np.float32)
+        samples = decode_at(path, self.rate_hz)
         tmp = cached.with_suffix(".tmp.npy")
         np.save(tmp, samples)
         tmp.replace(cached)

@@ -26,6 +26,11 @@ class Verdict:
     would: str = ""  # report-only audits: what the audit would have done
 
 
+def category_for(label: str, category: str, non_scream_category: str) -> str:
+    """A clip's category under `label`: a family's non-scream category when it is not a scream."""
+    return (non_scream_category or category) if label == "non_scream" else category
+
+
 def teacher_label(score: float, rules: TeacherRules) -> str:
     if score >= rules.scream_at:
         return "scream"
@@ -56,7 +61,7 @@ def decide(
             why = f"teacher decides: peak {rules.scream_class} {score:.3f} < {rules.non_scream_below}"
         else:
             why = f"teacher decides: peak {rules.scream_class} {score:.3f} in between (ambiguous, left out)"
-        new_category = (non_scream_category or category) if said == "non_scream" else category
+        new_category = category_for(said, category, non_scream_category)
         if audit == "report":
             # A report-only audit keeps the first guess and records what it would have done.
             changed = why if said != prior else ""

@@ -33,11 +33,19 @@ import numpy as np
 
 from edge.audio import AUDIO_SUFFIXES, open_audio
 from edge.errors import AudioError, ScreamError
-from edge.resample import StreamingResampler
 from train.corpus import debian
-from train.corpus.audit import DuplicateReport, Override, Verdict, decide, duplicate_groups, read_overrides
-from train.corpus.recipe import Recipe, Rule, Source, load_recipe
+from train.corpus.audit import (
+    DuplicateReport,
+    Override,
+    Verdict,
+    category_for,
+    decide,
+    duplicate_groups,
+    read_overrides,
+)
+from train.corpus.recipe import Recipe, Rule, Source, SourceError, load_recipe
 from train.corpus.teacher import RATE_HZ, ScoreCache, Teacher, TeacherScores, YamnetTeacher
+from train.data import decode_at
 
 MANIFEST_COLUMNS = (
     "path",
@@ -111,7 +119,6 @@ class Clip:
     scores: TeacherScores
     verdict: Verdict | None = None
     group: str = ""
-    override: Override | None = None
 
     @property
     def path(self) -> str:
@@ -122,12 +129,9 @@ class Clip:
 class SourceReport:
     name: str
     label: str
-    candidates: int = 0
     materialised: int = 0  # new pieces written to the cache this run
-    downloaded: bool = False
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    failed: str = ""
 
 
 @dataclass
@@ -269,7 +273,7 @@ def dataset_candidates(source: Source, folder: Path, report: SourceReport) -> It
     """The rows of a data set's manifest, labels and groups as it gives them."""
     manifest = folder / "manifest.tsv"
     if not manifest.is_file():
-        raise debian.PackageError(f"{folder}: no manifest.tsv (is --shared right?)")
+        raise SourceError(f"{folder}: no manifest.tsv (is --shared right?)")
     with manifest.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     for number, row in enumerate(rows, start=2):
@@ -364,15 +368,13 @@ def materialise(candidate: Candidate, store: ClipStore, excerpt_max_s: float) ->
     staging.write_bytes(data)
     try:
         audio = open_audio(staging)
+        whole = not candidate.may_excerpt or audio.duration_s <= excerpt_max_s
+        if whole:
+            _decode_check(staging)
     except AudioError as exc:
         staging.unlink()
         raise AudioError(str(exc).replace(str(staging), candidate.origin)) from exc
-    if not candidate.may_excerpt or audio.duration_s <= excerpt_max_s:
-        try:
-            _decode_check(staging)
-        except AudioError as exc:
-            staging.unlink()
-            raise AudioError(str(exc).replace(str(staging), candidate.origin)) from exc
+    if whole:
         staging.replace(target)
         piece = Piece(
             rel,
@@ -453,14 +455,6 @@ class TeacherView:
         return cls(names, (scream, yell, shout))
 
 
-def teacher_scores(path: Path, teacher: Teacher) -> TeacherScores:
-    audio = open_audio(path)
-    resampler = StreamingResampler(audio.sample_rate_hz, RATE_HZ)
-    parts = [resampler.push(block) for block in audio.blocks()]
-    parts.append(resampler.flush())
-    return teacher.analyse(np.concatenate(parts).astype(np.float32))
-
-
 def _top(scores: TeacherScores, names: list[str]) -> str:
     return "; ".join(f"{name} {value:.2f}" for name, value in scores.top(names, 3))
 
@@ -505,8 +499,7 @@ def build(
                 store = ClipStore(cache_dir / "clips" / source.name)
                 _collect(candidates, store, recipe, teacher, score_cache, report, clips, progress)
                 store.save()
-            except (debian.PackageError, ArchiveError, OSError) as exc:
-                report.failed = str(exc)
+            except (SourceError, ArchiveError, OSError) as exc:
                 problems.append((source.name, str(exc)))
                 progress(f"  {source.name}: left out: {exc}")
             for why in report.warnings:
@@ -529,9 +522,8 @@ def _candidates_of(
 ) -> list[Candidate]:
     if not source.is_debian:
         return list(dataset_candidates(source, shared / source.path, report))
-    fetched = debian.fetch(source.package, source.version, cache / "debs", sha256=source.sha256, offline=offline)
-    report.downloaded = fetched.downloaded
-    root = debian.unpack(fetched.deb, cache / "unpacked" / fetched.deb.stem)
+    deb = debian.fetch(source.package, source.version, cache / "debs", sha256=source.sha256, offline=offline)
+    root = debian.unpack(deb, cache / "unpacked" / deb.stem)
     copyright_file = root / "usr/share/doc" / source.package / "copyright"
     stanzas = debian.read_copyright(copyright_file)
     if copyright_file.is_file():
@@ -551,7 +543,6 @@ def _collect(
     clips: list[Clip],
     progress: Callable[[str], None],
 ) -> None:
-    report.candidates = len(candidates)
     last = time.monotonic()
     for done, candidate in enumerate(candidates, start=1):
         try:
@@ -560,7 +551,7 @@ def _collect(
             for piece in pieces:
                 scores = score_cache.get(piece.sha1)
                 if scores is None:
-                    scores = teacher_scores(store.folder / piece.rel, teacher)
+                    scores = teacher.analyse(decode_at(store.folder / piece.rel, RATE_HZ))
                     score_cache.put(piece.sha1, scores)
                 clips.append(Clip(candidate, piece, scores))
         except (AudioError, ArchiveError) as exc:
@@ -588,12 +579,9 @@ def _audit(clips: list[Clip], recipe: Recipe, overrides: dict[str, Override], sc
         )
         override = overrides.get(clip.path)
         if override is not None:
-            clip.override = override
             clip.verdict = Verdict(
                 override.label,
-                candidate.non_scream_category or candidate.category
-                if override.label == "non_scream"
-                else candidate.category,
+                category_for(override.label, candidate.category, candidate.non_scream_category),
                 "override",
                 f"override: {override.reason}",
             )
@@ -657,6 +645,20 @@ def _manifest_row(clip: Clip, view: TeacherView) -> dict[str, str]:
     }
 
 
+def _review_row(clip: Clip, view: TeacherView, decision: str, why: str) -> dict[str, str]:
+    assert clip.verdict is not None
+    return {
+        "path": clip.path,
+        "source": clip.candidate.source.name,
+        "named_label": clip.candidate.prior or clip.candidate.named,
+        "label": clip.verdict.label,
+        "teacher_scream": f"{float(clip.scores.max_scores[view.indices[0]]):.4f}",
+        "teacher_top": _top(clip.scores, view.names),
+        "decision": decision,
+        "why": why,
+    }
+
+
 def _tsv(rows: list[dict[str, str]], columns: tuple[str, ...]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, delimiter="\t", lineterminator="\n")
@@ -717,7 +719,8 @@ def _write_out(
     review = []
     for clip in sorted(clips, key=lambda c: c.path):
         verdict = clip.verdict
-        if verdict is None or not (verdict.review or clip.override or verdict.would not in ("", verdict.label)):
+        overridden = verdict is not None and verdict.decided_by == "override"
+        if verdict is None or not (verdict.review or overridden or verdict.would not in ("", verdict.label)):
             continue
         named = clip.candidate.prior or clip.candidate.named
         if verdict.would:
@@ -728,36 +731,12 @@ def _write_out(
             decision = f"relabelled {named} -> {verdict.label}"
         else:
             decision = f"{verdict.label} ({verdict.decided_by})"
-        review.append(
-            {
-                "path": clip.path,
-                "source": clip.candidate.source.name,
-                "named_label": named,
-                "label": verdict.label,
-                "teacher_scream": f"{float(clip.scores.max_scores[view.indices[0]]):.4f}",
-                "teacher_top": _top(clip.scores, view.names),
-                "decision": decision,
-                "why": verdict.review,
-            }
-        )
+        review.append(_review_row(clip, view, decision, verdict.review))
     for members in conflicts:
         labels = ", ".join(sorted({f"{clips[i].path} ({clips[i].verdict.label})" for i in members if clips[i].verdict}))
-        for i in members:
-            clip = clips[i]
-            if clip.verdict is None:
-                continue
-            review.append(
-                {
-                    "path": clip.path,
-                    "source": clip.candidate.source.name,
-                    "named_label": clip.candidate.prior or clip.candidate.named,
-                    "label": clip.verdict.label,
-                    "teacher_scream": f"{float(clip.scores.max_scores[view.indices[0]]):.4f}",
-                    "teacher_top": _top(clip.scores, view.names),
-                    "decision": "copies disagree on the label",
-                    "why": labels,
-                }
-            )
+        review += [
+            _review_row(clips[i], view, "copies disagree on the label", labels) for i in members if clips[i].verdict
+        ]
     _write_if_changed(out / "review.tsv", _tsv(review, REVIEW_COLUMNS))
     return written, removed, changed
 
@@ -811,8 +790,8 @@ def summary_tables(result: BuildResult) -> dict[str, Any]:
         cell[1] += clip.piece.duration_s / 60
     totals = {
         label: [
-            sum(1 for c in included if c.verdict and c.verdict.label == label),
-            sum(c.piece.duration_s for c in included if c.verdict and c.verdict.label == label) / 60,
+            sum(cell[0] for (of, _), cell in by_category.items() if of == label),
+            sum(cell[1] for (of, _), cell in by_category.items() if of == label),
         ]
         for label in ("scream", "non_scream")
     }

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.classifier import sha256_file
-from edge.errors import ScreamError
+from train.corpus.recipe import SourceError
 
 
-class PackageError(ScreamError, RuntimeError):
+class PackageError(SourceError):
     """A package that cannot be had or unpacked; the message names it and says why."""
 
 
@@ -22,19 +22,13 @@ def deb_file_name(package: str, version: str) -> str:
     return f"{package}_{version.replace(':', '%3a')}_"
 
 
-@dataclass
-class Fetched:
-    deb: Path
-    downloaded: bool
-
-
 def cached_deb(debs: Path, package: str, version: str) -> Path | None:
     prefix = deb_file_name(package, version)
     found = sorted(p for p in debs.glob(prefix + "*.deb") if p.is_file())
     return found[0] if found else None
 
 
-def fetch(package: str, version: str, debs: Path, *, sha256: str = "", offline: bool = False) -> Fetched:
+def fetch(package: str, version: str, debs: Path, *, sha256: str = "", offline: bool = False) -> Path:
     """The package's .deb from the cache, downloading it when missing (or when the cached copy fails
     its checksum, once). Raises `PackageError` naming the package."""
     debs.mkdir(parents=True, exist_ok=True)
@@ -48,7 +42,7 @@ def fetch(package: str, version: str, debs: Path, *, sha256: str = "", offline: 
         deb.unlink()
         deb = None
     if deb is not None:
-        return Fetched(deb, False)
+        return deb
     if offline:
         raise PackageError(f"{spec}: not in the cache {debs} (--offline: nothing is downloaded)")
     if shutil.which("apt-get") is None:
@@ -58,11 +52,8 @@ def fetch(package: str, version: str, debs: Path, *, sha256: str = "", offline: 
     partial.mkdir()
     result = subprocess.run(["apt-get", "download", spec], cwd=partial, capture_output=True, text=True)
     if result.returncode != 0:
-        lines = [ln for ln in (result.stderr or result.stdout).splitlines() if ln.startswith("E:")] or [
-            (result.stderr or result.stdout).strip().splitlines()[-1]
-            if (result.stderr or result.stdout).strip()
-            else ""
-        ]
+        output = (result.stderr or result.stdout).strip().splitlines()
+        lines = [ln for ln in output if ln.startswith("E:")] or output[-1:]
         raise PackageError(f"{spec}: apt-get download failed ({'; '.join(lines) or f'exit {result.returncode}'})")
     got = sorted(partial.glob("*.deb"))
     if not got:
@@ -73,7 +64,7 @@ def fetch(package: str, version: str, debs: Path, *, sha256: str = "", offline: 
     final = debs / got[0].name
     got[0].replace(final)
     shutil.rmtree(partial, ignore_errors=True)
-    return Fetched(final, True)
+    return final
 
 
 def unpack(deb: Path, into: Path) -> Path:

@@ -25,6 +25,10 @@ class RecipeError(ScreamError, ValueError):
     """A recipe (or one source of it) that cannot be used; the message names the key."""
 
 
+class SourceError(ScreamError, RuntimeError):
+    """A source listed in the recipe that cannot be read (a data set or a package); the message says why."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class TeacherRules:
     """How the teacher's scores decide labels and find near-duplicates."""
