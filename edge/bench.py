@@ -1,6 +1,8 @@
 """`scream bench`: measured speed and memory of the edge path, medians over repeated runs.
 
-librosa and TensorFlow are compared only when installed; the table says what was skipped.
+The log-mel is compared with the independent references registered under the
+`scream.logmel_references` entry point group (librosa, tf.signal: train/references.py), each only
+when its library is installed; the table says what was skipped.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import resource
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,14 @@ import numpy.typing as npt
 
 from edge.audio import write_wav
 from edge.classifier import Classifier
+from edge.config import DetectorConfig
 from edge.detector import DecisionParams, EventStarted
 from edge.features import FeatureParams, LogMelExtractor
-from edge.pipeline import DetectionPipeline
+from edge.pipeline import DetectionPipeline, detection_settings
 from edge.synth import room_tone, scream_like, speech_like
 
 FloatArray = npt.NDArray[np.float32]
+REFERENCE_NAMES = ("librosa", "tf_signal")  # what the table reports, or names as skipped
 
 
 def _median_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -56,64 +59,36 @@ def machine_description() -> dict[str, Any]:
     }
 
 
+REFERENCES_GROUP = "scream.logmel_references"
+
+
+def logmel_references(params: FeatureParams) -> dict[str, Callable[[FloatArray], FloatArray]]:
+    """The independent log-mel implementations registered under REFERENCES_GROUP (train/references.py:
+    librosa, tf.signal) whose library is installed."""
+    import importlib.metadata
+
+    found = {}
+    for entry in sorted(importlib.metadata.entry_points(group=REFERENCES_GROUP), key=lambda e: e.name):
+        try:
+            found[entry.name] = entry.load()(params)
+        except ImportError:
+            continue
+    return found
+
+
 def bench_logmel(params: FeatureParams, seconds: float, repeats: int) -> dict[str, Any]:
-    """Our log-mel beside librosa's STFT and tf.signal, all ending in the same filterbank and log.
-
-    The implementations take turns within each repetition, so machine noise hits all of them alike.
-    """
-    from edge.features import mel_filterbank
-
+    """Our log-mel beside the registered references (librosa's STFT, tf.signal), all ending in the
+    same filterbank and log. The implementations take turns within each repetition, so machine noise
+    hits all of them alike."""
     rng = np.random.default_rng(0)
     audio = (0.1 * rng.standard_normal(int(seconds * params.sample_rate_hz))).astype(np.float32)
     ours_extractor = LogMelExtractor(params)
     ours = ours_extractor.compute(audio)
-    weights = mel_filterbank(params)
     candidates: dict[str, Callable[[], Any]] = {"numpy": lambda: ours_extractor.compute(audio)}
     differences: dict[str, float] = {}
-    try:
-        import librosa
-
-        # librosa centres a 400-sample window in a 512-point frame: shift by 56 samples to align frames.
-        offset = (params.fft_size - params.window_samples) // 2
-        padded = np.concatenate([np.zeros(offset, np.float32), audio, np.zeros(offset, np.float32)])
-
-        def with_librosa() -> FloatArray:
-            stft = librosa.stft(
-                padded,
-                n_fft=params.fft_size,
-                hop_length=params.hop_samples,
-                win_length=params.window_samples,
-                window="hann",
-                center=False,
-            )
-            power = (np.abs(stft) ** 2).T[: ours.shape[0]]
-            return np.asarray(np.log(power @ weights + params.log_offset), dtype=np.float32)
-
-        candidates["librosa"] = with_librosa
-        differences["librosa"] = float(np.max(np.abs(with_librosa() - ours)))
-    except ImportError:
-        pass
-    try:
-        import tensorflow as tf
-
-        tf_weights = tf.constant(weights)
-
-        def tf_logmel_eager(x: Any) -> Any:
-            stft = tf.signal.stft(
-                x,
-                frame_length=params.window_samples,
-                frame_step=params.hop_samples,
-                fft_length=params.fft_size,
-                window_fn=tf.signal.hann_window,
-            )
-            return tf.math.log(tf.matmul(tf.abs(stft) ** 2, tf_weights) + params.log_offset)
-
-        tf_logmel: Callable[[Any], Any] = tf.function(tf_logmel_eager)
-        tensor = tf.constant(audio)
-        candidates["tf_signal"] = lambda: tf_logmel(tensor).numpy()
-        differences["tf_signal"] = float(np.max(np.abs(tf_logmel(tensor).numpy() - ours)))
-    except ImportError:
-        pass
+    for name, reference in logmel_references(params).items():
+        candidates[name] = lambda reference=reference: reference(audio)  # type: ignore[misc]
+        differences[name] = float(np.max(np.abs(reference(audio) - ours)))
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for fn in candidates.values():
         fn()  # warm-up: caches, lazy initialisation, tracing
@@ -123,7 +98,7 @@ def bench_logmel(params: FeatureParams, seconds: float, repeats: int) -> dict[st
             fn()
             times[name].append(time.perf_counter() - start)
     row: dict[str, Any] = {"audio_s": seconds}
-    for name in ("numpy", "librosa", "tf_signal"):
+    for name in ("numpy", *REFERENCE_NAMES):
         row[f"{name}_ms"] = round(statistics.median(times[name]) * 1000, 3) if name in times else None
         if name in differences:
             row[f"{name}_max_abs_diff"] = differences[name]
@@ -196,13 +171,11 @@ def scene_seconds(minutes: int, rate: int, seed: int = 3) -> Iterator[FloatArray
             yield block
 
 
-def bench_stream(
-    classifier: Classifier, decisions: DecisionParams, minutes: int, *, hop_frames: int | None = None
-) -> dict[str, Any]:
+def bench_stream(classifier: Classifier, decisions: DecisionParams, minutes: int, *, hop_frames: int) -> dict[str, Any]:
     """Real-time factor of the whole streaming path (48 kHz input, so resampling counts) and latency."""
     side = classifier.sidecar
     rate = 48000
-    hop = hop_frames or side.hop_frames
+    hop = hop_frames
     pipeline = DetectionPipeline(classifier, side.features, decisions, hop_frames=hop, source_rate_hz=rate)
     chunk = rate // 10
     starts: list[float] = []
@@ -254,8 +227,9 @@ def bench_listen(model: Path, seconds: float) -> dict[str, Any]:
     """`scream listen` replaying a 48 kHz file in real time: resident memory and CPU share of the real
     command (a child process, GPIO off), then scream onset to LED on through gpiozero's mock pins."""
     import subprocess
-    import sys
     import tempfile
+
+    from edge.service import listen_argv
 
     result: dict[str, Any] = {"audio_s": seconds}
     with tempfile.TemporaryDirectory() as tmp:
@@ -267,18 +241,7 @@ def bench_listen(model: Path, seconds: float) -> dict[str, Any]:
         # parent's pages shared at fork time.
         started = time.monotonic()
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "edge",
-                "listen",
-                "--config",
-                str(config),
-                "--model",
-                str(model),
-                "--source",
-                str(wav),
-            ],
+            listen_argv(config=config, model=model, source=wav),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -310,28 +273,34 @@ def bench_listen(model: Path, seconds: float) -> dict[str, Any]:
     return result
 
 
-def mock_pin_timeline(pins: Any, number: int, created: float) -> list[tuple[float, bool]]:
-    """(monotonic time, state) of a gpiozero mock pin, which records each state with the time since
-    the previous change; `created` is when the pin was made."""
-    out, t = [], created
-    for state in pins.pin(number).states:
-        t += state.timestamp
-        out.append((t, bool(state.state)))
-    return out
-
-
 FAST_DETECTOR = {"hop_ms": 100, "patience_windows": 1, "patience_of": 1, "smoothing_windows": 1}
 
 
+class _LedOnTimes:
+    """The GPIO alarm, noting (monotonic time) when each event's LED has been switched on."""
+
+    name = "gpio"
+
+    def __init__(self, alarm: Any) -> None:
+        self.alarm = alarm
+        self.on_at: list[float] = []
+
+    def handle(self, message: Any) -> None:
+        from edge.sinks import AlarmMessage
+
+        self.alarm.handle(message)
+        if isinstance(message, AlarmMessage) and message.kind == "start" and "led" in message.outputs:
+            self.on_at.append(time.monotonic())
+
+    def close(self) -> None:
+        self.alarm.close()
+
+
 def _onset_to_led(
-    model: Path,
-    wav: Path,
-    onsets: list[float],
-    tmp: Path,
-    detector: dict[str, int] | None = None,
-    audio: dict[str, int] | None = None,
+    model: Path, wav: Path, onsets: list[float], tmp: Path, detector: dict[str, int] | None = None
 ) -> list[float]:
-    """Seconds from each onset to the LED pin going high, for the onsets that raised it within 5 s."""
+    """Seconds from each onset to the LED pin going high (gpiozero's mock pins), for the onsets that
+    raised it within 5 s."""
     try:
         from gpiozero.pins.mock import MockFactory
     except ImportError:
@@ -342,21 +311,15 @@ def _onset_to_led(
     from edge.sources import FileSource
 
     config = parse_config(
-        {
-            "paths": {"state_dir": str(tmp / "led")},
-            "model": {"watch": False},
-            "detector": detector or {},
-            "audio": audio or {},
-        }
+        {"paths": {"state_dir": str(tmp / "led")}, "model": {"watch": False}, "detector": detector or {}}
     )
     pins = MockFactory()
-    created = time.monotonic()
-    alarm = GpioAlarm(config.gpio, pin_factory=pins)
+    led = _LedOnTimes(GpioAlarm(config.gpio, pin_factory=pins))
     source = FileSource(wav, chunk_ms=config.audio.chunk_ms, realtime=True)
-    service = DetectorService(config, source=source, model_path=model, outputs=[SinkWorker(alarm)])
+    service = DetectorService(config, source=source, model_path=model, outputs=[SinkWorker(led)])
     started = time.monotonic()
     service.run()
-    led_on = [t - started for t, state in mock_pin_timeline(pins, config.gpio.led_pin, created) if state]
+    led_on = [t - started for t in led.on_at]
     delays = [min((on - onset for on in led_on if onset <= on <= onset + 5.0), default=None) for onset in onsets]
     pins.reset()
     return [d for d in delays if d is not None]
@@ -369,23 +332,18 @@ def peak_rss_mb() -> float:
 def run_bench(model: Path, *, quick: bool = False) -> dict[str, Any]:
     classifier = Classifier(model, expected_features=FeatureParams())
     side = classifier.sidecar
-    decisions = side.decision_params()
+    # The decisions `listen` runs with the default config (the model's operating point, the gate).
+    decisions, hop = detection_settings(side)
     repeats = 5 if quick else 50
     # Edge-only measurements first: peak RSS is read before librosa or TensorFlow are imported.
-    stream = bench_stream(classifier, decisions, 2 if quick else 60)
+    stream = bench_stream(classifier, decisions, 2 if quick else 60, hop_frames=hop)
     # The latency side of the operating point: a 100 ms hop with the model's patience over the
     # same time span, and with an alarm on the first window at or above `on`.
-    fast_hop = side.hop_frames_for(FAST_DETECTOR["hop_ms"])
-    faster = [bench_stream(classifier, side.decision_params(fast_hop), 2 if quick else 10, hop_frames=fast_hop)]
-    if (decisions.patience_windows, decisions.patience_of, decisions.smoothing_windows) != (1, 1, 1):
-        faster.append(  # else that row is the one above again
-            bench_stream(
-                classifier,
-                replace(decisions, patience_windows=1, patience_of=1, smoothing_windows=1),
-                2 if quick else 10,
-                hop_frames=fast_hop,
-            )
-        )
+    fast, fast_hop = detection_settings(side, DetectorConfig(hop_ms=FAST_DETECTOR["hop_ms"]))
+    faster = [bench_stream(classifier, fast, 2 if quick else 10, hop_frames=fast_hop)]
+    fastest, _ = detection_settings(side, DetectorConfig(**FAST_DETECTOR))
+    if fastest != fast:  # else that row is the one above again
+        faster.append(bench_stream(classifier, fastest, 2 if quick else 10, hop_frames=fast_hop))
     invoke = bench_invoke(classifier, repeats)
     edge_rss = round(peak_rss_mb(), 1)
     result: dict[str, Any] = {
@@ -401,7 +359,7 @@ def run_bench(model: Path, *, quick: bool = False) -> dict[str, Any]:
             bench_logmel(side.features, 60.0, max(repeats // 3, 3)),
         ],
     }
-    result["skipped"] = [name for name in ("librosa", "tf_signal") if result["logmel"][0].get(f"{name}_ms") is None]
+    result["skipped"] = [name for name in REFERENCE_NAMES if result["logmel"][0].get(f"{name}_ms") is None]
     return result
 
 

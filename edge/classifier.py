@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.detector import DecisionParams
-from edge.errors import ModelError, RuntimeMissingError
+from edge.errors import ConfigError, ModelError, RuntimeMissingError
 from edge.features import FeatureParams
 
 SIDECAR_FORMAT = "scream-model-sidecar/1"
@@ -43,40 +43,6 @@ class Quantisation:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Thresholds:
-    """The operating point chosen at training time: `on` starts an event, `off` ends it, and an
-    event starts once `patience_windows` of the last `patience_of` windows reach `on`; with
-    `smoothing_windows` m > 1 the thresholds meet the mean score of the last m windows."""
-
-    on: float
-    off: float
-    patience_windows: int = 1
-    patience_of: int = 1
-    smoothing_windows: int = 1
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.off <= self.on < 1.0:
-            raise ModelError(f"thresholds must satisfy 0 < off <= on < 1, got on={self.on} off={self.off}")
-        if not 1 <= self.patience_windows <= self.patience_of <= 100:
-            raise ModelError(
-                "thresholds must satisfy 1 <= patience_windows <= patience_of <= 100, got "
-                f"{self.patience_windows} of {self.patience_of}"
-            )
-        if not 1 <= self.smoothing_windows <= 100:
-            raise ModelError(f"thresholds must satisfy 1 <= smoothing_windows <= 100, got {self.smoothing_windows}")
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Thresholds:
-        return cls(
-            on=float(raw["on"]),
-            off=float(raw["off"]),
-            patience_windows=int(raw.get("patience_windows", 1)),
-            patience_of=int(raw.get("patience_of", 1)),
-            smoothing_windows=int(raw.get("smoothing_windows", 1)),
-        )
-
-
-@dataclass(frozen=True, kw_only=True)
 class ModelSidecar:
     """The parts of `models/<name>.json` the edge relies on; the rest is kept in `raw`."""
 
@@ -87,7 +53,7 @@ class ModelSidecar:
     hop_frames: int
     input_quant: Quantisation
     output_quant: Quantisation
-    thresholds: Thresholds
+    operating_point: DecisionParams  # the sidecar's `thresholds` block, at the model's own hop
     sha256: str
     raw: dict[str, Any]
 
@@ -100,38 +66,9 @@ class ModelSidecar:
     def hop_s(self) -> float:
         return self.hop_frames * self.features.hop_samples / self.features.sample_rate_hz
 
-    def patience_at(self, hop_frames: int) -> tuple[int, int]:
-        """The model's k-of-n patience for another window hop, spanning the same time: 2 of 2 at a
-        250 ms hop (hits 250 ms apart) becomes 4 of 4 at 100 ms (hits 300 ms apart)."""
-        t = self.thresholds
-        n = self._windows_at(t.patience_of, hop_frames)
-        return min(n, self._windows_at(t.patience_windows, hop_frames)), n
-
-    def smoothing_at(self, hop_frames: int) -> int:
-        """The model's smoothing for another window hop, averaging over the same time span."""
-        return self._windows_at(self.thresholds.smoothing_windows, hop_frames)
-
-    def _windows_at(self, count: int, hop_frames: int) -> int:
-        """`count` consecutive windows at the model's hop as a count at `hop_frames`, spanning the
-        same time from first to last (at most the detector's 100)."""
-        if hop_frames == self.hop_frames:
-            return count
-        return min(100, 1 + int((count - 1) * (self.hop_frames / hop_frames) + 0.5))
-
     def hop_frames_for(self, hop_ms: float) -> int:
         """A window hop in milliseconds as a whole number of feature frames (at least one)."""
         return max(1, round(hop_ms / self.features.hop_ms))
-
-    def decision_params(self, hop_frames: int | None = None) -> DecisionParams:
-        """The detector's parameters at the model's operating point (event timing keeps its defaults)."""
-        k, n = self.patience_at(hop_frames or self.hop_frames)
-        return DecisionParams(
-            on_threshold=self.thresholds.on,
-            off_threshold=self.thresholds.off,
-            patience_windows=k,
-            patience_of=n,
-            smoothing_windows=self.smoothing_at(hop_frames or self.hop_frames),
-        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ModelSidecar:
@@ -154,7 +91,7 @@ class ModelSidecar:
                 hop_frames=int(raw["window"]["hop_frames"]),
                 input_quant=Quantisation(**raw["input"]["quantisation"]),
                 output_quant=Quantisation(**raw["output"]["quantisation"]),
-                thresholds=Thresholds.from_dict(raw["thresholds"]),
+                operating_point=_operating_point(raw["thresholds"]),
                 sha256=str(raw["sha256"]),
                 raw=raw,
             )
@@ -172,6 +109,13 @@ class ModelSidecar:
         if sidecar.window_frames < 1 or not sidecar.hop_frames >= 1:
             raise ModelError(f"model sidecar {path}: window frames and hop frames must be positive")
         return sidecar
+
+
+def _operating_point(block: dict[str, Any]) -> DecisionParams:
+    try:
+        return DecisionParams.from_sidecar(block)
+    except ConfigError as exc:  # the one validator's message, as a model problem
+        raise ModelError(f"thresholds: {exc}") from exc
 
 
 def load_interpreter_class(preferred: str | None = None) -> tuple[Any, str]:

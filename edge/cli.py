@@ -1,13 +1,17 @@
-"""The `scream` command: one entry point, subcommands wired here and nowhere else.
+"""The `scream` command: the edge's own subcommands, plus those other packages register.
 
-Heavy modules (the TFLite runtime, TensorFlow for training) are imported inside the
-subcommands that need them, so `scream --help` stays fast on a Pi.
+`train` (train, crossval, evaluate, corpus build) and `deploy` add theirs through the
+`scream.commands` entry point group in pyproject.toml (as pytest finds its plugins): each entry
+point is a `register(subparsers, formatter)` function. So edge/ imports neither train/ nor deploy/
+(tests/test_layout.py checks the imports). Heavy modules (the TFLite runtime, TensorFlow for
+training) are imported inside the subcommands that need them, so `scream --help` stays fast on a Pi.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import json
 import os
 import sys
@@ -23,6 +27,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_FATAL = 0, 1, 2
 DEFAULT_MODEL_NAME = "scream-v5.tflite"
+COMMANDS_GROUP = "scream.commands"
 
 
 def default_model_path() -> Path:
@@ -33,8 +38,25 @@ def default_model_path() -> Path:
     return Path(__file__).resolve().parents[1] / "models" / DEFAULT_MODEL_NAME
 
 
-def _error(message: str) -> None:
+def error(message: str) -> None:
     print(f"scream: error: {message}", file=sys.stderr, flush=True)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def require_extra(command: str, extra: str, *modules: str) -> None:
+    """Import the modules a command needs before it starts, so a missing one is a clear error
+    naming the extra to install, not a traceback halfway through a run."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ExtraMissingError(exc.name or module, extra, command) from exc
 
 
 def _load_classifier(model: str | None):  # type: ignore[no-untyped-def]
@@ -51,19 +73,14 @@ def _load_classifier(model: str | None):  # type: ignore[no-untyped-def]
     return Classifier(path, expected_features=FeatureParams())
 
 
-def _decision_params(classifier, threshold: float | None):  # type: ignore[no-untyped-def]
-    params = classifier.sidecar.decision_params()
-    return params.with_threshold(threshold) if threshold is not None else params
-
-
 def cmd_detect(args: argparse.Namespace) -> int:
     from edge.audio import find_audio_files
+    from edge.config import load_config
     from edge.errors import AudioError
     from edge.pipeline import analyse_file
 
     classifier = _load_classifier(args.model)
-    decisions = _decision_params(classifier, args.threshold)
-    side = classifier.sidecar
+    config = load_config(args.config)
     analysed = failed = 0
     for target in args.paths:
         files = find_audio_files(target)
@@ -74,7 +91,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
             continue
         for path in files:
             try:
-                report = analyse_file(path, classifier, side.features, decisions, hop_frames=side.hop_frames)
+                report = analyse_file(path, classifier, config, threshold=args.threshold)
             except (AudioError, ExtraMissingError) as exc:  # one bad file never stops the batch
                 failed += 1
                 _report_failure(args, str(path), str(exc))
@@ -101,7 +118,7 @@ def _report_failure(args: argparse.Namespace, path: str, message: str) -> None:
     if args.json:
         print(json.dumps({"path": path, "status": "error", "error": message}), flush=True)
     else:
-        _error(message)
+        error(message)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -111,19 +128,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     classifier = _load_classifier(args.model)
     side = classifier.sidecar
-    decisions = _decision_params(classifier, args.threshold)
     rate = side.features.sample_rate_hz
+    pipeline = DetectionPipeline.for_model(classifier, source_rate_hz=rate, threshold=args.threshold)
+    decisions = pipeline.detector.params
     audio, truth = demo_scene(rate, seed=args.seed)
     print(f"demo: {audio.size / rate:.0f} s scene synthesised by edge/synth.py (never used for training)")
     print("truth:  " + "  ".join(f"{t.kind} {t.start_s:.1f}-{t.end_s:.1f} s" for t in truth))
     print(
         f"model:  {classifier.model_path.name} sha256 {classifier.sha256[:12]}  runtime {classifier.runtime}  "
         f"on {decisions.on_threshold:.2f} / off {decisions.off_threshold:.2f}, "
-        f"an event starts at {decisions.describe()}"
+        f"an event starts at {decisions.describe()}, loudness gate {decisions.loudness_gate_dbfs:g} dBFS"
     )
-    pipeline = DetectionPipeline(classifier, side.features, decisions, hop_frames=side.hop_frames, source_rate_hz=rate)
     result = pipeline.run(chunked(audio, rate // 10))  # 100 ms chunks, as a microphone delivers them
-    scores = result.scores
+    scores = result.windows
     print("scores per window (each mark is one hop; '#' at or above on, '+' above off, '.' below):")
     marks = "".join(
         "#" if s.score >= decisions.on_threshold else "+" if s.score >= decisions.off_threshold else "." for s in scores
@@ -143,175 +160,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """The TrainConfig that `scream train`'s and `scream crossval`'s recipe options describe."""
-    from train.pipeline import TrainConfig
-
-    shape = {k: v for k, v in (("members", args.members), ("width", args.width)) if v is not None}
-    return TrainConfig(
-        **shape,
-        epochs=args.epochs,
-        seed=args.seed,
-        split_by=args.split_by,
-        cache_dir=args.cache or "",
-        verbose=2,
-        max_false_alarms_per_hour=args.max_false_alarms_per_hour,
-        min_event_recall=args.min_event_recall,
-        max_latency_s=args.max_latency,
-    )
-
-
-def _require_train_extra(command: str, *modules: str) -> None:
-    """Import the heavy modules a train/ command needs before it starts, so a missing one is a clear
-    error naming the extra, not a traceback halfway through a run."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ExtraMissingError(exc.name or module, "train", command) from exc
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    _require_train_extra("scream train", "tensorflow", "scipy")
-    from train.pipeline import train
-
-    if args.out.endswith(".tflite"):
-        args.out = args.out[: -len(".tflite")]
-    train(args.data, args.out, config=_train_config(args))
-    return EXIT_OK
-
-
-def cmd_crossval(args: argparse.Namespace) -> int:
-    _require_train_extra("scream crossval", "tensorflow", "scipy")
-    from train.crossval import crossval
-
-    crossval(
-        args.data,
-        args.out,
-        folds=args.folds,
-        config=_train_config(args),
-        scenes=args.scenes,
-        seed=args.seed,
-        baseline=args.baseline,
-    )
-    return EXIT_OK
-
-
-def cmd_corpus_build(args: argparse.Namespace) -> int:
-    _require_train_extra("scream corpus build", "soundfile")
-    from train.corpus.build import build
-
-    result = build(args.recipe, args.out, shared=args.shared, cache=args.cache, offline=args.offline)
-    if args.json:
-        from dataclasses import asdict
-
-        from train.corpus.build import audit_counts, summary_tables
-
-        tables = summary_tables(result)
-        print(
-            json.dumps(
-                {
-                    "out": str(result.out),
-                    "clips": len(result.included()),
-                    "totals": tables["totals"],
-                    "audit": audit_counts(result.clips),
-                    "duplicates": {
-                        **asdict(result.duplicates),
-                        "label_conflicts": [
-                            [result.clips[i].path for i in s] for s in result.duplicates.label_conflicts
-                        ],
-                    },
-                    "problems": [{"source": s, "why": w} for s, w in result.problems],
-                    "skipped": [{"source": r.name, "path": p, "why": w} for r in result.sources for p, w in r.skipped],
-                    "written": result.written,
-                    "removed": result.removed,
-                    "seconds": round(result.seconds, 1),
-                }
-            )
-        )
-    failed = result.problems or any(r.skipped for r in result.sources)
-    return EXIT_SOME_FAILED if failed else EXIT_OK
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    _require_train_extra("scream evaluate", "scipy", "matplotlib")
-    from train.evaluate import evaluate
-
-    evaluate(
-        args.model,
-        args.data,
-        out_dir=args.out,
-        splits_file=args.splits,
-        split=args.split,
-        cache_dir=args.cache or "",
-        seed=args.seed,
-        scenes=args.scenes,
-        baseline=args.baseline,
-    )
-    return EXIT_OK
-
-
-def cmd_deploy(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
-    from deploy import remote
-
-    targets = [
-        remote.Target(
-            host=host,
-            port=args.port,
-            identity=args.identity,
-            known_hosts=args.known_hosts,
-            root=args.root,
-            remote_scream=args.remote_scream,
-            systemctl=args.systemctl,
-            confirm_timeout_s=args.confirm_timeout,
-        )
-        for host in args.hosts
-    ]
-    if args.action == "push":
-        if not args.model:
-            raise ScreamError("deploy push needs --model models/NAME.tflite")
-        model = Path(args.model)
-        if not model.exists():
-            raise ScreamError(f"model {model} does not exist")
-        outcomes = remote.run_many(remote.push, targets, model, parallel=args.parallel)
-    elif args.action == "rollback":
-        outcomes = remote.run_many(remote.rollback, targets, parallel=args.parallel)
-    else:
-        outcomes = remote.run_many(remote.status, targets, parallel=args.parallel)
-    if args.json:
-        print(json.dumps([asdict(o) for o in outcomes], indent=2))
-    else:
-        print(remote.summary_table(outcomes))
-    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_SOME_FAILED
-
-
 def cmd_explain(args: argparse.Namespace) -> int:
     import datetime as dt
 
     from edge.config import load_config
     from edge.explain import explain
-    from edge.service import decisions_for
 
     classifier = _load_classifier(args.model)
     config = load_config(args.config)
-    side = classifier.sidecar
-    decisions = decisions_for(config.detector, side, side.hop_frames)
-    if args.threshold is not None:
-        decisions = decisions.with_threshold(args.threshold)
     start = dt.datetime.fromisoformat(args.start) if args.start else None
     if config.schedule and start is None:
-        _error("note: the config has schedules; pass --start to place the recording in time")
-    result = explain(args.file, args.out, classifier, decisions, config, start)
+        error("note: the config has schedules; pass --start to place the recording in time")
+    result = explain(args.file, args.out, classifier, config, start, threshold=args.threshold)
     print(json.dumps(result) if args.json else f"wrote {args.out}: {len(result['events'])} event(s)")
     return EXIT_OK
 
@@ -406,7 +266,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     path = config.state_path(config.paths.status_file)
     if not path.exists():
-        _error(f"no status at {path}: is 'scream listen' running with this config?")
+        error(f"no status at {path}: is 'scream listen' running with this config?")
         return EXIT_FATAL
     status = read_status(path)
     problems = problems_in(status)
@@ -434,14 +294,12 @@ def cmd_devices(args: argparse.Namespace) -> int:
         rates = ", ".join(str(r) for r in d.supported_rates_hz) or "none probed"
         print(f"{d.index:>3}  {d.name}  ({d.channels} ch, default {d.default_rate_hz} Hz; supports {rates})")
     if not devices:
-        _error("no audio input devices found")
+        error("no audio input devices found")
         return EXIT_SOME_FAILED
     return EXIT_OK
 
 
 def cmd_check_model(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
     import numpy as np
 
     classifier = _load_classifier(args.model)
@@ -460,7 +318,7 @@ def cmd_check_model(args: argparse.Namespace) -> int:
                 "window_frames": side.window_frames,
                 "hop_frames": side.hop_frames,
                 "runtime": classifier.runtime,
-                "thresholds": asdict(side.thresholds),
+                "thresholds": side.operating_point.to_sidecar(),
                 "ok": True,
             }
         )
@@ -468,44 +326,8 @@ def cmd_check_model(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--epochs", type=int, default=30, help="at most this many (early stopping on validation PR AUC)"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--split-by",
-        choices=("group", "source"),
-        default="group",
-        help="what splits deal whole: recording groups, or sources (the manifest's source column)",
-    )
-    parser.add_argument(
-        "--members",
-        type=_positive_int,
-        help="networks to train (seeds seed, seed+1, ...) and ship averaged as one model",
-    )
-    parser.add_argument(
-        "--width", type=_positive_int, help="channels of the first convolution; later blocks use 2x and 4x"
-    )
-    parser.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
-    point = parser.add_argument_group(
-        "operating point", "how `on` and the k-of-n patience are chosen on validation scenes (train/operating_point.py)"
-    )
-    point.add_argument(
-        "--max-false-alarms-per-hour",
-        type=float,
-        default=0.5,
-        help="the most recall at or under this many false alarms per hour, if any candidate gets there",
-    )
-    point.add_argument(
-        "--min-event-recall", type=float, default=0.5, help="candidates must catch this share of the screams"
-    )
-    point.add_argument(
-        "--max-latency", type=float, default=1.0, help="... with a median scream onset to alarm of at most this (s)"
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
+    """Every subcommand; with `plugins` False only the edge's own (no train/ or deploy/ import)."""
     parser = argparse.ArgumentParser(
         prog="scream",
         description="Edge scream detector: int8 TFLite CNN on log-mel features.",
@@ -525,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("paths", nargs="+", help="audio files or folders (searched recursively)")
     detect.add_argument("--model", help=f"model .tflite with its .json sidecar (default: models/{DEFAULT_MODEL_NAME})")
     detect.add_argument("--threshold", type=float, help="event start threshold in (0, 1); off keeps its ratio")
+    detect.add_argument(
+        "--config", help="a site's TOML config: its [detector] settings apply (default: the built-in ones, as listen)"
+    )
     detect.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
     detect.set_defaults(func=cmd_detect)
 
@@ -538,99 +363,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--threshold", type=float, help="event start threshold in (0, 1)")
     demo.add_argument("--seed", type=int, default=7, help="scene seed")
     demo.set_defaults(func=cmd_demo)
-
-    train = sub.add_parser(
-        "train",
-        help="train and export an int8 model (needs the 'train' extra)",
-        formatter_class=formatter,
-        epilog="example:\n  scream train --data ../shared/data/scream-corpus-v1 --out models/scream-v5",
-    )
-    train.add_argument(
-        "--data", required=True, help="manifest (TSV/CSV: path, label[, group]) or folder with scream/ and non_scream/"
-    )
-    train.add_argument(
-        "--out", required=True, help="output path without suffix: writes NAME.tflite, NAME.json, NAME-run/"
-    )
-    _add_recipe_arguments(train)
-    train.set_defaults(func=cmd_train)
-
-    cv = sub.add_parser(
-        "crossval",
-        help="measure the training recipe on every recording group: k group folds (needs the 'train' extra)",
-        formatter_class=formatter,
-        epilog="Fold k trains with fold k as test and fold k+1 as validation, then `scream evaluate` scores "
-        "fold k; the out-of-fold results are pooled. Fold models already in --out with the same recipe are "
-        "reused, so a stopped run resumes.\n\nexample:\n  scream crossval --data ../shared/data/scream-corpus-v1 "
-        "--out runs/crossval --folds 5",
-    )
-    cv.add_argument("--data", required=True, help="manifest or folder, as for `scream train`")
-    cv.add_argument("--out", required=True, help="folder for fold-K.tflite, fold-K-run/, fold-K-report/ and report.md")
-    cv.add_argument("--folds", type=int, default=5, help="group folds (at least 3)")
-    cv.add_argument("--scenes", type=_positive_int, default=1, help="scenes per fold in its evaluation")
-    cv.add_argument(
-        "--baseline",
-        metavar="DIR",
-        help="the --out of another crossval on the same data and folds (another recipe): each pooled "
-        "metric's difference with a paired 95%% interval",
-    )
-    _add_recipe_arguments(cv)
-    cv.set_defaults(func=cmd_crossval)
-
-    corpus = sub.add_parser(
-        "corpus",
-        help="build the training corpus from a recipe (needs the 'train' extra)",
-        formatter_class=formatter,
-    )
-    corpus_sub = corpus.add_subparsers(dest="corpus_command", required=True)
-    corpus_build = corpus_sub.add_parser(
-        "build",
-        help="download, unpack, audit and write a corpus from a recipe",
-        formatter_class=formatter,
-        description="Build DATA from every source the recipe lists: data sets under --shared and Debian "
-        "packages at exact versions (downloaded once into --cache), labels audited by the teacher, "
-        "copies grouped, in scream-corpus-v1's manifest layout. A second run rewrites nothing that is "
-        "up to date.",
-        epilog="example:\n  scream corpus build --recipe train/corpus/recipe.toml --out ~/data/scream-corpus-v2\n\n"
-        "exit status: 0 built, 1 built without some sources or files (each named), 2 fatal (recipe, teacher)",
-    )
-    corpus_build.add_argument("--recipe", required=True, help="the recipe TOML (train/corpus/recipe.toml)")
-    corpus_build.add_argument("--out", required=True, help="the corpus folder to write (manifest.tsv, audio/, ...)")
-    corpus_build.add_argument(
-        "--shared", default="../shared", help="folder holding the recipe's data sets and teacher (default ../shared)"
-    )
-    corpus_build.add_argument(
-        "--cache",
-        help="downloads, unpacked packages, clips and teacher scores (default ~/.cache/scream-detector/corpus)",
-    )
-    corpus_build.add_argument(
-        "--offline", action="store_true", help="download nothing: build from the cache and name what is missing"
-    )
-    corpus_build.add_argument("--json", action="store_true", help="a JSON summary on stdout after the tables")
-    corpus_build.set_defaults(func=cmd_corpus_build)
-
-    evaluate = sub.add_parser(
-        "evaluate",
-        help="metrics, false alarms per hour and a scene test (needs the 'train' extra)",
-        formatter_class=formatter,
-        epilog="example:\n  scream evaluate --model models/scream-v5.tflite --data ../shared/data/scream-corpus-v1 "
-        "--splits models/scream-v5-run/splits.tsv --out reports/scream-v5",
-    )
-    evaluate.add_argument("--model", required=True)
-    evaluate.add_argument("--data", required=True)
-    evaluate.add_argument("--out", required=True, help="folder for report.md, report.json and plots")
-    evaluate.add_argument("--splits", help="splits.tsv from training: evaluate only the --split rows")
-    evaluate.add_argument("--split", default="test")
-    evaluate.add_argument("--cache", help="folder for decoded audio")
-    evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument(
-        "--scenes", type=int, default=4, help="scenes to pool (each reorders the non-screams and redraws the SNRs)"
-    )
-    evaluate.add_argument(
-        "--baseline",
-        metavar="MODEL",
-        help="a second model scored on the same clips: each metric's difference with a paired 95%% interval",
-    )
-    evaluate.set_defaults(func=cmd_evaluate)
 
     listen = sub.add_parser(
         "listen",
@@ -677,30 +409,6 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("model")
     check.set_defaults(func=cmd_check_model)
 
-    deploy = sub.add_parser(
-        "deploy",
-        help="push a model to Pis over SSH, roll back, or show their status",
-        formatter_class=formatter,
-        description="Over OpenSSH with keys and strict host key checking. Several hosts run in parallel; one "
-        "bad host never stops the others; a summary table ends the run.",
-        epilog="examples:\n  scream deploy push pi@hall.local pi@carpark.local --model models/scream-v5.tflite\n"
-        "  scream deploy rollback pi@hall.local\n  scream deploy status pi@hall.local --json\n\n"
-        "exit status: 0 every host succeeded, 1 some failed (see the table), 2 fatal",
-    )
-    deploy.add_argument("action", choices=("push", "rollback", "status"))
-    deploy.add_argument("hosts", nargs="+", help="[user@]host as ssh takes it")
-    deploy.add_argument("--model", help="with push: the .tflite (its .json sidecar goes along)")
-    deploy.add_argument("--port", type=int)
-    deploy.add_argument("--identity", help="private key file (default: ssh's own choice)")
-    deploy.add_argument("--known-hosts", help="known_hosts file (default: ssh's own)")
-    deploy.add_argument("--root", default="", help="prefix for every device path (for tests and staging)")
-    deploy.add_argument("--remote-scream", default="/opt/scream-detector/venv/bin/scream")
-    deploy.add_argument("--systemctl", default="sudo systemctl", help="how to call systemctl on the device")
-    deploy.add_argument("--parallel", type=int, default=4, help="hosts at once")
-    deploy.add_argument("--confirm-timeout", type=float, default=30.0, help="seconds to wait for the new sha256")
-    deploy.add_argument("--json", action="store_true")
-    deploy.set_defaults(func=cmd_deploy)
-
     explain = sub.add_parser(
         "explain",
         help="draw why the detector fired or not (needs the 'plot' extra)",
@@ -728,15 +436,34 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="few repeats and 2 minutes of stream (for tests)")
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.set_defaults(func=cmd_bench)
+    if plugins:
+        add_plugin_commands(sub, formatter)
     return parser
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> set[str]:
+    return {
+        name for action in parser._actions if isinstance(action, argparse._SubParsersAction) for name in action.choices
+    }
+
+
+def add_plugin_commands(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
+    """Subcommands other packages register under the `scream.commands` entry point group."""
+    for entry in sorted(importlib.metadata.entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        entry.load()(sub, formatter)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(plugins=False)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in _subcommands(parser):  # another package's command, or --help: load them all
+        parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except ScreamError as exc:
-        _error(str(exc))
+        error(str(exc))
         return EXIT_FATAL
     except KeyboardInterrupt:
         return 130

@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.detector import OUTPUTS, DecisionParams, out_of_range
 from edge.errors import ConfigError
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-OUTPUTS = ("led", "buzzer", "event_log", "clips", "mqtt", "webhook")
+_DECISION_DEFAULTS = DecisionParams()
+# `[detector]` keys whose 0 means "the model's own" (its sidecar's operating point).
+MODEL_OWN = ("on_threshold", "off_threshold", "patience_windows", "patience_of", "smoothing_windows")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,34 +62,50 @@ class ModelConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class DetectorConfig:
+    """A site's `[detector]` section: overrides of the model's operating point (0 keeps the model's
+    own) and the rest of the alarm rule. Ranges are edge.detector's, the one validator."""
+
     on_threshold: float = 0.0  # 0: the model's own
     off_threshold: float = 0.0  # 0: the model's own (scaled with on_threshold when that is set)
     patience_windows: int = 0  # 0 (with patience_of 0): the model's own k-of-n
     patience_of: int = 0
     smoothing_windows: int = 0  # 0: the model's own; m > 1: thresholds meet the mean score of m windows
-    min_event_s: float = 1.0
-    max_event_s: float = 30.0
-    cooldown_s: float = 2.0
-    loudness_gate_dbfs: float = -70.0  # windows quieter than this never start an event; -120 disables
-    noise_floor_margin_db: float = 0.0  # > 0: also gate at the adaptive noise floor plus this margin
+    min_event_s: float = _DECISION_DEFAULTS.min_event_s
+    max_event_s: float = _DECISION_DEFAULTS.max_event_s
+    cooldown_s: float = _DECISION_DEFAULTS.cooldown_s
+    loudness_gate_dbfs: float = _DECISION_DEFAULTS.loudness_gate_dbfs  # quieter windows start no event
+    noise_floor_margin_db: float = _DECISION_DEFAULTS.noise_floor_margin_db  # > 0: also gate at floor + margin
     hop_ms: int = 0  # 0: the model's own hop; a shorter hop decides sooner and costs more CPU
 
     def _check(self) -> dict[str, bool]:
-        return {
-            "on_threshold": 0.0 <= self.on_threshold < 1.0,
-            "off_threshold": 0.0 <= self.off_threshold < 1.0
-            and (self.on_threshold == 0 or self.off_threshold <= self.on_threshold),
-            "patience_of": self.patience_of == self.patience_windows == 0 or 1 <= self.patience_of <= 100,
-            "patience_windows": self.patience_of == self.patience_windows == 0
-            or 1 <= self.patience_windows <= self.patience_of,
-            "smoothing_windows": 0 <= self.smoothing_windows <= 100,
-            "min_event_s": 0.0 <= self.min_event_s <= self.max_event_s,
-            "max_event_s": 0.0 < self.max_event_s <= 3600,
-            "cooldown_s": 0.0 <= self.cooldown_s <= 3600,
-            "loudness_gate_dbfs": -120.0 <= self.loudness_gate_dbfs <= 0.0,
-            "noise_floor_margin_db": 0.0 <= self.noise_floor_margin_db <= 60.0,
-            "hop_ms": self.hop_ms == 0 or (self.hop_ms % 10 == 0 and 10 <= self.hop_ms <= 1000),
+        given = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name != "hop_ms" and not (f.name in MODEL_OWN and getattr(self, f.name) == 0)
         }
+        bad = set(out_of_range(given))
+        if (self.patience_windows == 0) != (self.patience_of == 0):
+            bad.add("patience_of" if self.patience_of == 0 else "patience_windows")
+        checks = {f.name: f.name not in bad for f in dataclasses.fields(self) if f.name != "hop_ms"}
+        return checks | {"hop_ms": self.hop_ms == 0 or (self.hop_ms % 10 == 0 and 10 <= self.hop_ms <= 1000)}
+
+    def decisions(self, operating_point: DecisionParams, model_hop_frames: int, hop_frames: int) -> DecisionParams:
+        """These settings over the model's operating point (at its hop), for windows `hop_frames` apart."""
+        model = operating_point.at_hop(model_hop_frames, hop_frames)
+        on = self.on_threshold or model.on_threshold
+        off = self.off_threshold or (operating_point.off_threshold * on / operating_point.on_threshold)
+        return DecisionParams(
+            on_threshold=on,
+            off_threshold=min(off, on),
+            patience_windows=self.patience_windows or model.patience_windows,
+            patience_of=self.patience_of or model.patience_of,
+            smoothing_windows=self.smoothing_windows or model.smoothing_windows,
+            min_event_s=self.min_event_s,
+            max_event_s=self.max_event_s,
+            cooldown_s=self.cooldown_s,
+            loudness_gate_dbfs=self.loudness_gate_dbfs,
+            noise_floor_margin_db=self.noise_floor_margin_db,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

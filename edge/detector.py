@@ -1,21 +1,67 @@
-"""Decision logic: from a score per window to scream events with a start and an end.
+"""The decisions: everything between a window score and a scream event, in one object.
 
-Optional smoothing (the mean of the last m window scores is what meets the thresholds), k-of-n
-patience to start, hysteresis (`on` to start, `off` to end), a minimum event length, a maximum
-event length so an alarm can never stay on, and a cooldown between events.
-Pure and clock-free: times come in with the scores, so replay and live decide identically.
+`DecisionParams` is the one description of the alarm rule (and its one validator); `Detector`
+applies it: the loudness gate and adaptive noise floor, optional smoothing (the mean of the last m
+window scores meets the thresholds), k-of-n patience to start, hysteresis (`on` to start, `off` to
+end), a minimum and a maximum event length, a cooldown between events, and the `[[schedule]]`
+window active at each moment (its threshold and outputs). Every command that turns scores into
+events (`listen`, `detect`, `demo`, `explain`, `evaluate`, `crossval`, the operating-point search,
+`bench`) goes through `Detector`.
+
+Pure and clock-free: times come in with the scores (and the wall-clock moment, for schedules), so
+replay and live decide identically.
 """
 
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass, field, replace
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from edge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edge.config import ScheduleConfig
+
+OUTPUTS = ("led", "buzzer", "event_log", "clips", "mqtt", "webhook")  # what a schedule may switch
+NOISE_FLOOR_PERCENTILE = 10
+NOISE_FLOOR_WINDOWS = 240  # one minute of 250 ms hops
+NOISE_FLOOR_MIN_WINDOWS = 8  # the floor is not estimated from fewer windows than this
+
+# The one range of each decision parameter. `[detector]` overrides, the sidecar's operating point
+# and the parameters themselves are all checked against these.
+LIMITS: dict[str, Callable[[float], bool]] = {
+    "on_threshold": lambda v: 0.0 < v < 1.0,
+    "off_threshold": lambda v: 0.0 < v < 1.0,
+    "patience_windows": lambda v: 1 <= v <= 100,
+    "patience_of": lambda v: 1 <= v <= 100,
+    "smoothing_windows": lambda v: 1 <= v <= 100,
+    "min_event_s": lambda v: 0.0 <= v <= 3600.0,
+    "max_event_s": lambda v: 0.0 < v <= 3600.0,
+    "cooldown_s": lambda v: 0.0 <= v <= 3600.0,
+    "loudness_gate_dbfs": lambda v: -120.0 <= v <= 0.0,
+    "noise_floor_margin_db": lambda v: 0.0 <= v <= 60.0,
+}
+# Pairs that must keep their order: the first never above the second.
+ORDERED = (("off_threshold", "on_threshold"), ("patience_windows", "patience_of"), ("min_event_s", "max_event_s"))
+
+
+def out_of_range(values: Mapping[str, Any]) -> list[str]:
+    """The names among `values` that break LIMITS or ORDERED (pairs only when both are given)."""
+    bad = [name for name, value in values.items() if name in LIMITS and not LIMITS[name](value)]
+    bad += [low for low, high in ORDERED if low in values and high in values and values[low] > values[high]]
+    return list(dict.fromkeys(bad))
 
 
 @dataclass(frozen=True, kw_only=True)
 class DecisionParams:
+    """The alarm rule. The model's sidecar gives the operating point (thresholds, patience,
+    smoothing); a site's `[detector]` section may override any of it and sets the rest."""
+
     on_threshold: float = 0.8
     off_threshold: float = 0.5
     patience_windows: int = 1  # k: windows at or above `on` among the last n to start an event
@@ -24,24 +70,39 @@ class DecisionParams:
     min_event_s: float = 1.0
     max_event_s: float = 30.0
     cooldown_s: float = 2.0
+    loudness_gate_dbfs: float = -70.0  # windows quieter than this start no event; -120: only digital silence
+    noise_floor_margin_db: float = 0.0  # > 0: also gate at the adaptive noise floor plus this margin
 
     def __post_init__(self) -> None:
-        checks = {
-            "on_threshold": 0.0 < self.on_threshold < 1.0,
-            "off_threshold": 0.0 < self.off_threshold <= self.on_threshold,
-            "patience_windows": 1 <= self.patience_windows <= self.patience_of,
-            "patience_of": 1 <= self.patience_of <= 100,
-            "smoothing_windows": 1 <= self.smoothing_windows <= 100,
-            "min_event_s": 0.0 <= self.min_event_s <= self.max_event_s,
-            "max_event_s": 0.0 < self.max_event_s <= 3600.0,
-            "cooldown_s": 0.0 <= self.cooldown_s <= 3600.0,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
+        bad = out_of_range(asdict(self))
         if bad:
             raise ConfigError(
                 "decision parameters out of range: " + ", ".join(f"{name}={getattr(self, name)}" for name in bad)
             )
 
+    # -- the sidecar's `thresholds` block ------------------------------------------------------
+    @classmethod
+    def from_sidecar(cls, block: Mapping[str, Any]) -> DecisionParams:
+        """A sidecar's `thresholds` block ({on, off, patience_windows, patience_of, smoothing_windows})."""
+        return cls(
+            on_threshold=float(block["on"]),
+            off_threshold=float(block["off"]),
+            patience_windows=int(block.get("patience_windows", 1)),
+            patience_of=int(block.get("patience_of", 1)),
+            smoothing_windows=int(block.get("smoothing_windows", 1)),
+        )
+
+    def to_sidecar(self) -> dict[str, Any]:
+        """The sidecar's `thresholds` keys for these parameters (the inverse of from_sidecar)."""
+        return {
+            "on": self.on_threshold,
+            "off": self.off_threshold,
+            "patience_windows": self.patience_windows,
+            "patience_of": self.patience_of,
+            "smoothing_windows": self.smoothing_windows,
+        }
+
+    # -- derived rules ---------------------------------------------------------------------
     def describe(self) -> str:
         """How an event starts, in words: '1 of 1 window', '2 of 3 windows', 'mean of 3 windows', or
         'mean of 3 windows, 2 of 3 windows'. Shared by bench, the demo and evaluate's report."""
@@ -54,6 +115,24 @@ class DecisionParams:
         """Move `on` and keep the off/on ratio, so hysteresis survives a threshold override."""
         ratio = self.off_threshold / self.on_threshold
         return replace(self, on_threshold=on_threshold, off_threshold=on_threshold * ratio)
+
+    def at_hop(self, from_hop_frames: int, to_hop_frames: int) -> DecisionParams:
+        """The same patience and smoothing for windows `to_hop_frames` apart instead of
+        `from_hop_frames`, spanning the same time from first to last window: 2 of 2 at a 250 ms hop
+        (hits 250 ms apart) becomes 4 of 4 at 100 ms (hits 300 ms apart); at most 100 windows."""
+        if from_hop_frames == to_hop_frames:
+            return self
+
+        def count(windows: int) -> int:
+            return min(100, 1 + int((windows - 1) * (from_hop_frames / to_hop_frames) + 0.5))
+
+        n = count(self.patience_of)
+        return replace(
+            self,
+            patience_windows=min(n, count(self.patience_windows)),
+            patience_of=n,
+            smoothing_windows=count(self.smoothing_windows),
+        )
 
 
 @dataclass
@@ -81,64 +160,132 @@ class EventEnded:
 Transition = EventStarted | EventEnded
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What the decisions made of one window: the score the thresholds met (smoothed, or 0 when the
+    gate held it back), the thresholds and schedule in force, and the events it started or ended."""
+
+    start_s: float
+    end_s: float
+    score: float
+    decision_score: float
+    level_dbfs: float
+    gated: bool  # too quiet to start an event (the gate, or the noise floor plus its margin)
+    on_threshold: float
+    off_threshold: float
+    schedule: str
+    outputs: frozenset[str]
+    transitions: tuple[Transition, ...]
+
+
 @dataclass
-class EventDetector:
+class Detector:
+    """The one decision object: feed window scores in stream order with `update`, end with `finish`."""
+
     params: DecisionParams
+    schedules: Sequence[ScheduleConfig] = ()
+    _base: DecisionParams = field(init=False)
     _recent: collections.deque[tuple[float, bool]] = field(init=False)
     _scores: collections.deque[float] = field(init=False)
+    _levels: collections.deque[float] = field(init=False)
     _active: Event | None = field(default=None, init=False)
     _last_above_off_s: float = field(default=0.0, init=False)
     _cooldown_until_s: float = field(default=float("-inf"), init=False)
     _count: int = field(default=0, init=False)
-    decision_score: float = field(default=0.0, init=False)  # what the thresholds met at the last update
+    _schedule: ScheduleConfig | None = field(default=None, init=False)
+    noise_floor_dbfs: float | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
+        self._base = self.params
         self._recent = collections.deque(maxlen=self.params.patience_of)
         self._scores = collections.deque(maxlen=self.params.smoothing_windows)
+        self._levels = collections.deque(maxlen=NOISE_FLOOR_WINDOWS)
+
+    @property
+    def base_params(self) -> DecisionParams:
+        """The rule outside any schedule (`params` is the one in force)."""
+        return self._base
 
     def retune(self, params: DecisionParams) -> None:
-        """New parameters mid-stream (a schedule or a reloaded model); an open event carries on."""
+        """New base parameters mid-stream (a reloaded model); an open event carries on."""
+        self._base = params
+        self._use(self._scheduled(self._schedule))
+
+    def _scheduled(self, schedule: ScheduleConfig | None) -> DecisionParams:
+        base = self._base
+        return base.with_threshold(schedule.on_threshold) if schedule and schedule.on_threshold else base
+
+    def _use(self, params: DecisionParams) -> None:
         self.params = params
         if self._recent.maxlen != params.patience_of:
             self._recent = collections.deque(self._recent, maxlen=params.patience_of)
         if self._scores.maxlen != params.smoothing_windows:
             self._scores = collections.deque(self._scores, maxlen=params.smoothing_windows)
 
-    @property
-    def active_event(self) -> Event | None:
-        return self._active
+    def schedule_at(self, moment: dt.datetime | None) -> ScheduleConfig | None:
+        """The first `[[schedule]]` window active at `moment` (none without a moment)."""
+        if moment is None:
+            return None
+        return next((s for s in self.schedules if s.is_active(moment)), None)
 
-    def update(self, score: float, window_start_s: float, window_end_s: float) -> list[Transition]:
-        """Feed one window's score; returns the events that start or end with it. With smoothing,
-        the thresholds meet the mean of the last m scores (fewer at the start of a stream); an
-        event's peak stays the highest single-window score."""
+    def _loud_enough(self, level_dbfs: float) -> bool:
         p = self.params
+        self._levels.append(level_dbfs)
+        gate = p.loudness_gate_dbfs
+        if p.noise_floor_margin_db > 0 and len(self._levels) >= NOISE_FLOOR_MIN_WINDOWS:
+            self.noise_floor_dbfs = round(float(np.percentile(self._levels, NOISE_FLOOR_PERCENTILE)), 1)
+            gate = max(gate, self.noise_floor_dbfs + p.noise_floor_margin_db)
+        return level_dbfs >= gate
+
+    def update(
+        self, score: float, start_s: float, end_s: float, *, level_dbfs: float, moment: dt.datetime | None = None
+    ) -> Decision:
+        """Decide one window (`level_dbfs` is its loudness, `moment` its wall-clock time for
+        schedules). A window the gate holds back counts as score 0 unless an event is open; with
+        smoothing the thresholds meet the mean of the last m scores (fewer at the start of a
+        stream); an event's peak stays the highest single-window score."""
+        schedule = self.schedule_at(moment)
+        if schedule is not self._schedule:
+            self._schedule = schedule
+            self._use(self._scheduled(schedule))
+        p = self.params
+        gated = not self._loud_enough(level_dbfs)
+        raw = 0.0 if gated and self._active is None else score
         out: list[Transition] = []
-        raw = score
-        self._scores.append(score)
-        if p.smoothing_windows > 1:
-            score = sum(self._scores) / len(self._scores)
-        self.decision_score = score
+        self._scores.append(raw)
+        decision_score = sum(self._scores) / len(self._scores) if p.smoothing_windows > 1 else raw
         if self._active is not None:
             event = self._active
             event.peak_score = max(event.peak_score, raw)
-            if score >= p.off_threshold:
-                self._last_above_off_s = window_end_s
+            if decision_score >= p.off_threshold:
+                self._last_above_off_s = end_s
             min_end = event.start_s + p.min_event_s
-            if window_end_s - event.start_s >= p.max_event_s:
+            if end_s - event.start_s >= p.max_event_s:
                 out.append(self._end(event.start_s + p.max_event_s, "max_event_s"))
-            elif score < p.off_threshold and window_end_s >= min_end:
+            elif decision_score < p.off_threshold and end_s >= min_end:
                 out.append(self._end(max(self._last_above_off_s, min_end), "score"))
-            return out
-        self._recent.append((window_start_s, score >= p.on_threshold))
-        hits = [start for start, hit in self._recent if hit]
-        if len(hits) >= p.patience_windows and window_end_s >= self._cooldown_until_s:
-            self._count += 1
-            self._active = Event(self._count, hits[0], window_end_s, max(self._scores))
-            self._last_above_off_s = window_end_s
-            self._recent.clear()
-            out.append(EventStarted(self._active))
-        return out
+        else:
+            self._recent.append((start_s, decision_score >= p.on_threshold))
+            hits = [start for start, hit in self._recent if hit]
+            if len(hits) >= p.patience_windows and end_s >= self._cooldown_until_s:
+                self._count += 1
+                self._active = Event(self._count, hits[0], end_s, max(self._scores))
+                self._last_above_off_s = end_s
+                self._recent.clear()
+                out.append(EventStarted(self._active))
+        return Decision(
+            start_s,
+            end_s,
+            score,
+            decision_score,
+            level_dbfs,
+            gated,
+            p.on_threshold,
+            p.off_threshold,
+            schedule.name if schedule else "",
+            frozenset(schedule.outputs if schedule else OUTPUTS),
+            tuple(out),
+        )
 
     def finish(self, end_s: float) -> list[Transition]:
         """Close an open event at the end of the stream."""

@@ -1,7 +1,8 @@
 """`scream explain`: one picture of why the detector fired or did not on a recording.
 
-Spectrogram, the score of every window, the on and off thresholds (as schedules change them),
-schedule windows and the events as shaded spans. Needs matplotlib (the `plot` extra).
+Spectrogram, the score of every window and the score that met the thresholds (smoothed; 0 where the
+loudness gate held a window back), the on and off thresholds (as schedules change them), schedule
+windows and the events as shaded spans, all from the pipeline `listen` runs. Needs matplotlib (the `plot` extra).
 """
 
 from __future__ import annotations
@@ -17,68 +18,54 @@ import numpy.typing as npt
 
 from edge.audio import open_audio
 from edge.classifier import Classifier
-from edge.config import Config, ScheduleConfig
-from edge.detector import DecisionParams, EventDetector, EventEnded
+from edge.config import Config
+from edge.detector import Decision, DecisionParams, Event
 from edge.errors import ExtraMissingError
 from edge.features import LogMelExtractor
-from edge.pipeline import StreamingScorer, WindowScore
+from edge.pipeline import DetectionPipeline, StreamResult, no_clock
 from edge.resample import StreamingResampler
 
 
 @dataclass
 class Timeline:
-    scores: list[WindowScore]
-    on: list[float]
-    off: list[float]
-    schedules: list[str]
-    decision_scores: list[float] = field(default_factory=list)  # what the thresholds met (smoothed, if set)
-    events: list[tuple[float, float, float]] = field(default_factory=list)  # start, end, peak
+    windows: list[Decision]  # each window's score, the score the thresholds met, thresholds and schedule
+    events: list[Event]
+    decisions: DecisionParams  # the rule outside any schedule
     logmel: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     duration_s: float = 0.0
-
-
-def _active(schedules: list[ScheduleConfig], moment: dt.datetime) -> ScheduleConfig | None:
-    return next((s for s in schedules if s.is_active(moment)), None)
 
 
 def build_timeline(
     path: str | os.PathLike[str],
     classifier: Classifier,
-    decisions: DecisionParams,
-    config: Config,
+    config: Config | None = None,
     start_time: dt.datetime | None = None,
+    *,
+    threshold: float | None = None,
 ) -> Timeline:
-    """Replay a file through the pipeline and the decisions, with the schedule at each window."""
+    """Replay a file through the pipeline `listen` runs with this config (gate and schedules
+    included; schedules need `start_time`, the recording's wall-clock start)."""
     side = classifier.sidecar
     audio = open_audio(path)
-    scorer = StreamingScorer(classifier, side.features, hop_frames=side.hop_frames, source_rate_hz=audio.sample_rate_hz)
+    clock = (lambda s: start_time + dt.timedelta(seconds=s)) if start_time else no_clock
+    pipeline = DetectionPipeline.for_model(
+        classifier, config, source_rate_hz=audio.sample_rate_hz, threshold=threshold, clock=clock
+    )
     resampler = StreamingResampler(audio.sample_rate_hz, side.features.sample_rate_hz)
     samples: list[npt.NDArray[np.float32]] = []
-    scores: list[WindowScore] = []
+    result = StreamResult()
     for block in audio.blocks():
-        scores += scorer.push(block)
+        result.extend(pipeline.push(block))
         samples.append(resampler.push(block))
-    scores += scorer.flush()
+    result.extend(pipeline.flush())
     samples.append(resampler.flush())
-    detector = EventDetector(decisions)
-    timeline = Timeline(scores=scores, on=[], off=[], schedules=[], duration_s=audio.duration_s)
-    for s in scores:
-        schedule = _active(config.schedule, start_time + dt.timedelta(seconds=s.end_s)) if start_time else None
-        params = decisions.with_threshold(schedule.on_threshold) if schedule and schedule.on_threshold else decisions
-        detector.retune(params)
-        timeline.on.append(params.on_threshold)
-        timeline.off.append(params.off_threshold)
-        timeline.schedules.append(schedule.name if schedule else "")
-        transitions = detector.update(s.score, s.start_s, s.end_s)
-        timeline.decision_scores.append(detector.decision_score)
-        for t in transitions:
-            if isinstance(t, EventEnded):
-                timeline.events.append((t.event.start_s, t.event.end_s or s.end_s, t.event.peak_score))
-    for t in detector.finish(audio.duration_s):
-        if isinstance(t, EventEnded):
-            timeline.events.append((t.event.start_s, t.event.end_s or audio.duration_s, t.event.peak_score))
-    timeline.logmel = LogMelExtractor(side.features).compute(np.concatenate(samples))
-    return timeline
+    return Timeline(
+        windows=result.windows,
+        events=result.events,
+        decisions=pipeline.detector.base_params,
+        logmel=LogMelExtractor(side.features).compute(np.concatenate(samples)),
+        duration_s=audio.duration_s,
+    )
 
 
 def render(timeline: Timeline, out: Path, *, title: str) -> None:
@@ -96,18 +83,23 @@ def render(timeline: Timeline, out: Path, *, title: str) -> None:
         frames.T, origin="lower", aspect="auto", cmap="magma", extent=(0, frames.shape[0] * hop_s, 0, frames.shape[1])
     )
     ax_spec.set_ylabel("mel band")
-    ends = np.array([s.end_s for s in timeline.scores])
-    ax_score.plot(ends, [s.score for s in timeline.scores], color="tab:blue", marker=".", lw=1, label="score")
-    if timeline.decision_scores != [s.score for s in timeline.scores]:
-        ax_score.plot(ends, timeline.decision_scores, color="tab:purple", lw=1.5, label="smoothed (meets thresholds)")
-    ax_score.step(ends, timeline.on, where="post", color="tab:red", lw=1.2, label="on threshold")
-    ax_score.step(ends, timeline.off, where="post", color="tab:orange", lw=1, ls="--", label="off threshold")
-    for start, end, peak in timeline.events:
+    windows = timeline.windows
+    ends = np.array([w.end_s for w in windows])
+    scores = [w.score for w in windows]
+    ax_score.plot(ends, scores, color="tab:blue", marker=".", lw=1, label="score")
+    decision_scores = [w.decision_score for w in windows]
+    if decision_scores != scores:
+        ax_score.plot(ends, decision_scores, color="tab:purple", lw=1.5, label="met the thresholds (smoothed, gated)")
+    ax_score.step(ends, [w.on_threshold for w in windows], where="post", color="tab:red", lw=1.2, label="on threshold")
+    ax_score.step(
+        ends, [w.off_threshold for w in windows], where="post", color="tab:orange", lw=1, ls="--", label="off threshold"
+    )
+    for event in timeline.events:
         for ax in (ax_spec, ax_score):
-            ax.axvspan(start, end, color="tab:red", alpha=0.18)
-        ax_score.annotate(f"event {peak:.2f}", (start, 1.02), fontsize=8, color="tab:red")
+            ax.axvspan(event.start_s, event.end_s or event.start_s, color="tab:red", alpha=0.18)
+        ax_score.annotate(f"event {event.peak_score:.2f}", (event.start_s, 1.02), fontsize=8, color="tab:red")
     current, since = "", 0.0
-    for name, end in [*zip(timeline.schedules, ends, strict=True), ("", float("inf"))]:
+    for name, end in [*((w.schedule, w.end_s) for w in windows), ("", float("inf"))]:
         if name != current:
             if current:
                 ax_score.axvspan(
@@ -127,29 +119,39 @@ def explain(
     path: str | os.PathLike[str],
     out: str | os.PathLike[str],
     classifier: Classifier,
-    decisions: DecisionParams,
-    config: Config,
+    config: Config | None = None,
     start_time: dt.datetime | None = None,
+    *,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
-    timeline = build_timeline(path, classifier, decisions, config, start_time)
+    timeline = build_timeline(path, classifier, config, start_time, threshold=threshold)
     verdict = f"{len(timeline.events)} event(s)" if timeline.events else "no event"
     title = (
         f"{Path(path).name}: {verdict}; model {classifier.model_path.name} "
-        f"({classifier.sha256[:12]}), peak score {max((s.score for s in timeline.scores), default=0):.2f}"
+        f"({classifier.sha256[:12]}), peak score {max((w.score for w in timeline.windows), default=0):.2f}"
     )
     render(timeline, Path(out), title=title)
+    d = timeline.decisions
     return {
         "path": str(path),
         "out": str(out),
         "events": [
-            {"start_s": round(a, 3), "end_s": round(b, 3), "peak_score": round(p, 4)} for a, b, p in timeline.events
+            {
+                "start_s": round(e.start_s, 3),
+                "end_s": round(e.end_s or e.start_s, 3),
+                "peak_score": round(e.peak_score, 4),
+            }
+            for e in timeline.events
         ],
-        "windows": len(timeline.scores),
+        "windows": len(timeline.windows),
+        "gated_windows": sum(w.gated for w in timeline.windows),
         "decisions": {
-            "on": round(decisions.on_threshold, 4),
-            "off": round(decisions.off_threshold, 4),
-            "patience_windows": decisions.patience_windows,
-            "patience_of": decisions.patience_of,
-            "smoothing_windows": decisions.smoothing_windows,
+            "on": round(d.on_threshold, 4),
+            "off": round(d.off_threshold, 4),
+            "patience_windows": d.patience_windows,
+            "patience_of": d.patience_of,
+            "smoothing_windows": d.smoothing_windows,
+            "loudness_gate_dbfs": d.loudness_gate_dbfs,
+            "noise_floor_margin_db": d.noise_floor_margin_db,
         },
     }

@@ -1,24 +1,30 @@
 """The one streaming path from samples to window scores to events, for live and replay alike.
 
 source rate samples -> resampler -> incremental log-mel -> window every hop -> classifier -> score
--> decisions. `detect` replays files through it as fast as it can; `listen` feeds it live audio.
+(+ loudness) -> edge.detector's decisions. `detect` replays files through it as fast as it can,
+`listen` feeds it live audio, `explain`, `demo` and `bench` replay synthesised or recorded audio.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from edge.audio import open_audio
-from edge.detector import DecisionParams, Event, EventDetector, EventEnded, Transition
+from edge.config import Config, DetectorConfig, ScheduleConfig
+from edge.detector import Decision, DecisionParams, Detector, Event, EventEnded, Transition
 from edge.features import FeatureParams, StreamingLogMel, full_scale_reference, window_level_dbfs
 from edge.resample import StreamingResampler
+
+if TYPE_CHECKING:
+    from edge.classifier import Classifier, ModelSidecar
 
 
 class WindowScorer(Protocol):
@@ -111,14 +117,50 @@ class StreamingScorer:
         return out
 
 
+Clock = Callable[[float], dt.datetime | None]  # stream time (s) -> wall-clock moment, for schedules
+
+
+def no_clock(stream_s: float) -> dt.datetime | None:
+    """Recordings with no place in time: no schedule applies."""
+    return None
+
+
+def decide_windows(detector: Detector, windows: Iterable[WindowScore], clock: Clock = no_clock) -> list[Decision]:
+    """Windows already scored, through the decisions, in order: the one place scores meet `Detector`."""
+    return [
+        detector.update(w.score, w.start_s, w.end_s, level_dbfs=w.level_dbfs, moment=clock(w.end_s)) for w in windows
+    ]
+
+
+def detection_settings(
+    side: ModelSidecar, site: DetectorConfig | None = None, *, threshold: float | None = None
+) -> tuple[DecisionParams, int]:
+    """The decisions and window hop (feature frames) a site runs a model with: `[detector]` over the
+    model's operating point (defaults: the model's own and the default gate), `threshold` last."""
+    site = site or DetectorConfig()
+    hop = side.hop_frames_for(site.hop_ms) if site.hop_ms else side.hop_frames
+    params = site.decisions(side.operating_point, side.hop_frames, hop)
+    return (params.with_threshold(threshold) if threshold is not None else params), hop
+
+
 @dataclass
 class StreamResult:
-    scores: list[WindowScore] = field(default_factory=list)
+    windows: list[Decision] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)
+
+    @property
+    def events(self) -> list[Event]:
+        """The events that ended, in order."""
+        return [t.event for t in self.transitions if isinstance(t, EventEnded)]
+
+    def extend(self, other: StreamResult) -> None:
+        self.windows += other.windows
+        self.transitions += other.transitions
 
 
 class DetectionPipeline:
-    """Scorer plus decisions: `push` audio, get window scores and event transitions."""
+    """The one composition of a scorer and the decisions: `push` audio, get each window's decision
+    and the event transitions. Stream time runs on across `restart` (a reopened device)."""
 
     def __init__(
         self,
@@ -128,31 +170,84 @@ class DetectionPipeline:
         *,
         hop_frames: int,
         source_rate_hz: int,
+        schedules: Sequence[ScheduleConfig] = (),
+        clock: Clock = no_clock,
     ) -> None:
+        self.features = features
+        self.hop_frames = hop_frames
+        self.detector = Detector(decisions, schedules)
+        self.clock = clock
+        self.offset_s = 0.0  # stream time before the current audio session
         self.scorer = StreamingScorer(classifier, features, hop_frames=hop_frames, source_rate_hz=source_rate_hz)
-        self.detector = EventDetector(decisions)
+
+    @classmethod
+    def for_model(
+        cls,
+        classifier: Classifier,
+        config: Config | None = None,
+        *,
+        source_rate_hz: int,
+        threshold: float | None = None,
+        clock: Clock = no_clock,
+    ) -> DetectionPipeline:
+        """The pipeline a site runs: the model's features and operating point under the config's
+        `[detector]` and `[[schedule]]` (defaults without a config), optionally another `on`."""
+        config = config or Config()
+        side = classifier.sidecar
+        decisions, hop = detection_settings(side, config.detector, threshold=threshold)
+        return cls(
+            classifier,
+            side.features,
+            decisions,
+            hop_frames=hop,
+            source_rate_hz=source_rate_hz,
+            schedules=config.schedule,
+            clock=clock,
+        )
+
+    @property
+    def stream_s(self) -> float:
+        """Audio pushed so far, in seconds of stream time."""
+        return self.offset_s + self.scorer.samples_in / self.features.sample_rate_hz
+
+    def restart(self, source_rate_hz: int) -> None:
+        """A new audio session (a reopened device, maybe at another rate): a fresh scorer, while
+        stream time and the decisions (an open event, the cooldown, the noise floor) carry on."""
+        self.offset_s = self.stream_s
+        self.scorer = StreamingScorer(
+            self.scorer.classifier, self.features, hop_frames=self.hop_frames, source_rate_hz=source_rate_hz
+        )
+
+    def use_model(self, classifier: WindowScorer, decisions: DecisionParams) -> None:
+        """A reloaded model of the same input shape, with its own operating point."""
+        self.scorer.classifier = classifier
+        self.detector.retune(decisions)
 
     def _decide(self, scores: list[WindowScore]) -> StreamResult:
-        result = StreamResult(scores=scores)
-        for s in scores:
-            result.transitions += self.detector.update(s.score, s.start_s, s.end_s)
-        return result
+        offset = self.offset_s
+        shifted = [replace(s, start_s=s.start_s + offset, end_s=s.end_s + offset) for s in scores] if offset else scores
+        windows = decide_windows(self.detector, shifted, self.clock)
+        return StreamResult(windows, [t for w in windows for t in w.transitions])
 
     def push(self, chunk: npt.ArrayLike) -> StreamResult:
         return self._decide(self.scorer.push(chunk))
 
+    def finish(self) -> StreamResult:
+        """Close an open event now (end of stream or shutdown)."""
+        return StreamResult([], self.detector.finish(self.stream_s))
+
     def flush(self) -> StreamResult:
+        """End of stream: score the tail, then close an open event."""
         result = self._decide(self.scorer.flush())
-        end_s = self.scorer.samples_in / self.scorer.features.sample_rate_hz
-        result.transitions += self.detector.finish(end_s)
+        result.extend(self.finish())
         return result
 
     def run(self, chunks: Iterable[npt.ArrayLike]) -> StreamResult:
-        """Push every chunk, then flush: all scores and transitions of a finite stream, in order."""
+        """Push every chunk, then flush: all decisions and transitions of a finite stream, in order."""
         total = StreamResult()
-        for result in [*(self.push(chunk) for chunk in chunks), self.flush()]:
-            total.scores += result.scores
-            total.transitions += result.transitions
+        for chunk in chunks:
+            total.extend(self.push(chunk))
+        total.extend(self.flush())
         return total
 
 
@@ -169,13 +264,13 @@ class FileReport:
     sample_rate_hz: int
     channels: int
     format_name: str
-    scores: list[WindowScore]
+    windows: list[Decision]
     events: list[Event]
     warnings: list[str]
 
     @property
     def peak_score(self) -> float:
-        return max((s.score for s in self.scores), default=0.0)
+        return max((w.score for w in self.windows), default=0.0)
 
     @property
     def is_scream(self) -> bool:
@@ -191,7 +286,7 @@ class FileReport:
             "sample_rate_hz": self.sample_rate_hz,
             "channels": self.channels,
             "format": self.format_name,
-            "windows": len(self.scores),
+            "windows": len(self.windows),
             "segments": [
                 {
                     "start_s": round(e.start_s, 3),
@@ -206,27 +301,24 @@ class FileReport:
 
 def analyse_file(
     path: str | os.PathLike[str],
-    classifier: WindowScorer,
-    features: FeatureParams,
-    decisions: DecisionParams,
+    classifier: Classifier,
+    config: Config | None = None,
     *,
-    hop_frames: int,
+    threshold: float | None = None,
     block_frames: int = 65536,
 ) -> FileReport:
-    """Replay one file through the streaming pipeline as fast as possible."""
+    """Replay one file through the pipeline a site runs (`config`'s `[detector]`, gate included) as
+    fast as possible. Schedules need a wall-clock time, which a file has not: they do not apply."""
     audio = open_audio(path)
-    pipeline = DetectionPipeline(
-        classifier, features, decisions, hop_frames=hop_frames, source_rate_hz=audio.sample_rate_hz
-    )
+    pipeline = DetectionPipeline.for_model(classifier, config, source_rate_hz=audio.sample_rate_hz, threshold=threshold)
     result = pipeline.run(audio.blocks(block_frames))
-    events = [t.event for t in result.transitions if isinstance(t, EventEnded)]
     return FileReport(
         Path(path),
         audio.duration_s,
         audio.sample_rate_hz,
         audio.channels,
         audio.format_name,
-        result.scores,
-        events,
+        result.windows,
+        result.events,
         list(audio.warnings),
     )

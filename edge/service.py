@@ -1,103 +1,46 @@
-"""`scream listen`: the long-running detector. Capture -> pipeline -> decisions -> output queues.
+"""`scream listen`: the long-running detector. Capture -> pipeline (scores and decisions) -> outputs.
 
-Survives a microphone that errors or disappears (retries with backoff, reported in health), reloads
-the model on SIGHUP or when its file changes (a bad model is refused and the running one kept),
-drains outputs on SIGTERM, writes a health status file, and pings the systemd watchdog.
+Orchestration only: the decisions are edge.detector's (through edge.pipeline, as every command),
+clips and their pre-roll are edge.clips', the model and its reloads edge.running_model's, the status
+file edge.health's. This loop survives a microphone that errors or disappears (retries with
+backoff, reported in health), reloads the model on SIGHUP or when its file changes, drains outputs
+on SIGTERM, writes the health status, and pings the systemd watchdog.
 """
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import logging
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from edge.classifier import Classifier, ModelSidecar
-from edge.config import OUTPUTS, Config, DetectorConfig, ScheduleConfig
-from edge.detector import DecisionParams, EventDetector, EventEnded, EventStarted
-from edge.errors import ModelError, RuntimeMissingError
-from edge.features import FeatureParams
+from edge.classifier import Classifier
+from edge.clips import AudioRing, ClipCutter
+from edge.config import Config
+from edge.detector import Detector, EventEnded, EventStarted, Transition
 from edge.health import Health
-from edge.pipeline import StreamingScorer
+from edge.pipeline import DetectionPipeline, StreamResult, detection_settings
+from edge.running_model import RunningModel
 from edge.sinks import AlarmMessage, ClipMessage, SinkWorker, health_of
 from edge.sources import AudioSource, EndOfStream, SourceError
 from edge.systemd import SystemdNotifier
 
 log = logging.getLogger("scream")
 FloatArray = npt.NDArray[np.float32]
-NOISE_FLOOR_PERCENTILE = 10
-NOISE_FLOOR_WINDOWS = 240  # one minute of 250 ms hops
 
 
-@dataclass
-class PendingClip:
-    event: dict[str, Any]
-    from_s: float
-    until_s: float
-    outputs: frozenset[str]
-
-
-class AudioRing:
-    """The last `capacity_s` seconds of source audio, for clip pre-roll (stream time in seconds)."""
-
-    def __init__(self, capacity_s: float) -> None:
-        self.capacity_s = capacity_s
-        self._chunks: collections.deque[tuple[int, FloatArray]] = collections.deque()
-        self.rate_hz = 0
-        self._next = 0
-
-    def reset(self, rate_hz: int, at_s: float) -> None:
-        self._chunks.clear()
-        self.rate_hz = rate_hz
-        self._next = round(at_s * rate_hz)
-
-    def append(self, chunk: FloatArray) -> None:
-        self._chunks.append((self._next, chunk))
-        self._next += chunk.size
-        keep_from = self._next - int(self.capacity_s * self.rate_hz)
-        while self._chunks and self._chunks[0][0] + self._chunks[0][1].size <= keep_from:
-            self._chunks.popleft()
-
-    @property
-    def end_s(self) -> float:
-        return self._next / self.rate_hz if self.rate_hz else 0.0
-
-    def extract(self, from_s: float, until_s: float) -> FloatArray:
-        lo, hi = round(from_s * self.rate_hz), round(until_s * self.rate_hz)
-        parts = []
-        for start, chunk in self._chunks:
-            a, b = max(lo, start), min(hi, start + chunk.size)
-            if b > a:
-                parts.append(chunk[a - start : b - start])
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-
-
-def decisions_for(d: DetectorConfig, side: ModelSidecar, hop_frames: int) -> DecisionParams:
-    """The `[detector]` settings over the model's own operating point, for windows `hop_frames` apart."""
-    t = side.thresholds
-    on = d.on_threshold or t.on
-    off = d.off_threshold or (t.off * on / t.on)
-    # The site's patience if set, else the model's own for the hop in use.
-    patience = (d.patience_windows, d.patience_of) if d.patience_of else side.patience_at(hop_frames)
-    return DecisionParams(
-        on_threshold=on,
-        off_threshold=min(off, on),
-        patience_windows=patience[0],
-        patience_of=patience[1],
-        smoothing_windows=d.smoothing_windows or side.smoothing_at(hop_frames),
-        min_event_s=d.min_event_s,
-        max_event_s=d.max_event_s,
-        cooldown_s=d.cooldown_s,
-    )
+def listen_argv(*, config: Path, model: Path, source: Path, fast: bool = False) -> list[str]:
+    """The command line of `scream listen` replaying `source` in a child process (bench, tests)."""
+    argv = [sys.executable, "-m", "edge", "listen", "--config", str(config), "--model", str(model)]
+    return [*argv, "--source", str(source), *(["--fast"] if fast else [])]
 
 
 class DetectorService:
@@ -124,88 +67,43 @@ class DetectorService:
         self.health = Health()
         self.stop_event = threading.Event()
         self.reload_requested = threading.Event()
-        self.classifier = self._load_model()
-        self._model_mtime = self._mtime()
-        self._base_decisions = self._decisions_for(self.classifier)
-        self.detector = EventDetector(self._base_decisions)
-        self._scorer: StreamingScorer | None = None
-        self._stream_offset_s = 0.0  # audio time before the current device session
-        d = config.detector
-        self.ring = AudioRing(config.clips.pre_roll_s + d.max_event_s + config.clips.post_roll_s + 5.0)
-        self._pending_clips: list[PendingClip] = []
-        self._active_event: dict[str, Any] | None = None
-        self._active_outputs: frozenset[str] = frozenset(OUTPUTS)
-        self._levels: collections.deque[float] = collections.deque(maxlen=NOISE_FLOOR_WINDOWS)
+        self.model = RunningModel(
+            model_path, self.health, watch=config.model.watch, watch_interval_s=config.model.watch_interval_s
+        )
+        self.pipeline = DetectionPipeline.for_model(
+            self.model.classifier,
+            config,
+            source_rate_hz=source.sample_rate_hz,
+            clock=lambda _stream_s: dt.datetime.fromtimestamp(self.clock()),
+        )
+        self.clips = ClipCutter(config.clips, config.detector.max_event_s)
+        self._started = False  # whether an audio session has begun (the pipeline restarts on later ones)
+        self._active_event: dict[str, Any] | None = None  # the open event's record, as the outputs got it
+        self._active_outputs: frozenset[str] = frozenset()  # what the schedule in force lets fire
         self._last_housekeeping = 0.0
-        self._last_status = 0.0
 
-    # -- model -----------------------------------------------------------------------------
-    def _load_model(self) -> Classifier:
-        classifier = Classifier(self.model_path, expected_features=FeatureParams())
-        self.health.model_path = str(self.model_path)
-        self.health.model_sha256 = classifier.sha256
-        return classifier
+    @property
+    def classifier(self) -> Classifier:
+        return self.model.classifier
 
-    def _mtime(self) -> float:
-        try:
-            return self.model_path.stat().st_mtime
-        except OSError:
-            return 0.0
+    @property
+    def detector(self) -> Detector:
+        return self.pipeline.detector
 
-    def _decisions_for(self, classifier: Classifier) -> DecisionParams:
-        side = classifier.sidecar
-        return decisions_for(self.config.detector, side, self._hop_frames_for(side))
+    @property
+    def ring(self) -> AudioRing:
+        return self.clips.ring
 
     def reload_model(self) -> bool:
         """Validate and swap in the model file; a bad one is refused and the running one kept."""
         self.notifier.notify("RELOADING=1")
-        try:
-            candidate = Classifier(self.model_path, expected_features=FeatureParams())
-            if candidate.input_shape != self.classifier.input_shape:
-                raise ModelError(f"input shape {candidate.input_shape} differs from the running model's")
-        except (ModelError, RuntimeMissingError, OSError) as exc:
-            self.health.reload_errors += 1
-            self.health.last_reload_error = str(exc)
-            log.error("model reload refused, keeping %s: %s", self.health.model_sha256[:12], exc)
-            self.notifier.notify("READY=1")
-            return False
-        self.classifier = candidate
-        self.health.model_sha256 = candidate.sha256
-        self.health.reloads += 1
-        self.health.last_reload_error = ""
-        self._base_decisions = self._decisions_for(candidate)
-        self.detector.retune(self._base_decisions)
-        if self._scorer is not None:
-            self._scorer.classifier = candidate
-        log.info("model reloaded: %s sha256 %s", self.model_path, candidate.sha256[:12])
+        candidate = self.model.reload()
+        if candidate is not None:
+            decisions, _ = detection_settings(candidate.sidecar, self.config.detector)
+            self.pipeline.use_model(candidate, decisions)
         self.notifier.notify("READY=1")
-        return True
+        return candidate is not None
 
-    # -- context ---------------------------------------------------------------------------
-    def active_schedule(self) -> ScheduleConfig | None:
-        moment = dt.datetime.fromtimestamp(self.clock())
-        return next((s for s in self.config.schedule if s.is_active(moment)), None)
-
-    def _apply_schedule(self) -> None:
-        schedule = self.active_schedule()
-        self.health.schedule = schedule.name if schedule else ""
-        self._active_outputs = frozenset(schedule.outputs if schedule else OUTPUTS)
-        params = self._base_decisions
-        if schedule and schedule.on_threshold:
-            params = params.with_threshold(schedule.on_threshold)
-        self.detector.retune(params)
-
-    def _is_loud_enough(self, level_dbfs: float) -> bool:
-        d = self.config.detector
-        self._levels.append(level_dbfs)
-        gate = d.loudness_gate_dbfs
-        if d.noise_floor_margin_db > 0 and len(self._levels) >= 8:
-            floor = float(np.percentile(self._levels, NOISE_FLOOR_PERCENTILE))
-            self.health.noise_floor_dbfs = round(floor, 1)
-            gate = max(gate, floor + d.noise_floor_margin_db)
-        return level_dbfs >= gate
-
-    # -- events ----------------------------------------------------------------------------
     def _event_record(self, number: int, start_s: float, detected_s: float) -> dict[str, Any]:
         now_wall, now_stream = self.clock(), self.ring.end_s
         event_id = uuid.uuid4().hex[:12]
@@ -228,20 +126,30 @@ class DetectorService:
         for worker in self.outputs:
             worker.submit(message)
 
-    def _handle_window(self, start_s: float, end_s: float, score: float, level_dbfs: float) -> None:
-        self.health.windows += 1
-        self._apply_schedule()
-        gated = score if self._is_loud_enough(level_dbfs) or self._active_event else 0.0
-        for transition in self.detector.update(gated, start_s, end_s):
-            event = transition.event
-            if isinstance(transition, EventStarted):
-                record = self._event_record(event.number, event.start_s, event.detected_s)
-                self._active_event = record
-                self.health.events += 1
-                self.health.event_active = True
-                self._dispatch(AlarmMessage("start", dict(record), self._active_outputs))
-            elif isinstance(transition, EventEnded) and self._active_event is not None:
-                self._finish_event(event.end_s or end_s, event.peak_score)
+    def _handle(self, result: StreamResult) -> None:
+        """Each window's schedule and events, in order, then events closed without a window."""
+        for window in result.windows:
+            self.health.windows += 1
+            self.health.schedule = window.schedule
+            self._active_outputs = window.outputs
+            for transition in window.transitions:
+                self._transition(transition)
+        self.health.noise_floor_dbfs = self.detector.noise_floor_dbfs
+        for transition in result.transitions[sum(len(w.transitions) for w in result.windows) :]:
+            self._transition(transition)
+        for clip in self.clips.ready():
+            self._dispatch(clip)
+
+    def _transition(self, transition: Transition) -> None:
+        event = transition.event
+        if isinstance(transition, EventStarted):
+            record = self._event_record(event.number, event.start_s, event.detected_s)
+            self._active_event = record
+            self.health.events += 1
+            self.health.event_active = True
+            self._dispatch(AlarmMessage("start", dict(record), self._active_outputs))
+        elif isinstance(transition, EventEnded) and self._active_event is not None:
+            self._finish_event(event.end_s if event.end_s is not None else self.ring.end_s, event.peak_score)
 
     def _finish_event(self, end_s: float, peak: float) -> None:
         assert self._active_event is not None
@@ -250,74 +158,36 @@ class DetectorService:
         record["end_stream_s"] = round(end_s, 3)
         record["peak_score"] = round(peak, 4)
         self._dispatch(AlarmMessage("end", dict(record), self._active_outputs))
-        if self.config.clips.enabled:
-            c = self.config.clips
-            self._pending_clips.append(
-                PendingClip(
-                    dict(record),
-                    max(0.0, record["start_stream_s"] - c.pre_roll_s),
-                    end_s + c.post_roll_s,
-                    self._active_outputs,
-                )
-            )
+        self.clips.event_ended(record, end_s, self._active_outputs)
         self.health.last_event = dict(record)
         self.health.event_active = False
         self._active_event = None
 
-    def _flush_clips(self, *, force: bool = False) -> None:
-        ready = [p for p in self._pending_clips if force or self.ring.end_s >= p.until_s]
-        for pending in ready:
-            self._pending_clips.remove(pending)
-            samples = self.ring.extract(pending.from_s, pending.until_s)
-            if samples.size:
-                self._dispatch(ClipMessage(pending.event, samples, self.ring.rate_hz, pending.outputs))
-
     # -- audio -----------------------------------------------------------------------------
-    @property
-    def hop_frames(self) -> int:
-        """[detector].hop_ms in feature frames, or the model's own hop."""
-        return self._hop_frames_for(self.classifier.sidecar)
-
-    def _hop_frames_for(self, side: ModelSidecar) -> int:
-        if self.config.detector.hop_ms:
-            return side.hop_frames_for(self.config.detector.hop_ms)
-        return side.hop_frames
-
     def _start_session(self) -> None:
-        """A (re)opened device starts a new scorer; stream time continues where it stopped."""
-        if self._scorer is not None:
-            self._stream_offset_s = self.ring.end_s
-        side = self.classifier.sidecar
-        self._scorer = StreamingScorer(
-            self.classifier, side.features, hop_frames=self.hop_frames, source_rate_hz=self.source.sample_rate_hz
-        )
-        self.ring.reset(self.source.sample_rate_hz, self._stream_offset_s)
+        """A (re)opened device: the pipeline starts a new scorer; stream time continues where it stopped."""
+        if self._started:
+            self.pipeline.restart(self.source.sample_rate_hz)
+        self._started = True
+        self.ring.reset(self.source.sample_rate_hz, self.pipeline.offset_s)
 
     def process_chunk(self, chunk: FloatArray) -> None:
-        assert self._scorer is not None
         self.ring.append(chunk)
-        for window in self._scorer.push(chunk):
-            offset = self._stream_offset_s
-            self._handle_window(window.start_s + offset, window.end_s + offset, window.score, window.level_dbfs)
-        self._flush_clips()
+        self._handle(self.pipeline.push(chunk))
         self.health.chunks += 1
         self.health.overflows = self.source.stats.overflows
         self.health.audio_s = round(self.ring.end_s, 3)
         self.health.last_audio_at = self.clock()
 
     def _end_of_stream(self) -> None:
-        if self._scorer is not None:
-            for window in self._scorer.flush():
-                offset = self._stream_offset_s
-                self._handle_window(window.start_s + offset, window.end_s + offset, window.score, window.level_dbfs)
+        self._handle(self.pipeline.flush())
         self._close_events()
 
     def _close_events(self) -> None:
         """End an open event now (end of stream or shutdown) and hand over every pending clip."""
-        for transition in self.detector.finish(self.ring.end_s):
-            if isinstance(transition, EventEnded) and self._active_event is not None:
-                self._finish_event(transition.event.end_s or self.ring.end_s, transition.event.peak_score)
-        self._flush_clips(force=True)
+        self._handle(self.pipeline.finish())
+        for clip in self.clips.ready(force=True):
+            self._dispatch(clip)
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -325,15 +195,10 @@ class DetectorService:
             return
         self._last_housekeeping = now
         self.health.overflows = self.source.stats.overflows
-        if self.config.model.watch and now - getattr(self, "_last_watch", 0.0) >= self.config.model.watch_interval_s:
-            self._last_watch = now
-            mtime = self._mtime()
-            if mtime and mtime != self._model_mtime:
-                self._model_mtime = mtime
-                self.reload_requested.set()
+        if self.model.file_changed():
+            self.reload_requested.set()
         if self.reload_requested.is_set():
             self.reload_requested.clear()
-            self._model_mtime = self._mtime()
             self.reload_model()
         self.write_status()
         # The loop is alive (reads time out every 0.5 s), so the watchdog is fed even while a lost
@@ -351,7 +216,8 @@ class DetectorService:
             self.health.write(self.status_path)
 
     def run(self) -> int:
-        """Until stop is requested or a finite source ends; returns 0 (clean) or 1 (gave up)."""
+        """Until stop is requested or a finite source ends; returns 0. A device that fails is retried
+        (with backoff) for as long as the service runs, never given up on."""
         backoff = self.config.audio.retry_initial_s
         is_open = False
         self.notifier.notify("READY=1")

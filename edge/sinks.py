@@ -104,7 +104,10 @@ class SinkWorker:
         self.sink.close()
 
     def health(self) -> dict[str, Any]:
+        """The worker's counters, with the sink's own (clips saved, alerts pending, ...) when it has them."""
+        own = getattr(self.sink, "health", None)
         return {
+            **(own() if callable(own) else {}),
             "queued": self._queue.qsize(),
             "handled": self.stats.handled,
             "dropped": self.stats.dropped,
@@ -221,6 +224,9 @@ class ClipSaver:
         write_wav(tmp, message.samples, message.sample_rate_hz)
         tmp.replace(target)
         self.saved += 1
+
+    def health(self) -> dict[str, Any]:
+        return {"saved": self.saved, "skipped": self.skipped, "deleted": self.deleted}
 
     def close(self) -> None:
         pass

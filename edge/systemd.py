@@ -11,12 +11,6 @@ class SystemdNotifier:
 
     def __init__(self, socket_path: str | None = None) -> None:
         self.address = socket_path if socket_path is not None else os.environ.get("NOTIFY_SOCKET", "")
-        usec = os.environ.get("WATCHDOG_USEC", "")
-        self.watchdog_interval_s = int(usec) / 2e6 if usec.isdigit() else 0.0
-
-    @property
-    def is_enabled(self) -> bool:
-        return bool(self.address)
 
     def notify(self, message: str) -> bool:
         if not self.address:

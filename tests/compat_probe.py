@@ -27,12 +27,10 @@ def run(model: str, runtime: str | None = None) -> dict[str, Any]:
     # At the model's rate, and at 48 kHz so the resampler runs as well.
     for rate in (side.features.sample_rate_hz, 48000):
         audio, _ = demo_scene(rate, seed=7)
-        pipeline = DetectionPipeline(
-            classifier, side.features, side.decision_params(), hop_frames=side.hop_frames, source_rate_hz=rate
-        )
+        pipeline = DetectionPipeline.for_model(classifier, source_rate_hz=rate)
         result = pipeline.run(chunked(audio, rate // 10))
         out[str(rate)] = {
-            "scores": [s.score for s in result.scores],
+            "scores": [w.score for w in result.windows],
             "alarms_s": [t.event.detected_s for t in result.transitions if isinstance(t, EventStarted)],
         }
         if rate == side.features.sample_rate_hz:

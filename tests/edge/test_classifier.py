@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from edge.classifier import Classifier, ModelSidecar, load_interpreter_class
+from edge.config import DetectorConfig
 from edge.errors import ModelError, RuntimeMissingError
 from edge.features import FeatureParams
+from edge.pipeline import detection_settings
 
 
 def _edit_sidecar(model: Path, edit) -> None:  # type: ignore[no-untyped-def]
@@ -112,16 +114,15 @@ def test_runtime_order_and_missing_runtime() -> None:
 def test_patience_in_the_sidecar(model_copy: Path) -> None:
     _edit_sidecar(model_copy, lambda d: d["thresholds"].update(patience_windows=2, patience_of=3))
     side = ModelSidecar.load(model_copy.with_suffix(".json"))
-    assert (side.thresholds.patience_windows, side.thresholds.patience_of) == (2, 3)
-    params = side.decision_params()
-    assert (params.patience_windows, params.patience_of) == (2, 3)
-    assert (params.on_threshold, params.off_threshold) == (side.thresholds.on, side.thresholds.off)
-    # The same time span at another hop: hits 2 model hops (2 x 250 ms) apart become 5 x 100 ms.
-    assert side.hop_frames == 25
-    assert side.patience_at(25) == (2, 3)
-    assert side.patience_at(10) == (4, 6)
-    params = side.decision_params(hop_frames=10)
-    assert (params.patience_windows, params.patience_of) == (4, 6)
+    point = side.operating_point
+    assert (point.patience_windows, point.patience_of) == (2, 3)
+    assert point.to_sidecar()["on"] == json.loads(model_copy.with_suffix(".json").read_text())["thresholds"]["on"]
+    # What a site runs: the model's own at its hop, and the same time span at a 100 ms hop.
+    params, hop = detection_settings(side)
+    assert hop == side.hop_frames == 25 and (params.patience_windows, params.patience_of) == (2, 3)
+    assert (params.on_threshold, params.off_threshold) == (point.on_threshold, point.off_threshold)
+    params, hop = detection_settings(side, DetectorConfig(hop_ms=100))
+    assert hop == 10 and (params.patience_windows, params.patience_of) == (4, 6)
     assert side.hop_frames_for(100) == 10 and side.hop_frames_for(1) == 1
 
 
@@ -133,16 +134,17 @@ def test_sidecar_without_patience_means_one_of_one(model_copy: Path) -> None:
 
     _edit_sidecar(model_copy, drop)
     side = ModelSidecar.load(model_copy.with_suffix(".json"))
-    assert side.patience_at(side.hop_frames) == (1, 1) and side.patience_at(10) == (1, 1)
-    assert side.smoothing_at(side.hop_frames) == 1 and side.smoothing_at(10) == 1
+    for site in (DetectorConfig(), DetectorConfig(hop_ms=100)):
+        params, _ = detection_settings(side, site)
+        assert (params.patience_windows, params.patience_of, params.smoothing_windows) == (1, 1, 1)
 
 
 def test_smoothing_in_the_sidecar(model_copy: Path) -> None:
     _edit_sidecar(model_copy, lambda d: d["thresholds"].update(smoothing_windows=3))
     side = ModelSidecar.load(model_copy.with_suffix(".json"))
-    assert side.decision_params().smoothing_windows == 3
+    assert detection_settings(side)[0].smoothing_windows == 3
     # The same span at a 100 ms hop: 3 windows 250 ms apart (500 ms between first and last) become 6.
-    assert side.smoothing_at(10) == 6 and side.decision_params(hop_frames=10).smoothing_windows == 6
+    assert detection_settings(side, DetectorConfig(hop_ms=100))[0].smoothing_windows == 6
     _edit_sidecar(model_copy, lambda d: d["thresholds"].update(smoothing_windows=0))
     with pytest.raises(ModelError, match="smoothing_windows"):
         Classifier(model_copy)
@@ -150,7 +152,7 @@ def test_smoothing_in_the_sidecar(model_copy: Path) -> None:
 
 @pytest.mark.parametrize(
     "patience, message",
-    [((3, 2), "patience_windows <= patience_of"), ((0, 1), "patience_windows"), (("two", 2), "malformed")],
+    [((3, 2), "patience_windows=3"), ((0, 1), "patience_windows"), (("two", 2), "malformed")],
 )
 def test_bad_patience_in_the_sidecar(model_copy: Path, patience: tuple[object, object], message: str) -> None:
     _edit_sidecar(model_copy, lambda d: d["thresholds"].update(patience_windows=patience[0], patience_of=patience[1]))
@@ -161,6 +163,5 @@ def test_bad_patience_in_the_sidecar(model_copy: Path, patience: tuple[object, o
 def test_scaled_patience_stays_within_the_detectors_bounds(model_copy: Path) -> None:
     _edit_sidecar(model_copy, lambda d: d["thresholds"].update(patience_windows=60, patience_of=60))
     side = ModelSidecar.load(model_copy.with_suffix(".json"))
-    assert side.patience_at(10) == (100, 100)  # 149 of 149 would be over the detector's limit of 100
-    params = side.decision_params(hop_frames=10)
-    assert (params.patience_windows, params.patience_of) == (100, 100)
+    params, _ = detection_settings(side, DetectorConfig(hop_ms=100))
+    assert (params.patience_windows, params.patience_of) == (100, 100)  # 149 of 149: over the limit of 100

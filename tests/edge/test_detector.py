@@ -1,22 +1,29 @@
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import replace
 
 import pytest
 
-from edge.detector import DecisionParams, EventDetector, EventStarted, Transition
+from edge.config import ScheduleConfig
+from edge.detector import DecisionParams, Detector, EventStarted, Transition
 from edge.errors import ConfigError
 
 HOP = 0.25
 WIN = 1.0
+LOUD = -20.0  # dBFS: well above the default loudness gate
+
+
+def step(detector: Detector, score: float, start_s: float, end_s: float, level_dbfs: float = LOUD) -> list[Transition]:
+    return list(detector.update(score, start_s, end_s, level_dbfs=level_dbfs).transitions)
 
 
 def run(scores: list[float], params: DecisionParams) -> list[tuple[str, float, float | None]]:
     """Feed scores one hop apart; returns ('start', detected_s, None) / ('end', start_s, end_s)."""
-    detector = EventDetector(params)
+    detector = Detector(params)
     out: list[Transition] = []
     for i, score in enumerate(scores):
-        out += detector.update(score, i * HOP, i * HOP + WIN)
+        out += step(detector, score, i * HOP, i * HOP + WIN)
     out += detector.finish(len(scores) * HOP + WIN)
     return [
         ("start", t.event.detected_s, None) if isinstance(t, EventStarted) else ("end", t.event.start_s, t.event.end_s)
@@ -45,20 +52,20 @@ def test_smoothing_ignores_a_lone_spike_and_keeps_a_sustained_scream() -> None:
     smoothed = replace(raw, smoothing_windows=2)  # means: 0.1 0.525 0.525 0.1 0.525 0.925 0.5 0.1
     events = run(spike_then_scream, smoothed)
     assert events == [("start", 1.25 + WIN, None), ("end", 1.25, 1.5 + WIN)]  # off holds while the mean is 0.5
-    detector = EventDetector(smoothed)
+    detector = Detector(smoothed)
     for i, score in enumerate(spike_then_scream[:6]):
-        started = detector.update(score, i * HOP, i * HOP + WIN)
+        started = step(detector, score, i * HOP, i * HOP + WIN)
     assert started and started[0].event.peak_score == 0.95  # the peak is a real window score, not a mean
 
 
 def test_smoothing_averages_what_there_is_at_the_start_and_across_retunes() -> None:
-    detector = EventDetector(DecisionParams(on_threshold=0.8, off_threshold=0.5, smoothing_windows=3))
-    assert detector.update(0.85, 0.0, 1.0)  # the mean of one window is that window
-    detector = EventDetector(DecisionParams(on_threshold=0.8, off_threshold=0.5))
-    detector.update(0.7, 0.0, 1.0)
+    detector = Detector(DecisionParams(on_threshold=0.8, off_threshold=0.5, smoothing_windows=3))
+    assert step(detector, 0.85, 0.0, 1.0)  # the mean of one window is that window
+    detector = Detector(DecisionParams(on_threshold=0.8, off_threshold=0.5))
+    step(detector, 0.7, 0.0, 1.0)
     detector.retune(DecisionParams(on_threshold=0.8, off_threshold=0.5, smoothing_windows=2))
-    assert detector.update(0.85, 0.25, 1.25) == []  # (0.7 + 0.85) / 2: the earlier score still counts
-    assert detector.update(0.9, 0.5, 1.5)
+    assert step(detector, 0.85, 0.25, 1.25) == []  # (0.7 + 0.85) / 2: the earlier score still counts
+    assert step(detector, 0.9, 0.5, 1.5)
 
 
 def test_minimum_event_length() -> None:
@@ -110,9 +117,58 @@ def test_threshold_override_keeps_hysteresis_ratio() -> None:
 
 
 def test_retune_to_a_longer_patience_keeps_counting() -> None:
-    detector = EventDetector(DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=0.0))
-    detector.update(0.1, 0.0, 1.0)
+    detector = Detector(DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=0.0))
+    step(detector, 0.1, 0.0, 1.0)
     detector.retune(DecisionParams(on_threshold=0.8, off_threshold=0.5, patience_windows=3, patience_of=3))
-    assert detector.update(0.9, 0.25, 1.25) == [] and detector.update(0.9, 0.5, 1.5) == []
-    started = detector.update(0.9, 0.75, 1.75)
+    assert step(detector, 0.9, 0.25, 1.25) == [] and step(detector, 0.9, 0.5, 1.5) == []
+    started = step(detector, 0.9, 0.75, 1.75)
     assert len(started) == 1 and started[0].event.start_s == 0.25
+
+
+def test_the_loudness_gate_holds_quiet_windows_back_but_not_an_open_event() -> None:
+    params = DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=0.0, cooldown_s=0.0)
+    assert params.loudness_gate_dbfs == -70.0  # the default every command runs with
+    detector = Detector(params)
+    decision = detector.update(0.95, 0.0, 1.0, level_dbfs=-75.0)
+    assert decision.gated and decision.decision_score == 0.0 and decision.transitions == ()
+    assert step(detector, 0.95, 0.25, 1.25, level_dbfs=-70.0)  # at the gate counts as loud enough
+    # Once an event is open, a quiet window keeps its score: the scream fading does not cut it short.
+    held = detector.update(0.9, 0.5, 1.5, level_dbfs=-90.0)
+    assert held.gated and held.decision_score == 0.9 and held.transitions == ()
+    assert step(detector, 0.1, 0.75, 1.75)  # ends on the score
+    off = Detector(DecisionParams(on_threshold=0.8, off_threshold=0.5, loudness_gate_dbfs=-120.0))
+    assert step(off, 0.95, 0.0, 1.0, level_dbfs=-100.0)  # -120 disables it
+
+
+def test_the_noise_floor_raises_the_gate_to_floor_plus_margin() -> None:
+    params = DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=0.0, noise_floor_margin_db=10.0)
+    detector = Detector(params)
+    for i in range(20):  # a steady background at -40 dBFS: the floor
+        step(detector, 0.1, i * HOP, i * HOP + WIN, level_dbfs=-40.0)
+    assert detector.noise_floor_dbfs == -40.0
+    start = 20 * HOP
+    assert detector.update(0.95, start, start + WIN, level_dbfs=-35.0).gated  # 5 dB over the floor: held back
+    assert step(detector, 0.95, start + HOP, start + HOP + WIN, level_dbfs=-29.0)  # 11 dB over: fires
+
+
+def test_schedules_set_the_threshold_and_outputs_by_the_moment() -> None:
+    night = ScheduleConfig(name="night", start="22:00", end="07:00", on_threshold=0.95, outputs=["led", "event_log"])
+    detector = Detector(DecisionParams(on_threshold=0.8, off_threshold=0.4, min_event_s=0.0), [night])
+    late = dt.datetime(2026, 12, 1, 23, 30)
+    at_night = detector.update(0.9, 0.0, 1.0, level_dbfs=LOUD, moment=late)
+    assert at_night.schedule == "night" and at_night.on_threshold == 0.95 and at_night.off_threshold == 0.475
+    assert at_night.outputs == frozenset({"led", "event_log"}) and at_night.transitions == ()
+    day = detector.update(0.9, 0.25, 1.25, level_dbfs=LOUD, moment=late.replace(hour=12))
+    assert day.schedule == "" and day.on_threshold == 0.8 and day.transitions
+    assert "buzzer" in day.outputs
+    assert detector.update(0.9, 0.5, 1.5, level_dbfs=LOUD).schedule == ""  # no moment: no schedule
+
+
+def test_patience_and_smoothing_keep_their_time_span_at_another_hop() -> None:
+    params = DecisionParams(patience_windows=2, patience_of=3, smoothing_windows=3)
+    faster = params.at_hop(25, 10)  # 250 ms windows to 100 ms: hits 250 ms apart become 5 x 100 ms
+    assert (faster.patience_windows, faster.patience_of, faster.smoothing_windows) == (4, 6, 6)
+    assert params.at_hop(25, 25) is params
+    longest = DecisionParams(patience_windows=60, patience_of=60).at_hop(25, 10)
+    assert (longest.patience_windows, longest.patience_of) == (100, 100)  # 149 would be over the limit
+    assert DecisionParams.from_sidecar(params.to_sidecar()) == params

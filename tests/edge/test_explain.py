@@ -78,42 +78,53 @@ def test_explain_timeline_applies_schedules(tiny_model: Path, scene_wav: Path) -
 
     from edge.classifier import Classifier
     from edge.config import parse_config
-    from edge.detector import DecisionParams
     from edge.explain import build_timeline
 
     classifier = Classifier(tiny_model)
-    t = classifier.sidecar.thresholds
     config = parse_config({"schedule": [{"name": "night", "start": "22:00", "end": "07:00", "on_threshold": 0.99}]})
-    timeline = build_timeline(
-        scene_wav,
-        classifier,
-        DecisionParams(on_threshold=t.on, off_threshold=t.off),
-        config,
-        dt.datetime(2026, 11, 24, 21, 59, 50),
-    )
-    ends = np.array([s.end_s for s in timeline.scores])
-    names = np.array(timeline.schedules)
+    timeline = build_timeline(scene_wav, classifier, config, dt.datetime(2026, 11, 24, 21, 59, 50))
+    ends = np.array([w.end_s for w in timeline.windows])
+    names = np.array([w.schedule for w in timeline.windows])
     assert set(names[ends < 10]) == {""} and set(names[ends >= 10.5]) == {"night"}
-    assert np.allclose(np.array(timeline.on)[ends >= 10.5], 0.99)
+    assert np.allclose(np.array([w.on_threshold for w in timeline.windows])[ends >= 10.5], 0.99)
     assert timeline.logmel.shape[1] == 40
 
 
 def test_explain_timeline_shows_the_smoothed_score_the_thresholds_meet(tiny_model: Path, scene_wav: Path) -> None:
     from edge.classifier import Classifier
-    from edge.config import Config
-    from edge.detector import DecisionParams
+    from edge.config import parse_config
     from edge.explain import build_timeline
 
     classifier = Classifier(tiny_model)
-    t = classifier.sidecar.thresholds
-    raw = build_timeline(scene_wav, classifier, DecisionParams(on_threshold=t.on, off_threshold=t.off), Config())
-    assert raw.decision_scores == [s.score for s in raw.scores]
-    smoothed = build_timeline(
-        scene_wav, classifier, DecisionParams(on_threshold=t.on, off_threshold=t.off, smoothing_windows=3), Config()
-    )
-    scores = np.array([s.score for s in smoothed.scores])
+    plain = {"patience_windows": 1, "patience_of": 1, "loudness_gate_dbfs": -120.0}
+    raw = build_timeline(scene_wav, classifier, parse_config({"detector": {**plain, "smoothing_windows": 1}}))
+    assert [w.decision_score for w in raw.windows] == [w.score for w in raw.windows]
+    smoothed = build_timeline(scene_wav, classifier, parse_config({"detector": {**plain, "smoothing_windows": 3}}))
+    scores = np.array([w.score for w in smoothed.windows])
     means = [scores[max(0, i - 2) : i + 1].mean() for i in range(scores.size)]
-    np.testing.assert_allclose(smoothed.decision_scores, means, rtol=1e-9)
+    np.testing.assert_allclose([w.decision_score for w in smoothed.windows], means, rtol=1e-9)
+
+
+def test_explain_shows_the_gate_listen_applies(tiny_model: Path, tmp_path: Path) -> None:
+    """A scream-like sound far below the loudness gate: the timeline holds its windows back, as
+    `listen` would, and says so."""
+    from edge.classifier import Classifier
+    from edge.config import parse_config
+    from edge.explain import build_timeline
+
+    rate = 16000
+    rng = np.random.default_rng(4)
+    quiet = np.concatenate([np.zeros(rate, np.float32), synth.scream_like(2.0, rate, rng, level=1e-4)])
+    wav = tmp_path / "quiet.wav"
+    write_wav(wav, np.concatenate([quiet, np.zeros(rate, np.float32)]), rate)
+    classifier = Classifier(tiny_model)
+    gated = build_timeline(wav, classifier)
+    assert max(w.level_dbfs for w in gated.windows) < -70.0  # every window under the default gate
+    assert all(w.gated and w.decision_score == 0.0 for w in gated.windows) and gated.events == []
+    ungated = build_timeline(wav, classifier, parse_config({"detector": {"loudness_gate_dbfs": -120.0}}))
+    heard = [w for w in ungated.windows if w.level_dbfs >= -120.0]
+    assert len(heard) >= 4 and not any(w.gated for w in heard)
+    assert [w.score for w in ungated.windows] == [w.score for w in gated.windows]  # same scores, decided otherwise
 
 
 def test_explain_without_matplotlib_names_the_extra(

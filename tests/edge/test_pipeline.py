@@ -8,7 +8,7 @@ import pytest
 from edge import synth
 from edge.audio import write_wav
 from edge.classifier import Classifier
-from edge.detector import DecisionParams
+from edge.config import parse_config
 from edge.features import FeatureParams
 from edge.pipeline import StreamingScorer, analyse_file
 
@@ -65,9 +65,8 @@ def test_file_analysis_finds_the_scream_in_a_scene(tiny_model: Path, tmp_path: P
     path = tmp_path / "scene.wav"
     write_wav(path, np.stack([audio, audio], axis=1), rate)
     classifier = Classifier(tiny_model)
-    side = classifier.sidecar
-    decisions = DecisionParams(on_threshold=side.thresholds.on, off_threshold=side.thresholds.off)
-    report = analyse_file(path, classifier, side.features, decisions, hop_frames=side.hop_frames)
+    one_of_one = parse_config({"detector": {"patience_windows": 1, "patience_of": 1, "smoothing_windows": 1}})
+    report = analyse_file(path, classifier, one_of_one)
     scream = next(t for t in truth if t.kind == "scream")
     assert report.is_scream
     assert any(e.start_s < scream.end_s and (e.end_s or 0) > scream.start_s for e in report.events)

@@ -1,0 +1,81 @@
+"""One detector for every command: the same recording through `scream listen` (file replay, the
+real command in a child process), `scream detect` and `scream explain`'s timeline gives the same
+events, loudness gate included, with the default config and with one whose gate bites."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge import synth
+from edge.audio import write_wav
+from edge.classifier import Classifier
+from edge.cli import main
+from edge.config import load_config
+from edge.explain import build_timeline
+from edge.service import listen_argv
+
+ROOT = Path(__file__).resolve().parents[2]
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Room tone with a quieter scream-like sound (about -28 dBFS) at 1 s and a loud one (about -13
+    dBFS) at 6 s."""
+    rng = np.random.default_rng(3)
+    parts = []
+    for level in (0.1, 0.5):
+        part = synth.room_tone(5.0, RATE, rng, level=0.0005)
+        scream = synth.scream_like(1.5, RATE, rng, level=level)
+        part[RATE : RATE + scream.size] += scream
+        parts.append(part)
+    path = tmp_path_factory.mktemp("same") / "two-screams.wav"
+    write_wav(path, np.concatenate(parts), RATE)
+    return path
+
+
+def listen_events(model: Path, recording: Path, config: Path, state: Path) -> list[tuple[float, float, float]]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = listen_argv(config=config, model=model, source=recording, fast=True)
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in (state / "events.jsonl").read_text().splitlines()]
+    return [(r["start_stream_s"], r["end_stream_s"], r["peak_score"]) for r in records if r["type"] == "event_end"]
+
+
+def detect_events(model: Path, recording: Path, config: Path, capsys: pytest.CaptureFixture[str]) -> list[Any]:
+    capsys.readouterr()
+    assert main(["detect", "--json", "--model", str(model), "--config", str(config), str(recording)]) == 0
+    report = json.loads(capsys.readouterr().out.splitlines()[0])
+    return [(s["start_s"], s["end_s"], s["peak_score"]) for s in report["segments"]]
+
+
+@pytest.mark.parametrize("detector", ["", "loudness_gate_dbfs = -22.0\n"], ids=["default", "gate-at-22dBFS"])
+def test_listen_detect_and_explain_decide_alike(
+    tiny_model: Path, recording: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], detector: str
+) -> None:
+    state = tmp_path / "state"
+    config = tmp_path / "site.toml"
+    # Only where state goes and which outputs exist: the decisions are the defaults (or the gate).
+    config.write_text(
+        f'[paths]\nstate_dir = "{state}"\n[gpio]\nenabled = false\n[clips]\nenabled = false\n'
+        f"[model]\nwatch = false\n[detector]\n{detector}"
+    )
+    live = listen_events(tiny_model, recording, config, state)
+    files = detect_events(tiny_model, recording, config, capsys)
+    timeline = build_timeline(recording, Classifier(tiny_model), load_config(config))
+    drawn = [(round(e.start_s, 3), round(e.end_s or 0.0, 3), round(e.peak_score, 4)) for e in timeline.events]
+    assert live == files == drawn
+    loud = [event for event in live if event[0] > 5.0]
+    assert len(loud) == 1  # the loud scream fires whatever the gate
+    quiet_windows = [w for w in timeline.windows if w.end_s < 4.0 and w.score >= w.on_threshold]
+    if detector:
+        # The gate at -22 dBFS holds back every window of the quieter scream, in all three commands.
+        assert quiet_windows and all(w.gated for w in quiet_windows) and live == loud

@@ -1,0 +1,253 @@
+"""`scream train`, `crossval`, `evaluate` and `corpus build`: the training side's subcommands.
+
+Registered with the `scream` command through the `scream.commands` entry point group
+(pyproject.toml), so edge/ never imports train/. TensorFlow and the other heavy modules are
+imported inside each command, after a check that names the missing extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from edge.cli import EXIT_OK, EXIT_SOME_FAILED, positive_int, require_extra
+
+
+def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The TrainConfig that `scream train`'s and `scream crossval`'s recipe options describe."""
+    from train.pipeline import TrainConfig
+
+    shape = {k: v for k, v in (("members", args.members), ("width", args.width)) if v is not None}
+    return TrainConfig(
+        **shape,
+        epochs=args.epochs,
+        seed=args.seed,
+        split_by=args.split_by,
+        cache_dir=args.cache or "",
+        verbose=2,
+        max_false_alarms_per_hour=args.max_false_alarms_per_hour,
+        min_event_recall=args.min_event_recall,
+        max_latency_s=args.max_latency,
+    )
+
+
+def _require_train_extra(command: str, *modules: str) -> None:
+    """Import the heavy modules a train/ command needs before it starts, so a missing one is a clear
+    error naming the extra, not a traceback halfway through a run."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
+    require_extra(command, "train", *modules)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _require_train_extra("scream train", "tensorflow", "scipy")
+    from train.pipeline import train
+
+    if args.out.endswith(".tflite"):
+        args.out = args.out[: -len(".tflite")]
+    train(args.data, args.out, config=_train_config(args))
+    return EXIT_OK
+
+
+def cmd_crossval(args: argparse.Namespace) -> int:
+    _require_train_extra("scream crossval", "tensorflow", "scipy")
+    from train.crossval import crossval
+
+    crossval(
+        args.data,
+        args.out,
+        folds=args.folds,
+        config=_train_config(args),
+        scenes=args.scenes,
+        seed=args.seed,
+        baseline=args.baseline,
+    )
+    return EXIT_OK
+
+
+def cmd_corpus_build(args: argparse.Namespace) -> int:
+    _require_train_extra("scream corpus build", "soundfile")
+    from train.corpus.build import build
+
+    result = build(args.recipe, args.out, shared=args.shared, cache=args.cache, offline=args.offline)
+    if args.json:
+        from dataclasses import asdict
+
+        from train.corpus.build import audit_counts, summary_tables
+
+        tables = summary_tables(result)
+        print(
+            json.dumps(
+                {
+                    "out": str(result.out),
+                    "clips": len(result.included()),
+                    "totals": tables["totals"],
+                    "audit": audit_counts(result.clips),
+                    "duplicates": {
+                        **asdict(result.duplicates),
+                        "label_conflicts": [
+                            [result.clips[i].path for i in s] for s in result.duplicates.label_conflicts
+                        ],
+                    },
+                    "problems": [{"source": s, "why": w} for s, w in result.problems],
+                    "skipped": [{"source": r.name, "path": p, "why": w} for r in result.sources for p, w in r.skipped],
+                    "written": result.written,
+                    "removed": result.removed,
+                    "seconds": round(result.seconds, 1),
+                }
+            )
+        )
+    failed = result.problems or any(r.skipped for r in result.sources)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    _require_train_extra("scream evaluate", "scipy", "matplotlib")
+    from train.evaluate import evaluate
+
+    evaluate(
+        args.model,
+        args.data,
+        out_dir=args.out,
+        splits_file=args.splits,
+        split=args.split,
+        cache_dir=args.cache or "",
+        seed=args.seed,
+        scenes=args.scenes,
+        baseline=args.baseline,
+    )
+    return EXIT_OK
+
+
+def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--epochs", type=int, default=30, help="at most this many (early stopping on validation PR AUC)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--split-by",
+        choices=("group", "source"),
+        default="group",
+        help="what splits deal whole: recording groups, or sources (the manifest's source column)",
+    )
+    parser.add_argument(
+        "--members",
+        type=positive_int,
+        help="networks to train (seeds seed, seed+1, ...) and ship averaged as one model",
+    )
+    parser.add_argument(
+        "--width", type=positive_int, help="channels of the first convolution; later blocks use 2x and 4x"
+    )
+    parser.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
+    point = parser.add_argument_group(
+        "operating point", "how `on` and the k-of-n patience are chosen on validation scenes (train/operating_point.py)"
+    )
+    point.add_argument(
+        "--max-false-alarms-per-hour",
+        type=float,
+        default=0.5,
+        help="the most recall at or under this many false alarms per hour, if any candidate gets there",
+    )
+    point.add_argument(
+        "--min-event-recall", type=float, default=0.5, help="candidates must catch this share of the screams"
+    )
+    point.add_argument(
+        "--max-latency", type=float, default=1.0, help="... with a median scream onset to alarm of at most this (s)"
+    )
+
+
+def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
+    """Add the training subcommands to `scream`'s subparsers."""
+    train = sub.add_parser(
+        "train",
+        help="train and export an int8 model (needs the 'train' extra)",
+        formatter_class=formatter,
+        epilog="example:\n  scream train --data ../shared/data/scream-corpus-v1 --out models/scream-v5",
+    )
+    train.add_argument(
+        "--data", required=True, help="manifest (TSV/CSV: path, label[, group]) or folder with scream/ and non_scream/"
+    )
+    train.add_argument(
+        "--out", required=True, help="output path without suffix: writes NAME.tflite, NAME.json, NAME-run/"
+    )
+    _add_recipe_arguments(train)
+    train.set_defaults(func=cmd_train)
+
+    cv = sub.add_parser(
+        "crossval",
+        help="measure the training recipe on every recording group: k group folds (needs the 'train' extra)",
+        formatter_class=formatter,
+        epilog="Fold k trains with fold k as test and fold k+1 as validation, then `scream evaluate` scores "
+        "fold k; the out-of-fold results are pooled. Fold models already in --out with the same recipe are "
+        "reused, so a stopped run resumes.\n\nexample:\n  scream crossval --data ../shared/data/scream-corpus-v1 "
+        "--out runs/crossval --folds 5",
+    )
+    cv.add_argument("--data", required=True, help="manifest or folder, as for `scream train`")
+    cv.add_argument("--out", required=True, help="folder for fold-K.tflite, fold-K-run/, fold-K-report/ and report.md")
+    cv.add_argument("--folds", type=int, default=5, help="group folds (at least 3)")
+    cv.add_argument("--scenes", type=positive_int, default=1, help="scenes per fold in its evaluation")
+    cv.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="the --out of another crossval on the same data and folds (another recipe): each pooled "
+        "metric's difference with a paired 95%% interval",
+    )
+    _add_recipe_arguments(cv)
+    cv.set_defaults(func=cmd_crossval)
+
+    corpus = sub.add_parser(
+        "corpus",
+        help="build the training corpus from a recipe (needs the 'train' extra)",
+        formatter_class=formatter,
+    )
+    corpus_sub = corpus.add_subparsers(dest="corpus_command", required=True)
+    corpus_build = corpus_sub.add_parser(
+        "build",
+        help="download, unpack, audit and write a corpus from a recipe",
+        formatter_class=formatter,
+        description="Build DATA from every source the recipe lists: data sets under --shared and Debian "
+        "packages at exact versions (downloaded once into --cache), labels audited by the teacher, "
+        "copies grouped, in scream-corpus-v1's manifest layout. A second run rewrites nothing that is "
+        "up to date.",
+        epilog="example:\n  scream corpus build --recipe train/corpus/recipe.toml --out ~/data/scream-corpus-v2\n\n"
+        "exit status: 0 built, 1 built without some sources or files (each named), 2 fatal (recipe, teacher)",
+    )
+    corpus_build.add_argument("--recipe", required=True, help="the recipe TOML (train/corpus/recipe.toml)")
+    corpus_build.add_argument("--out", required=True, help="the corpus folder to write (manifest.tsv, audio/, ...)")
+    corpus_build.add_argument(
+        "--shared", default="../shared", help="folder holding the recipe's data sets and teacher (default ../shared)"
+    )
+    corpus_build.add_argument(
+        "--cache",
+        help="downloads, unpacked packages, clips and teacher scores (default ~/.cache/scream-detector/corpus)",
+    )
+    corpus_build.add_argument(
+        "--offline", action="store_true", help="download nothing: build from the cache and name what is missing"
+    )
+    corpus_build.add_argument("--json", action="store_true", help="a JSON summary on stdout after the tables")
+    corpus_build.set_defaults(func=cmd_corpus_build)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="metrics, false alarms per hour and a scene test (needs the 'train' extra)",
+        formatter_class=formatter,
+        epilog="example:\n  scream evaluate --model models/scream-v5.tflite --data ../shared/data/scream-corpus-v1 "
+        "--splits models/scream-v5-run/splits.tsv --out reports/scream-v5",
+    )
+    evaluate.add_argument("--model", required=True)
+    evaluate.add_argument("--data", required=True)
+    evaluate.add_argument("--out", required=True, help="folder for report.md, report.json and plots")
+    evaluate.add_argument("--splits", help="splits.tsv from training: evaluate only the --split rows")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--cache", help="folder for decoded audio")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument(
+        "--scenes", type=int, default=4, help="scenes to pool (each reorders the non-screams and redraws the SNRs)"
+    )
+    evaluate.add_argument(
+        "--baseline",
+        metavar="MODEL",
+        help="a second model scored on the same clips: each metric's difference with a paired 95%% interval",
+    )
+    evaluate.set_defaults(func=cmd_evaluate)
