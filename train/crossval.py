@@ -26,20 +26,22 @@ import numpy.typing as npt
 from train import metrics
 from train.data import Clip, DataError, load_dataset, regroup
 from train.evaluate import (
-    RANKING_LABELS,
+    RANKING_METRICS,
     evaluate_with_scores,
-    interval_of,
     paired_rows,
-    paired_table,
     ranking_block,
     split_windows,
     window_groups,
 )
 from train.pipeline import TrainConfig, train
+from train.report import crossval_markdown
 from train.splits import group_folds, read_split
 
 # Recipe fields that do not change what a fold model learns.
 _NOT_RECIPE = ("cache_dir", "verbose")
+# Fields that recipes no longer have, at the value that meant "off": a sidecar holding one at that
+# value was trained as today's recipe is; at another value it was not.
+_REMOVED = {"splice_fraction": 0.0}
 
 
 def _log(message: str) -> None:
@@ -67,7 +69,7 @@ def _recipe(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
     """The fields that decide what a fold model learns; a sidecar written before a field existed
     counts as that field's default (fields are added with the old behaviour as default)."""
     fields = asdict(config) if isinstance(config, TrainConfig) else {**asdict(TrainConfig()), **config}
-    return {k: v for k, v in fields.items() if k not in _NOT_RECIPE}
+    return {k: v for k, v in fields.items() if k not in _NOT_RECIPE and not (k in _REMOVED and v == _REMOVED[k])}
 
 
 def trained_recipe(model: Path) -> dict[str, Any] | None:
@@ -212,7 +214,7 @@ def crossval(
         report["baseline"] = pooled_baseline(results, base_dir, base_recipe, report["recipe"], seed=seed)
     report["seconds"] = round(time.monotonic() - started, 1)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "report.md").write_text(render_markdown(report))
+    (out / "report.md").write_text(crossval_markdown(report))
     _log(f"cross-validation report: {out / 'report.md'}")
     return report
 
@@ -248,7 +250,7 @@ def pooled_report(
     scene_hours = sum(r.report["scene"]["hours"] for r in results)
     spread = {
         key: {"mean": round(float(np.mean(values)), 4), "sd": round(float(np.std(values, ddof=1)), 4)}
-        for key in (*RANKING_LABELS, "clip_roc_auc", "stream_false_alarms_per_hour", "scene_event_recall")
+        for key in (*RANKING_METRICS, "clip_roc_auc", "stream_false_alarms_per_hour", "scene_event_recall")
         for values in [[row[key] for row in rows]]
     }
     return {
@@ -336,30 +338,6 @@ def pooled_baseline(
     }
 
 
-def baseline_lines(report: dict[str, Any]) -> list[str]:
-    """Markdown for the comparison with `--baseline`, if the report has one."""
-    base = report.get("baseline")
-    if not base:
-        return []
-    changes = "; ".join(
-        f"{key} {ours!r} (baseline {theirs!r})" for key, (ours, theirs) in base["recipe_differences"].items()
-    )
-    return [
-        "",
-        f"## Against the baseline recipe `{base['path']}`",
-        "",
-        f"Recipe: {changes or 'the same fields (the runs differ only in code or data)'}. Both runs' fold models "
-        "scored the same test folds; each difference (this recipe minus the baseline) has a 95% interval from "
-        "resampling recording groups with both meeting the same resamples: an interval that holds 0 is no "
-        "evidence either way.",
-        "",
-        *paired_table(base, "this recipe"),
-        "",
-        f"Continuous non-scream stream ({base['stream_hours']} h), each fold model with its own decisions: "
-        f"{base['model_stream_false_alarms']} false alarms against the baseline's {base['stream_false_alarms']}.",
-    ]
-
-
 def pooled_decision_variants(results: list[FoldResult]) -> list[dict[str, Any]]:
     """evaluate's `[detector]` variants (each at its fold model's own `on`) pooled over the folds
     that report them all: alarms and screams are summed, so each rate is over all folds' hours."""
@@ -437,7 +415,7 @@ def fold_row(result: FoldResult) -> dict[str, Any]:
         "screams": len(screams),
         "scream_groups": len(set(screams)),
         "non_screams": int((~result.clip_labels).sum()),
-        **{key: report["windows"][key] for key in RANKING_LABELS},
+        **{key: report["windows"][key] for key in RANKING_METRICS},
         "clip_roc_auc": report["clips"]["roc_auc"],
         "on": thresholds.get("on"),
         "stream_false_alarms": report["stream"]["false_alarms"],
@@ -449,136 +427,3 @@ def fold_row(result: FoldResult) -> dict[str, Any]:
         "training_seconds": training.get("seconds"),
         "trained_this_run": result.trained_now,
     }
-
-
-# The targets of the training issue, for the pooled table.
-TARGETS = {"roc_auc": (">=", 0.97), "recall_at_1pct_fpr": (">=", 0.90)}
-MAX_FALSE_ALARMS_PER_HOUR = 0.5
-
-
-def _interval_text(block: dict[str, Any], key: str) -> str:
-    pair = interval_of(block, key)
-    return f"{pair[0]}-{pair[1]}" if pair else "n/a"
-
-
-def render_markdown(report: dict[str, Any]) -> str:
-    pooled, spread, recipe = report["pooled"], report["fold_spread"], report["recipe"]
-    lines = [
-        "# Cross-validation of the training recipe",
-        "",
-        f"- data: `{report['data']}`, {report['folds']} folds of whole recording groups (split seed "
-        f"{report['split_seed']}); each fold model "
-        "tests on its fold, validates on the next, trains on the rest, and picks its own thresholds and "
-        "operating point on its validation fold",
-        f"- recipe: {recipe.get('members')} network(s) of width {recipe.get('width')}, at most {recipe.get('epochs')} "
-        f"epochs of {recipe.get('steps_per_epoch')} steps, seed {recipe.get('seed')}; {report['scenes_per_fold']} "
-        "scene(s) per fold",
-        f"- out of fold: {pooled['clips']} clips, {pooled['screams']} screams from {pooled['scream_groups']} "
-        f"recording groups; training the fold models took "
-        f"{sum(row['training_seconds'] or 0 for row in report['fold_rows']) / 60:.1f} minutes in all (their sidecars), "
-        f"this run {report.get('seconds', 0) / 60:.1f} minutes, in which "
-        f"{sum(row['trained_this_run'] for row in report['fold_rows'])} of the {report['folds']} were trained",
-        "",
-        "## Per fold (each on its own test fold, at its own `on`)",
-        "",
-        "| fold | screams (groups) | window ROC AUC | PR AUC | recall at 1% FPR | recall at 5% FPR "
-        "| clip ROC AUC | `on` | stream false alarms/h | scene event recall | training (min) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for row in report["fold_rows"]:
-        minutes = f"{row['training_seconds'] / 60:.1f}" if row.get("training_seconds") else "n/a"
-        lines.append(
-            f"| {row['fold']} | {row['screams']} ({row['scream_groups']}) | {row['roc_auc']} | {row['pr_auc']} "
-            f"| {row['recall_at_1pct_fpr']} | {row['recall_at_5pct_fpr']} | {row['clip_roc_auc']} | {row['on']} "
-            f"| {row['stream_false_alarms_per_hour']} ({row['stream_false_alarms']}) | {row['scene_event_recall']} "
-            f"| {minutes} |"
-        )
-    windows, stream = pooled["windows"], pooled["stream"]
-    lines += [
-        "",
-        "## Pooled out of fold",
-        "",
-        "Ranking metrics pool every fold's scores (several models' scores ranked together, so one "
-        "threshold across models: a slightly pessimistic view) with a 95% interval from resampling whole "
-        "recording groups; beside them the mean and standard deviation of the folds' own values.",
-        "",
-        "| metric | pooled | 95% interval | fold mean (sd) | target |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for key, label in RANKING_LABELS.items():
-        target = TARGETS.get(key)
-        lines.append(
-            f"| window {label} | {windows[key]} | {_interval_text(windows, key)} "
-            f"| {spread[key]['mean']} ({spread[key]['sd']}) | {f'{target[0]} {target[1]}' if target else ''} |"
-        )
-    clips = pooled["clips_ranking"]
-    lines.append(
-        f"| clip ROC AUC | {clips['roc_auc']} | {_interval_text(clips, 'roc_auc')} "
-        f"| {spread['clip_roc_auc']['mean']} ({spread['clip_roc_auc']['sd']}) | |"
-    )
-    low, high = stream["false_alarms_per_hour_interval_95"]
-    lines.append(
-        f"| non-scream stream false alarms/h | {stream['false_alarms_per_hour']} ({stream['false_alarms']} in "
-        f"{stream['hours']} h) | {low}-{high} | {spread['stream_false_alarms_per_hour']['mean']} "
-        f"({spread['stream_false_alarms_per_hour']['sd']}) | <= {MAX_FALSE_ALARMS_PER_HOUR} |"
-    )
-    scene, own = pooled["scene"], pooled["windows_at_own_on"]
-    lines += [
-        f"| scene event recall | {scene['event_recall']} ({scene['detected']} of {scene['screams']}) | "
-        f"| {spread['scene_event_recall']['mean']} ({spread['scene_event_recall']['sd']}) | |",
-        "",
-        f"At each fold model's own `on`: window recall {own['recall']}, false-positive rate "
-        f"{own['false_positive_rate']} (TP / FP / TN / FN {own['true_positive']} / {own['false_positive']} / "
-        f"{own['true_negative']} / {own['false_negative']}); "
-        f"scenes {scene['false_alarms_per_hour']} false alarms per hour. {stream['at_clip_boundary']} of the "
-        f"stream's {stream['false_alarms']} false alarms started in a window holding the end of one clip and the "
-        f"start of the next ({stream['boundary_window_share']:.0%} of its windows do).",
-        "",
-        "`[detector]` decisions, each at its fold model's own `on`, pooled over the folds:",
-        "",
-        "| decisions | chosen by folds | stream false alarms/h | scene event recall | scene false alarms/h "
-        "| onset to alarm (s, median of folds) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-        *(
-            f"| {v['decisions']} | {v['shipped_by_folds']} | {v['stream_false_alarms_per_hour']} "
-            f"({v['stream_false_alarms']}) | {v['scene_event_recall']} | {v['scene_false_alarms_per_hour']} "
-            f"| {v['median_of_fold_median_onset_to_alarm_s']} |"
-            for v in report["decision_variants"]
-        ),
-        "",
-        "Recording conditions (every clip of each test fold transformed, as in `scream evaluate`):",
-        "",
-        "| condition | window ROC AUC (fold mean) | recall at 1% FPR (fold mean) | screams found "
-        "| non-screams firing |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        *(
-            f"| {name} | {c['fold_mean_roc_auc']} | {c['fold_mean_recall_at_1pct_fpr']} "
-            f"| {c['screams_found']}/{c['screams']} | {c['non_screams_firing']}/{c['non_screams']} |"
-            for name, c in report["conditions"].items()
-        ),
-        "",
-        "Negatives that cause false alarms (clip peak at or above its fold model's `on`):",
-        "",
-        "| family | clips | false-alarm clips | rate |",
-        "| --- | ---: | ---: | ---: |",
-        *(
-            f"| {name} | {row['clips']} | {row['false_alarm_clips']} "
-            f"| {row['false_alarm_clips'] / max(row['clips'], 1):.3f} |"
-            for name, row in report["negative_families"].items()
-        ),
-        "",
-        "By source: every source's clips are scored by models that never heard that recording group "
-        "(a source's groups can sit in different folds):",
-        "",
-        "| source | screams found | non-screams firing |",
-        "| --- | ---: | ---: |",
-        *(
-            f"| {name} | {row['screams_found']}/{row['screams']} | {row['false_alarm_clips']}/{row['non_screams']} |"
-            for name, row in report["sources"].items()
-        ),
-        "",
-        "Each fold's full report (per category, missed screams, false alarms): `fold-K-report/report.md`.",
-        *baseline_lines(report),
-        "",
-    ]
-    return "\n".join(lines)

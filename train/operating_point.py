@@ -28,7 +28,7 @@ from edge.classifier import Classifier
 from edge.detector import DecisionParams
 from train import metrics
 from train.data import Clip
-from train.evaluate import decide, pooled_scene_metrics, score_stream, stream_and_scene
+from train.scenes import decide, pooled_scene_metrics, score_stream, stream_and_scene
 
 FloatArray = npt.NDArray[np.float32]
 PATIENCE_GRID = ((1, 1), (2, 2), (2, 3), (3, 3))

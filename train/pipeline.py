@@ -21,7 +21,7 @@ from train.augment import AugmentParams, augment_waveform, change_speed, colored
 from train.data import Clip, DataError, Dataset, WaveformCache, load_dataset, regroup
 from train.operating_point import on_off_at
 from train.splits import fold_splits, split_by_group, write_splits
-from train.windows import edge_windows, random_window, spliced_window, window_samples
+from train.windows import edge_windows, random_window, window_samples
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -41,7 +41,6 @@ class TrainConfig:
     hard_negative_weight: float = 3.0
     onset_window_fraction: float = 0.3  # of scream windows: ones that end 0.25-0.6 s after the onset
     noise_only_fraction: float = 0.08  # of negatives: synthesised noise or near-silence
-    splice_fraction: float = 0.0  # of negatives: one clip's end running into another's start
     label_smoothing: float = 0.1
     target_fpr: float = 0.01  # window-level false-positive rate of the first `on` (the fallback)
     off_fpr: float = 0.03
@@ -74,7 +73,6 @@ class PreparedSplit:
 class EvalWindows:
     windows: FloatArray
     labels: npt.NDArray[np.bool_]
-    clip_index: npt.NDArray[np.int64]
 
 
 @dataclass
@@ -102,14 +100,13 @@ def prepare(clips: list[Clip], cache: WaveformCache, skipped: list[tuple[str, st
 
 def eval_windows(split: PreparedSplit, features: FeatureParams, config: TrainConfig) -> EvalWindows:
     """Every window `detect` would score; scream clips keep only windows over their loud part."""
-    parts, labels, index = [], [], []
-    for i, (clip, wave) in enumerate(zip(split.clips, split.waves, strict=True)):
+    parts, labels = [], []
+    for clip, wave in zip(split.clips, split.waves, strict=True):
         cw = edge_windows(wave, features, window_frames=config.window_frames, hop_frames=config.hop_frames)
         keep = cw.is_active if clip.is_scream else np.ones(len(cw.windows), dtype=bool)
         parts.append(cw.windows[keep])
         labels += [clip.is_scream] * int(keep.sum())
-        index += [i] * int(keep.sum())
-    return EvalWindows(np.concatenate(parts), np.array(labels), np.array(index))
+    return EvalWindows(np.concatenate(parts), np.array(labels))
 
 
 class AugmentedBatches:
@@ -149,9 +146,6 @@ class AugmentedBatches:
             elif rng.random() < self.config.noise_only_fraction:
                 color = str(rng.choice(["white", "pink", "brown", "hum"]))
                 source = colored_noise(self.length, color, rate, rng) * np.float32(10 ** rng.uniform(-4, -1))
-            elif self.config.splice_fraction and rng.random() < self.config.splice_fraction:
-                first, second = rng.choice(len(self.negatives), size=2, p=self.negative_p)
-                source = spliced_window(self.negatives[first], self.negatives[second], self.length, rng)
             else:
                 source = self.negatives[rng.choice(len(self.negatives), p=self.negative_p)]
                 speed = self._speed(rng)

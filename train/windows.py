@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from edge.features import FeatureParams, LogMelExtractor
+from edge.features import FeatureParams
 from edge.pipeline import StreamingScorer
 
 FloatArray = npt.NDArray[np.float32]
@@ -83,16 +83,6 @@ class ClipWindows:
     is_active: npt.NDArray[np.bool_]  # overlaps the loud part enough to be labelled by the clip
 
 
-def spliced_window(first: FloatArray, second: FloatArray, length: int, rng: np.random.Generator) -> FloatArray:
-    """The end of one clip running into the start of the next, as where clips meet in a stream or a
-    sound starts abruptly: a negative the detector must not fire on either."""
-    split = int(rng.integers(length // 8, length - length // 8))
-    tail = first[-split:] if first.size >= split else np.pad(first, (split - first.size, 0))
-    head = second[: length - split]
-    head = np.pad(head, (0, length - split - head.size))
-    return np.concatenate([tail, head]).astype(np.float32)
-
-
 def edge_windows(samples: FloatArray, features: FeatureParams, *, window_frames: int, hop_frames: int) -> ClipWindows:
     """The windows `scream detect` scores for this clip (same streaming path, same padding)."""
     collector = _Collector((window_frames, features.mel_bands))
@@ -109,7 +99,3 @@ def edge_windows(samples: FloatArray, features: FeatureParams, *, window_frames:
     is_active = overlap >= min(0.3, 0.8 * span_s)
     windows = np.stack(collector.windows) if n else np.zeros((0, window_frames, features.mel_bands), np.float32)
     return ClipWindows(windows, starts, is_active)
-
-
-def features_of(excerpts: list[FloatArray], extractor: LogMelExtractor) -> FloatArray:
-    return np.stack([extractor.compute(x) for x in excerpts])

@@ -20,13 +20,18 @@ import pytest
 
 from edge.audio import write_wav
 from edge.classifier import sha256_file
+from tests.helpers import require_program
 from train.corpus import audit, debian
 from train.corpus.build import MANIFEST_COLUMNS, BuildResult, build
 from train.corpus.recipe import RecipeError, TeacherRules, load_recipe
 from train.corpus.teacher import TeacherScores, YamnetTeacher, clip_windows
 from train.data import load_dataset
 
-pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb (Debian's dpkg)")
+
+@pytest.fixture(autouse=True)
+def _dpkg() -> None:
+    require_program("dpkg-deb")
+
 
 RATE = 16000
 SHARED_YAMNET = Path(__file__).resolve().parents[2].parent / "shared" / "models" / "yamnet"

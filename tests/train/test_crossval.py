@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edge.cli import build_parser
-from tests.conftest import make_synthetic_dataset
+from tests.helpers import make_synthetic_dataset
 from train.data import LABELS, Clip, DataError, load_dataset
 from train.splits import fold_splits, group_folds, split_by_group
 
@@ -231,9 +231,16 @@ def test_crossval_scores_every_group_once_pools_the_folds_and_resumes(
     assert not reusable(out / "fold-0.tflite", replace(config, folds=3, fold=0), fold_0[1:], dataset.base)
     # A sidecar written before a recipe field existed counts as that field's default.
     sidecar = json.loads((out / "fold-0.json").read_text())
-    del sidecar["training"]["config"]["splice_fraction"]
+    del sidecar["training"]["config"]["split_by"]
     (out / "fold-0.json").write_text(json.dumps(sidecar))
     assert reusable(out / "fold-0.tflite", replace(config, folds=3, fold=0), fold_0, dataset.base)
+    # A field recipes no longer have counts at the value that meant "off", and only there.
+    sidecar["training"]["config"]["splice_fraction"] = 0.0
+    (out / "fold-0.json").write_text(json.dumps(sidecar))
+    assert reusable(out / "fold-0.tflite", replace(config, folds=3, fold=0), fold_0, dataset.base)
+    sidecar["training"]["config"]["splice_fraction"] = 0.2
+    (out / "fold-0.json").write_text(json.dumps(sidecar))
+    assert not reusable(out / "fold-0.tflite", replace(config, folds=3, fold=0), fold_0, dataset.base)
     (out / "fold-0.json").write_text("{")
     assert not reusable(out / "fold-0.tflite", replace(config, folds=3, fold=0), fold_0, dataset.base)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge.audio import write_wav
-from tests.conftest import make_synthetic_dataset
+from tests.helpers import make_synthetic_dataset
 from train.data import DataError, load_dataset
 from train.splits import split_by_group
 

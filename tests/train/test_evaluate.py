@@ -9,7 +9,15 @@ import pytest
 
 from edge.detector import DecisionParams, EventStarted
 from edge.features import FeatureParams
-from train.evaluate import StreamScores, build_scene, decision_variants, pooled_scene_metrics, scene_metrics
+from edge.pipeline import WindowScore
+from train.scenes import StreamScores, build_scene, decision_variants, pooled_scene_metrics, scene_metrics
+
+
+def scored(scores: np.ndarray, starts: np.ndarray, seconds: float, level_dbfs: float = -20.0) -> StreamScores:
+    """Windows 1 s long at `starts`, as loud as `level_dbfs`."""
+    pairs = enumerate(zip(starts, scores, strict=True))
+    windows = [WindowScore(i, float(t), float(t) + 1.0, float(v), level_dbfs) for i, (t, v) in pairs]
+    return StreamScores(windows, seconds)
 
 
 def test_evaluate_writes_report_plots_and_model_card(tiny_training, synthetic_dataset: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -94,13 +102,13 @@ def test_evaluate_writes_report_plots_and_model_card(tiny_training, synthetic_da
 def test_false_alarms_are_placed_in_their_clip_and_at_boundaries() -> None:
     from edge.detector import Event
     from train.data import Clip
-    from train.evaluate import where_false_alarms_fire
+    from train.scenes import where_false_alarms_fire
 
     base = Path("/data")
     clips = [Clip(path=base / f"{name}.wav", label="non_scream", category=name, group=name) for name in ("a", "b", "c")]
     layout = [(0.0, clips[0]), (5.0, clips[1]), (7.5, clips[2])]
     starts = np.arange(0, 11, 0.25)
-    stream = StreamScores(np.zeros(starts.size), starts, starts + 1.0, 12.0)
+    stream = scored(np.zeros(starts.size), starts, 12.0)
     fired = [EventStarted(Event(1, 2.0, 3.0, 0.9)), EventStarted(Event(2, 4.5, 5.5, 0.9))]
     fired.append(EventStarted(Event(3, 7.25, 8.25, 0.9)))
     result = where_false_alarms_fire(fired, stream, layout, 1.0, base)
@@ -121,7 +129,7 @@ def test_decision_variants_replay_the_same_scores() -> None:
     scores = np.full(starts.size, 0.1)
     scores[40] = 0.95
     scores[120:123] = 0.9
-    stream = StreamScores(scores, starts, starts + 1.0, 61.0)
+    stream = scored(scores, starts, 61.0)
     scene = (stream, [{"onset_s": 30.0, "end_s": 31.5, "snr_db": 10.0}])
     decisions = DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=0.0)
     rows = {r["decisions"]: r for r in decision_variants(stream, [scene], decisions)}
@@ -168,7 +176,7 @@ def test_scene_puts_screams_at_known_times_and_scores_events() -> None:
 
 
 def test_model_card_describes_an_ensemble() -> None:
-    from train.evaluate import _epochs_text, _network_text
+    from train.report import _epochs_text, _network_text
 
     text = _network_text({"members": 3, "seed": 0, "width": 16, "head": "global"})
     assert text.startswith("the mean of 3 CNNs trained alike from seeds 0-2") and "(width 16)" in text
@@ -214,7 +222,7 @@ def test_evaluate_against_a_baseline_reports_paired_differences(  # type: ignore
     pytest.importorskip("tensorflow")
     from edge.errors import ModelError
     from edge.features import FeatureParams
-    from tests.conftest import export_random_windows
+    from tests.helpers import export_random_windows
     from train.evaluate import evaluate
     from train.export import export_model
     from train.model import build_model

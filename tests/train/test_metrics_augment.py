@@ -158,25 +158,6 @@ def test_onset_windows_end_just_after_the_scream_starts() -> None:
     assert first == 16000
 
 
-def test_spliced_windows_run_one_clips_end_into_anothers_start() -> None:
-    from train.windows import spliced_window
-
-    rng = np.random.default_rng(0)
-    first = np.linspace(-1, 1, 20000).astype(np.float32)  # its last sample is 1.0
-    second = np.full(30000, 0.25, np.float32)
-    short = np.full(500, -0.5, np.float32)
-    for _ in range(20):
-        window = spliced_window(first, second, 15600, rng)
-        split = int(np.flatnonzero(window == 0.25)[0])
-        assert window.size == 15600 and 15600 // 8 <= split <= 15600 - 15600 // 8
-        np.testing.assert_array_equal(window[:split], first[-split:])  # the end of the first clip...
-        assert np.all(window[split:] == 0.25)  # ...then the start of the second
-    # Clips shorter than their part are padded with silence on the outside, never repeated.
-    window = spliced_window(short, short, 15600, rng)
-    assert window.size == 15600 and np.count_nonzero(window) == 1000
-    assert np.all(window[np.flatnonzero(window)] == -0.5)
-
-
 def test_speed_change_moves_pitch_and_keeps_the_length() -> None:
     from train.augment import change_speed
 

@@ -7,9 +7,9 @@ import numpy as np
 
 from edge import synth
 from edge.classifier import Classifier
-from edge.pipeline import DetectionPipeline, chunked
-from train.evaluate import decide, score_stream
+from edge.pipeline import DetectionPipeline, chunked, detection_settings
 from train.operating_point import Candidate, OperatingPointRule, candidate_thresholds, choose
+from train.scenes import decide, score_stream
 
 
 def cand(
@@ -70,9 +70,10 @@ def test_scoring_once_and_deciding_later_matches_the_live_pipeline(tiny_model: P
     for at in (2.0, 9.0, 15.0):
         scream = synth.scream_like(1.2, 16000, rng)
         audio[int(at * 16000) : int(at * 16000) + scream.size] += scream
-    decisions = side.decision_params()
+    decisions, _ = detection_settings(side)
     stored = decide(score_stream(classifier, audio), decisions)
-    pipeline = DetectionPipeline(classifier, side.features, decisions, hop_frames=side.hop_frames, source_rate_hz=16000)
+    pipeline = DetectionPipeline.for_model(classifier, source_rate_hz=16000)
+    assert pipeline.detector.params == decisions  # the gate too
     live = pipeline.run(chunked(audio, 1600)).transitions
     live_starts = [(t.event.start_s, t.event.detected_s) for t in live if type(t).__name__ == "EventStarted"]
     assert [(s.event.start_s, s.event.detected_s) for s in stored[0]] == live_starts
@@ -92,7 +93,7 @@ def test_training_records_the_operating_point_it_chose(tiny_training) -> None:  
     )
     assert len(t["candidates"]) % len(OperatingPointRule().patience) == 0
     # What the edge will run is what was chosen.
-    params = Classifier(tiny_training.model_path).sidecar.decision_params()
+    params, _ = detection_settings(Classifier(tiny_training.model_path).sidecar)
     assert (params.on_threshold, params.patience_windows, params.patience_of) == (
         t["on"],
         t["patience_windows"],

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from edge.classifier import Classifier
-from edge.detector import DecisionParams
 from edge.pipeline import analyse_file
-from tests.conftest import export_random_windows, make_synthetic_dataset
+from tests.helpers import export_random_windows, make_synthetic_dataset
 from train.metrics import roc_auc
 
 
@@ -41,11 +40,9 @@ def test_sidecar_records_contract_thresholds_and_int8_agreement(tiny_training) -
 def test_edge_classifier_separates_unseen_synthetic_clips(tiny_model: Path, tmp_path: Path) -> None:
     fresh = make_synthetic_dataset(tmp_path / "fresh", per_class=12, seed=99, rates=(8000, 44100))
     classifier = Classifier(tiny_model)
-    side = classifier.sidecar
-    decisions = DecisionParams(on_threshold=side.thresholds.on, off_threshold=side.thresholds.off)
     labels, peaks = [], []
     for path in sorted(fresh.rglob("*.wav")):
-        report = analyse_file(path, classifier, side.features, decisions, hop_frames=side.hop_frames)
+        report = analyse_file(path, classifier)
         labels.append(path.parent.name == "scream")
         peaks.append(report.peak_score)
     assert roc_auc(labels, peaks) >= 0.9

@@ -1,0 +1,264 @@
+"""Continuous audio for judging decisions: a split's non-screams back to back (the stream), the same
+with its screams inserted at known times (a scene), scored once by the edge's streaming path and
+decided as often as needed by edge.detector's decisions, the loudness gate included, exactly as
+`listen` decides. Used by `scream evaluate`, the operating-point search and `scream crossval`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.classifier import Classifier
+from edge.detector import DecisionParams, Detector, EventEnded, EventStarted
+from edge.features import FeatureParams
+from edge.pipeline import StreamingScorer, WindowScore, chunked, decide_windows, detection_settings
+from train.data import Clip
+from train.splits import relative_path
+from train.windows import active_span
+
+FloatArray = npt.NDArray[np.float32]
+
+
+SCENE_SPACING_S = 12.0
+
+
+@dataclass(frozen=True)
+class StreamScores:
+    """One score (and loudness) per window hop of a replayed stream: scored once, decided many times."""
+
+    windows: list[WindowScore]
+    seconds: float
+
+    @property
+    def start_s(self) -> npt.NDArray[np.float64]:
+        return np.array([w.start_s for w in self.windows])
+
+
+def score_stream(classifier: Classifier, audio: FloatArray) -> StreamScores:
+    """Replay audio (at the model rate) in 100 ms chunks through the edge's streaming scorer, at the
+    hop `listen` uses with the default config."""
+    side = classifier.sidecar
+    rate = side.features.sample_rate_hz
+    _, hop = detection_settings(side)
+    scorer = StreamingScorer(classifier, side.features, hop_frames=hop, source_rate_hz=rate)
+    windows = [w for chunk in chunked(audio, rate // 10) for w in scorer.push(chunk)] + scorer.flush()
+    return StreamScores(windows, audio.size / rate)
+
+
+def decide(
+    stream: StreamScores, decisions: DecisionParams
+) -> tuple[list[EventStarted], list[tuple[float, float]], float]:
+    """The live detector's decisions (edge.detector, gate included) over scored windows: event
+    starts, event spans, seconds."""
+    detector = Detector(decisions)
+    transitions = [t for d in decide_windows(detector, stream.windows) for t in d.transitions]
+    transitions += detector.finish(stream.seconds)
+    starts = [t for t in transitions if isinstance(t, EventStarted)]
+    spans = [
+        (t.event.start_s, t.event.end_s) for t in transitions if isinstance(t, EventEnded) and t.event.end_s is not None
+    ]
+    return starts, spans, stream.seconds
+
+
+def build_scene(
+    background: FloatArray, screams: list[FloatArray], features: FeatureParams, rng: np.random.Generator
+) -> tuple[FloatArray, list[dict[str, float]]]:
+    """Insert each scream into the background every SCENE_SPACING_S at a random 0-20 dB local SNR."""
+    rate = features.sample_rate_hz
+    needed = int((len(screams) + 1) * SCENE_SPACING_S * rate)
+    scene = np.resize(background, max(needed, background.size)).astype(np.float32)
+    truth = []
+    for k, scream in enumerate(screams):
+        first, last = active_span(scream, features)
+        at = int((k + 0.5) * SCENE_SPACING_S * rate)
+        end = min(at + scream.size, scene.size)
+        local = scene[at:end]
+        snr = float(rng.uniform(0, 20))
+        active_rms = float(np.sqrt(np.mean(scream[first:last] ** 2) + 1e-12))
+        local_rms = float(np.sqrt(np.mean(local**2) + 1e-12))
+        gain = local_rms * 10 ** (snr / 20) / active_rms if local_rms > 1e-5 else 0.3 / active_rms
+        scene[at:end] = np.clip(local + gain * scream[: end - at], -1, 1)
+        truth.append({"onset_s": (at + first) / rate, "end_s": (at + last) / rate, "snr_db": round(snr, 1)})
+    return scene, truth
+
+
+def stream_and_scene(
+    clips: list[Clip], waves: list[FloatArray], features: FeatureParams, seed: int
+) -> tuple[FloatArray, FloatArray, list[dict[str, float]], list[tuple[float, Clip]]]:
+    """The split's non-screams back to back in a seeded order, that stream with its screams
+    inserted, the inserted screams, and where each non-scream starts in the stream (seconds)."""
+    rng = np.random.default_rng(seed)
+    negatives = [(c, w) for c, w in zip(clips, waves, strict=True) if not c.is_scream]
+    order = rng.permutation(len(negatives))
+    stream = np.concatenate([negatives[i][1] for i in order]) if negatives else np.zeros(0, np.float32)
+    starts = np.cumsum([0] + [negatives[i][1].size for i in order])[:-1] / features.sample_rate_hz
+    layout = [(float(at), negatives[i][0]) for at, i in zip(starts, order, strict=True)]
+    screams = [w for c, w in zip(clips, waves, strict=True) if c.is_scream]
+    scene, truth = build_scene(stream, screams, features, rng)
+    return stream, scene, truth, layout
+
+
+def where_false_alarms_fire(
+    starts: list[EventStarted], stream: StreamScores, layout: list[tuple[float, Clip]], window_s: float, base: Path
+) -> dict[str, Any]:
+    """For the non-scream stream: the clip each false alarm fired in, and whether its first window
+    held the end of one clip and the start of the next (clips meet abruptly only in this stream),
+    beside the share of all the stream's windows that do."""
+    if not layout:
+        return {"boundary_window_share": 0.0, "at_clip_boundary": 0, "fired_in": []}
+    clip_starts = np.array([at for at, _ in layout])
+    inner = clip_starts[1:]
+
+    def straddles(t: float) -> bool:
+        return bool(np.any((inner > t) & (inner < t + window_s)))
+
+    rows = []
+    for start in starts:
+        t = start.event.start_s
+        clip = layout[int(np.searchsorted(clip_starts, t, side="right")) - 1][1]
+        rows.append(
+            {
+                "at_s": round(t, 2),
+                "clip": relative_path(clip.path, base),
+                "category": clip.category,
+                "at_clip_boundary": straddles(t),
+            }
+        )
+    share = float(np.mean([straddles(t) for t in stream.start_s])) if stream.start_s.size else 0.0
+    return {
+        "boundary_window_share": round(share, 3),
+        "at_clip_boundary": sum(r["at_clip_boundary"] for r in rows),
+        "fired_in": rows,
+    }
+
+
+@dataclass
+class SceneMatch:
+    """Alarms of a scene matched to its inserted screams."""
+
+    detected: set[int]
+    latencies_s: list[float]
+    false_alarms: int
+
+
+def match_events(
+    starts: list[EventStarted], spans: list[tuple[float, float]], truth: list[dict[str, float]]
+) -> SceneMatch:
+    """An alarm whose span meets a scream (0.5 s slack either side) detects it; any other is false."""
+    match = SceneMatch(set(), [], 0)
+    for start, (span_start, span_end) in zip(starts, spans, strict=False):
+        hit = next(
+            (i for i, t in enumerate(truth) if span_start < t["end_s"] + 0.5 and span_end > t["onset_s"] - 0.5), None
+        )
+        if hit is None:
+            match.false_alarms += 1
+        elif hit not in match.detected:
+            match.detected.add(hit)
+            match.latencies_s.append(start.event.detected_s - truth[hit]["onset_s"])
+    return match
+
+
+SceneRun = tuple[list[EventStarted], list[tuple[float, float]], list[dict[str, float]], float]
+
+
+def scene_metrics(
+    starts: list[EventStarted], spans: list[tuple[float, float]], truth: list[dict[str, float]], seconds: float
+) -> dict[str, Any]:
+    return pooled_scene_metrics([(starts, spans, truth, seconds)])
+
+
+def pooled_scene_metrics(runs: list[SceneRun]) -> dict[str, Any]:
+    """Event recall, false alarms per hour and median onset-to-alarm over one or more scenes:
+    (event starts, event spans, inserted screams, seconds) each."""
+    detected = screams = false_alarms = 0
+    seconds = 0.0
+    latencies: list[float] = []
+    missed: list[float] = []
+    for starts, spans, truth, run_seconds in runs:
+        m = match_events(starts, spans, truth)
+        detected, screams, false_alarms = (
+            detected + len(m.detected),
+            screams + len(truth),
+            false_alarms + m.false_alarms,
+        )
+        seconds += run_seconds
+        latencies += m.latencies_s
+        missed += [t["snr_db"] for i, t in enumerate(truth) if i not in m.detected]
+    return {
+        "scenes": len(runs),
+        "screams": screams,
+        "detected": detected,
+        "event_recall": round(detected / max(screams, 1), 4),
+        "false_alarms": false_alarms,
+        "hours": round(seconds / 3600, 3),
+        "false_alarms_per_hour": round(false_alarms / max(seconds / 3600, 1e-9), 3),
+        "median_onset_to_alarm_s": round(float(np.median(latencies)), 3) if latencies else None,
+        "missed_snr_db": sorted(missed),
+    }
+
+
+# Other `[detector]` choices a site can make at the shipped `on`, each replacing the model's own
+# patience and smoothing.
+DECISION_VARIANTS: tuple[dict[str, int], ...] = (
+    {},  # 1 of 1
+    {"patience_windows": 2, "patience_of": 2},
+    {"smoothing_windows": 2},
+    {"smoothing_windows": 3},
+)
+
+
+def decision_outcome(
+    stream: StreamScores, scenes: list[tuple[StreamScores, list[dict[str, float]]]], decisions: DecisionParams
+) -> tuple[list[EventStarted], dict[str, Any], dict[str, Any]]:
+    """Under `decisions`: the alarms on the non-scream stream (all false), their count and rate, and
+    the pooled scene metrics."""
+    starts, _, seconds = decide(stream, decisions)
+    stream_result = {
+        "hours": round(seconds / 3600, 3),
+        "false_alarms": len(starts),
+        "false_alarms_per_hour": round(len(starts) / max(seconds / 3600, 1e-9), 3),
+    }
+    runs: list[SceneRun] = [(*decide(scored, decisions)[:2], truth, scored.seconds) for scored, truth in scenes]
+    return starts, stream_result, pooled_scene_metrics(runs)
+
+
+def decision_variants(
+    stream: StreamScores,
+    scenes: list[tuple[StreamScores, list[dict[str, float]]]],
+    decisions: DecisionParams,
+    *,
+    shipped: tuple[dict[str, Any], dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The stream and scene under the shipped `decisions` (first; `shipped` reuses their outcome
+    when already known) and under each of DECISION_VARIANTS that differs from them, at the same `on`
+    and `off`, so a site sees what patience or smoothing would cost and save."""
+    candidates = [decisions] + [
+        params
+        for change in DECISION_VARIANTS
+        if (params := replace(decisions, **{"patience_windows": 1, "patience_of": 1, "smoothing_windows": 1, **change}))
+        != decisions
+    ]
+    rows = []
+    for params in candidates:
+        st, sc = shipped if params is decisions and shipped else decision_outcome(stream, scenes, params)[1:]
+        rows.append(
+            {
+                "decisions": params.describe(),
+                "shipped": params is decisions,
+                "stream_false_alarms_per_hour": st["false_alarms_per_hour"],
+                "scene_event_recall": sc["event_recall"],
+                "scene_false_alarms_per_hour": sc["false_alarms_per_hour"],
+                "median_onset_to_alarm_s": sc["median_onset_to_alarm_s"],
+                # The counts behind the rates, so reports can be pooled exactly (scream crossval).
+                "stream_false_alarms": st["false_alarms"],
+                "scene_detected": sc["detected"],
+                "scene_screams": sc["screams"],
+                "scene_false_alarms": sc["false_alarms"],
+            }
+        )
+    return rows
