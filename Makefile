@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install install-dev install-compat clean
+.PHONY: demo test lint install install-dev install-compat check-programs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,19 @@ lint: install-dev
 	$(BIN)/ruff format --check edge train deploy tests
 	$(BIN)/mypy
 
-test: lint install-compat
+# The programs the tests start (tests/system-packages.txt): missing ones stop the run here, named
+# with their apt line, instead of failing test by test. .ci/run installs them.
+check-programs:
+	@missing=$$(while read -r program package; do \
+		case "$$program" in "" | "#"*) continue ;; esac; \
+		command -v "$$program" >/dev/null 2>&1 || [ -x "/usr/sbin/$$program" ] || echo "$$package"; \
+	done <tests/system-packages.txt | sort -u | tr '\n' ' '); \
+	if [ -n "$$missing" ]; then \
+		echo "make test: programs the tests need are missing: sudo apt-get install $$missing(or run .ci/run)" >&2; \
+		exit 1; \
+	fi
+
+test: check-programs lint install-compat
 	$(BIN)/pytest
 
 clean:

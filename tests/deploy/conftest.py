@@ -22,7 +22,7 @@ from deploy.remote import Target
 from edge import synth
 from edge.audio import write_wav
 from edge.classifier import sha256_file
-from tests.conftest import export_random_windows, free_port
+from tests.helpers import export_random_windows, free_port, require_program
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREAM = str(Path(sys.executable).with_name("scream"))
@@ -38,9 +38,9 @@ class SshServer:
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
-    sshd_bin = shutil.which("sshd") or "/usr/sbin/sshd"
-    if not Path(sshd_bin).exists() or shutil.which("ssh") is None:
-        pytest.skip("OpenSSH server/client not installed (.ci/run installs openssh-server)")
+    sshd_bin = require_program("sshd")
+    require_program("ssh")
+    require_program("ssh-keygen")
     tmp = tmp_path_factory.mktemp("sshd")
     for name in ("host_key", "user_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp / name)], check=True)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import require_program
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SCREAM = str(Path(sys.executable).with_name("scream"))
 
@@ -30,8 +32,7 @@ def _unit_settings(path: Path) -> dict[str, list[str]]:
     ],
 )
 def test_units_pass_systemd_analyze_verify(unit: str, executable: str, tmp_path: Path) -> None:
-    if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze not available")
+    require_program("systemd-analyze")
     # verify also checks that ExecStart exists: point it at an executable that does exist here.
     text = (
         (DEPLOY / unit).read_text().replace(executable, SCREAM if "venv" in executable else str(DEPLOY / "install.sh"))
@@ -55,8 +56,7 @@ def test_service_unit_has_the_hardening_and_lifecycle_we_rely_on() -> None:
 
 @pytest.mark.parametrize("script", ["install.sh", "firstboot/firstrun.sh"])
 def test_shell_scripts_are_shellcheck_clean(script: str) -> None:
-    if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck not installed (.ci/run installs it)")
+    require_program("shellcheck")
     proc = subprocess.run(["shellcheck", str(DEPLOY / script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import shutil
 import socket
 import subprocess
 import threading
@@ -18,7 +17,7 @@ import pytest
 from edge.alerts import AlertChannel, MqttTransport, Outbox, WebhookTransport, verify_signature
 from edge.config import MqttConfig, OutboxConfig, SiteConfig, WebhookConfig
 from edge.sinks import AlarmMessage
-from tests.conftest import free_port, wait_until
+from tests.helpers import free_port, require_program, wait_until
 
 mqtt = pytest.importorskip("paho.mqtt.client")
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
@@ -79,8 +78,7 @@ class Broker:
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    if shutil.which("mosquitto") is None:
-        pytest.skip("mosquitto is not installed (.ci/run installs it)")
+    require_program("mosquitto")
     b = Broker(tmp_path)
     b.start()
     yield b

@@ -20,13 +20,13 @@ import pytest
 
 from edge import synth
 from edge.audio import open_audio, write_wav
-from edge.bench import mock_pin_timeline
 from edge.config import ClipsConfig, Config, GpioConfig, ModelConfig, PathsConfig, ScheduleConfig, parse_config
-from edge.service import DetectorService
+from edge.service import DetectorService, listen_argv
 from edge.sinks import AlarmMessage, ClipMessage, ClipSaver, EventLog, GpioAlarm, SinkWorker
 from edge.sources import ArraySource, EndOfStream, SourceError, SourceStats
 from edge.systemd import SystemdNotifier
-from tests.conftest import wait_until
+from tests.edge.conftest import pin_timeline
+from tests.helpers import wait_until
 
 gpiozero = pytest.importorskip("gpiozero")
 from gpiozero.pins.mock import MockFactory  # noqa: E402
@@ -57,13 +57,6 @@ def make_config(tmp_path: Path, **overrides: Any) -> Config:
     for key, value in overrides.items():
         base.setdefault(key, {}).update(value) if isinstance(value, dict) else base.__setitem__(key, value)
     return parse_config(base)
-
-
-@pytest.fixture
-def pins() -> MockFactory:
-    factory = MockFactory()
-    yield factory
-    factory.reset()
 
 
 def build_service(config: Config, model: Path, source: Any, pins: MockFactory, **kwargs: Any) -> DetectorService:
@@ -110,6 +103,10 @@ def test_scripted_scene_drives_led_buzzer_log_and_clip(tiny_model: Path, tmp_pat
     assert audio.sample_rate_hz == RATE and abs(audio.duration_s - expected) < 0.1
     status = json.loads(config.state_path("status.json").read_text())
     assert status["events"] == len(starts) and status["device_state"] == "stopped"
+    # Each output's own counters reach the status file beside its worker's.
+    clips = status["outputs"]["clips"]
+    assert (clips["saved"], clips["skipped"], clips["deleted"]) == (len(ends), 0, 0)
+    assert clips["handled"] >= len(ends) and status["outputs"]["gpio"]["errors"] == 0
 
 
 def test_led_timing_in_real_time_replay(tiny_model: Path, tmp_path: Path, pins: MockFactory) -> None:
@@ -125,12 +122,12 @@ def test_led_timing_in_real_time_replay(tiny_model: Path, tmp_path: Path, pins: 
     service = build_service(config, tiny_model, source, pins)
     started = time.monotonic()
     service.run()
-    led_on = [t for t, state in mock_pin_timeline(pins, 17, created) if state]
+    led_on = [t for t, state in pin_timeline(pins, 17, created) if state]
     assert led_on, "no alarm"
     delay = led_on[0] - started - onset  # replay started when run() opened the source
     assert -0.2 < delay < 1.5
     # The buzzer beeps (0.1 s on, 0.1 s off) and stops within buzzer_max_s (0.6 s) of its first beep.
-    buzzer = mock_pin_timeline(pins, 27, created)
+    buzzer = pin_timeline(pins, 27, created)
     ons = [t for t, state in buzzer if state]
     assert len(ons) >= 2 and buzzer[-1][1] is False
     assert buzzer[-1][0] - ons[0] <= 0.6 + 0.15
@@ -435,18 +432,7 @@ def test_listen_lifecycle_sighup_reload_and_sigterm_drain(tiny_model: Path, tmp_
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[paths]\nstate_dir = "{state}"\n[gpio]\nenabled = false\n[model]\nwatch = false\n')
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edge",
-            "listen",
-            "--config",
-            str(cfg),
-            "--model",
-            str(model),
-            "--source",
-            str(audio_path),
-        ],
+        listen_argv(config=cfg, model=model, source=audio_path),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

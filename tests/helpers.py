@@ -1,0 +1,100 @@
+"""Helpers tests import: free ports, polling, synthetic data sets, exporting untrained models."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge import synth
+from edge.audio import write_wav
+
+SYSTEM_PACKAGES = Path(__file__).with_name("system-packages.txt")
+
+
+def system_packages() -> dict[str, str]:
+    """Program -> Debian package, from tests/system-packages.txt."""
+    rows = (line.split() for line in SYSTEM_PACKAGES.read_text().splitlines() if line and not line.startswith("#"))
+    return {program: package for program, package in rows}
+
+
+def require_program(name: str) -> str:
+    """The path of a program a test needs. Missing, the test fails naming the apt line (it skips
+    only with SCREAM_TESTS_ALLOW_SKIP=1, which CI never sets)."""
+    found = shutil.which(name) or next(
+        (str(p) for p in (Path("/usr/sbin") / name, Path("/sbin") / name) if p.is_file()), None
+    )
+    if found:
+        return found
+    message = f"{name} is not installed: sudo apt-get install {system_packages().get(name, name)} (or run .ci/run)"
+    if os.environ.get("SCREAM_TESTS_ALLOW_SKIP") == "1":
+        pytest.skip(message)
+    pytest.fail(message)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def export_random_windows(model: Any, out: Path, windows: np.ndarray, **kwargs: Any) -> dict[str, Any]:
+    """Export a (usually untrained) Keras model through train/'s export with the edge's feature
+    contract, 96-frame windows at a 25-frame hop, `windows` as representative and check set."""
+    from edge.features import FeatureParams
+    from train.export import export_model
+
+    return export_model(
+        model,
+        out,
+        features=FeatureParams(),
+        window_frames=96,
+        hop_frames=25,
+        representative=windows,
+        check_windows=windows,
+        **kwargs,
+    )
+
+
+def wait_until(predicate: Callable[[], object], timeout_s: float = 30.0, poll_s: float = 0.05) -> bool:
+    """Poll until the predicate holds or the time is up; returns whether it held."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll_s)
+    return False
+
+
+def make_synthetic_dataset(
+    root: Path, *, per_class: int = 24, seed: int = 0, rates: tuple[int, ...] = (16000,)
+) -> Path:
+    """A folder data set: scream/ holds scream-like sounds, non_scream/ room tone, babble, beeps."""
+    rng = np.random.default_rng(seed)
+    for label in ("scream", "non_scream"):
+        (root / label).mkdir(parents=True, exist_ok=True)
+    for i in range(per_class):
+        rate = rates[i % len(rates)]
+        duration = float(rng.uniform(1.0, 2.0))
+        background = synth.room_tone(duration, rate, rng, level=float(rng.uniform(0.001, 0.01)))
+        scream = synth.scream_like(duration * 0.8, rate, rng, level=float(rng.uniform(0.2, 0.8)))
+        clip = background.copy()
+        clip[: scream.size] += scream
+        write_wav(root / "scream" / f"s{i:03d}.wav", clip, rate)
+        kind = i % 3
+        if kind == 0:
+            other = synth.speech_like(duration, rate, rng, level=float(rng.uniform(0.02, 0.2)))
+        elif kind == 1:
+            other = synth.alarm_like(duration, rate, rng, level=float(rng.uniform(0.05, 0.3)))
+        else:
+            other = np.zeros_like(background)
+        write_wav(root / "non_scream" / f"n{i:03d}.wav", background + other[: background.size], rate)
+    return root

@@ -1,0 +1,33 @@
+"""The suite never passes silently without the programs it starts: a missing one fails the test
+with its apt line, and only a developer's explicit SCREAM_TESTS_ALLOW_SKIP=1 makes it a skip."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import require_program, system_packages
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_missing_program_fails_naming_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SCREAM_TESTS_ALLOW_SKIP", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(Path, "is_file", lambda self: False)
+    with pytest.raises(pytest.fail.Exception, match=r"sshd is not installed: sudo apt-get install openssh-server"):
+        require_program("sshd")
+    monkeypatch.setenv("SCREAM_TESTS_ALLOW_SKIP", "1")
+    with pytest.raises(pytest.skip.Exception, match="openssh-server"):
+        require_program("sshd")
+
+
+def test_every_program_the_tests_require_is_listed_for_ci() -> None:
+    listed = system_packages()
+    assert {"mosquitto", "sshd", "ssh", "shellcheck", "systemd-analyze", "dpkg-deb"} <= set(listed)
+    calls = re.compile(r'require_program\("([\w-]+)"\)')
+    required = {name for path in ROOT.joinpath("tests").rglob("*.py") for name in calls.findall(path.read_text())}
+    assert required and required <= set(listed)
