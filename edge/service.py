@@ -70,14 +70,13 @@ class DetectorService:
         self.model = RunningModel(
             model_path, self.health, watch=config.model.watch, watch_interval_s=config.model.watch_interval_s
         )
-        self.pipeline = DetectionPipeline.for_model(
+        self.pipeline = DetectionPipeline.for_model(  # its scorer is replaced when a device opens
             self.model.classifier,
             config,
-            source_rate_hz=source.sample_rate_hz,
+            source_rate_hz=self.model.classifier.sidecar.features.sample_rate_hz,
             clock=lambda _stream_s: dt.datetime.fromtimestamp(self.clock()),
         )
         self.clips = ClipCutter(config.clips, config.detector.max_event_s)
-        self._started = False  # whether an audio session has begun (the pipeline restarts on later ones)
         self._active_event: dict[str, Any] | None = None  # the open event's record, as the outputs got it
         self._active_outputs: frozenset[str] = frozenset()  # what the schedule in force lets fire
         self._last_housekeeping = 0.0
@@ -165,10 +164,9 @@ class DetectorService:
 
     # -- audio -----------------------------------------------------------------------------
     def _start_session(self) -> None:
-        """A (re)opened device: the pipeline starts a new scorer; stream time continues where it stopped."""
-        if self._started:
-            self.pipeline.restart(self.source.sample_rate_hz)
-        self._started = True
+        """An opened device (the first, or a reopened one): a new scorer at the rate the device was
+        opened at (a microphone picks its rate on opening); stream time continues where it stopped."""
+        self.pipeline.restart(self.source.sample_rate_hz)
         self.ring.reset(self.source.sample_rate_hz, self.pipeline.offset_s)
 
     def process_chunk(self, chunk: FloatArray) -> None:

@@ -169,6 +169,24 @@ class ScriptedMicrophone:
         pass
 
 
+def test_the_rate_a_microphone_opens_at_is_the_rate_scored(tiny_model: Path, tmp_path: Path, pins: MockFactory) -> None:
+    """A microphone chooses its rate on opening (48 kHz here, 16 kHz announced before): the scorer
+    must resample from the opened rate, or every time and score is off by the ratio."""
+
+    class OpensAt48k(ArraySource):
+        def open(self) -> None:
+            super().open()
+            self.sample_rate_hz = 48000
+
+    audio = scene(scream_at_s=3.0, total_s=9.0, rate=48000)
+    config = make_config(tmp_path)
+    service = build_service(config, tiny_model, OpensAt48k(audio, RATE, 4800), pins)
+    assert service.run() == 0
+    ends = [r for r in events_logged(config) if r["type"] == "event_end"]
+    assert any(e["start_stream_s"] < 4.5 and e["end_stream_s"] > 3.0 for e in ends)
+    assert service.health.audio_s == pytest.approx(9.0, abs=0.2)
+
+
 def test_microphone_faults_are_survived_and_reported(tiny_model: Path, tmp_path: Path, pins: MockFactory) -> None:
     script = ["audio"] * 5 + ["overflow", "stall", "stall", "unplug", "refuse", "refuse"] + ["audio"] * 3 + ["unplug"]
     mic = ScriptedMicrophone(scene(scream_at_s=5.0, total_s=9.0), script)
