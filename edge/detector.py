@@ -193,6 +193,7 @@ class Detector:
     _cooldown_until_s: float = field(default=float("-inf"), init=False)
     _count: int = field(default=0, init=False)
     _schedule: ScheduleConfig | None = field(default=None, init=False)
+    _outputs: frozenset[str] = field(default=frozenset(OUTPUTS), init=False)
     noise_floor_dbfs: float | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -247,6 +248,7 @@ class Detector:
         schedule = self.schedule_at(moment)
         if schedule is not self._schedule:
             self._schedule = schedule
+            self._outputs = frozenset(schedule.outputs if schedule else OUTPUTS)
             self._use(self._scheduled(schedule))
         p = self.params
         gated = not self._loud_enough(level_dbfs)
@@ -283,7 +285,7 @@ class Detector:
             p.on_threshold,
             p.off_threshold,
             schedule.name if schedule else "",
-            frozenset(schedule.outputs if schedule else OUTPUTS),
+            self._outputs,
             tuple(out),
         )
 
