@@ -35,7 +35,7 @@ from train.evaluate import (
 )
 from train.pipeline import TrainConfig, train
 from train.report import crossval_markdown
-from train.splits import group_folds, read_split
+from train.splits import group_folds, read_split, source_folds
 
 # Recipe fields that do not change what a fold model learns.
 _NOT_RECIPE = ("cache_dir", "verbose")
@@ -188,7 +188,8 @@ def crossval(
     # Dealt here too, so too few groups fail before any training, and reused fold models are checked
     # against the folds of the data set as it is now.
     dataset = regroup(load_dataset(data), config.split_by)
-    parts = group_folds(dataset.clips, folds, seed=config.effective_split_seed)
+    deal = source_folds if config.split_by == "source" else group_folds
+    parts = deal(dataset.clips, folds, seed=config.effective_split_seed)
     base_dir = Path(baseline) if baseline else None
     base_recipe = check_baseline(base_dir, parts, dataset.base) if base_dir else None
     results = [

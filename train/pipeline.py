@@ -245,7 +245,13 @@ def train(
     for line in dataset.summary_lines():
         _log(line)
     if config.folds:
-        splits = fold_splits(dataset.clips, config.folds, config.fold, seed=config.effective_split_seed)
+        splits = fold_splits(
+            dataset.clips,
+            config.folds,
+            config.fold,
+            seed=config.effective_split_seed,
+            balance_screams=config.split_by == "source",
+        )
     else:
         splits = split_by_group(dataset.clips, seed=config.effective_split_seed)
     write_splits(splits, run_dir / "splits.tsv", dataset.base)

@@ -34,12 +34,41 @@ def group_folds(clips: list[Clip], folds: int, *, seed: int = 0) -> list[list[Cl
     return _assign_groups(clips, tuple([1.0 / folds] * folds), seed)
 
 
-def fold_splits(clips: list[Clip], folds: int, fold: int, *, seed: int = 0) -> dict[str, list[Clip]]:
+def source_folds(clips: list[Clip], folds: int, *, seed: int = 0) -> list[list[Clip]]:
+    """`folds` parts of whole groups (sources, after train.data.regroup) with the screams balanced:
+    groups holding screams go largest first to the part with the fewest screams so far, then the
+    others largest first to the part with the fewest non-screams. Each part gets at least one group
+    with screams; ties are broken by a seeded shuffle."""
+    if folds < 3:
+        raise DataError(f"cross-validation needs at least 3 folds (test, validation, train), got {folds}")
+    groups: dict[str, list[Clip]] = collections.defaultdict(list)
+    for clip in clips:
+        groups[clip.group].append(clip)
+    screams = {g: sum(c.is_scream for c in members) for g, members in groups.items()}
+    with_screams = [g for g in groups if screams[g]]
+    if len(with_screams) < folds:
+        raise DataError(f"{len(with_screams)} sources hold screams; {folds} folds need at least one each")
+    names = sorted(groups)
+    np.random.default_rng(seed).shuffle(names)
+    out: list[list[Clip]] = [[] for _ in range(folds)]
+    load = np.zeros((folds, 2))  # screams, non-screams per part
+    for name in sorted(names, key=lambda g: (-screams[g], -len(groups[g]))):
+        column = 0 if screams[name] else 1
+        part = int(np.lexsort((load[:, 1 - column], load[:, column]))[0])
+        out[part].extend(groups[name])
+        load[part] += (screams[name], len(groups[name]) - screams[name])
+    return out
+
+
+def fold_splits(
+    clips: list[Clip], folds: int, fold: int, *, seed: int = 0, balance_screams: bool = False
+) -> dict[str, list[Clip]]:
     """Fold `fold` as test, the next fold as validation, the rest as train: over `folds` runs every
-    group is tested exactly once, by a model that never saw it."""
+    group is tested exactly once, by a model that never saw it. `balance_screams`: deal by
+    `source_folds` (leave-source-out) instead of `group_folds`."""
     if not 0 <= fold < folds:
         raise DataError(f"fold {fold} is not one of 0..{folds - 1}")
-    parts = group_folds(clips, folds, seed=seed)
+    parts = (source_folds if balance_screams else group_folds)(clips, folds, seed=seed)
     out = {
         "train": [c for k, part in enumerate(parts) if k not in (fold, (fold + 1) % folds) for c in part],
         "validation": parts[(fold + 1) % folds],

@@ -95,3 +95,46 @@ def test_group_split_never_leaks_and_keeps_both_classes(tmp_path: Path) -> None:
         for members in splits.values():
             assert {c.label for c in members} == {"scream", "non_scream"}
         assert 0.5 < len(splits["train"]) / len(dataset.clips) < 0.85
+
+
+def _sources(counts: dict[str, tuple[int, int]]) -> list:  # type: ignore[type-arg]
+    """Clips of sources, already regrouped by source: name -> (screams, non-screams)."""
+    from train.data import Clip
+
+    return [
+        Clip(path=Path(f"/d/{name}/{label}{i}.wav"), label=label, group=f"source:{name}", source=name)
+        for name, (screams, others) in counts.items()
+        for label, n in (("scream", screams), ("non_scream", others))
+        for i in range(n)
+    ]
+
+
+def test_source_folds_keep_each_source_on_one_side_and_balance_screams() -> None:
+    from train.splits import fold_splits, source_folds
+
+    counts = {"a": (70, 80), "b": (64, 160), "c": (39, 90), "d": (24, 180), "e": (14, 370), "f": (13, 150)}
+    counts |= {"g": (12, 30), "h": (9, 125), "i": (5, 340), "j": (0, 530), "k": (0, 330), "l": (0, 120)}
+    clips = _sources(counts)
+    parts = source_folds(clips, 4, seed=3)
+    assert sorted(len(p) for p in parts) and sum(len(p) for p in parts) == len(clips)
+    homes = [{c.source for c in p} for p in parts]
+    assert all(not (homes[i] & homes[j]) for i in range(4) for j in range(i + 1, 4))  # a source on one side
+    screams = sorted(sum(c.is_scream for c in p) for p in parts)
+    # Largest first to the lightest part: 70 | 64 | 39+12+5 | 24+14+13+9 (the two big sources alone).
+    assert screams == [56, 60, 64, 70]
+    # Then the sources without screams, largest first, each to the part with the fewest non-screams.
+    from_scream_sources = [sum(not c.is_scream for c in p if counts[c.source][0]) for p in parts]
+    assert from_scream_sources[next(k for k, h in enumerate(homes) if "j" in h)] == min(from_scream_sources)
+    assert source_folds(clips, 4, seed=3) == parts  # seeded
+    for fold in range(4):
+        split = fold_splits(clips, 4, fold, seed=3, balance_screams=True)
+        sides = [{c.source for c in split[s]} for s in ("train", "validation", "test")]
+        assert not (sides[0] & sides[1]) and not (sides[0] & sides[2]) and not (sides[1] & sides[2])
+        assert split["test"] == parts[fold] and split["validation"] == parts[(fold + 1) % 4]
+
+
+def test_source_folds_need_a_scream_source_per_fold() -> None:
+    from train.splits import source_folds
+
+    with pytest.raises(DataError, match="2 sources hold screams; 3 folds"):
+        source_folds(_sources({"a": (5, 5), "b": (5, 5), "c": (0, 9)}), 3)
