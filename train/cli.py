@@ -62,6 +62,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         scenes=args.scenes,
         seed=args.seed,
         baseline=args.baseline,
+        level_spread_db=args.level_spread,
     )
     return EXIT_OK
 
@@ -127,9 +128,12 @@ def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--split-by",
+        "--by",
+        dest="split_by",
         choices=("group", "source"),
         default="group",
-        help="what splits deal whole: recording groups, or sources (the manifest's source column)",
+        help="what splits (and crossval's folds) deal whole: recording groups, or sources (the manifest's "
+        "source column; folds then balance screams: leave-source-out)",
     )
     parser.add_argument(
         "--members",
@@ -187,6 +191,12 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     cv.add_argument("--out", required=True, help="folder for fold-K.tflite, fold-K-run/, fold-K-report/ and report.md")
     cv.add_argument("--folds", type=int, default=5, help="group folds (at least 3)")
     cv.add_argument("--scenes", type=positive_int, default=1, help="scenes per fold in its evaluation")
+    cv.add_argument(
+        "--level-spread",
+        type=float,
+        metavar="DB",
+        help="each scene non-scream at a random gain within +-DB (default 10 with --by source, else 0)",
+    )
     cv.add_argument(
         "--baseline",
         metavar="DIR",

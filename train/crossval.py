@@ -1,10 +1,16 @@
-"""`scream crossval`: the training recipe measured on every recording group of a data set.
+"""`scream crossval`: the training recipe measured on every recording group (or source) of a data set.
 
-The data set's groups are dealt into `folds` parts (train/splits.py `group_folds`). Fold model k is
+The data set's groups are dealt into `folds` parts (train/splits.py `group_folds`; with `--by source`
+whole sources with the screams balanced, `source_folds`: leave-source-out). Fold model k is
 trained by `scream train`'s own code with part k as its test split, part k+1 as validation (early
 stopping, thresholds, operating point) and the rest as train, then evaluated by `scream evaluate` on
 part k. Every group is thus scored once, by a model that never saw it, and the out-of-fold results
 pool into estimates with several times the screams of one test split: the recipe's, not one model's.
+
+The headline is each fold's scenes (its own test clips: non-screams back to back, screams inserted
+at 0-20 dB) through the live decisions at every `on`: event recall at <= 2 and <= 5 false alarms per
+hour and false alarms per hour at recall 0.8, pooled over the folds with intervals
+(train/scenes.py `curve_headline`); window and clip ranking metrics follow.
 
 Fold models already in the output folder with the same recipe are reused, so an interrupted run
 resumes where it stopped.
@@ -35,8 +41,10 @@ from train.evaluate import (
 )
 from train.pipeline import TrainConfig, train
 from train.report import crossval_markdown
+from train.scenes import curve_headline, paired_headline
 from train.splits import group_folds, read_split, source_folds
 
+LEVEL_SPREAD_DB = 10.0  # leave-source-out scenes: each non-scream within +-10 dB of its recorded level
 # Recipe fields that do not change what a fold model learns.
 _NOT_RECIPE = ("cache_dir", "verbose")
 # Fields that recipes no longer have, at the value that meant "off": a sidecar holding one at that
@@ -128,6 +136,7 @@ def run_fold(
     scenes: int,
     seed: int,
     baseline: Path | None = None,
+    level_spread_db: float = 0.0,
 ) -> FoldResult:
     model = out / f"fold-{config.fold}.tflite"
     trained_now = not reusable(model, config, test_clips, base)
@@ -147,6 +156,7 @@ def run_fold(
         scenes=scenes,
         make_plots=False,
         baseline=baseline / f"fold-{config.fold}.tflite" if baseline else None,
+        level_spread_db=level_spread_db,
     )
     scored, base_scored = evaluation.scored, evaluation.baseline_scored
     labels, scores = split_windows(scored)
@@ -175,13 +185,20 @@ def crossval(
     scenes: int = 1,
     seed: int = 0,
     baseline: str | os.PathLike[str] | None = None,
+    level_spread_db: float | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate `folds` fold models; writes report.md and report.json to `out_dir`.
+
+    With `config.split_by` "source" the folds are whole sources with the screams balanced
+    (leave-source-out), and each fold's scenes vary the level of its non-screams by
+    `level_spread_db` (default 10 dB; 0 for group folds, as before).
 
     `baseline`: the folder of another cross-validation of the same data set and folds (another
     recipe); each fold's baseline model is scored on the same test fold, and the report adds every
     pooled metric's difference with a paired interval over recording groups."""
     config = config or TrainConfig()
+    if level_spread_db is None:
+        level_spread_db = LEVEL_SPREAD_DB if config.split_by == "source" else 0.0
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -202,6 +219,7 @@ def crossval(
             scenes=scenes,
             seed=seed,
             baseline=base_dir,
+            level_spread_db=level_spread_db,
         )
         for k in range(folds)
     ]
@@ -211,6 +229,7 @@ def crossval(
             if tested[i] & tested[j]:
                 raise RuntimeError(f"folds {i} and {j} both test group {sorted(tested[i] & tested[j])[0]!r}")
     report = pooled_report(results, config=config, data=data, folds=folds, scenes=scenes, seed=seed)
+    report["level_spread_db"] = level_spread_db
     if base_dir and base_recipe is not None:
         report["baseline"] = pooled_baseline(results, base_dir, base_recipe, report["recipe"], seed=seed)
     report["seconds"] = round(time.monotonic() - started, 1)
@@ -257,6 +276,8 @@ def pooled_report(
     return {
         "data": str(data),
         "folds": folds,
+        "split_by": config.split_by,
+        "headline": curve_headline([r.report["scene_curve"] for r in results], seed=seed),
         "decision_variants": pooled_decision_variants(results),
         "conditions": pooled_conditions(results),
         "negative_families": _summed(r.report["negatives"]["family"] for r in results),
@@ -331,6 +352,11 @@ def pooled_baseline(
             cat([r.clip_scores for r in results]),
             cat(base_clips),
             cat([r.clip_groups for r in results]),
+            seed=seed,
+        ),
+        "headline": paired_headline(
+            [r.report["scene_curve"] for r in results],
+            [r.report["baseline"]["scene_curve"] for r in results],
             seed=seed,
         ),
         "stream_false_alarms": sum(r.report["baseline"]["stream_false_alarms"] for r in results),

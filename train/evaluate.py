@@ -27,9 +27,13 @@ from train.augment import colored_noise, lowpass, mix_at_snr, reverberate, telep
 from train.data import Clip, WaveformCache, load_dataset
 from train.report import model_card, plots, render_markdown
 from train.scenes import (
+    StreamScores,
+    curve_headline,
+    curve_thresholds,
     decide,
     decision_outcome,
     decision_variants,
+    scene_curve,
     score_stream,
     stream_and_scene,
     where_false_alarms_fire,
@@ -203,11 +207,14 @@ def evaluate_with_scores(
     scenes: int = 4,
     make_plots: bool = True,
     baseline: str | os.PathLike[str] | None = None,
+    level_spread_db: float = 0.0,
 ) -> Evaluation:
     """Evaluate a model on a data set (or one split of it); writes report.md, report.json and plots.
 
-    With `baseline`, a second model is scored on the same clips and stream, and the report adds each
-    ranking metric's difference with a paired 95% interval (`compare_with_baseline`)."""
+    With `baseline`, a second model is scored on the same clips, stream and scenes, and the report adds
+    each ranking metric's difference with a paired 95% interval (`compare_with_baseline`).
+    `level_spread_db`: the stream's and scenes' non-screams each at a random gain within +-that
+    many dB (train/scenes.py stream_and_scene); 0 keeps their recorded levels."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     classifier = Classifier(model, expected_features=FeatureParams())
@@ -272,21 +279,28 @@ def evaluate_with_scores(
 
     conditions = condition_metrics(classifier, clips, waves, scored, seed=seed)
     # Scored once; the shipped decisions and each variant replay the same scores.
-    stream, scene, truth, layout = stream_and_scene(clips, waves, side.features, seed)
+    other = Classifier(baseline, expected_features=FeatureParams()) if baseline else None
+    stream, scene, truth, layout = stream_and_scene(clips, waves, side.features, seed, level_spread_db=level_spread_db)
     stream_scores = score_stream(classifier, stream)
-    scene_scores = [(score_stream(classifier, scene), truth)]
-    for k in range(1, scenes):  # the first scene is built on the stream above; the others reorder it
-        _, scene, truth, _ = stream_and_scene(clips, waves, side.features, seed + k)
+    scene_scores, base_scene_scores = [], []
+    for k in range(scenes):  # the first scene is built on the stream above; the others reorder it
+        if k:
+            _, scene, truth, _ = stream_and_scene(
+                clips, waves, side.features, seed + k, level_spread_db=level_spread_db
+            )
         scene_scores.append((score_stream(classifier, scene), truth))
+        if other is not None:  # scored now: a scene's audio is not kept
+            base_scene_scores.append((score_stream(other, scene), truth))
+    del scene
+    curve = scene_curve(scene_scores, decisions, curve_thresholds(scene_scores))
     stream_starts, stream_result, scene_result = decision_outcome(stream_scores, scene_scores, decisions)
     stream_result |= where_false_alarms_fire(stream_starts, stream_scores, layout, side.window_s, dataset.base)
     low, high = metrics.poisson_rate_interval(stream_result["false_alarms"], stream_result["hours"])
     stream_result["false_alarms_per_hour_interval_95"] = [round(low, 3), round(high, 3)]
     variants = decision_variants(stream_scores, scene_scores, decisions, shipped=(stream_result, scene_result))
     against, base_scored = None, None
-    if baseline:
-        other = Classifier(baseline, expected_features=FeatureParams())
-        against, base_scored = compare_with_baseline(other, clips, waves, scored, stream, seed)
+    if other is not None:
+        against, base_scored = compare_with_baseline(other, clips, waves, scored, stream, base_scene_scores, seed)
 
     report: dict[str, Any] = {
         "model": {
@@ -320,6 +334,9 @@ def evaluate_with_scores(
         "scene": scene_result,
         "conditions": conditions,
         "decision_variants": variants,
+        "scene_curve": curve,
+        "scene_headline": curve_headline([curve], seed=seed),
+        "level_spread_db": level_spread_db,
         **({"baseline": against} if against else {}),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -336,11 +353,13 @@ def compare_with_baseline(
     waves: list[FloatArray],
     scored: list[ClipScores],
     stream: FloatArray,
+    scenes: list[tuple[StreamScores, list[dict[str, Any]]]],
     seed: int,
 ) -> tuple[dict[str, Any], list[ClipScores]]:
     """The evaluated model against `baseline` on the same clips: each ranking metric of windows and
     clips for both, and their difference with a paired bootstrap interval over recording groups; and
-    the continuous stream's false alarms under each model's own shipped decisions. Also returns the
+    the continuous stream's false alarms under each model's own shipped decisions, and the baseline's
+    operating curve on the same scenes (`scenes`: as the baseline scored them). Also returns the
     baseline's scores, window by window as `scored`."""
     base_side = baseline.sidecar
     base_scored = score_clips(baseline, clips, waves)
@@ -354,7 +373,9 @@ def compare_with_baseline(
             "window and hop can be compared window by window"
         )
     base_stream = score_stream(baseline, stream)
-    base_starts, _, _ = decide(base_stream, detection_settings(base_side)[0])
+    base_decisions = detection_settings(base_side)[0]
+    base_starts, _, _ = decide(base_stream, base_decisions)
+    base_curve = scene_curve(scenes, base_decisions, curve_thresholds(scenes))
     comparison = {
         "path": str(baseline.model_path),
         "sha256": baseline.sha256,
@@ -367,6 +388,8 @@ def compare_with_baseline(
             seed=seed,
         ),
         "stream_false_alarms": len(base_starts),
+        "scene_curve": base_curve,
+        "scene_headline": curve_headline([base_curve], seed=seed),
     }
     return comparison, base_scored
 

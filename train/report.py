@@ -236,6 +236,8 @@ def render_markdown(report: dict[str, Any], *, has_plots: bool) -> str:
         f"- median scream onset to alarm: {sc['median_onset_to_alarm_s']} s",
         "",
     ]
+    if report.get("scene_headline"):
+        lines += [*headline_lines(report["scene_headline"], what="this split"), ""]
     if variants := report.get("decision_variants"):
         lines += [
             "Other decisions a site can set in `[detector]` (`patience_windows`/`patience_of`, `smoothing_windows`), "
@@ -496,6 +498,7 @@ def crossval_baseline_lines(report: dict[str, Any]) -> list[str]:
         "evidence either way.",
         "",
         *paired_table(base, "this recipe"),
+        *_paired_headline_lines(base.get("headline")),
         "",
         f"Continuous non-scream stream ({base['stream_hours']} h), each fold model with its own decisions: "
         f"{base['model_stream_false_alarms']} false alarms against the baseline's {base['stream_false_alarms']}.",
@@ -513,12 +516,68 @@ def _interval_text(block: dict[str, Any], key: str) -> str:
     return f"{pair[0]}-{pair[1]}" if pair else "n/a"
 
 
+def headline_lines(headline: dict[str, Any], *, what: str) -> list[str]:
+    """The scene headline (train/scenes.py curve_headline) as Markdown."""
+    if not headline:
+        return []
+
+    def cell(key: str) -> str:
+        value, interval = headline.get(key), headline.get(f"{key}_interval_95")
+        if value is None:
+            return "not reached"
+        return f"**{value}**" + (f" ({interval[0]}-{interval[1]})" if interval else "")
+
+    return [
+        f"Scenes of {what} ({headline['screams']} screams inserted at 0-20 dB into {headline['hours']} h of "
+        "non-screams, decided as `listen` decides), each fold at the `on` its own scenes allow:",
+        "",
+        "| event recall at <= 2 false alarms/h | event recall at <= 5 false alarms/h | false alarms/h at recall 0.8 |",
+        "| ---: | ---: | ---: |",
+        f"| {cell('recall_at_2_fa_per_hour')} | {cell('recall_at_5_fa_per_hour')} "
+        f"| {cell('fa_per_hour_at_recall_0.8')} |",
+        "",
+        "Intervals: recall resamples whole scream sources, false alarms are an exact Poisson interval. The "
+        "threshold is picked on the scenes measured, so this is the curve the scores allow, not an operating "
+        "point a site gets (that is the stream and scene rows below, at each model's own `on`).",
+    ]
+
+
+def _paired_headline_lines(paired: dict[str, Any] | None) -> list[str]:
+    if not paired:
+        return []
+    lines = ["", "| scenes | this recipe | baseline | difference (95% interval, paired over scream sources) |"]
+    lines.append("| --- | ---: | ---: | ---: |")
+    for budget in (2, 5):
+        key = f"recall_at_{budget}_fa_per_hour"
+        row = paired[key]
+        interval = row.get("interval_95")
+        span = f" ({interval[0]:+.3f} to {interval[1]:+.3f})" if interval else ""
+        lines.append(
+            f"| event recall at <= {budget} false alarms/h | {paired['model'][key]} | {paired['baseline'][key]} "
+            f"| {row['difference']:+.4f}{span} |"
+        )
+    key = "fa_per_hour_at_recall_0.8"
+    lines.append(f"| false alarms/h at recall 0.8 | {paired['model'][key]} | {paired['baseline'][key]} | |")
+    return lines
+
+
+def _crossval_headline(report: dict[str, Any], unit: str) -> list[str]:
+    if not report.get("headline"):
+        return []
+    spread = report.get("level_spread_db")
+    what = f"each fold's own test {unit}" + (f", non-screams within +-{spread:g} dB" if spread else "")
+    return [*headline_lines(report["headline"], what=what), ""]
+
+
 def crossval_markdown(report: dict[str, Any]) -> str:
     pooled, spread, recipe = report["pooled"], report["fold_spread"], report["recipe"]
+    by_source = report.get("split_by") == "source"
+    unit = "sources" if by_source else "recording groups"
     lines = [
         "# Cross-validation of the training recipe",
         "",
-        f"- data: `{report['data']}`, {report['folds']} folds of whole recording groups (split seed "
+        *_crossval_headline(report, unit),
+        f"- data: `{report['data']}`, {report['folds']} folds of whole {unit} (split seed "
         f"{report['split_seed']}); each fold model "
         "tests on its fold, validates on the next, trains on the rest, and picks its own thresholds and "
         "operating point on its validation fold",

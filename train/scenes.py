@@ -67,7 +67,7 @@ def decide(
 
 def build_scene(
     background: FloatArray, screams: list[FloatArray], features: FeatureParams, rng: np.random.Generator
-) -> tuple[FloatArray, list[dict[str, float]]]:
+) -> tuple[FloatArray, list[dict[str, Any]]]:
     """Insert each scream into the background every SCENE_SPACING_S at a random 0-20 dB local SNR."""
     rate = features.sample_rate_hz
     needed = int((len(screams) + 1) * SCENE_SPACING_S * rate)
@@ -88,18 +88,25 @@ def build_scene(
 
 
 def stream_and_scene(
-    clips: list[Clip], waves: list[FloatArray], features: FeatureParams, seed: int
-) -> tuple[FloatArray, FloatArray, list[dict[str, float]], list[tuple[float, Clip]]]:
+    clips: list[Clip], waves: list[FloatArray], features: FeatureParams, seed: int, *, level_spread_db: float = 0.0
+) -> tuple[FloatArray, FloatArray, list[dict[str, Any]], list[tuple[float, Clip]]]:
     """The split's non-screams back to back in a seeded order, that stream with its screams
-    inserted, the inserted screams, and where each non-scream starts in the stream (seconds)."""
+    inserted, the inserted screams, and where each non-scream starts in the stream (seconds).
+    `level_spread_db` > 0: each non-scream at a random gain within +-that many dB (clipped at full
+    scale), as sounds nearer and farther from a microphone; 0 keeps the recorded levels."""
     rng = np.random.default_rng(seed)
     negatives = [(c, w) for c, w in zip(clips, waves, strict=True) if not c.is_scream]
     order = rng.permutation(len(negatives))
+    if level_spread_db > 0:
+        gains = 10 ** (rng.uniform(-level_spread_db, level_spread_db, len(negatives)) / 20)
+        negatives = [(c, np.clip(w * np.float32(g), -1, 1)) for (c, w), g in zip(negatives, gains, strict=True)]
     stream = np.concatenate([negatives[i][1] for i in order]) if negatives else np.zeros(0, np.float32)
     starts = np.cumsum([0] + [negatives[i][1].size for i in order])[:-1] / features.sample_rate_hz
     layout = [(float(at), negatives[i][0]) for at, i in zip(starts, order, strict=True)]
-    screams = [w for c, w in zip(clips, waves, strict=True) if c.is_scream]
-    scene, truth = build_scene(stream, screams, features, rng)
+    screams = [(c, w) for c, w in zip(clips, waves, strict=True) if c.is_scream]
+    scene, truth = build_scene(stream, [w for _, w in screams], features, rng)
+    for t, (clip, _) in zip(truth, screams, strict=True):
+        t["source"] = clip.source or clip.group  # whose recording it is, for intervals over sources
     return stream, scene, truth, layout
 
 
@@ -262,3 +269,143 @@ def decision_variants(
             }
         )
     return rows
+
+
+# -- the operating curve: recall against false alarms per hour, over every `on` ------------------
+FALSE_ALARM_BUDGETS = (2.0, 5.0)  # per hour: the headline's "event recall at <= 2 and <= 5 false alarms/h"
+RECALL_TARGET = 0.8  # the headline's "false alarms per hour at recall 0.8"
+CURVE_POINTS = 40
+
+
+def curve_thresholds(
+    scenes: list[tuple[StreamScores, list[dict[str, Any]]]], points: int = CURVE_POINTS
+) -> list[float]:
+    """Candidate `on`s: the scenes' window scores at quantiles from the 80th to the 99.99th
+    percentile (where alarms start), as distinct thresholds in (0.01, 0.995)."""
+    scores = np.array([w.score for scored, _ in scenes for w in scored.windows])
+    if scores.size == 0:
+        return []
+    quantiles = 1 - np.geomspace(0.2, 1e-4, points)
+    return sorted({round(float(np.clip(q, 0.01, 0.995)), 4) for q in np.quantile(scores, quantiles)})
+
+
+def scene_curve(
+    scenes: list[tuple[StreamScores, list[dict[str, Any]]]], decisions: DecisionParams, thresholds: list[float]
+) -> dict[str, Any]:
+    """Each threshold's outcome on the scenes, the rest of the rule as `decisions` (off keeps its
+    ratio to on): false alarms, hours and which inserted screams were detected (one 0/1 per scream,
+    scene after scene, beside each scream's source) so folds can be pooled and resampled exactly."""
+    sources = [t.get("source", "") for _, truth in scenes for t in truth]
+    hours = sum(scored.seconds for scored, _ in scenes) / 3600
+    rows = []
+    for on in thresholds:
+        params = decisions.with_threshold(on)
+        hits: list[int] = []
+        false_alarms = 0
+        for scored, truth in scenes:
+            starts, spans, _ = decide(scored, params)
+            m = match_events(starts, spans, truth)
+            hits += [int(i in m.detected) for i in range(len(truth))]
+            false_alarms += m.false_alarms
+        rows.append({"on": on, "false_alarms": false_alarms, "hits": hits})
+    return {"decisions": decisions.describe(), "hours": round(hours, 4), "sources": sources, "rows": rows}
+
+
+def _recall_interval(hits: npt.NDArray[np.int64], sources: npt.NDArray[np.str_], seed: int) -> list[float] | None:
+    """95% percentile interval of recall, resampling whole scream sources (1000 resamples)."""
+    names, index = np.unique(sources, return_inverse=True)
+    if names.size < 2:
+        return None
+    found, total = np.bincount(index, weights=hits, minlength=names.size), np.bincount(index, minlength=names.size)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, names.size, size=(1000, names.size))
+    values = found[draws].sum(axis=1) / np.maximum(total[draws].sum(axis=1), 1)
+    low, high = np.quantile(values, [0.025, 0.975])
+    return [round(float(low), 4), round(float(high), 4)]
+
+
+def _within_budget(curve: dict[str, Any], budget: float) -> dict[str, Any] | None:
+    """The curve row with the most screams detected at or under `budget` false alarms per hour."""
+    within = [r for r in curve["rows"] if r["false_alarms"] <= budget * curve["hours"]]
+    return max(within, key=lambda r: (sum(r["hits"]), -r["false_alarms"]), default=None)
+
+
+def _hits_within(curves: list[dict[str, Any]], budget: float) -> tuple[npt.NDArray[np.int64], int]:
+    """Each inserted scream's 0/1 over the folds at their rows within `budget`, and their alarms."""
+    hits: list[int] = []
+    alarms = 0
+    for c in curves:
+        best = _within_budget(c, budget)
+        hits += best["hits"] if best else [0] * len(c["sources"])
+        alarms += best["false_alarms"] if best else 0
+    return np.array(hits, dtype=np.int64), alarms
+
+
+def _alarms_at_recall(curves: list[dict[str, Any]]) -> int | None:
+    """The folds' false alarms at their rows with the fewest alarms reaching RECALL_TARGET."""
+    alarms = 0
+    for c in curves:
+        enough = [r["false_alarms"] for r in c["rows"] if sum(r["hits"]) >= RECALL_TARGET * len(c["sources"])]
+        if not enough:
+            return None
+        alarms += min(enough)
+    return alarms
+
+
+def curve_headline(curves: list[dict[str, Any]], *, seed: int = 0) -> dict[str, Any]:
+    """The headline over one or more folds' curves, each fold at its own threshold: event recall
+    at <= each FALSE_ALARM_BUDGETS (the threshold with the most recall within the budget on that
+    fold's scenes; none within it counts as nothing detected), with a 95% interval resampling scream
+    sources; and false alarms per hour at RECALL_TARGET (the threshold with the fewest false alarms
+    reaching it; None if a fold never reaches it), with an exact Poisson interval. Thresholds are
+    picked on the scenes they are measured on: this is the curve a recipe's scores allow, not an
+    operating point."""
+    from train import metrics
+
+    hours = sum(c["hours"] for c in curves)
+    sources = np.array([s for c in curves for s in c["sources"]], dtype=str)
+    out: dict[str, Any] = {"folds": len(curves), "hours": round(hours, 3), "screams": int(sources.size)}
+    for budget in FALSE_ALARM_BUDGETS:
+        found, alarms = _hits_within(curves, budget)
+        key = f"recall_at_{budget:g}_fa_per_hour"
+        out[key] = round(float(found.mean()), 4) if found.size else None
+        out[f"{key}_interval_95"] = _recall_interval(found, sources, seed) if found.size else None
+        out[f"{key}_false_alarms_per_hour"] = round(alarms / max(hours, 1e-9), 3)
+    key = f"fa_per_hour_at_recall_{RECALL_TARGET:g}"
+    alarms_at = _alarms_at_recall(curves) if curves else None
+    out[key], out[f"{key}_interval_95"] = None, None
+    if alarms_at is not None:
+        low, high = metrics.poisson_rate_interval(alarms_at, hours)
+        out[key], out[f"{key}_interval_95"] = round(alarms_at / hours, 3), [round(low, 3), round(high, 3)]
+    return out
+
+
+def paired_headline(
+    curves: list[dict[str, Any]], baseline_curves: list[dict[str, Any]], *, seed: int = 0
+) -> dict[str, Any]:
+    """The headline of a recipe and of a baseline on the same scenes (the same inserted screams, fold
+    by fold), and each budget's recall difference (recipe minus baseline) with a paired 95% interval
+    resampling scream sources: both recipes meet the same resamples."""
+    sources = np.array([s for c in curves for s in c["sources"]], dtype=str)
+    if [c["sources"] for c in curves] != [c["sources"] for c in baseline_curves]:
+        raise ValueError("the baseline's scenes hold other screams: not the same folds and scenes")
+    out: dict[str, Any] = {
+        "model": curve_headline(curves, seed=seed),
+        "baseline": curve_headline(baseline_curves, seed=seed),
+    }
+    names, index = np.unique(sources, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, names.size, size=(1000, names.size)) if names.size > 1 else None
+    total = np.bincount(index, minlength=names.size)
+    for budget in FALSE_ALARM_BUDGETS:
+        a, _ = _hits_within(curves, budget)
+        b, _ = _hits_within(baseline_curves, budget)
+        key = f"recall_at_{budget:g}_fa_per_hour"
+        row: dict[str, Any] = {"difference": round(float(a.mean() - b.mean()), 4) if a.size else None}
+        if draws is not None:
+            diff = np.bincount(index, weights=a - b, minlength=names.size)
+            values = diff[draws].sum(axis=1) / np.maximum(total[draws].sum(axis=1), 1)
+            low, high = np.quantile(values, [0.025, 0.975])
+            row["interval_95"] = [round(float(low), 4), round(float(high), 4)]
+        out[key] = row
+    return out

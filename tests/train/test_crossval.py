@@ -171,6 +171,13 @@ def test_crossval_scores_every_group_once_pools_the_folds_and_resumes(
     text = (out / "report.md").read_text()
     assert "## Pooled out of fold" in text and "| 2 | " in text and "<= 0.5" in text
     assert "| mean of 3 windows | " in text
+    # The headline pools the folds' scene curves: each fold's curve is in its own report.
+    from train.scenes import curve_headline
+
+    curves = [json.loads((out / f"fold-{k}-report" / "report.json").read_text())["scene_curve"] for k in range(3)]
+    assert report["headline"] == curve_headline(curves) and report["headline"]["screams"] == 45
+    assert report["split_by"] == "group" and report["level_spread_db"] == 0.0
+    assert "event recall at <= 2 false alarms/h" in text
 
     # Run again: every fold model is reused, and the pooled numbers are the same.
     model_bytes = (out / "fold-1.tflite").read_bytes()
@@ -213,6 +220,18 @@ def test_crossval_scores_every_group_once_pools_the_folds_and_resumes(
     )
     text = (out / "report.md").read_text()
     assert f"## Against the baseline recipe `{base}`" in text and "epochs 8 (baseline 99)" in text
+    headline = against["headline"]
+    assert headline["model"] == report["headline"]  # the same scenes, so this run's own headline
+    assert headline["baseline"] == curve_headline([f["scene_curve"] for f in fold_against])
+    for budget in (2, 5):
+        row = headline[f"recall_at_{budget}_fa_per_hour"]
+        expected = (
+            headline["model"][f"recall_at_{budget}_fa_per_hour"]
+            - headline["baseline"][f"recall_at_{budget}_fa_per_hour"]
+        )
+        assert row["difference"] == pytest.approx(expected, abs=2e-4)
+        assert row["interval_95"][0] <= row["difference"] <= row["interval_95"][1]
+    assert "paired over scream sources" in text
     # A baseline without every fold, or dealt other folds, is refused before anything runs.
     (base / "fold-2.tflite").unlink()
     with pytest.raises(DataError, match=r"no fold-2\.tflite"):
@@ -262,3 +281,42 @@ def test_crossval_refuses_more_folds_than_groups_before_training(tmp_path: Path)
     with pytest.raises(DataError, match="has 8 groups; 9 folds need at least one group each"):
         crossval(data, tmp_path / "cv", folds=9, config=TrainConfig(cache_dir=str(tmp_path / "c")))
     assert list((tmp_path / "cv").iterdir()) == []
+
+
+def test_crossval_by_source_keeps_every_source_on_one_side(tmp_path: Path) -> None:
+    """Leave-source-out: a manifest with six sources, three folds, each source tested once, by a
+    model that never heard it, on scenes whose non-screams vary in level."""
+    pytest.importorskip("tensorflow")
+    from train.crossval import crossval
+    from train.pipeline import TrainConfig
+
+    data = make_synthetic_dataset(tmp_path / "data", per_class=30, seed=2)
+    with (data / "manifest.tsv").open("w", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t")
+        writer.writerow(["path", "label", "group", "source"])
+        for k, path in enumerate(sorted(data.rglob("*.wav"))):
+            writer.writerow([path.relative_to(data).as_posix(), path.parent.name, path.stem, f"source-{k % 6}"])
+    config = TrainConfig(
+        epochs=4,
+        steps_per_epoch=10,
+        batch_size=32,
+        width=8,
+        members=1,
+        split_by="source",
+        cache_dir=str(tmp_path / "cache"),
+        verbose=0,
+    )
+    report = crossval(data / "manifest.tsv", tmp_path / "cv", folds=3, config=config, scenes=1)
+    assert report["split_by"] == "source" and report["level_spread_db"] == 10.0
+    homes: dict[str, set[int]] = {}
+    for k in range(3):
+        with (tmp_path / "cv" / f"fold-{k}-run" / "splits.tsv").open() as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+        sides = {name: {r["group"] for r in rows if r["split"] == name} for name in ("train", "validation", "test")}
+        assert not (sides["train"] & sides["test"]) and not (sides["validation"] & sides["test"])
+        for group in sides["test"]:
+            homes.setdefault(group, set()).add(k)
+    assert sorted(homes) == [f"source:source-{i}" for i in range(6)] and all(len(v) == 1 for v in homes.values())
+    fold_screams = [r["screams"] for r in report["fold_rows"]]
+    assert sum(fold_screams) == 30 and max(fold_screams) - min(fold_screams) <= 5  # whole sources of 5
+    assert report["headline"]["screams"] == 30 and "whole sources" in (tmp_path / "cv" / "report.md").read_text()

@@ -265,3 +265,91 @@ def test_evaluate_against_a_baseline_reports_paired_differences(  # type: ignore
     )
     with pytest.raises(ModelError, match="other windows"):
         evaluate(model, synthetic_dataset, out_dir=tmp_path / "x", baseline=tmp_path / "short.tflite", **common)
+
+
+def _curve(rows: list[tuple[float, int, list[int]]], sources: list[str], hours: float) -> dict:  # type: ignore[type-arg]
+    return {
+        "decisions": "1 of 1 window",
+        "hours": hours,
+        "sources": sources,
+        "rows": [{"on": on, "false_alarms": fa, "hits": hits} for on, fa, hits in rows],
+    }
+
+
+def test_the_headline_takes_each_folds_best_threshold_within_the_budget() -> None:
+    from train.scenes import curve_headline, paired_headline
+
+    # Fold A: 1 hour, 4 screams from sources a, a, b, b. Fold B: 2 hours, 2 screams from c, d.
+    a = _curve([(0.5, 9, [1, 1, 1, 1]), (0.7, 4, [1, 1, 1, 0]), (0.9, 1, [1, 0, 0, 0])], ["a", "a", "b", "b"], 1.0)
+    b = _curve([(0.6, 12, [1, 1]), (0.8, 3, [0, 1]), (0.95, 0, [0, 0])], ["c", "d"], 2.0)
+    h = curve_headline([a, b])
+    # <= 2/h: A at 0.9 (1 alarm in 1 h) finds 1 of 4; B at 0.8 (3 in 2 h) finds 1 of 2 -> 2 of 6.
+    assert (
+        h["recall_at_2_fa_per_hour"] == round(2 / 6, 4) and h["recall_at_2_fa_per_hour_false_alarms_per_hour"] == 1.333
+    )
+    # <= 5/h: A at 0.7 (3 of 4), B at 0.8 (1 of 2, as 0.6 is 6/h) -> 4 of 6.
+    assert h["recall_at_5_fa_per_hour"] == round(4 / 6, 4)
+    low, high = h["recall_at_5_fa_per_hour_interval_95"]
+    assert 0.0 <= low <= h["recall_at_5_fa_per_hour"] <= high <= 1.0
+    # Recall 0.8: A needs 0.5 (9 alarms, 4 of 4), B needs 0.6 (12, 2 of 2) -> 21 alarms in 3 hours.
+    assert h["fa_per_hour_at_recall_0.8"] == 7.0 and h["hours"] == 3.0 and h["screams"] == 6
+    lo, hi = h["fa_per_hour_at_recall_0.8_interval_95"]
+    assert lo < 7.0 < hi
+    never = _curve([(0.5, 0, [1, 0, 0, 0])], ["a", "a", "b", "b"], 1.0)
+    assert curve_headline([never, b])["fa_per_hour_at_recall_0.8"] is None  # a fold never gets there
+    # Against itself the difference is exactly zero; against `never` fold A loses 2 screams at <= 5/h.
+    same = paired_headline([a, b], [a, b])
+    assert same["recall_at_5_fa_per_hour"] == {"difference": 0.0, "interval_95": [0.0, 0.0]}
+    worse = paired_headline([a, b], [never, b])
+    assert worse["recall_at_5_fa_per_hour"]["difference"] == round(2 / 6, 4)
+    assert worse["baseline"]["recall_at_5_fa_per_hour"] == round(2 / 6, 4)
+    with pytest.raises(ValueError, match="other screams"):
+        paired_headline([a], [b])
+
+
+def test_scene_curve_replays_each_threshold_through_the_live_decisions() -> None:
+    from train.scenes import curve_thresholds, scene_curve
+
+    hop = 0.25
+    starts = np.arange(0, 60, hop)
+    scores = np.full(starts.size, 0.1)
+    scores[40] = 0.7  # a false alarm at 0.6, not at 0.8
+    scores[120:123] = 0.9  # the scream at 30 s
+    stream = scored(scores, starts, 61.0)
+    truth = [{"onset_s": 30.0, "end_s": 31.5, "snr_db": 10.0, "source": "x"}]
+    decisions = DecisionParams(on_threshold=0.8, off_threshold=0.4, min_event_s=0.0)
+    curve = scene_curve([(stream, truth)], decisions, [0.6, 0.8, 0.95])
+    assert [(r["on"], r["false_alarms"], r["hits"]) for r in curve["rows"]] == [
+        (0.6, 1, [1]),
+        (0.8, 0, [1]),
+        (0.95, 0, [0]),
+    ]
+    assert curve["sources"] == ["x"] and curve["hours"] == round(61 / 3600, 4)
+    quiet = scored(scores, starts, 61.0, level_dbfs=-80.0)  # under the gate: nothing starts
+    assert scene_curve([(quiet, truth)], decisions, [0.6])["rows"][0] == {"on": 0.6, "false_alarms": 0, "hits": [0]}
+    grid = curve_thresholds([(stream, truth)])
+    assert grid == sorted(set(grid)) and all(0.01 <= t <= 0.995 for t in grid) and grid[-1] >= 0.7
+
+
+def test_scenes_carry_each_screams_source_and_vary_levels_when_asked() -> None:
+    from train.data import Clip
+    from train.scenes import stream_and_scene
+
+    features = FeatureParams()
+    rng = np.random.default_rng(1)
+    clips = [Clip(path=Path(f"/d/n{i}.wav"), label="non_scream", group=f"g{i}", source=f"s{i % 2}") for i in range(6)]
+    clips += [Clip(path=Path(f"/d/s{i}.wav"), label="scream", group=f"h{i}", source=f"t{i}") for i in range(2)]
+    waves = [(0.05 * rng.standard_normal(16000)).astype(np.float32) for _ in clips]
+    stream, _, truth, layout = stream_and_scene(clips, waves, features, seed=4)
+    assert [t["source"] for t in truth] == ["t0", "t1"]
+    varied, _, _, varied_layout = stream_and_scene(clips, waves, features, seed=4, level_spread_db=10.0)
+    assert [c for _, c in varied_layout] == [c for _, c in layout]  # the same order, other levels
+    ratios = [
+        float(np.std(varied[k * 16000 : (k + 1) * 16000]) / np.std(stream[k * 16000 : (k + 1) * 16000]))
+        for k in range(6)
+    ]
+    assert (
+        all(10 ** (-10 / 20) - 1e-3 <= r <= 10 ** (10 / 20) + 1e-3 for r in ratios) and max(ratios) / min(ratios) > 1.5
+    )
+    again, _, _, _ = stream_and_scene(clips, waves, features, seed=4, level_spread_db=10.0)
+    np.testing.assert_array_equal(again, varied)  # seeded
