@@ -166,9 +166,9 @@ def push(target: Target, model: Path) -> Outcome:
     started = time.monotonic()
     outcome = Outcome(host=target.host, action="push")
     device = Device(target)
-    incoming = ""
+    incoming = ""  # set once the device holds the upload folder (the first change)
     switched = False
-    old_release = ""
+    old_release = old_previous = ""
 
     def step(name: str) -> None:
         outcome.steps.append(name)
@@ -181,10 +181,13 @@ def push(target: Target, model: Path) -> Outcome:
         outcome.sha256 = sha
         release = sha[:12]
         models = target.models
-        incoming = f"{models}/.incoming/{release}"
         step("prepare")
-        device.run(f"mkdir -p {shlex.quote(incoming)} {shlex.quote(models + '/releases')}", step="prepare")
-        old_release = device.release_of("current")
+        old_release, old_previous = device.release_of("current"), device.release_of("previous")
+        device.run(
+            f"mkdir -p {shlex.quote(models + '/.incoming/' + release)} {shlex.quote(models + '/releases')}",
+            step="prepare",
+        )
+        incoming = f"{models}/.incoming/{release}"
         step(f"upload {model.name} ({model.stat().st_size} bytes)")
         device.upload(model, f"{incoming}/model.tflite.part", step="upload model")
         device.upload(sidecar, f"{incoming}/model.json", step="upload sidecar")
@@ -226,23 +229,57 @@ def push(target: Target, model: Path) -> Outcome:
     except (DeployError, ScreamError, OSError) as exc:
         outcome.detail = str(exc)
         _progress(target.host, f"FAILED: {exc}")
-        _undo(device, target, incoming=incoming, switched=switched, old_release=old_release, outcome=outcome)
+        _undo(
+            device,
+            target,
+            incoming=incoming,
+            release=outcome.sha256[:12] if outcome.sha256[:12] not in (old_release, old_previous) else "",
+            old=(old_release, old_previous) if switched else None,
+            outcome=outcome,
+        )
     outcome.seconds = round(time.monotonic() - started, 2)
     return outcome
 
 
-def _undo(device: Device, target: Target, *, incoming: str, switched: bool, old_release: str, outcome: Outcome) -> None:
-    """Leave the device as it was: no partial file in use, the old model live."""
+def _undo(
+    device: Device,
+    target: Target,
+    *,
+    incoming: str,
+    release: str,
+    old: tuple[str, str] | None,
+    outcome: Outcome,
+) -> None:
+    """Leave the device as it was before the push: `current` and `previous` where they pointed
+    (`old`, when the push had switched them), the service reloaded onto the old model, and the
+    upload folder and the failed release removed. Says what was put back, or that nothing changed."""
+    if not incoming:
+        outcome.detail += "; nothing on the device was changed"
+        return
     try:
-        if incoming:
-            device.run(f"rm -rf {shlex.quote(incoming)}", step="clean up")
-        if switched and old_release:
-            _progress(target.host, f"rolling back to {old_release}")
-            device.point("current", old_release)
+        if old is not None:
+            old_current, old_previous = old
+            _progress(target.host, f"rolling back to {old_current or 'no model'}")
+            _restore(device, "current", old_current)
+            _restore(device, "previous", old_previous)
             device.reload()
-            outcome.detail += f"; rolled back to {old_release}"
+            outcome.detail += f"; rolled back to {old_current}" if old_current else "; current model link removed"
     except DeployError as exc:
         outcome.detail += f"; rollback failed too: {exc}"
+        return
+    try:
+        doomed = [incoming] + ([f"{target.models}/releases/{release}"] if release else [])
+        device.run("rm -rf " + " ".join(shlex.quote(p) for p in doomed), step="clean up")
+    except DeployError as exc:
+        outcome.detail += f"; {exc}"
+
+
+def _restore(device: Device, link: str, release: str) -> None:
+    """Point models/<link> at `release` again, or remove it if there was none."""
+    if release:
+        device.point(link, release)
+    else:
+        device.run(f"rm -f {shlex.quote(device.target.models + '/' + link)}", step=f"remove {link}")
 
 
 def _prune(device: Device, keep: set[str]) -> None:
@@ -259,8 +296,11 @@ def rollback(target: Target) -> Outcome:
     device = Device(target)
     try:
         current, previous = device.release_of("current"), device.release_of("previous")
-        if not previous:
-            raise DeployError("rollback: no previous model on this device")
+        if not previous or previous == current:
+            raise DeployError(
+                "rollback: nothing to roll back to (no previous model on this device"
+                + (f", or it is the current one, {current})" if previous else ")")
+            )
         _progress(target.host, f"switch current: {current} -> {previous}")
         device.point("current", previous)
         if current:

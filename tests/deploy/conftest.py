@@ -84,6 +84,19 @@ def second_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def third_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A third valid model, for pushes over a device that already has a current and a previous one."""
+    pytest.importorskip("tensorflow")
+    from train.model import build_model
+
+    model = build_model(window_frames=96, mel_bands=40, feature_mean=-8.0, feature_std=3.0, width=4, seed=4)
+    windows = np.random.default_rng(2).normal(-8, 3, size=(64, 96, 40)).astype(np.float32)
+    out = tmp_path_factory.mktemp("third") / "third.tflite"
+    export_random_windows(model, out, windows, thresholds={"on": 0.99, "off": 0.9})
+    return out
+
+
 @dataclass
 class FakeDevice:
     root: Path

@@ -141,6 +141,51 @@ def test_cli_deploy_push_and_status(device: FakeDevice, second_model: Path, sshd
     assert shown.returncode == 0 and sha256_file(second_model)[:12] in shown.stdout
 
 
+def test_a_push_that_fails_to_confirm_leaves_current_and_previous_as_they_were(
+    device: FakeDevice, second_model: Path, third_model: Path
+) -> None:
+    """current -> B, previous -> A; a push of C whose reload never happens fails at its confirm step:
+    both links must point where they did (previous must not become B too), C's release is removed,
+    and a rollback still reaches A."""
+    first_sha = device.live_sha()
+    assert push(device.target, second_model).ok
+    second_sha = sha256_file(second_model)
+    silent = dataclasses.replace(device.target, systemctl="/bin/true", confirm_timeout_s=3)  # no SIGHUP
+    failed = push(silent, third_model)
+    assert (
+        not failed.ok and failed.detail.startswith("confirm:") and f"rolled back to {second_sha[:12]}" in failed.detail
+    )
+    assert "rollback failed" not in failed.detail
+    assert device.current_release() == second_sha[:12]
+    assert os.readlink(device.models / "previous") == f"releases/{first_sha[:12]}"
+    assert sorted(p.name for p in (device.models / "releases").iterdir()) == sorted([first_sha[:12], second_sha[:12]])
+    _no_partial_files(device)
+    back = rollback(device.target)
+    assert back.ok, back.detail
+    assert device.live_sha() == first_sha and os.readlink(device.models / "previous") == f"releases/{second_sha[:12]}"
+
+
+def test_rollback_with_nothing_to_roll_back_to_fails_saying_so(device: FakeDevice) -> None:
+    alone = rollback(device.target)  # a fresh device: no previous model
+    assert not alone.ok and "nothing to roll back to" in alone.detail
+    os.symlink(os.readlink(device.models / "current"), device.models / "previous")
+    same = rollback(device.target)  # previous is the current model
+    assert not same.ok and "it is the current one" in same.detail
+
+
+def test_a_push_that_never_reached_the_device_claims_no_rollback(device: FakeDevice, second_model: Path) -> None:
+    from tests.helpers import free_port
+
+    refused = push(dataclasses.replace(device.target, port=free_port()), second_model)
+    assert not refused.ok and "Connection refused" in refused.detail
+    assert refused.detail.endswith("; nothing on the device was changed") and "rollback" not in refused.detail
+    unknown = device.root / "empty_known_hosts"
+    unknown.write_text("")
+    stranger = push(dataclasses.replace(device.target, known_hosts=str(unknown)), second_model)
+    assert "add it to known_hosts" in stranger.detail and "rollback" not in stranger.detail
+    assert stranger.detail.endswith("; nothing on the device was changed")
+
+
 def test_push_requires_a_model(capsys: pytest.CaptureFixture[str]) -> None:
     from edge.cli import main
 
