@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import re
@@ -17,6 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -114,12 +116,15 @@ class Outbox:
             self._bump(channel, "failed", 1)
             self._db.execute("COMMIT")
 
-    def stats(self, channel: str) -> dict[str, int]:
+    def stats(self, channel: str) -> dict[str, Any]:
         with self._lock:
-            (pending,) = self._db.execute("SELECT COUNT(*) FROM messages WHERE channel = ?", (channel,)).fetchone()
+            pending, oldest = self._db.execute(
+                "SELECT COUNT(*), MIN(created) FROM messages WHERE channel = ?", (channel,)
+            ).fetchone()
             counters = dict(self._db.execute("SELECT name, value FROM counters WHERE channel = ?", (channel,)))
         return {
             "pending": pending,
+            "oldest_pending_s": round(time.time() - oldest, 1) if oldest is not None else 0.0,
             "delivered": counters.get("delivered", 0),
             "dropped": counters.get("dropped", 0),
             "failed": counters.get("failed", 0),
@@ -152,6 +157,9 @@ class AlertChannel:
         self.last_error = ""
         self._wake = threading.Event()
         self._stop = threading.Event()
+        # A transport that can tell when it is back (MQTT's reconnect) wakes the sender at once.
+        if hasattr(transport, "on_ready"):
+            transport.on_ready = self._wake.set
         self._thread = threading.Thread(target=self._deliver_loop, name=f"deliver-{name}", daemon=True)
         self._thread.start()
 
@@ -176,18 +184,33 @@ class AlertChannel:
                 log.error("%s refused an alert for good: %s", self.name, exc)
                 self.outbox.reject(message_id, self.name, str(exc))
                 continue
-            except (DeliveryError, OSError) as exc:
-                self.last_error = str(exc)
-                self.outbox.retry_later(message_id, str(exc))
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.config.retry_max_s)
+            except Exception as exc:  # every other failure is retried: this thread must never die
+                self.last_error = (
+                    str(exc) if isinstance(exc, DeliveryError | OSError) else f"{type(exc).__name__}: {exc}"
+                )
+                if not isinstance(exc, DeliveryError | OSError):
+                    log.exception("%s delivery failed unexpectedly; retrying", self.name)
+                self.outbox.retry_later(message_id, self.last_error)
+                # Backoff, cut short by a new alarm or the transport coming back (never by nothing).
+                self._wake.clear()
+                if self._wake.wait(backoff):
+                    self._wake.clear()
+                    backoff = self.config.retry_initial_s
+                else:
+                    backoff = min(backoff * 2, self.config.retry_max_s)
                 continue
             self.outbox.ack(message_id, self.name)
             self.last_error = ""
             backoff = self.config.retry_initial_s
 
     def health(self) -> dict[str, Any]:
-        return {**self.outbox.stats(self.name), **self.transport.health(), "last_delivery_error": self.last_error}
+        return {
+            **self.outbox.stats(self.name),
+            **self.transport.health(),
+            "last_delivery_error": self.last_error,
+            "delivering": self._thread.is_alive(),
+            "alert_after_s": self.config.alert_after_s,
+        }
 
     def close(self) -> None:
         """Give pending alerts a short grace period to go out; what remains waits in the outbox."""
@@ -220,13 +243,14 @@ class MqttTransport:
         self.topics = {name: f"{base}/{name}" for name in ("availability", "state", "score", "event")}
         self.discovery = discovery_messages(config, site, self.node, self.topics)
         self.connected = threading.Event()
+        self.on_ready: Callable[[], None] | None = None  # set by the channel: called on every (re)connect
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id or f"scream-{self.node}")
         if config.username:
             client.username_pw_set(config.username, config.password or None)
         if config.tls:
             client.tls_set(ca_certs=config.ca_file or None)
         client.will_set(self.topics["availability"], "offline", qos=1, retain=True)
-        client.reconnect_delay_set(1, 30)
+        client.reconnect_delay_set(1, 5)  # a returning broker is found within seconds
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         self.client = client
@@ -242,6 +266,8 @@ class MqttTransport:
             for topic, payload in self.discovery.items():
                 client.publish(topic, json.dumps(payload, sort_keys=True), qos=1, retain=True)
         self.connected.set()
+        if self.on_ready is not None:
+            self.on_ready()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None) -> None:
         self.connected.clear()
@@ -348,6 +374,10 @@ class WebhookTransport:
             raise DeliveryError(f"webhook {self.config.url} answered {exc.code} {exc.reason}") from exc
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             raise DeliveryError(f"webhook {self.config.url} unreachable: {exc}") from exc
+        except http.client.HTTPException as exc:  # a reply that is not HTTP, or cut short
+            raise DeliveryError(
+                f"webhook {self.config.url} gave a malformed reply: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def health(self) -> dict[str, Any]:
         return {"url": self.config.url}

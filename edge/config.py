@@ -207,10 +207,12 @@ class OutboxConfig:
     max_messages: int = 10000  # per channel; the oldest are dropped (and counted) past it
     retry_initial_s: float = 1.0
     retry_max_s: float = 60.0
+    alert_after_s: float = 300.0  # an alert waiting longer than this is a problem in `scream status`
 
     def _check(self) -> dict[str, bool]:
         return {
             "max_messages": 10 <= self.max_messages <= 10**7,
+            "alert_after_s": 1.0 <= self.alert_after_s <= 86400.0,
             "retry_initial_s": 0.01 <= self.retry_initial_s <= self.retry_max_s,
             "retry_max_s": self.retry_max_s <= 3600,
         }

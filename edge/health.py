@@ -66,6 +66,11 @@ def problems_in(status: dict[str, Any], now: float | None = None) -> list[str]:
         problems.append(f"audio device {status.get('device_state')}" + (f": {detail}" if detail else ""))
     elif now - status.get("last_audio_at", 0) > STALE_AFTER_S:
         problems.append(f"no audio for {now - status.get('last_audio_at', 0):.0f} s")
+    if status.get("last_reload_error"):
+        problems.append(
+            f"model reload refused ({status.get('reload_errors', 0)} so far), still running "
+            f"{str(status.get('model_sha256', ''))[:12]}: {status['last_reload_error']}"
+        )
     for name, out in status.get("outputs", {}).items():
         if not isinstance(out, dict):
             continue
@@ -75,4 +80,11 @@ def problems_in(status: dict[str, Any], now: float | None = None) -> list[str]:
             problems.append(f"output {name} not connected ({out.get('pending', 0)} alerts waiting)")
         elif out.get("pending", 0) > 0 and out.get("last_delivery_error"):
             problems.append(f"output {name}: {out['pending']} alerts waiting: {out['last_delivery_error']}")
+        if out.get("pending", 0) > 0 and out.get("oldest_pending_s", 0) > out.get("alert_after_s", float("inf")):
+            problems.append(
+                f"output {name}: the oldest of {out['pending']} alerts has waited {out['oldest_pending_s']:.0f} s "
+                f"(more than outbox.alert_after_s = {out['alert_after_s']:.0f} s)"
+            )
+        if out.get("delivering") is False:
+            problems.append(f"output {name}: its delivery thread has stopped")
     return problems

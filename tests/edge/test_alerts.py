@@ -239,6 +239,16 @@ class Receiver(http.server.BaseHTTPRequestHandler):
             time.sleep(1.0)
             action = "200"
         Receiver.received.append((body, dict(self.headers)))
+        if action in ("garbage", "short"):  # a reply that is not HTTP, or one cut short of its length
+            if action == "garbage":
+                self.wfile.write(b"THIS IS NOT HTTP\r\n\r\n")
+            else:
+                self.send_response(200)
+                self.send_header("Content-Length", "100")
+                self.end_headers()
+                self.wfile.write(b"cut")
+            self.close_connection = True
+            return
         self.send_response(int(action))
         self.end_headers()
 
@@ -271,6 +281,81 @@ def test_webhook_retries_500_and_timeouts_and_signs(http_server: str, tmp_path: 
     assert not verify_signature("wrong", body, headers["X-Scream-Signature"])
     assert json.loads(body)["type"] == "event_end"
     channel.close()
+
+
+def test_a_malformed_reply_is_retried_and_the_sender_lives_on(http_server: str, tmp_path: Path) -> None:
+    Receiver.script = ["garbage", "short", "200", "200"]
+    config = WebhookConfig(enabled=True, url=http_server, timeout_s=2)
+    channel = AlertChannel("webhook", Outbox(tmp_path / "o.sqlite3", max_messages=100), WebhookTransport(config), FAST)
+    channel.handle(AlarmMessage("end", event(1), ALL))
+    channel.handle(AlarmMessage("end", event(2), ALL))
+    assert wait_until(lambda: channel.outbox.stats("webhook")["delivered"] == 2, timeout_s=15.0)
+    assert [json.loads(b)["id"] for b, _ in Receiver.received] == ["ev0001", "ev0001", "ev0001", "ev0002"]
+    assert channel.health()["delivering"] is True
+    channel.close()
+
+
+def test_a_new_alarm_cuts_the_backoff_short(http_server: str, tmp_path: Path) -> None:
+    """After a failure the sender waits (30 s here); an alarm raised meanwhile goes out at once."""
+    Receiver.script = ["500"]
+    slow = OutboxConfig(retry_initial_s=30.0, retry_max_s=60.0)
+    config = WebhookConfig(enabled=True, url=http_server, timeout_s=2)
+    channel = AlertChannel("webhook", Outbox(tmp_path / "o.sqlite3", max_messages=100), WebhookTransport(config), slow)
+    channel.handle(AlarmMessage("end", event(1), ALL))
+    assert wait_until(lambda: len(Receiver.received) == 1 and channel.health()["last_delivery_error"], timeout_s=10.0)
+    time.sleep(0.3)
+    raised = time.monotonic()
+    channel.handle(AlarmMessage("start", event(2), ALL))
+    assert wait_until(lambda: channel.outbox.stats("webhook")["delivered"] == 2, timeout_s=10.0)
+    assert time.monotonic() - raised < 3.0  # not held behind the 30 s backoff
+    channel.close()
+
+
+def test_a_returning_broker_drains_the_queue_at_once(tmp_path: Path) -> None:
+    """Alarms queued while the broker is down go out within seconds of its return, not after the
+    sender's backoff (30 s here): the reconnect wakes the sender."""
+    require_program("mosquitto")
+    broker = Broker(tmp_path)
+    slow = OutboxConfig(retry_initial_s=30.0, retry_max_s=60.0)
+    transport = MqttTransport(MqttConfig(enabled=True, host="127.0.0.1", port=broker.port), SITE)
+    channel = AlertChannel("mqtt", Outbox(tmp_path / "o.sqlite3", max_messages=100), transport, slow)
+    try:
+        for n in range(3):
+            channel.handle(AlarmMessage("end", event(n), ALL))
+        assert wait_until(lambda: "not connected" in channel.health()["last_delivery_error"], timeout_s=10.0)
+        broker.start()
+        back = time.monotonic()
+        assert wait_until(lambda: channel.outbox.stats("mqtt")["delivered"] == 3, timeout_s=20.0)
+        assert time.monotonic() - back < 8.0  # paho retries every 1-5 s; then the queue drains at once
+    finally:
+        channel.close_grace_s = 0.0
+        channel.close()
+        broker.stop()
+
+
+def test_status_reports_an_alert_channel_that_cannot_deliver(tmp_path: Path) -> None:
+    """The channel's own state reaches the status file, and `scream status` calls it a problem."""
+    from edge.health import Health, problems_in
+    from edge.sinks import SinkWorker, health_of
+
+    outbox = OutboxConfig(retry_initial_s=0.05, retry_max_s=0.2, alert_after_s=1.0)
+    transport = MqttTransport(MqttConfig(enabled=True, host="127.0.0.1", port=free_port()), SITE)
+    worker = SinkWorker(AlertChannel("mqtt", Outbox(tmp_path / "o.sqlite3", max_messages=100), transport, outbox))
+    try:
+        for n in range(6):
+            worker.submit(AlarmMessage("end", event(n), ALL))
+        assert wait_until(lambda: worker.health()["pending"] == 6 and worker.health()["last_delivery_error"])
+        time.sleep(1.2)
+        health = Health(device_state="ok", last_audio_at=time.time(), outputs=health_of([worker]))
+        health.updated_at = time.time()
+        out = health.to_json()["outputs"]["mqtt"]
+        assert out["connected"] is False and out["pending"] == 6 and out["oldest_pending_s"] > 1.0
+        problems = problems_in(health.to_json())
+        assert any("mqtt not connected (6 alerts waiting)" in p for p in problems)
+        assert any("has waited" in p and "outbox.alert_after_s" in p for p in problems)
+    finally:
+        worker.sink.close_grace_s = 0.0  # type: ignore[attr-defined]
+        worker.drain()
 
 
 def test_webhook_permanent_4xx_is_reported_not_retried_forever(http_server: str, tmp_path: Path) -> None:

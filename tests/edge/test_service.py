@@ -471,8 +471,14 @@ def test_listen_lifecycle_sighup_reload_and_sigterm_drain(tiny_model: Path, tmp_
         proc.send_signal(signal.SIGHUP)
         assert wait_until(lambda: json.loads(status_file.read_text())["reload_errors"] == 1)
         assert json.loads(status_file.read_text())["model_sha256"] == good
+        # Still running the good model, but not healthy: the refusal is a problem until a good model loads.
         check = status()
-        assert check.returncode == 0, check.stdout + check.stderr
+        assert check.returncode == 1, check.stdout + check.stderr
+        assert "model reload refused (1 so far), still running " + good[:12] in check.stdout
+        model.write_bytes(tiny_model.read_bytes())
+        proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: json.loads(status_file.read_text())["reloads"] == 1)
+        assert wait_until(lambda: status().returncode == 0, timeout_s=10.0)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:
