@@ -181,6 +181,16 @@ class Classifier:
             raise ModelError(f"model input shape is {input_shape}, sidecar and features say {expected_in}")
         if output_shape != [1, 1]:
             raise ModelError(f"model output shape is {output_shape}, expected [1, 1]")
+        # Every tensor field the sidecar declares must be what the model holds.
+        for role, detail, shape in (("input", self._input, input_shape), ("output", self._output, output_shape)):
+            declared = side.raw.get(role, {})
+            actual = {"shape": shape, "dtype": np.dtype(detail["dtype"]).name}
+            for key, value in actual.items():
+                if key in declared and declared[key] != value:
+                    raise ModelError(
+                        f"model {self.model_path}: sidecar {role}.{key} is {declared[key]}, the model's {role} "
+                        f"tensor is {value}"
+                    )
         for role, detail, declared in (
             ("input", self._input, side.input_quant),
             ("output", self._output, side.output_quant),

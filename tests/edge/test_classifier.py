@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -165,3 +166,25 @@ def test_scaled_patience_stays_within_the_detectors_bounds(model_copy: Path) -> 
     side = ModelSidecar.load(model_copy.with_suffix(".json"))
     params, _ = detection_settings(side, DetectorConfig(hop_ms=100))
     assert (params.patience_windows, params.patience_of) == (100, 100)  # 149 of 149: over the limit of 100
+
+
+@pytest.mark.parametrize(
+    "role, key, value, actual",
+    [
+        ("input", "shape", [1, 98, 40, 1], "[1, 96, 40, 1]"),
+        ("output", "shape", [1, 2], "[1, 1]"),
+        ("input", "dtype", "float32", "int8"),
+        ("output", "dtype", "uint8", "int8"),
+    ],
+)
+def test_every_tensor_field_the_sidecar_declares_is_checked(
+    model_copy: Path, role: str, key: str, value: object, actual: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge.cli import main
+
+    _edit_sidecar(model_copy, lambda d: d[role].update({key: value}))
+    message = f"sidecar {role}.{key} is {value}, the model's {role} tensor is {actual}"
+    with pytest.raises(ModelError, match=re.escape(message)):
+        Classifier(model_copy)
+    assert main(["check-model", str(model_copy)]) == 2
+    assert message in capsys.readouterr().err
