@@ -214,6 +214,13 @@ def _open_with_soundfile(path: Path) -> AudioFile:
     return AudioFile(path, rate, channels, frames, format_name, [], reader)
 
 
+def _is_compressed_audio(magic: bytes) -> bool:
+    """FLAC, Ogg (Vorbis, Opus), MP3 (ID3 tag or an MPEG frame sync), AIFF, CAF, AU, WavPack."""
+    if magic.startswith((b"fLaC", b"OggS", b"ID3", b"FORM", b"caff", b".snd", b"wvpk")):
+        return True
+    return len(magic) >= 2 and magic[0] == 0xFF and magic[1] & 0xE0 == 0xE0
+
+
 def open_audio(path: str | os.PathLike[str]) -> AudioFile:
     """Open an audio file after checking its header; raises `AudioError` with the reason."""
     file_path = Path(path)
@@ -237,8 +244,15 @@ def open_audio(path: str | os.PathLike[str]) -> AudioFile:
                 raise AudioError(f"{exc} (install the 'formats' extra to read it)") from exc
     elif magic[:4] in (b"RIFX", b"RF64"):
         raise AudioError(f"{file_path}: {magic[:4].decode()} WAV variants are not supported")
+    elif _is_compressed_audio(magic):
+        audio = _open_with_soundfile(file_path)  # names the 'formats' extra when soundfile is missing
     else:
-        audio = _open_with_soundfile(file_path)
+        try:  # libsndfile reads a few more headerless-looking formats; without it this is no audio
+            audio = _open_with_soundfile(file_path)
+        except ExtraMissingError:
+            raise AudioError(
+                f"{file_path}: not a WAV file (no RIFF header) and not FLAC, Ogg, MP3 or AIFF either"
+            ) from None
     if audio.frames == 0:
         raise AudioError(f"{file_path}: contains no audio samples")
     return audio

@@ -49,6 +49,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def threshold(text: str) -> float:
+    """--threshold: an `on` threshold, a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), strictly between 0 and 1, got {value:g}")
+    return value
+
+
 def require_extra(command: str, extra: str, *modules: str) -> None:
     """Import the modules a command needs before it starts, so a missing one is a clear error
     naming the extra to install, not a traceback halfway through a run."""
@@ -346,7 +357,7 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
     )
     detect.add_argument("paths", nargs="+", help="audio files or folders (searched recursively)")
     detect.add_argument("--model", help=f"model .tflite with its .json sidecar (default: models/{DEFAULT_MODEL_NAME})")
-    detect.add_argument("--threshold", type=float, help="event start threshold in (0, 1); off keeps its ratio")
+    detect.add_argument("--threshold", type=threshold, help="event start threshold in (0, 1); off keeps its ratio")
     detect.add_argument(
         "--config", help="a site's TOML config: its [detector] settings apply (default: the built-in ones, as listen)"
     )
@@ -360,7 +371,7 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
         epilog="example:\n  scream demo",
     )
     demo.add_argument("--model", help="model .tflite (default: the bundled one)")
-    demo.add_argument("--threshold", type=float, help="event start threshold in (0, 1)")
+    demo.add_argument("--threshold", type=threshold, help="event start threshold in (0, 1)")
     demo.add_argument("--seed", type=int, default=7, help="scene seed")
     demo.set_defaults(func=cmd_demo)
 
@@ -419,7 +430,7 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
     explain.add_argument("file")
     explain.add_argument("--out", required=True, help="PNG to write")
     explain.add_argument("--model", help="model .tflite (default: the bundled one)")
-    explain.add_argument("--threshold", type=float, help="event start threshold in (0, 1)")
+    explain.add_argument("--threshold", type=threshold, help="event start threshold in (0, 1)")
     explain.add_argument("--config", help="config whose [detector] settings and [[schedule]] windows to apply")
     explain.add_argument("--start", help="wall-clock time of the recording's start (ISO 8601), for schedules")
     explain.add_argument("--json", action="store_true")

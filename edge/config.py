@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.detector import OUTPUTS, DecisionParams, out_of_range
+from edge.detector import LIMITS, OUTPUTS, DecisionParams, out_of_range
 from edge.errors import ConfigError
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -40,13 +40,19 @@ class AudioConfig:
     retry_initial_s: float = 1.0
     retry_max_s: float = 30.0
 
-    def _check(self) -> dict[str, bool]:
+    def _check(self) -> dict[str, tuple[bool, str]]:
         return {
-            "sample_rate_hz": self.sample_rate_hz == 0 or 8000 <= self.sample_rate_hz <= 192000,
-            "chunk_ms": 10 <= self.chunk_ms <= 1000,
-            "queue_s": 0.5 <= self.queue_s <= 120,
-            "retry_initial_s": 0.05 <= self.retry_initial_s <= self.retry_max_s,
-            "retry_max_s": self.retry_max_s <= 3600,
+            "sample_rate_hz": (
+                self.sample_rate_hz == 0 or 8000 <= self.sample_rate_hz <= 192000,
+                "0 (automatic) or 8000-192000",
+            ),
+            "chunk_ms": (10 <= self.chunk_ms <= 1000, "in 10-1000"),
+            "queue_s": (0.5 <= self.queue_s <= 120, "in 0.5-120"),
+            "retry_initial_s": (
+                0.05 <= self.retry_initial_s <= self.retry_max_s,
+                "at least 0.05 and at most retry_max_s",
+            ),
+            "retry_max_s": (self.retry_max_s <= 3600, "at most 3600"),
         }
 
 
@@ -56,8 +62,8 @@ class ModelConfig:
     watch: bool = True  # reload when the file changes (as well as on SIGHUP)
     watch_interval_s: float = 5.0
 
-    def _check(self) -> dict[str, bool]:
-        return {"watch_interval_s": 0.1 <= self.watch_interval_s <= 3600}
+    def _check(self) -> dict[str, tuple[bool, str]]:
+        return {"watch_interval_s": (0.1 <= self.watch_interval_s <= 3600, "in 0.1-3600")}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,17 +83,24 @@ class DetectorConfig:
     noise_floor_margin_db: float = _DECISION_DEFAULTS.noise_floor_margin_db  # > 0: also gate at floor + margin
     hop_ms: int = 0  # 0: the model's own hop; a shorter hop decides sooner and costs more CPU
 
-    def _check(self) -> dict[str, bool]:
+    def _check(self) -> dict[str, tuple[bool, str]]:
         given = {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
             if f.name != "hop_ms" and not (f.name in MODEL_OWN and getattr(self, f.name) == 0)
         }
-        bad = set(out_of_range(given))
+        bad = out_of_range(given)
         if (self.patience_windows == 0) != (self.patience_of == 0):
-            bad.add("patience_of" if self.patience_of == 0 else "patience_windows")
-        checks = {f.name: f.name not in bad for f in dataclasses.fields(self) if f.name != "hop_ms"}
-        return checks | {"hop_ms": self.hop_ms == 0 or (self.hop_ms % 10 == 0 and 10 <= self.hop_ms <= 1000)}
+            bad.setdefault("patience_of" if self.patience_of == 0 else "patience_windows", "set with the other")
+        checks = {}
+        for f in dataclasses.fields(self):
+            if f.name == "hop_ms":
+                continue
+            rule = bad.get(f.name) or LIMITS[f.name][1]
+            rule = f"0 (the model's own) or {rule}" if f.name in MODEL_OWN else rule
+            checks[f.name] = (f.name not in bad, rule)
+        hop_ok = self.hop_ms == 0 or (self.hop_ms % 10 == 0 and 10 <= self.hop_ms <= 1000)
+        return checks | {"hop_ms": (hop_ok, "0 (the model's own) or a multiple of 10 in 10-1000")}
 
     def decisions(self, operating_point: DecisionParams, model_hop_frames: int, hop_frames: int) -> DecisionParams:
         """These settings over the model's operating point (at its hop), for windows `hop_frames` apart."""
@@ -119,13 +132,16 @@ class GpioConfig:
     buzzer_off_s: float = 0.5
     buzzer_max_s: float = 10.0
 
-    def _check(self) -> dict[str, bool]:
+    def _check(self) -> dict[str, tuple[bool, str]]:
         return {
-            "led_pin": 0 <= self.led_pin <= 53,
-            "buzzer_pin": 0 <= self.buzzer_pin <= 53 and self.buzzer_pin != self.led_pin,
-            "buzzer_on_s": 0.01 <= self.buzzer_on_s <= 60,
-            "buzzer_off_s": 0.0 <= self.buzzer_off_s <= 60,
-            "buzzer_max_s": 0.0 <= self.buzzer_max_s <= 3600,
+            "led_pin": (0 <= self.led_pin <= 53, "a BCM pin number 0-53"),
+            "buzzer_pin": (
+                0 <= self.buzzer_pin <= 53 and self.buzzer_pin != self.led_pin,
+                "a BCM pin number 0-53 other than led_pin",
+            ),
+            "buzzer_on_s": (0.01 <= self.buzzer_on_s <= 60, "in 0.01-60"),
+            "buzzer_off_s": (0.0 <= self.buzzer_off_s <= 60, "in 0-60"),
+            "buzzer_max_s": (0.0 <= self.buzzer_max_s <= 3600, "in 0-3600"),
         }
 
 
@@ -135,8 +151,11 @@ class EventLogConfig:
     max_bytes: int = 1_000_000
     backups: int = 5
 
-    def _check(self) -> dict[str, bool]:
-        return {"max_bytes": 1000 <= self.max_bytes <= 10**10, "backups": 0 <= self.backups <= 100}
+    def _check(self) -> dict[str, tuple[bool, str]]:
+        return {
+            "max_bytes": (1000 <= self.max_bytes <= 10**10, "in 1000-10^10"),
+            "backups": (0 <= self.backups <= 100, "in 0-100"),
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,13 +168,13 @@ class ClipsConfig:
     max_bytes: int = 200_000_000
     min_free_bytes: int = 500_000_000
 
-    def _check(self) -> dict[str, bool]:
+    def _check(self) -> dict[str, tuple[bool, str]]:
         return {
-            "pre_roll_s": 0.0 <= self.pre_roll_s <= 30,
-            "post_roll_s": 0.0 <= self.post_roll_s <= 30,
-            "max_count": 1 <= self.max_count <= 10**6,
-            "max_bytes": 10_000 <= self.max_bytes <= 10**12,
-            "min_free_bytes": 0 <= self.min_free_bytes <= 10**13,
+            "pre_roll_s": (0.0 <= self.pre_roll_s <= 30, "in 0-30"),
+            "post_roll_s": (0.0 <= self.post_roll_s <= 30, "in 0-30"),
+            "max_count": (1 <= self.max_count <= 10**6, "in 1-1000000"),
+            "max_bytes": (10_000 <= self.max_bytes <= 10**12, "in 10000-10^12"),
+            "min_free_bytes": (0 <= self.min_free_bytes <= 10**13, "in 0-10^13"),
         }
 
 
@@ -175,13 +194,16 @@ class MqttConfig:
     keepalive_s: int = 30
     publish_timeout_s: float = 10.0
 
-    def _check(self) -> dict[str, bool]:
+    def _check(self) -> dict[str, tuple[bool, str]]:
         return {
-            "host": bool(self.host),
-            "port": 1 <= self.port <= 65535,
-            "topic_prefix": bool(self.topic_prefix) and not any(c in self.topic_prefix for c in "#+"),
-            "keepalive_s": 5 <= self.keepalive_s <= 3600,
-            "publish_timeout_s": 0.1 <= self.publish_timeout_s <= 300,
+            "host": (bool(self.host), "a host name or address (not empty)"),
+            "port": (1 <= self.port <= 65535, "a TCP port 1-65535"),
+            "topic_prefix": (
+                bool(self.topic_prefix) and not any(c in self.topic_prefix for c in "#+"),
+                "a topic without the wildcards '#' and '+' (not empty)",
+            ),
+            "keepalive_s": (5 <= self.keepalive_s <= 3600, "in 5-3600"),
+            "publish_timeout_s": (0.1 <= self.publish_timeout_s <= 300, "in 0.1-300"),
         }
 
 
@@ -192,10 +214,13 @@ class WebhookConfig:
     secret: str = ""  # non-empty: an X-Scream-Signature HMAC-SHA256 header over the body
     timeout_s: float = 5.0
 
-    def _check(self) -> dict[str, bool]:
+    def _check(self) -> dict[str, tuple[bool, str]]:
         return {
-            "url": not self.enabled or self.url.startswith(("http://", "https://")),
-            "timeout_s": 0.1 <= self.timeout_s <= 120,
+            "url": (
+                not self.enabled or self.url.startswith(("http://", "https://")),
+                "an http:// or https:// URL when the webhook is enabled",
+            ),
+            "timeout_s": (0.1 <= self.timeout_s <= 120, "in 0.1-120"),
         }
 
 
@@ -209,12 +234,15 @@ class OutboxConfig:
     retry_max_s: float = 60.0
     alert_after_s: float = 300.0  # an alert waiting longer than this is a problem in `scream status`
 
-    def _check(self) -> dict[str, bool]:
+    def _check(self) -> dict[str, tuple[bool, str]]:
         return {
-            "max_messages": 10 <= self.max_messages <= 10**7,
-            "alert_after_s": 1.0 <= self.alert_after_s <= 86400.0,
-            "retry_initial_s": 0.01 <= self.retry_initial_s <= self.retry_max_s,
-            "retry_max_s": self.retry_max_s <= 3600,
+            "max_messages": (10 <= self.max_messages <= 10**7, "in 10-10000000"),
+            "alert_after_s": (1.0 <= self.alert_after_s <= 86400.0, "in 1-86400"),
+            "retry_initial_s": (
+                0.01 <= self.retry_initial_s <= self.retry_max_s,
+                "at least 0.01 and at most retry_max_s",
+            ),
+            "retry_max_s": (self.retry_max_s <= 3600, "at most 3600"),
         }
 
 
@@ -235,13 +263,16 @@ class ScheduleConfig:
     on_threshold: float = 0.0  # 0: unchanged
     outputs: list[str] = field(default_factory=lambda: list(OUTPUTS))
 
-    def _check(self) -> dict[str, bool]:
+    def _check(self) -> dict[str, tuple[bool, str]]:
         return {
-            "start": _parse_hhmm(self.start) is not None,
-            "end": _parse_hhmm(self.end) is not None,
-            "days": bool(self.days) and all(d in WEEKDAYS for d in self.days),
-            "on_threshold": 0.0 <= self.on_threshold < 1.0,
-            "outputs": all(o in OUTPUTS for o in self.outputs),
+            "start": (_parse_hhmm(self.start) is not None, "a time of day as HH:MM"),
+            "end": (_parse_hhmm(self.end) is not None, "a time of day as HH:MM"),
+            "days": (
+                bool(self.days) and all(d in WEEKDAYS for d in self.days),
+                "a non-empty list of mon/tue/wed/thu/fri/sat/sun",
+            ),
+            "on_threshold": (0.0 <= self.on_threshold < 1.0, "0 (unchanged) or in (0, 1)"),
+            "outputs": (all(o in OUTPUTS for o in self.outputs), "a list of led/buzzer/event_log/clips/mqtt/webhook"),
         }
 
     def is_active(self, moment: dt.datetime) -> bool:
@@ -334,9 +365,10 @@ def _build(cls: type[Any], table: Any, prefix: str) -> Any:
     instance = cls(**values)
     check = getattr(instance, "_check", None)
     if check is not None:
-        bad = [name for name, ok in check().items() if not ok]
+        bad = [(name, rule) for name, (ok, rule) in check().items() if not ok]
         if bad:
-            raise ConfigError(f"{prefix}.{bad[0]} is out of range: {getattr(instance, bad[0])!r}")
+            name, rule = bad[0]
+            raise ConfigError(f"{prefix}.{name} must be {rule}, got {getattr(instance, name)!r}")
     return instance
 
 

@@ -32,29 +32,31 @@ NOISE_FLOOR_PERCENTILE = 10
 NOISE_FLOOR_WINDOWS = 240  # one minute of 250 ms hops
 NOISE_FLOOR_MIN_WINDOWS = 8  # the floor is not estimated from fewer windows than this
 
-# The one range of each decision parameter. `[detector]` overrides, the sidecar's operating point
-# and the parameters themselves are all checked against these.
-LIMITS: dict[str, Callable[[float], bool]] = {
-    "on_threshold": lambda v: 0.0 < v < 1.0,
-    "off_threshold": lambda v: 0.0 < v < 1.0,
-    "patience_windows": lambda v: 1 <= v <= 100,
-    "patience_of": lambda v: 1 <= v <= 100,
-    "smoothing_windows": lambda v: 1 <= v <= 100,
-    "min_event_s": lambda v: 0.0 <= v <= 3600.0,
-    "max_event_s": lambda v: 0.0 < v <= 3600.0,
-    "cooldown_s": lambda v: 0.0 <= v <= 3600.0,
-    "loudness_gate_dbfs": lambda v: -120.0 <= v <= 0.0,
-    "noise_floor_margin_db": lambda v: 0.0 <= v <= 60.0,
+# The one range of each decision parameter, and how it is said. `[detector]` overrides, the
+# sidecar's operating point and the parameters themselves are all checked against these.
+LIMITS: dict[str, tuple[Callable[[float], bool], str]] = {
+    "on_threshold": (lambda v: 0.0 < v < 1.0, "in (0, 1)"),
+    "off_threshold": (lambda v: 0.0 < v < 1.0, "in (0, 1)"),
+    "patience_windows": (lambda v: 1 <= v <= 100, "a whole number in 1-100"),
+    "patience_of": (lambda v: 1 <= v <= 100, "a whole number in 1-100"),
+    "smoothing_windows": (lambda v: 1 <= v <= 100, "a whole number in 1-100"),
+    "min_event_s": (lambda v: 0.0 <= v <= 3600.0, "in 0-3600 s"),
+    "max_event_s": (lambda v: 0.0 < v <= 3600.0, "in (0, 3600] s"),
+    "cooldown_s": (lambda v: 0.0 <= v <= 3600.0, "in 0-3600 s"),
+    "loudness_gate_dbfs": (lambda v: -120.0 <= v <= 0.0, "in -120-0 dBFS"),
+    "noise_floor_margin_db": (lambda v: 0.0 <= v <= 60.0, "in 0-60 dB"),
 }
 # Pairs that must keep their order: the first never above the second.
 ORDERED = (("off_threshold", "on_threshold"), ("patience_windows", "patience_of"), ("min_event_s", "max_event_s"))
 
 
-def out_of_range(values: Mapping[str, Any]) -> list[str]:
-    """The names among `values` that break LIMITS or ORDERED (pairs only when both are given)."""
-    bad = [name for name, value in values.items() if name in LIMITS and not LIMITS[name](value)]
-    bad += [low for low, high in ORDERED if low in values and high in values and values[low] > values[high]]
-    return list(dict.fromkeys(bad))
+def out_of_range(values: Mapping[str, Any]) -> dict[str, str]:
+    """What each of `values` that breaks LIMITS or ORDERED (pairs only when both are given) must be."""
+    bad = {name: LIMITS[name][1] for name, value in values.items() if name in LIMITS and not LIMITS[name][0](value)}
+    for low, high in ORDERED:
+        if low in values and high in values and low not in bad and values[low] > values[high]:
+            bad[low] = f"at most {high} ({values[high]:g})"
+    return bad
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,7 +79,8 @@ class DecisionParams:
         bad = out_of_range(asdict(self))
         if bad:
             raise ConfigError(
-                "decision parameters out of range: " + ", ".join(f"{name}={getattr(self, name)}" for name in bad)
+                "decision parameters: "
+                + "; ".join(f"{name} must be {rule}, got {getattr(self, name):g}" for name, rule in bad.items())
             )
 
     # -- the sidecar's `thresholds` block ------------------------------------------------------

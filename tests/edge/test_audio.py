@@ -66,6 +66,19 @@ def test_non_wav_without_soundfile_names_the_extra(tmp_path: Path, monkeypatch: 
         open_audio(path)
 
 
+def test_a_text_file_named_wav_is_not_blamed_on_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = tmp_path / "notes.wav"
+    text.write_text("this is not audio at all\n")
+    monkeypatch.setitem(sys.modules, "soundfile", None)  # a base install
+    with pytest.raises(AudioError, match="not a WAV file") as caught:
+        open_audio(text)
+    assert "formats" not in str(caught.value)
+    mp3 = tmp_path / "song.mp3"
+    mp3.write_bytes(b"ID3\x04" + bytes(200))  # real compressed audio still names the extra
+    with pytest.raises(ExtraMissingError, match=r"scream-detector\[formats\]"):
+        open_audio(mp3)
+
+
 def _wav_header(*, code: int = 1, channels: int = 1, rate: int = 16000, bits: int = 16, data_bytes: int = 0) -> bytes:
     block = channels * bits // 8
     return struct.pack(

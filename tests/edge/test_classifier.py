@@ -153,7 +153,11 @@ def test_smoothing_in_the_sidecar(model_copy: Path) -> None:
 
 @pytest.mark.parametrize(
     "patience, message",
-    [((3, 2), "patience_windows=3"), ((0, 1), "patience_windows"), (("two", 2), "malformed")],
+    [
+        ((3, 2), r"patience_windows must be at most patience_of \(2\), got 3"),
+        ((0, 1), "patience_windows"),
+        (("two", 2), "malformed"),
+    ],
 )
 def test_bad_patience_in_the_sidecar(model_copy: Path, patience: tuple[object, object], message: str) -> None:
     _edit_sidecar(model_copy, lambda d: d["thresholds"].update(patience_windows=patience[0], patience_of=patience[1]))

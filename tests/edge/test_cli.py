@@ -182,3 +182,13 @@ def test_train_commands_name_the_missing_extra_before_starting(command: str, blo
     assert f"scream {command} needs the Python module '{blocked}'" in proc.stderr
     assert "pip install 'scream-detector[train]'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value", ["-1", "1.0", "0", "high"])
+def test_threshold_outside_0_1_names_the_flag_and_the_range(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    for command in (["detect", "x.wav"], ["demo"], ["explain", "x.wav", "--out", "x.png"]):
+        with pytest.raises(SystemExit) as exit_:
+            main([*command, "--threshold", value])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert "argument --threshold: must be" in err and "(0, 1)" in err and "decision parameters" not in err

@@ -29,22 +29,41 @@ def test_example_config_lists_every_key_with_its_default() -> None:
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({"mqtt": {"port": 70000}}, "mqtt.port is out of range"),
-        ({"mqtt": {"topic_prefix": "a/#"}}, "mqtt.topic_prefix is out of range"),
-        ({"webhook": {"enabled": True, "url": "ftp://x"}}, "webhook.url is out of range"),
-        ({"outbox": {"max_messages": 1}}, "outbox.max_messages is out of range"),
+        ({"mqtt": {"port": 70000}}, "mqtt.port must be a TCP port 1-65535, got 70000"),
+        ({"mqtt": {"topic_prefix": "a/#"}}, "mqtt.topic_prefix must be a topic without the wildcards"),
+        (
+            {"webhook": {"enabled": True, "url": "not a url"}},
+            "webhook.url must be an http:// or https:// URL when the webhook is enabled, got 'not a url'",
+        ),
+        ({"outbox": {"max_messages": 1}}, "outbox.max_messages must be in 10-10000000, got 1"),
         ({"schedule": {"name": "x"}}, r"schedule must be an array of tables"),
         ({"schedule": [{"name": "x", "start": "22:00"}]}, r"schedule\[0\].end is required"),
         (
             {"schedule": [{"name": "x", "start": "22:00", "end": "07:00", "days": ["funday"]}]},
-            r"schedule\[0\].days is out of range",
+            r"schedule\[0\].days must be a non-empty list of mon/tue/wed/thu/fri/sat/sun, got \['funday'\]",
         ),
         ({"site": "hall"}, "site must be a table"),
         ({"audio": {"device": True}}, "audio.device must be"),
-        ({"detector": {"patience_of": 3}}, "detector.patience_windows is out of range"),
-        ({"detector": {"patience_windows": 2, "patience_of": 1}}, "detector.patience_windows is out of range"),
-        ({"detector": {"patience_windows": 2}}, "detector.patience_of is out of range"),
-        ({"detector": {"smoothing_windows": 101}}, "detector.smoothing_windows is out of range"),
+        (
+            {"detector": {"patience_of": 3}},
+            "detector.patience_windows must be 0 .the model's own. or set with the other",
+        ),
+        (
+            {"detector": {"patience_windows": 2, "patience_of": 1}},
+            r"detector.patience_windows must be 0 \(the model's own\) or at most patience_of \(1\), got 2",
+        ),
+        (
+            {"detector": {"patience_windows": 2}},
+            "detector.patience_of must be 0 .the model's own. or set with the other",
+        ),
+        (
+            {"detector": {"smoothing_windows": 101}},
+            "detector.smoothing_windows must be 0 .the model's own. or a whole number in 1-100, got 101",
+        ),
+        (
+            {"detector": {"on_threshold": 0.7, "off_threshold": 0.8}},
+            r"detector.off_threshold must be 0 \(the model's own\) or at most on_threshold \(0.7\), got 0.8",
+        ),
         ({"detector": {"smoothing_windows": 2.5}}, "detector.smoothing_windows must be"),
     ],
 )
