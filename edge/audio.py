@@ -228,6 +228,8 @@ def open_audio(path: str | os.PathLike[str]) -> AudioFile:
         raise AudioError(f"{file_path}: no such file")
     if file_path.is_dir():
         raise AudioError(f"{file_path}: is a directory")
+    if not file_path.is_file():  # a FIFO, socket or device: its size says nothing, and it cannot be replayed
+        raise AudioError(f"{file_path}: not a regular file (a named pipe, socket or device); give a recorded file")
     file_size = file_path.stat().st_size
     if file_size == 0:
         raise AudioError(f"{file_path}: empty file (0 bytes)")

@@ -209,7 +209,11 @@ def build_sinks(config: Config, *, pin_factory: Any = None) -> tuple[list[Sink],
             sinks.append(GpioAlarm(config.gpio, pin_factory=pin_factory))
         except Exception as exc:  # gpiozero raises many kinds (BadPinFactory, PinInvalidPin, ...)
             unavailable["gpio"] = f"{type(exc).__name__}: {exc}"
-            logging.getLogger("scream").warning("GPIO outputs unavailable, continuing without: %s", exc)
+            logging.getLogger("scream").warning(
+                "no GPIO here (%s): running without LED and buzzer, and `scream status` reports it; off a Pi "
+                "set [gpio] enabled = false, or GPIOZERO_PIN_FACTORY=mock to exercise the GPIO path",
+                f"{type(exc).__name__}: {exc}",
+            )
     sinks.append(EventLog(config.event_log, config.state_path(config.event_log.path)))
     if config.clips.enabled:
         sinks.append(ClipSaver(config.clips, config.state_path(config.clips.dir)))
@@ -255,6 +259,14 @@ def cmd_listen(args: argparse.Namespace) -> int:
             queue_s=config.audio.queue_s,
         )
     sinks, unavailable = build_sinks(config)
+    log = logging.getLogger("scream")
+    log.info(
+        "state in %s: events %s, clips %s, status %s",
+        config.state_dir,
+        config.state_path(config.event_log.path),
+        config.state_path(config.clips.dir) if config.clips.enabled else "off",
+        config.state_path(config.paths.status_file),
+    )
     service = DetectorService(
         config,
         source=source,

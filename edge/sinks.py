@@ -14,6 +14,7 @@ import math
 import queue
 import shutil
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -127,10 +128,14 @@ class GpioAlarm:
         except ImportError as exc:
             raise ExtraMissingError("gpiozero", "edge", "GPIO outputs") from exc
         self.config = config
-        self.led = LED(config.led_pin, active_high=config.active_high, initial_value=False, pin_factory=pin_factory)
-        self.buzzer = Buzzer(
-            config.buzzer_pin, active_high=config.active_high, initial_value=False, pin_factory=pin_factory
-        )
+        # Off a Pi gpiozero tries each pin library in turn and warns for every one it lacks
+        # (PinFactoryFallback); the caller reports the one outcome that matters instead.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Ff]alling back.*")
+            self.led = LED(config.led_pin, active_high=config.active_high, initial_value=False, pin_factory=pin_factory)
+            self.buzzer = Buzzer(
+                config.buzzer_pin, active_high=config.active_high, initial_value=False, pin_factory=pin_factory
+            )
 
     def handle(self, message: Message) -> None:
         if not isinstance(message, AlarmMessage):

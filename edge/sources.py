@@ -7,6 +7,7 @@ A source signals a dead or stalled device with `SourceError`, which the service 
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import threading
 import time
@@ -21,6 +22,7 @@ from edge.audio import open_audio
 from edge.errors import ExtraMissingError, ScreamError
 
 FloatArray = npt.NDArray[np.float32]
+log = logging.getLogger("scream")
 PREFERRED_RATES_HZ = (48000, 44100, 32000, 22050, 96000, 8000)
 
 
@@ -85,6 +87,8 @@ class FileSource:
 
     def __init__(self, path: str | os.PathLike[str], *, chunk_ms: int = 100, realtime: bool = True) -> None:
         self._audio = open_audio(path)
+        for warning in self._audio.warnings:  # what `detect` prints beside its result
+            log.warning("%s: %s", path, warning)
         self.sample_rate_hz = self._audio.sample_rate_hz
         self.description = f"file {path}"
         self.stats = SourceStats()

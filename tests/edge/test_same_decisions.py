@@ -79,3 +79,30 @@ def test_listen_detect_and_explain_decide_alike(
     if detector:
         # The gate at -22 dBFS holds back every window of the quieter scream, in all three commands.
         assert quiet_windows and all(w.gated for w in quiet_windows) and live == loud
+
+
+def test_listen_off_a_pi_says_once_what_it_lacks_and_where_it_writes(
+    tiny_model: Path, recording: Path, tmp_path: Path
+) -> None:
+    """The first run on a laptop: GPIO on by default (no Pi here), a WAV cut short, the state folder."""
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(recording.read_bytes()[: recording.stat().st_size // 2])
+    state = tmp_path / "state"
+    config = tmp_path / "laptop.toml"
+    config.write_text(f'[paths]\nstate_dir = "{state}"\n[model]\nwatch = false\n')
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("GPIOZERO_PIN_FACTORY", None)
+    argv = listen_argv(config=config, model=tiny_model, source=cut, fast=True)
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    err = proc.stderr
+    assert "Fallback" not in err and err.count("no GPIO here") == 1 and "[gpio] enabled = false" in err
+    assert f"state in {state}: events {state / 'events.jsonl'}, clips {state / 'clips'}" in err
+    assert "truncated: header declares" in err  # as `scream detect` warns about the same file
+
+
+def test_a_named_pipe_is_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fifo = tmp_path / "live.wav"
+    os.mkfifo(fifo)
+    assert main(["detect", str(fifo)]) == 1
+    assert "not a regular file (a named pipe" in capsys.readouterr().err
