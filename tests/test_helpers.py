@@ -31,3 +31,9 @@ def test_every_program_the_tests_require_is_listed_for_ci() -> None:
     calls = re.compile(r'require_program\("([\w-]+)"\)')
     required = {name for path in ROOT.joinpath("tests").rglob("*.py") for name in calls.findall(path.read_text())}
     assert required and required <= set(listed)
+
+
+def test_the_readme_gives_the_apt_line_for_every_listed_package() -> None:
+    readme = (ROOT / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith("sudo apt-get install "))
+    assert set(system_packages().values()) - {"make"} <= set(line.split("#")[0].split()[3:])
