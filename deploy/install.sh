@@ -3,6 +3,7 @@
 #
 #   sudo deploy/install.sh              # from a checkout of this repository on the Pi
 #   sudo deploy/install.sh --dry-run    # print every step, change nothing
+#   deploy/install.sh --config-only DIR # only write the config a fresh install gets, into DIR
 #
 # Safe to run again: every step checks before it acts. What it does:
 #   apt packages (PortAudio, venv, the Pi 5 GPIO backend python3-lgpio), a system user `scream` in the
@@ -21,10 +22,11 @@ MODELS_DIR="$STATE_DIR/models"
 UNIT=/etc/systemd/system/scream-detector.service
 SERVICE_USER=scream
 START_SERVICE=1
+CONFIG_ONLY=""
 
 usage() {
     sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
-    echo "options: --dry-run  --source DIR  --no-start"
+    echo "options: --dry-run  --source DIR  --no-start  --config-only DIR"
 }
 
 while [ "$#" -gt 0 ]; do
@@ -32,6 +34,7 @@ while [ "$#" -gt 0 ]; do
         --dry-run) DRY_RUN=1 ;;
         --source) SOURCE_DIR="$2"; shift ;;
         --no-start) START_SERVICE=0 ;;
+        --config-only) CONFIG_ONLY="$2"; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "install.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -45,6 +48,36 @@ run() {
         "$@"
     fi
 }
+
+# A fresh install runs with the defaults: every output on, no schedule, the site named after the
+# host. config.example.toml (every key, with example values) is copied beside it for reference.
+write_config() {
+    local dir="$1" site
+    site="$(hostname 2>/dev/null || echo scream-detector)"
+    mkdir -p "$dir"
+    cat >"$dir/config.toml" <<EOF
+# Written by deploy/install.sh. Keys not set here keep their defaults: every output (LED, buzzer,
+# event log, clips) on, MQTT and webhooks off, no schedule, the model's own operating point.
+# config.example.toml beside this file lists every key; copy what you need from it.
+
+[site]
+name = "$site"
+location = ""
+
+[model]
+path = "$MODELS_DIR/current/model.tflite"
+
+[paths]
+state_dir = "$STATE_DIR"
+EOF
+    cp "$SOURCE_DIR/deploy/config.example.toml" "$dir/config.example.toml"
+}
+
+if [ -n "$CONFIG_ONLY" ]; then
+    write_config "$CONFIG_ONLY"
+    echo "wrote $CONFIG_ONLY/config.toml (and config.example.toml beside it)"
+    exit 0
+fi
 
 if [ "$DRY_RUN" -eq 0 ] && [ "$(id -u)" -ne 0 ]; then
     echo "install.sh: run as root (sudo), or with --dry-run to see the steps" >&2
@@ -106,11 +139,10 @@ step "config in $CONFIG_DIR"
 run mkdir -p "$CONFIG_DIR"
 if [ ! -f "$CONFIG_DIR/config.toml" ]; then
     if [ "$DRY_RUN" -eq 0 ]; then
-        sed -e "s#^path = \"\"  .*#path = \"$MODELS_DIR/current/model.tflite\"#" \
-            -e "s#^state_dir = .*#state_dir = \"$STATE_DIR\"#" \
-            "$SOURCE_DIR/deploy/config.example.toml" > "$CONFIG_DIR/config.toml"
+        write_config "$CONFIG_DIR"
     else
-        printf '    $ write %s from deploy/config.example.toml\n' "$CONFIG_DIR/config.toml"
+        printf '    $ write %s with the defaults (site %s), config.example.toml beside it\n' \
+            "$CONFIG_DIR/config.toml" "$(hostname 2>/dev/null || echo scream-detector)"
     fi
 else
     echo "    $CONFIG_DIR/config.toml exists; kept"

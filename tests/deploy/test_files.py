@@ -135,3 +135,27 @@ def test_ansible_playbook_syntax() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     site = (DEPLOY / "ansible" / "site.yml").read_text()
     assert "max_fail_percentage: 0" in site and "serial:" in site and "rescue:" in site
+
+
+def test_a_fresh_install_runs_with_the_defaults_not_the_example(tmp_path: Path) -> None:
+    """The config install.sh writes: the site named after the host, every output on, no schedule
+    (the example's 'night' window would silence the buzzer from 22:00), the example kept beside it."""
+    import socket
+
+    from edge.config import Config, load_config
+
+    out = tmp_path / "etc"
+    proc = subprocess.run(
+        ["bash", str(DEPLOY / "install.sh"), "--config-only", str(out)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    config = load_config(out / "config.toml")
+    assert config.site.name == socket.gethostname() and config.site.location == ""
+    assert config.schedule == [] and config.gpio.enabled and config.clips.enabled
+    assert config.model.path == "/var/lib/scream-detector/models/current/model.tflite"
+    assert config.paths.state_dir == "/var/lib/scream-detector"
+    defaults = Config()
+    for section in ("audio", "detector", "gpio", "event_log", "clips", "mqtt", "webhook", "outbox"):
+        assert getattr(config, section) == getattr(defaults, section), section
+    example = load_config(out / "config.example.toml")
+    assert example.site.name == "hallway-pi" and example.schedule  # the reference, unchanged
