@@ -7,8 +7,12 @@ message says what is wrong with the file.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import struct
+import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +28,15 @@ FloatArray = npt.NDArray[np.float32]
 MIN_SAMPLE_RATE_HZ = 1000
 MAX_SAMPLE_RATE_HZ = 768000
 AUDIO_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff"})
+
+# Compressed formats are decoded in blocks of this many frames whatever the caller asks for: some
+# decoders (libsndfile's MP3 through libmpg123, on damaged frames) give other samples for other read
+# sizes, and a file must give the same samples to `detect` (64 k blocks) and `listen` (100 ms).
+DECODE_FRAMES = 1 << 18
+# Lines a decoder library prints on stderr for each damaged frame.
+_DECODER_NOISE = re.compile(
+    r"^\[src/libmpg123/|^\[.*mpg123.*\]|^Note: |part2_3_length|Illegal Audio-MPEG-Header|big_values"
+)
 
 _WAVE_FORMAT_PCM = 0x0001
 _WAVE_FORMAT_IEEE_FLOAT = 0x0003
@@ -185,13 +198,46 @@ def _open_wav(path: Path, file_size: int) -> AudioFile:
     )
 
 
+@contextlib.contextmanager
+def _counting_decoder_noise(noise: list[str]) -> Iterator[None]:
+    """Capture what C libraries write to stderr (file descriptor 2) meanwhile: decoder complaints are
+    appended to `noise`, anything else is passed on to stderr."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr: nothing to capture
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines():
+                if _DECODER_NOISE.search(line):
+                    noise.append(line.strip())
+                elif line:
+                    print(line, file=sys.stderr)
+
+
+def _noise_warning(noise: list[str]) -> str:
+    return (
+        f"the decoder reported {len(noise)} damaged frame(s) (first: {noise[0][:120]}); "
+        "the audio there may be silence or noise"
+    )
+
+
 def _open_with_soundfile(path: Path) -> AudioFile:
     try:
         import soundfile
     except ImportError as exc:
         raise ExtraMissingError("soundfile", "formats", f"{path}: reading non-WAV audio") from exc
+    noise: list[str] = []
     try:
-        with soundfile.SoundFile(str(path)) as probe:
+        with _counting_decoder_noise(noise), soundfile.SoundFile(str(path)) as probe:
             rate, channels, frames = probe.samplerate, probe.channels, probe.frames
             format_name = f"{probe.format} {probe.subtype}"
     except (RuntimeError, soundfile.LibsndfileError, TypeError) as exc:
@@ -199,19 +245,41 @@ def _open_with_soundfile(path: Path) -> AudioFile:
     if channels == 0:
         raise AudioError(f"{path}: file has 0 channels")
     _check_rate(path, rate)
+    warnings: list[str] = []
 
-    def reader(block_frames: int) -> Iterator[FloatArray]:
+    def decoded() -> Iterator[FloatArray]:
+        """The file in DECODE_FRAMES blocks, read in the same way every time."""
+        noise.clear()
         try:
             with soundfile.SoundFile(str(path)) as handle:
                 while True:
-                    block = handle.read(block_frames, dtype="float32", always_2d=True)
+                    with _counting_decoder_noise(noise):
+                        block = handle.read(DECODE_FRAMES, dtype="float32", always_2d=True)
                     if block.shape[0] == 0:
-                        return
+                        break
                     yield block
         except (RuntimeError, soundfile.LibsndfileError) as exc:
             raise AudioError(f"{path}: decoding failed ({exc})") from exc
+        if noise and not any(w.startswith("the decoder reported") for w in warnings):
+            warnings.append(_noise_warning(noise))
 
-    return AudioFile(path, rate, channels, frames, format_name, [], reader)
+    def reader(block_frames: int) -> Iterator[FloatArray]:
+        """Blocks of `block_frames` cut from the fixed-size decoded blocks."""
+        pending: list[FloatArray] = []
+        held = 0
+        for block in decoded():
+            pending.append(block)
+            held += block.shape[0]
+            if held >= block_frames:
+                joined = np.concatenate(pending)
+                whole = (held // block_frames) * block_frames
+                for start in range(0, whole, block_frames):
+                    yield joined[start : start + block_frames]
+                pending, held = [joined[whole:]], held - whole
+        if held:
+            yield np.concatenate(pending)
+
+    return AudioFile(path, rate, channels, frames, format_name, warnings, reader)
 
 
 def _is_compressed_audio(magic: bytes) -> bool:

@@ -87,8 +87,8 @@ class FileSource:
 
     def __init__(self, path: str | os.PathLike[str], *, chunk_ms: int = 100, realtime: bool = True) -> None:
         self._audio = open_audio(path)
-        for warning in self._audio.warnings:  # what `detect` prints beside its result
-            log.warning("%s: %s", path, warning)
+        self._warned = 0
+        self._log_warnings()
         self.sample_rate_hz = self._audio.sample_rate_hz
         self.description = f"file {path}"
         self.stats = SourceStats()
@@ -97,6 +97,12 @@ class FileSource:
         self._blocks: Iterator[FloatArray] | None = None
         self._started = 0.0
         self._delivered = 0
+
+    def _log_warnings(self) -> None:
+        """What `detect` prints beside its result, each warning once."""
+        for warning in self._audio.warnings[self._warned :]:
+            log.warning("%s: %s", self._audio.path, warning)
+        self._warned = len(self._audio.warnings)
 
     def open(self) -> None:
         self._blocks = self._audio.blocks(self._chunk_frames)
@@ -108,6 +114,7 @@ class FileSource:
             raise SourceError("file source read before open")
         chunk = next(self._blocks, None)
         if chunk is None:
+            self._log_warnings()  # the decoder's, known once the file is decoded
             raise EndOfStream(f"end of {self.description}")
         if self._realtime:
             due = self._started + (self._delivered + chunk.size) / self.sample_rate_hz
