@@ -25,6 +25,7 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         epochs=args.epochs,
         seed=args.seed,
         split_by=args.split_by,
+        procedural_fraction=args.procedural_fraction,
         cache_dir=args.cache or "",
         verbose=2,
         max_false_alarms_per_hour=args.max_false_alarms_per_hour,
@@ -142,6 +143,13 @@ def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--width", type=positive_int, help="channels of the first convolution; later blocks use 2x and 4x"
+    )
+    parser.add_argument(
+        "--procedural-fraction",
+        type=float,
+        default=0.0,
+        help="share of negative excerpts drawn from procedural vocal non-screams, alarms and ringtones "
+        "(train/procedural.py; default 0, off)",
     )
     parser.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
     point = parser.add_argument_group(

@@ -41,6 +41,10 @@ class TrainConfig:
     hard_negative_weight: float = 3.0
     onset_window_fraction: float = 0.3  # of scream windows: ones that end 0.25-0.6 s after the onset
     noise_only_fraction: float = 0.08  # of negatives: synthesised noise or near-silence
+    # Of negatives: a procedural vocal non-scream, alarm or ringtone (train/procedural.py), drawn from
+    # a pool of `procedural_pool` made once per run. 0 (off) keeps the recipe's random stream as it was.
+    procedural_fraction: float = 0.0
+    procedural_pool: int = 600
     label_smoothing: float = 0.1
     target_fpr: float = 0.01  # window-level false-positive rate of the first `on` (the fallback)
     off_fpr: float = 0.03
@@ -109,6 +113,17 @@ def eval_windows(split: PreparedSplit, features: FeatureParams, config: TrainCon
     return EvalWindows(np.concatenate(parts), np.array(labels))
 
 
+def procedural_pool(rate: int, config: TrainConfig) -> list[FloatArray]:
+    """`config.procedural_pool` procedural negatives, every family in turn, seeded by the run's seed."""
+    from train.procedural import FAMILIES, sound
+
+    names = list(FAMILIES)
+    return [
+        sound(names[i % len(names)], rate, np.random.default_rng([config.seed, 7919, i]))
+        for i in range(config.procedural_pool)
+    ]
+
+
 class AugmentedBatches:
     """Balanced, freshly augmented batches; batch (epoch, i) is the same whatever the threading."""
 
@@ -124,6 +139,7 @@ class AugmentedBatches:
         weights = np.array([config.hard_negative_weight if c.family != "other" else 1.0 for c, _ in negatives])
         self.negative_p = weights / weights.sum()
         self.backgrounds = self.negatives
+        self.procedural = procedural_pool(features.sample_rate_hz, config) if config.procedural_fraction else []
         self.epoch = 0
 
     def _speed(self, rng: np.random.Generator) -> float:
@@ -146,6 +162,9 @@ class AugmentedBatches:
             elif rng.random() < self.config.noise_only_fraction:
                 color = str(rng.choice(["white", "pink", "brown", "hum"]))
                 source = colored_noise(self.length, color, rate, rng) * np.float32(10 ** rng.uniform(-4, -1))
+            elif self.procedural and rng.random() < self.config.procedural_fraction:
+                source = self.procedural[rng.integers(len(self.procedural))]
+                speed = self._speed(rng)
             else:
                 source = self.negatives[rng.choice(len(self.negatives), p=self.negative_p)]
                 speed = self._speed(rng)
