@@ -26,6 +26,8 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         seed=args.seed,
         split_by=args.split_by,
         procedural_fraction=args.procedural_fraction,
+        distill_weight=args.distill_weight,
+        teacher_dir=args.teacher,
         cache_dir=args.cache or "",
         verbose=2,
         max_false_alarms_per_hour=args.max_false_alarms_per_hour,
@@ -150,6 +152,16 @@ def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="share of negative excerpts drawn from procedural vocal non-screams, alarms and ringtones "
         "(train/procedural.py; default 0, off)",
+    )
+    parser.add_argument(
+        "--distill-weight",
+        type=float,
+        default=0.0,
+        help="> 0: also learn the teacher's embedding of every augmented excerpt, with this loss weight "
+        "(an auxiliary head dropped at export; train/distill.py; default 0, off)",
+    )
+    parser.add_argument(
+        "--teacher", default="../shared/models/yamnet", help="the teacher for --distill-weight (YAMNet TF-Lite folder)"
     )
     parser.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
     point = parser.add_argument_group(

@@ -16,12 +16,17 @@ def build_model(
     seed: int = 0,
     head: str = "global",
     name: str = "scream_cnn",
+    distill_dim: int = 0,
 ) -> Any:
     """A Keras model: log-mel window (frames, mels, 1) -> scream probability.
 
     `head` "global" averages the last feature map over time and frequency; "frequency" averages over
     time only and keeps each mel region apart, so the classifier knows where in the spectrum (how
-    high) a sound is, not only what its local texture looks like."""
+    high) a sound is, not only what its local texture looks like.
+
+    `distill_dim` > 0 adds a second output, "teacher": a unit-length `distill_dim`-d projection of
+    the pooled features, trained towards the teacher's embedding of the same audio (train/distill.py).
+    `scream_only` drops it again for export and ensembles."""
     if head not in ("global", "frequency"):
         raise ValueError(f"unknown model head {head!r}: expected 'global' or 'frequency'")
     import keras
@@ -46,9 +51,23 @@ def build_model(
     else:
         x = layers.AveragePooling2D(pool_size=(x.shape[1], 1))(x)
         x = layers.Flatten()(x)
+    features = x
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(1, activation="sigmoid", name="scream")(x)
-    return keras.Model(inputs, outputs, name=name)
+    if distill_dim <= 0:
+        return keras.Model(inputs, outputs, name=name)
+    projected = layers.Dense(distill_dim, name="teacher_projection")(features)
+    teacher = layers.UnitNormalization(name="teacher")(projected)
+    return keras.Model(inputs, {"scream": outputs, "teacher": teacher}, name=name)
+
+
+def scream_only(model: Any) -> Any:
+    """The model with only its scream output (the same layers and weights): what is exported."""
+    import keras
+
+    if not isinstance(model.output, dict):
+        return model
+    return keras.Model(model.input, model.output["scream"], name=model.name)
 
 
 def build_ensemble(members: list[Any]) -> Any:

@@ -8,7 +8,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +22,10 @@ from train.data import Clip, DataError, Dataset, WaveformCache, load_dataset, re
 from train.operating_point import on_off_at
 from train.splits import fold_splits, split_by_group, write_splits
 from train.windows import edge_windows, random_window, window_samples
+
+if TYPE_CHECKING:
+    from train.corpus.teacher import Teacher
+    from train.distill import TeacherTargets
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -45,6 +49,10 @@ class TrainConfig:
     # a pool of `procedural_pool` made once per run. 0 (off) keeps the recipe's random stream as it was.
     procedural_fraction: float = 0.0
     procedural_pool: int = 600
+    # > 0: the student also learns the teacher's embedding of every augmented excerpt (an auxiliary
+    # head dropped at export, train/distill.py), with this weight beside the scream loss.
+    distill_weight: float = 0.0
+    teacher_dir: str = "../shared/models/yamnet"  # YAMNet as TF-Lite, for distill_weight > 0
     label_smoothing: float = 0.1
     target_fpr: float = 0.01  # window-level false-positive rate of the first `on` (the fallback)
     off_fpr: float = 0.03
@@ -128,9 +136,16 @@ class AugmentedBatches:
     """Balanced, freshly augmented batches; batch (epoch, i) is the same whatever the threading."""
 
     def __init__(
-        self, split: PreparedSplit, features: FeatureParams, config: TrainConfig, augment: AugmentParams
+        self,
+        split: PreparedSplit,
+        features: FeatureParams,
+        config: TrainConfig,
+        augment: AugmentParams,
+        *,
+        teacher: TeacherTargets | None = None,
     ) -> None:
         self.features, self.config, self.augment = features, config, augment
+        self.teacher = teacher
         self.extractor = LogMelExtractor(features)
         self.length = window_samples(features, config.window_frames)
         self.screams = [w for c, w in zip(split.clips, split.waves, strict=True) if c.is_scream]
@@ -149,6 +164,16 @@ class AugmentedBatches:
         return float(rng.uniform(*self.augment.speed_range)) if p and rng.random() < p else 1.0
 
     def batch(self, index: int) -> tuple[FloatArray, FloatArray]:
+        windows, labels, _ = self._batch(index)
+        return windows, labels
+
+    def batch_with_teacher(self, index: int) -> tuple[FloatArray, dict[str, FloatArray]]:
+        """The same batch, with the teacher's embedding of each augmented excerpt as a second target."""
+        assert self.teacher is not None
+        windows, labels, excerpts = self._batch(index)
+        return windows, {"scream": labels, "teacher": self.teacher.embed(excerpts)}
+
+    def _batch(self, index: int) -> tuple[FloatArray, FloatArray, list[FloatArray]]:
         rng = np.random.default_rng([self.config.seed, self.epoch, index])
         half = self.config.batch_size // 2
         rate = self.features.sample_rate_hz
@@ -180,7 +205,7 @@ class AugmentedBatches:
             excerpts.append(augment_waveform(excerpt, rate, rng, self.augment, self.backgrounds))
             labels.append(float(is_scream))
         windows = np.stack([spec_augment(self.extractor.compute(x), rng, self.augment) for x in excerpts])
-        return windows[..., None], np.array(labels, dtype=np.float32)[:, None]
+        return windows[..., None], np.array(labels, dtype=np.float32)[:, None], excerpts
 
 
 def _keras_sequence(batches: AugmentedBatches, steps: int) -> Any:
@@ -193,8 +218,8 @@ def _keras_sequence(batches: AugmentedBatches, steps: int) -> Any:
         def __len__(self) -> int:
             return steps
 
-        def __getitem__(self, index: int) -> tuple[FloatArray, FloatArray]:
-            return batches.batch(index)
+        def __getitem__(self, index: int) -> Any:
+            return batches.batch_with_teacher(index) if batches.teacher is not None else batches.batch(index)
 
         def on_epoch_end(self) -> None:
             batches.epoch += 1
@@ -247,8 +272,10 @@ def train(
     config: TrainConfig | None = None,
     features: FeatureParams | None = None,
     augment: AugmentParams | None = None,
+    teacher: Teacher | None = None,
 ) -> TrainResult:
-    """Train and export `<out>.tflite` + `<out>.json`; the run's files go to `<out>-run/`."""
+    """Train and export `<out>.tflite` + `<out>.json`; the run's files go to `<out>-run/`.
+    With `config.distill_weight` > 0 the teacher is `teacher`, else YAMNet from `config.teacher_dir`."""
     from train.export import export_model
     from train.model import build_ensemble
 
@@ -292,9 +319,17 @@ def train(
         f"test windows: {test.labels.sum()} / {(~test.labels).sum()}"
     )
 
+    targets = None
+    if config.distill_weight > 0:
+        from train.distill import TeacherTargets, load_teacher
+
+        targets = TeacherTargets(teacher or load_teacher(config.teacher_dir), features, config.window_frames)
+        _log(f"distilling {targets.identity} ({targets.dim}-d embedding) with weight {config.distill_weight}")
     names = [f"member_{k}" for k in range(config.members)] if config.members > 1 else ["scream_cnn"]
     fits = [
-        _fit_member(replace(config, seed=config.seed + k), prepared["train"], val, features, augment, name=name)
+        _fit_member(
+            replace(config, seed=config.seed + k), prepared["train"], val, features, augment, name=name, teacher=targets
+        )
         for k, name in enumerate(names)
     ]
     batches = fits[0].batches
@@ -361,6 +396,7 @@ def _fit_member(
     augment: AugmentParams,
     *,
     name: str,
+    teacher: TeacherTargets | None = None,
 ) -> FittedMember:
     """One network, seeded by `config.seed` (its weights and its stream of augmented batches)."""
     import keras
@@ -369,7 +405,7 @@ def _fit_member(
 
     if config.members > 1:
         _log(f"training ensemble member with seed {config.seed}")
-    batches = AugmentedBatches(train_split, features, config, augment)
+    batches = AugmentedBatches(train_split, features, config, augment, teacher=teacher)
     stats_sample = np.concatenate([batches.batch(i)[0] for i in range(4)])
     batches.epoch = 0
     model = build_model(
@@ -381,7 +417,12 @@ def _fit_member(
         seed=config.seed,
         head=config.head,
         name=name,
+        distill_dim=teacher.dim if teacher is not None else 0,
     )
+    if teacher is not None:
+        from train.distill import fit_distilled
+
+        return FittedMember(*fit_distilled(model, batches, val, config))
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
