@@ -148,13 +148,15 @@ class Device:
 
     def wait_for_sha(self, sha256: str) -> None:
         deadline = time.monotonic() + self.target.confirm_timeout_s
-        live = ""
+        live, refused = "", ""
         while time.monotonic() < deadline:
             status = self.live_status()
-            live = str(status.get("model_sha256", ""))
-            if live == sha256 and not status.get("last_reload_error"):
+            live, refused = str(status.get("model_sha256", "")), str(status.get("last_reload_error", ""))
+            if live == sha256 and not refused:
                 return
             time.sleep(0.5)
+        if live == sha256:
+            raise DeployError(f"confirm: the service runs {sha256[:12]} but reports a refused reload: {refused}")
         raise DeployError(
             f"confirm: the service still runs model {live[:12] or 'unknown'} after "
             f"{self.target.confirm_timeout_s:.0f} s, not {sha256[:12]}"
@@ -256,17 +258,20 @@ def _undo(
     if not incoming:
         outcome.detail += "; nothing on the device was changed"
         return
-    try:
-        if old is not None:
-            old_current, old_previous = old
-            _progress(target.host, f"rolling back to {old_current or 'no model'}")
+    if old is not None:
+        old_current, old_previous = old
+        _progress(target.host, f"rolling back to {old_current or 'no model'}")
+        try:
             _restore(device, "current", old_current)
             _restore(device, "previous", old_previous)
+        except DeployError as exc:
+            outcome.detail += f"; rollback failed too: {exc}"
+            return
+        outcome.detail += f"; rolled back to {old_current}" if old_current else "; current model link removed"
+        try:
             device.reload()
-            outcome.detail += f"; rolled back to {old_current}" if old_current else "; current model link removed"
-    except DeployError as exc:
-        outcome.detail += f"; rollback failed too: {exc}"
-        return
+        except DeployError as exc:  # the links are back; the service may still hold the new model
+            outcome.detail += f"; reloading after the rollback failed too: {exc}"
     try:
         doomed = [incoming] + ([f"{target.models}/releases/{release}"] if release else [])
         device.run("rm -rf " + " ".join(shlex.quote(p) for p in doomed), step="clean up")

@@ -28,10 +28,16 @@ from edge.errors import ExtraMissingError, ScreamError
 from edge.sinks import AlarmMessage, Message
 
 log = logging.getLogger("scream")
+RETRY_AFTER_MAX_S = 3600.0  # a receiver asking for a longer wait gets an hour
 
 
 class DeliveryError(ScreamError, RuntimeError):
-    """Delivery failed for now (broker down, timeout, 5xx): the message stays and is retried."""
+    """Delivery failed for now (broker down, timeout, 5xx): the message stays and is retried, not
+    before `retry_after_s` when the receiver asked for that (HTTP Retry-After)."""
+
+    def __init__(self, message: str, *, retry_after_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class PermanentDeliveryError(DeliveryError):
@@ -191,6 +197,11 @@ class AlertChannel:
                 if not isinstance(exc, DeliveryError | OSError):
                     log.exception("%s delivery failed unexpectedly; retrying", self.name)
                 self.outbox.retry_later(message_id, self.last_error)
+                asked = exc.retry_after_s if isinstance(exc, DeliveryError) else 0.0
+                if asked > 0:  # the receiver said when: neither a new alarm nor the backoff goes sooner
+                    self._stop.wait(min(asked, RETRY_AFTER_MAX_S))
+                    backoff = min(backoff * 2, self.config.retry_max_s)
+                    continue
                 # Backoff, cut short by a new alarm or the transport coming back (never by nothing).
                 self._wake.clear()
                 if self._wake.wait(backoff):
@@ -371,7 +382,12 @@ class WebhookTransport:
         except urllib.error.HTTPError as exc:
             if 400 <= exc.code < 500 and exc.code not in (408, 425, 429):
                 raise PermanentDeliveryError(f"webhook {self.config.url} answered {exc.code} {exc.reason}") from exc
-            raise DeliveryError(f"webhook {self.config.url} answered {exc.code} {exc.reason}") from exc
+            wait = _retry_after_s(exc.headers.get("Retry-After", "") if exc.headers else "")
+            raise DeliveryError(
+                f"webhook {self.config.url} answered {exc.code} {exc.reason}"
+                + (f" (retry after {wait:g} s)" if wait else ""),
+                retry_after_s=wait,
+            ) from exc
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             raise DeliveryError(f"webhook {self.config.url} unreachable: {exc}") from exc
         except http.client.HTTPException as exc:  # a reply that is not HTTP, or cut short
@@ -384,6 +400,22 @@ class WebhookTransport:
 
     def close(self) -> None:
         pass
+
+
+def _retry_after_s(value: str) -> float:
+    """An HTTP Retry-After header in seconds (a number, or an HTTP date); 0 when absent or unreadable."""
+    import email.utils
+
+    value = value.strip()
+    if not value:
+        return 0.0
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return max(0.0, when.timestamp() - time.time())
 
 
 def verify_signature(secret: str, body: bytes, header: str) -> bool:

@@ -192,3 +192,34 @@ def test_push_requires_a_model(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["deploy", "push", "somehost"]) == 2
     assert "needs --model" in capsys.readouterr().err
     assert isinstance(Target(host="x").models, str)
+
+
+def test_a_push_whose_reload_fails_puts_both_links_back_and_removes_the_release(
+    device: FakeDevice, second_model: Path, third_model: Path
+) -> None:
+    first_sha = device.live_sha()
+    assert push(device.target, second_model).ok
+    second_sha = sha256_file(second_model)
+    broken = dataclasses.replace(device.target, systemctl="/bin/false")  # `systemctl reload` fails
+    failed = push(broken, third_model)
+    assert not failed.ok and failed.detail.startswith("reload service:")
+    # The rollback's own reload fails too (the same systemctl), and says so; the links are back anyway.
+    assert f"rolled back to {second_sha[:12]}; reloading after the rollback failed too" in failed.detail
+    assert device.current_release() == second_sha[:12]
+    assert os.readlink(device.models / "previous") == f"releases/{first_sha[:12]}"
+    assert sorted(p.name for p in (device.models / "releases").iterdir()) == sorted([first_sha[:12], second_sha[:12]])
+    _no_partial_files(device)
+    assert device.live_sha() == second_sha  # the service never left the model it ran
+
+
+def test_confirm_refuses_a_live_sha_that_came_with_a_reload_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The device reports the new sha256 but also a refused reload: not confirmed."""
+    from deploy.remote import DeployError, Device
+
+    device = Device(Target(host="nowhere", confirm_timeout_s=1.0))
+    reports = iter([{"model_sha256": "a" * 64, "last_reload_error": "sha256 mismatch"}] * 10)
+    monkeypatch.setattr(Device, "live_status", lambda self: next(reports))
+    with pytest.raises(DeployError, match="confirm: the service runs aaaaaaaaaaaa but reports a refused reload"):
+        device.wait_for_sha("a" * 64)
+    monkeypatch.setattr(Device, "live_status", lambda self: {"model_sha256": "a" * 64, "last_reload_error": ""})
+    device.wait_for_sha("a" * 64)  # the same sha without the error is confirmed

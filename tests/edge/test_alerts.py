@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.server
 import json
 import socket
@@ -231,6 +233,7 @@ def test_outbox_bound_drops_oldest_and_counts(tmp_path: Path) -> None:
 class Receiver(http.server.BaseHTTPRequestHandler):
     script: ClassVar[list[str]] = []
     received: ClassVar[list[tuple[bytes, dict[str, str]]]] = []
+    times: ClassVar[list[float]] = []  # monotonic time of each request
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -239,6 +242,13 @@ class Receiver(http.server.BaseHTTPRequestHandler):
             time.sleep(1.0)
             action = "200"
         Receiver.received.append((body, dict(self.headers)))
+        Receiver.times.append(time.monotonic())
+        if ":" in action:  # "429:2": that status with "Retry-After: 2"
+            code, after = action.split(":")
+            self.send_response(int(code))
+            self.send_header("Retry-After", after)
+            self.end_headers()
+            return
         if action in ("garbage", "short"):  # a reply that is not HTTP, or one cut short of its length
             if action == "garbage":
                 self.wfile.write(b"THIS IS NOT HTTP\r\n\r\n")
@@ -258,7 +268,7 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def http_server() -> Iterator[str]:
-    Receiver.script, Receiver.received = [], []
+    Receiver.script, Receiver.received, Receiver.times = [], [], []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -277,6 +287,8 @@ def test_webhook_retries_500_and_timeouts_and_signs(http_server: str, tmp_path: 
     assert [b["id"] for b in bodies][-2:] == ["ev0007", "ev0008"]
     assert sum(b["id"] == "ev0007" for b in bodies) >= 3  # 500, timeout, 503, then 200
     body, headers = Receiver.received[-1]
+    # The documented header, computed here independently: sha256=<hex HMAC-SHA256 of the body>.
+    assert headers["X-Scream-Signature"] == "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
     assert verify_signature("s3cret", body, headers["X-Scream-Signature"])
     assert not verify_signature("wrong", body, headers["X-Scream-Signature"])
     assert json.loads(body)["type"] == "event_end"
@@ -356,6 +368,20 @@ def test_status_reports_an_alert_channel_that_cannot_deliver(tmp_path: Path) -> 
     finally:
         worker.sink.close_grace_s = 0.0  # type: ignore[attr-defined]
         worker.drain()
+
+
+def test_429_is_retried_and_retry_after_is_honoured(http_server: str, tmp_path: Path) -> None:
+    """Too many requests is not a refusal: retried, and not before the Retry-After the receiver gave
+    (the channel's own backoff here is 50 ms)."""
+    Receiver.script = ["429", "429:1", "200"]
+    config = WebhookConfig(enabled=True, url=http_server, timeout_s=2)
+    channel = AlertChannel("webhook", Outbox(tmp_path / "o.sqlite3", max_messages=100), WebhookTransport(config), FAST)
+    channel.handle(AlarmMessage("end", event(1), ALL))
+    assert wait_until(lambda: channel.outbox.stats("webhook")["delivered"] == 1, timeout_s=15.0)
+    assert channel.outbox.stats("webhook")["failed"] == 0 and len(Receiver.times) == 3
+    assert Receiver.times[1] - Receiver.times[0] < 0.9  # the plain 429: the usual short backoff
+    assert Receiver.times[2] - Receiver.times[1] >= 0.95  # "Retry-After: 1" waited for
+    channel.close()
 
 
 def test_webhook_permanent_4xx_is_reported_not_retried_forever(http_server: str, tmp_path: Path) -> None:

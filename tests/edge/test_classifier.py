@@ -192,3 +192,15 @@ def test_every_tensor_field_the_sidecar_declares_is_checked(
         Classifier(model_copy)
     assert main(["check-model", str(model_copy)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_windows_are_quantised_to_the_nearest_step_and_clipped(tiny_model: Path) -> None:
+    """q = round(x / scale + zero_point), clipped to int8, computed here by hand from the sidecar."""
+    classifier = Classifier(tiny_model)
+    side = json.loads(tiny_model.with_suffix(".json").read_text())["input"]["quantisation"]
+    scale, zero = side["scale"], side["zero_point"]
+    steps = np.array([3.7, 3.2, -2.7, -2.2, 0.4, 500.0, -500.0])  # x / scale + zero_point
+    expected = np.array([4, 3, -3, -2, 0, 127, -128], dtype=np.int8)
+    window = np.zeros(classifier.input_shape, np.float32)
+    window.flat[: steps.size] = ((steps - zero) * scale).astype(np.float32)
+    np.testing.assert_array_equal(classifier.quantise(window).flat[: steps.size], expected)

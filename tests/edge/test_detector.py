@@ -172,3 +172,23 @@ def test_patience_and_smoothing_keep_their_time_span_at_another_hop() -> None:
     longest = DecisionParams(patience_windows=60, patience_of=60).at_hop(25, 10)
     assert (longest.patience_windows, longest.patience_of) == (100, 100)  # 149 would be over the limit
     assert DecisionParams.from_sidecar(params.to_sidecar()) == params
+
+
+def test_a_new_event_may_start_exactly_when_the_cooldown_ends() -> None:
+    detector = Detector(DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=0.0, cooldown_s=1.0))
+    assert step(detector, 0.9, 0.0, 1.0)  # starts
+    ended = step(detector, 0.1, 0.25, 1.25)
+    assert ended and ended[0].event.end_s == 1.0  # cooldown until 2.0
+    assert step(detector, 0.9, 0.5, 1.5) == [] and step(detector, 0.9, 0.75, 1.75) == []
+    again = step(detector, 0.9, 1.0, 2.0)  # the window that ends as the cooldown does may start one
+    assert again and isinstance(again[0], EventStarted) and again[0].event.detected_s == 2.0
+
+
+def test_the_end_of_the_stream_keeps_the_minimum_event_length() -> None:
+    detector = Detector(DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=3.0))
+    assert step(detector, 0.9, 0.0, 1.0)
+    (closed,) = detector.finish(5.0)
+    assert closed.event.end_s == 3.0 and closed.event.ended_by == "end_of_stream"  # start + min_event_s
+    short = Detector(DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=3.0))
+    step(short, 0.9, 0.0, 1.0)
+    assert short.finish(2.0)[0].event.end_s == 2.0  # ... but never past the stream's end
