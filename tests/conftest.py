@@ -12,6 +12,8 @@ import pytest
 
 from tests.helpers import make_synthetic_dataset
 
+pytest_plugins = ["tests.skipguard"]
+
 
 @pytest.fixture(scope="session")
 def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:

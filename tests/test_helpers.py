@@ -37,3 +37,45 @@ def test_the_readme_gives_the_apt_line_for_every_listed_package() -> None:
     readme = (ROOT / "README.md").read_text()
     line = next(x for x in readme.splitlines() if x.startswith("sudo apt-get install "))
     assert set(system_packages().values()) - {"make"} <= set(line.split("#")[0].split()[3:])
+
+
+def test_with_ci_true_a_skip_fails_the_run_unless_allowed(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "test_sample.py").write_text(
+        "import pytest\n\ndef test_runs():\n    pass\n\ndef test_skips():\n    pytest.skip('no broker here')\n"
+    )
+    allow = tmp_path / "allow.txt"
+    allow.write_text("# none\n")
+
+    def run(ci: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "CI": ci, "SCREAM_SKIP_ALLOWLIST": str(allow), "PYTHONPATH": str(ROOT)}
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "tests.skipguard",
+            "-p",
+            "no:cacheprovider",
+            "test_sample.py",
+        ]
+        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+
+    assert run("").returncode == 0  # a developer's run: a skip is a skip
+    failed = run("true")
+    assert failed.returncode == 1 and "test_sample.py::test_skips: Skipped: no broker here" in failed.stdout
+    allow.write_text("test_sample.py::test_skips  # the sample's reason\n")
+    assert run("true").returncode == 0
+    allow.write_text("test_sample.py::test_skips\n")
+    assert "needs a reason" in run("true").stdout + run("true").stderr
+
+
+def test_the_checked_in_allow_list_is_short_and_reasoned() -> None:
+    from tests.skipguard import allowed_prefixes
+
+    prefixes = allowed_prefixes()
+    assert 0 < len(prefixes) <= 3 and all((ROOT / p.split("::")[0]).exists() for p in prefixes)
