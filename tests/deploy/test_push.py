@@ -191,7 +191,11 @@ def test_push_requires_a_model(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["deploy", "push", "somehost"]) == 2
     assert "needs --model" in capsys.readouterr().err
-    assert isinstance(Target(host="x").models, str)
+    target = Target(host="x", root="/tmp/device")
+    assert (target.models, target.config) == (
+        "/tmp/device/var/lib/scream-detector/models",
+        "/tmp/device/etc/scream-detector/config.toml",
+    )
 
 
 def test_a_push_whose_reload_fails_puts_both_links_back_and_removes_the_release(

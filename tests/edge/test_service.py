@@ -124,8 +124,16 @@ def test_led_timing_in_real_time_replay(tiny_model: Path, tmp_path: Path, pins: 
     service.run()
     led_on = [t for t, state in pin_timeline(pins, 17, created) if state]
     assert led_on, "no alarm"
-    delay = led_on[0] - started - onset  # replay started when run() opened the source
-    assert -0.2 < delay < 1.5
+    # When the decisions start the event, in stream time: what detect finds in the same file.
+    from edge.classifier import Classifier
+    from edge.pipeline import analyse_file
+
+    decided = analyse_file(path, Classifier(tiny_model), config).events[0].detected_s
+    lag = led_on[0] - started - decided  # replay started when run() opened the source
+    print(f"onset {onset} s, decided {decided:.2f} s, LED on {led_on[0] - started:.3f} s")
+    assert decided - onset <= 1.0  # the tiny model's own decision time (the bundled model's: scream bench)
+    # The LED follows the decision within one capture chunk (100 ms) plus scoring and the GPIO thread.
+    assert 0.0 <= lag < 0.2
     # The buzzer beeps (0.1 s on, 0.1 s off) and stops within buzzer_max_s (0.6 s) of its first beep.
     buzzer = pin_timeline(pins, 27, created)
     ons = [t for t, state in buzzer if state]
@@ -202,12 +210,11 @@ def test_microphone_faults_are_survived_and_reported(tiny_model: Path, tmp_path:
 
 def test_real_pyaudio_source_logic_with_a_fake_portaudio(monkeypatch: pytest.MonkeyPatch) -> None:
     """PyAudioSource's callback, bounded queue, overflow count and unplug detection, with PortAudio faked."""
-    import threading
     import types
 
     class FakeStream:
         def __init__(self, callback: Any, frames: int) -> None:
-            self.callback, self.frames, self.active = callback, frames, True
+            self.callback, self.frames, self.active, self.closed = callback, frames, True, False
 
         def deliver(self, n: int, status: int = 0) -> None:
             for _ in range(n):
@@ -220,9 +227,10 @@ def test_real_pyaudio_source_logic_with_a_fake_portaudio(monkeypatch: pytest.Mon
             self.active = False
 
         def close(self) -> None:
-            pass
+            self.closed = True
 
     streams: list[FakeStream] = []
+    terminated: list[bool] = []
 
     class FakePyAudio:
         def get_device_count(self) -> int:
@@ -245,7 +253,7 @@ def test_real_pyaudio_source_logic_with_a_fake_portaudio(monkeypatch: pytest.Mon
             return stream
 
         def terminate(self) -> None:
-            pass
+            terminated.append(True)
 
     fake = types.SimpleNamespace(PyAudio=FakePyAudio, paFloat32=1)
     monkeypatch.setitem(sys.modules, "pyaudio", fake)
@@ -269,10 +277,11 @@ def test_real_pyaudio_source_logic_with_a_fake_portaudio(monkeypatch: pytest.Mon
     stream.active = False
     with pytest.raises(SourceError, match="unplugged"):
         source.read(0.01)
+    terminations = len(terminated)
     source.close()
+    assert stream.closed and not stream.active and len(terminated) == terminations + 1  # the device is let go
     with pytest.raises(SourceError, match="no input device name contains 'blue yeti'"):
         PyAudioSource("blue yeti").open()
-    assert threading.active_count() >= 1
 
 
 def test_schedule_switches_outputs_and_sensitivity_on_a_fake_clock(

@@ -136,9 +136,11 @@ def test_spec_augment_masks_with_the_mean() -> None:
     params = AugmentParams(specaugment_probability=1.0, time_masks=1, time_mask_frames=10, freq_masks=0)
     masked = spec_augment(features, rng, params)
     changed_rows = np.flatnonzero(np.any(masked != features, axis=1))
-    assert changed_rows.size <= 10
-    if changed_rows.size:
-        assert np.allclose(masked[changed_rows], features.mean())
+    assert 1 <= changed_rows.size <= 10  # a mask is applied (a SpecAugment that did nothing fails here)
+    assert np.all(np.diff(changed_rows) == 1)  # one block of consecutive frames
+    assert np.allclose(masked[changed_rows], features.mean())
+    untouched = np.setdiff1d(np.arange(96), changed_rows)
+    np.testing.assert_array_equal(masked[untouched], features[untouched])
 
 
 def test_onset_windows_end_just_after_the_scream_starts() -> None:
