@@ -148,7 +148,8 @@ class GpioAlarm:
                 else:
                     self.led.on()
             if "buzzer" in message.outputs and c.buzzer_max_s > 0:
-                cycles = max(1, math.floor(c.buzzer_max_s / (c.buzzer_on_s + c.buzzer_off_s)))
+                # Whole on/off cycles within buzzer_max_s (the epsilon: 0.6 / 0.2 is 2.999... in floats).
+                cycles = max(1, math.floor(c.buzzer_max_s / (c.buzzer_on_s + c.buzzer_off_s) + 1e-9))
                 if c.buzzer_off_s == 0:
                     self.buzzer.blink(on_time=c.buzzer_max_s, off_time=0.0, n=1, background=True)
                 else:
