@@ -593,3 +593,51 @@ def test_detector_hop_override_scores_more_often(tiny_model: Path, tmp_path: Pat
         Exception, match=r"detector.hop_ms must be 0 \(the model's own\) or a multiple of 10 in 10-1000"
     ):
         parse_config({"detector": {"hop_ms": 125}})
+
+
+def test_a_changed_model_file_is_reloaded_by_the_watch(tiny_model: Path, tmp_path: Path, pins: MockFactory) -> None:
+    """[model] watch: the file's change is noticed without SIGHUP (every other test turns it off)."""
+    import threading
+
+    from edge.sources import FileSource
+
+    model = tmp_path / "watched.tflite"
+    model.write_bytes(tiny_model.read_bytes())
+    model.with_suffix(".json").write_bytes(tiny_model.with_suffix(".json").read_bytes())
+    audio = tmp_path / "room.wav"
+    write_wav(audio, synth.room_tone(4.0, RATE, np.random.default_rng(2)), RATE)
+    config = make_config(tmp_path, model={"watch": True, "watch_interval_s": 0.2})
+    service = build_service(config, model, FileSource(audio, chunk_ms=100, realtime=True), pins)
+
+    def touch() -> None:
+        time.sleep(1.0)
+        later = time.time() + 5
+        os.utime(model, (later, later))
+
+    threading.Thread(target=touch, daemon=True).start()
+    assert service.run() == 0
+    assert service.health.reloads == 1 and service.health.reload_errors == 0
+
+
+def test_the_event_log_rotates_and_keeps_its_backups(tmp_path: Path) -> None:
+    from edge.config import EventLogConfig
+
+    log = EventLog(EventLogConfig(max_bytes=1000, backups=2), tmp_path / "events.jsonl")
+    for n in range(100):  # about 6 kB of records into 3 files of at most 1 kB
+        log.handle(AlarmMessage("end", {"id": f"ev{n:04d}", "peak_score": 0.9}, frozenset({"event_log"})))
+    log.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["events.jsonl", "events.jsonl.1", "events.jsonl.2"]  # two backups, the oldest gone
+    assert all(p.stat().st_size <= 1000 for p in tmp_path.iterdir())
+    ids = [json.loads(line)["id"] for name in reversed(files) for line in (tmp_path / name).read_text().splitlines()]
+    assert ids == sorted(ids) and ids[-1] == "ev0099" and ids[0] != "ev0000"  # newest kept, in order
+
+
+def test_a_clip_larger_than_the_retention_limit_is_skipped_and_nothing_deleted(tmp_path: Path) -> None:
+    saver = ClipSaver(ClipsConfig(max_bytes=40_000, min_free_bytes=0), tmp_path)
+    small = ClipMessage({"id": "a", "clip": "a.wav"}, np.zeros(8000, np.float32), RATE, frozenset({"clips"}))
+    saver.handle(small)  # 16 kB: kept
+    big = ClipMessage({"id": "b", "clip": "b.wav"}, np.zeros(32000, np.float32), RATE, frozenset({"clips"}))
+    saver.handle(big)  # 64 kB: over max_bytes on its own
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]
+    assert saver.health() == {"saved": 1, "skipped": 1, "deleted": 0}
