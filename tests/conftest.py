@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import make_synthetic_dataset
+from tests.helpers import make_synthetic_dataset, small_recipe
 
 pytest_plugins = ["tests.skipguard"]
 
@@ -24,19 +24,10 @@ def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_training(tmp_path_factory: pytest.TempPathFactory, synthetic_dataset: Path):  # type: ignore[no-untyped-def]
     """Run the real training pipeline, small, on synthetic audio; returns its TrainResult."""
     pytest.importorskip("tensorflow")
-    from train.pipeline import TrainConfig, train
+    from train.pipeline import train
 
     out = tmp_path_factory.mktemp("tiny-model") / "tiny"
-    config = TrainConfig(
-        epochs=6,
-        steps_per_epoch=12,
-        batch_size=32,
-        width=8,
-        members=1,
-        early_stopping_patience=6,
-        cache_dir=str(tmp_path_factory.mktemp("wave-cache")),
-        verbose=0,
-    )
+    config = small_recipe(tmp_path_factory.mktemp("wave-cache"), epochs=6, steps=12)
     return train(synthetic_dataset, out, config=config)
 
 

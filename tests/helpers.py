@@ -98,3 +98,11 @@ def make_synthetic_dataset(
             other = np.zeros_like(background)
         write_wav(root / "non_scream" / f"n{i:03d}.wav", background + other[: background.size], rate)
     return root
+
+
+def small_recipe(cache_dir: Path | str, *, epochs: int, steps: int, **changes: Any) -> Any:
+    """A TrainConfig small enough for a test: batches of 32, one network of width 8, quiet."""
+    from train.pipeline import TrainConfig
+
+    base: dict[str, Any] = {"batch_size": 32, "width": 8, "members": 1, "early_stopping_patience": epochs}
+    return TrainConfig(**(base | changes), epochs=epochs, steps_per_epoch=steps, cache_dir=str(cache_dir), verbose=0)

@@ -71,30 +71,28 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     proc.wait(10)
 
 
-@pytest.fixture(scope="session")
-def second_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Another valid int8 model (untrained weights, so a different sha256), exported by train/."""
+def _untrained_model(tmp_path_factory: pytest.TempPathFactory, name: str, seed: int) -> Path:
+    """A valid int8 model of untrained weights (its own sha256 per seed), exported by train/."""
     pytest.importorskip("tensorflow")
     from train.model import build_model
 
-    model = build_model(window_frames=96, mel_bands=40, feature_mean=-8.0, feature_std=3.0, width=4, seed=3)
-    windows = np.random.default_rng(1).normal(-8, 3, size=(64, 96, 40)).astype(np.float32)
-    out = tmp_path_factory.mktemp("second") / "second.tflite"
+    model = build_model(window_frames=96, mel_bands=40, feature_mean=-8.0, feature_std=3.0, width=4, seed=seed)
+    windows = np.random.default_rng(seed).normal(-8, 3, size=(64, 96, 40)).astype(np.float32)
+    out = tmp_path_factory.mktemp(name) / f"{name}.tflite"
     export_random_windows(model, out, windows, thresholds={"on": 0.99, "off": 0.9})
     return out
+
+
+@pytest.fixture(scope="session")
+def second_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another valid model than the device's own."""
+    return _untrained_model(tmp_path_factory, "second", seed=3)
 
 
 @pytest.fixture(scope="session")
 def third_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A third valid model, for pushes over a device that already has a current and a previous one."""
-    pytest.importorskip("tensorflow")
-    from train.model import build_model
-
-    model = build_model(window_frames=96, mel_bands=40, feature_mean=-8.0, feature_std=3.0, width=4, seed=4)
-    windows = np.random.default_rng(2).normal(-8, 3, size=(64, 96, 40)).astype(np.float32)
-    out = tmp_path_factory.mktemp("third") / "third.tflite"
-    export_random_windows(model, out, windows, thresholds={"on": 0.99, "off": 0.9})
-    return out
+    """A third, for pushes over a device that already has a current and a previous model."""
+    return _untrained_model(tmp_path_factory, "third", seed=4)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edge.cli import build_parser
-from tests.helpers import make_synthetic_dataset
+from tests.helpers import make_synthetic_dataset, small_recipe
 from train.data import LABELS, Clip, DataError, load_dataset
 from train.splits import fold_splits, group_folds, split_by_group
 
@@ -89,21 +89,11 @@ def test_crossval_scores_every_group_once_pools_the_folds_and_resumes(
 ) -> None:
     pytest.importorskip("tensorflow")
     from train.crossval import crossval, reusable
-    from train.pipeline import TrainConfig
 
     # More clips than the shared synthetic set: a fold's test windows are the export's int8 check
     # set, and under 100 of them one window of int8 rounding across `on` costs more than its 1%.
     data = make_synthetic_dataset(tmp_path / "data", per_class=45, seed=1)
-    config = TrainConfig(
-        epochs=8,
-        steps_per_epoch=20,
-        batch_size=32,
-        width=8,
-        members=1,
-        early_stopping_patience=8,
-        cache_dir=str(tmp_path / "cache"),
-        verbose=0,
-    )
+    config = small_recipe(tmp_path / "cache", epochs=8, steps=20)
     out = tmp_path / "cv"
     report = crossval(data, out, folds=3, config=config, scenes=1)
 
@@ -288,7 +278,6 @@ def test_crossval_by_source_keeps_every_source_on_one_side(tmp_path: Path) -> No
     model that never heard it, on scenes whose non-screams vary in level."""
     pytest.importorskip("tensorflow")
     from train.crossval import crossval
-    from train.pipeline import TrainConfig
 
     data = make_synthetic_dataset(tmp_path / "data", per_class=30, seed=2)
     with (data / "manifest.tsv").open("w", newline="") as handle:
@@ -296,16 +285,7 @@ def test_crossval_by_source_keeps_every_source_on_one_side(tmp_path: Path) -> No
         writer.writerow(["path", "label", "group", "source"])
         for k, path in enumerate(sorted(data.rglob("*.wav"))):
             writer.writerow([path.relative_to(data).as_posix(), path.parent.name, path.stem, f"source-{k % 6}"])
-    config = TrainConfig(
-        epochs=4,
-        steps_per_epoch=10,
-        batch_size=32,
-        width=8,
-        members=1,
-        split_by="source",
-        cache_dir=str(tmp_path / "cache"),
-        verbose=0,
-    )
+    config = small_recipe(tmp_path / "cache", epochs=4, steps=10, split_by="source")
     report = crossval(data / "manifest.tsv", tmp_path / "cv", folds=3, config=config, scenes=1)
     assert report["split_by"] == "source" and report["level_spread_db"] == 10.0
     homes: dict[str, set[int]] = {}

@@ -34,23 +34,15 @@ class BandTeacher:
 def test_a_distilled_student_exports_the_same_single_output_model(tmp_path: Path, tiny_training) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("tensorflow")
     from edge.classifier import Classifier, load_interpreter_class
-    from tests.helpers import make_synthetic_dataset
-    from train.pipeline import TrainConfig, train
+    from tests.helpers import make_synthetic_dataset, small_recipe
+    from train.pipeline import train
 
     # More clips than the shared synthetic set: the export's int8 check needs 100+ test windows.
     data = make_synthetic_dataset(tmp_path / "data", per_class=45, seed=3)
 
     teacher = BandTeacher()
-    config = TrainConfig(
-        epochs=4,
-        steps_per_epoch=10,
-        batch_size=32,
-        width=8,
-        members=2,
-        early_stopping_patience=3,
-        cache_dir=str(tmp_path / "cache"),
-        verbose=0,
-        distill_weight=0.5,
+    config = small_recipe(
+        tmp_path / "cache", epochs=4, steps=10, members=2, early_stopping_patience=3, distill_weight=0.5
     )
     result = train(data, tmp_path / "distilled", config=config, teacher=teacher)
     assert teacher.calls >= 4 * 10 * 32  # every excerpt of every step went through the teacher
