@@ -192,3 +192,36 @@ def test_the_end_of_the_stream_keeps_the_minimum_event_length() -> None:
     short = Detector(DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=3.0))
     step(short, 0.9, 0.0, 1.0)
     assert short.finish(2.0)[0].event.end_s == 2.0  # ... but never past the stream's end
+
+
+def test_a_sidecar_block_without_patience_or_smoothing_means_one() -> None:
+    params = DecisionParams.from_sidecar({"on": 0.7, "off": 0.4})
+    assert (params.on_threshold, params.off_threshold) == (0.7, 0.4)
+    assert (params.patience_windows, params.patience_of, params.smoothing_windows) == (1, 1, 1)
+
+
+def test_the_noise_floor_is_estimated_only_with_a_margin_and_from_eight_windows() -> None:
+    plain = Detector(DecisionParams(on_threshold=0.8, off_threshold=0.5))
+    for i in range(20):
+        step(plain, 0.1, i * HOP, i * HOP + WIN, level_dbfs=-40.0)
+    assert plain.noise_floor_dbfs is None  # no margin: no floor
+    half = Detector(DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=0.0, noise_floor_margin_db=0.5))
+    for i in range(7):
+        step(half, 0.1, i * HOP, i * HOP + WIN, level_dbfs=-40.04)
+    assert half.noise_floor_dbfs is None  # seven windows: too few
+    assert half.update(0.95, 7 * HOP, 7 * HOP + WIN, level_dbfs=-39.8).gated  # the 8th: floor -40.0, +0.5
+    assert half.noise_floor_dbfs == -40.0  # to a tenth of a dB
+
+
+def test_retuning_to_less_smoothing_forgets_the_older_scores() -> None:
+    detector = Detector(DecisionParams(on_threshold=0.8, off_threshold=0.5, smoothing_windows=3))
+    for i, score in enumerate([0.1, 0.1, 0.1]):
+        step(detector, score, i * HOP, i * HOP + WIN)
+    detector.retune(DecisionParams(on_threshold=0.8, off_threshold=0.5, smoothing_windows=1))
+    assert detector.update(0.85, 0.75, 1.75, level_dbfs=LOUD).decision_score == 0.85  # not (0.1+0.1+0.85)/3
+    detector.retune(DecisionParams(on_threshold=0.8, off_threshold=0.5, patience_windows=1, patience_of=1))
+    patient = Detector(DecisionParams(on_threshold=0.8, off_threshold=0.5, patience_windows=2, patience_of=3))
+    step(patient, 0.9, 0.0, 1.0)
+    patient.retune(DecisionParams(on_threshold=0.8, off_threshold=0.5, patience_windows=1, patience_of=1))
+    step(patient, 0.1, 0.25, 1.25)  # the 0.9 leaves the 1-window memory
+    assert step(patient, 0.1, 0.5, 1.5) == []
