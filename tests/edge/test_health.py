@@ -102,3 +102,21 @@ def test_uptime_and_nested_folders(tmp_path: Path) -> None:
     deep = tmp_path / "a" / "b" / "status.json"
     health.write(deep)  # creates the missing folders
     assert sorted(p.name for p in deep.parent.iterdir()) == ["status.json"]  # no temporary file left
+
+
+def test_problem_texts_fill_in_what_a_status_lacks() -> None:
+    refused = problems_in(healthy(last_reload_error="bad file"), now=NOW)
+    assert refused == ["model reload refused (0 so far), still running : bad file"]
+    odd_first = {"notes": "not a table", "mqtt": {"connected": False}}  # a non-table output is passed over
+    assert problems_in(healthy(outputs=odd_first), now=NOW) == ["output mqtt not connected (0 alerts waiting)"]
+
+
+def test_uptime_has_one_decimal_and_writing_twice_reuses_the_folder(tmp_path: Path) -> None:
+    import time
+
+    uptime = Health(started_at=time.time() - 12.3456).to_json()["uptime_s"]
+    assert uptime == round(uptime, 1) and uptime == pytest.approx(12.3, abs=0.06)
+    health = Health()
+    health.write(tmp_path / "s" / "status.json")
+    health.write(tmp_path / "s" / "status.json")  # the folder exists now: still written
+    assert read_status(tmp_path / "s" / "status.json")["pid"] == health.pid
