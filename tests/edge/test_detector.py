@@ -207,10 +207,10 @@ def test_the_noise_floor_is_estimated_only_with_a_margin_and_from_eight_windows(
     assert plain.noise_floor_dbfs is None  # no margin: no floor
     half = Detector(DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=0.0, noise_floor_margin_db=0.5))
     for i in range(7):
-        step(half, 0.1, i * HOP, i * HOP + WIN, level_dbfs=-40.04)
+        step(half, 0.1, i * HOP, i * HOP + WIN, level_dbfs=-40.26)
     assert half.noise_floor_dbfs is None  # seven windows: too few
-    assert half.update(0.95, 7 * HOP, 7 * HOP + WIN, level_dbfs=-39.8).gated  # the 8th: floor -40.0, +0.5
-    assert half.noise_floor_dbfs == -40.0  # to a tenth of a dB
+    assert half.update(0.95, 7 * HOP, 7 * HOP + WIN, level_dbfs=-39.9).gated  # the 8th: floor -40.3, +0.5
+    assert half.noise_floor_dbfs == -40.3  # to a tenth of a dB
 
 
 def test_retuning_to_less_smoothing_forgets_the_older_scores() -> None:
@@ -225,3 +225,24 @@ def test_retuning_to_less_smoothing_forgets_the_older_scores() -> None:
     patient.retune(DecisionParams(on_threshold=0.8, off_threshold=0.5, patience_windows=1, patience_of=1))
     step(patient, 0.1, 0.25, 1.25)  # the 0.9 leaves the 1-window memory
     assert step(patient, 0.1, 0.5, 1.5) == []
+
+
+def test_the_noise_floor_follows_the_last_minute_only() -> None:
+    detector = Detector(DecisionParams(on_threshold=0.8, off_threshold=0.5, noise_floor_margin_db=6.0))
+    for i in range(480):  # a quiet minute, then a loud one: the floor is the loud minute's
+        step(detector, 0.1, i * HOP, i * HOP + WIN, level_dbfs=-60.0 if i < 240 else -20.0)
+    assert detector.noise_floor_dbfs == -20.0
+
+
+def test_a_retune_keeps_the_schedule_in_force() -> None:
+    night = ScheduleConfig(name="night", start="22:00", end="07:00", on_threshold=0.95)
+    detector = Detector(DecisionParams(on_threshold=0.8, off_threshold=0.4), [night])
+    late = dt.datetime(2026, 12, 1, 23, 0)
+    detector.update(0.1, 0.0, 1.0, level_dbfs=LOUD, moment=late)
+    detector.retune(DecisionParams(on_threshold=0.7, off_threshold=0.35))  # a reloaded model, still at night
+    assert detector.params.on_threshold == 0.95 and detector.base_params.on_threshold == 0.7
+
+
+def test_bad_parameters_are_said_with_what_they_must_be() -> None:
+    with pytest.raises(ConfigError, match=r"^decision parameters: on_threshold must be in \(0, 1\), got 1.5$"):
+        DecisionParams(on_threshold=1.5)
