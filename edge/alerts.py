@@ -191,10 +191,10 @@ class AlertChannel:
                 self.outbox.reject(message_id, self.name, str(exc))
                 continue
             except Exception as exc:  # every other failure is retried: this thread must never die
-                self.last_error = (
-                    str(exc) if isinstance(exc, DeliveryError | OSError) else f"{type(exc).__name__}: {exc}"
-                )
-                if not isinstance(exc, DeliveryError | OSError):
+                if isinstance(exc, DeliveryError | OSError):
+                    self.last_error = str(exc)
+                else:
+                    self.last_error = f"{type(exc).__name__}: {exc}"
                     log.exception("%s delivery failed unexpectedly; retrying", self.name)
                 self.outbox.retry_later(message_id, self.last_error)
                 asked = exc.retry_after_s if isinstance(exc, DeliveryError) else 0.0

@@ -34,11 +34,15 @@ class RunningModel:
         self.watch = watch
         self.watch_interval_s = watch_interval_s
         self.monotonic = monotonic
-        self.classifier = Classifier(path, expected_features=FeatureParams())
+        self.classifier = self._load()
         health.model_path = str(path)
         health.model_sha256 = self.classifier.sha256
         self._mtime = self._read_mtime()
         self._last_watch = monotonic()
+
+    def _load(self) -> Classifier:
+        """The model file, checked against the feature contract this edge computes."""
+        return Classifier(self.path, expected_features=FeatureParams())
 
     def _read_mtime(self) -> float:
         try:
@@ -59,7 +63,7 @@ class RunningModel:
         """The validated new model (now the running one), or None when it was refused."""
         self._mtime = self._read_mtime()
         try:
-            candidate = Classifier(self.path, expected_features=FeatureParams())
+            candidate = self._load()
             if candidate.input_shape != self.classifier.input_shape:
                 raise ModelError(f"input shape {candidate.input_shape} differs from the running model's")
         except (ModelError, RuntimeMissingError, OSError) as exc:

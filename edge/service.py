@@ -58,7 +58,6 @@ class DetectorService:
     ) -> None:
         self.config = config
         self.source = source
-        self.model_path = model_path
         self.outputs = outputs
         self.clock = clock
         self.status_path = status_path

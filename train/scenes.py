@@ -311,15 +311,16 @@ def scene_curve(
     return {"decisions": decisions.describe(), "hours": round(hours, 4), "sources": sources, "rows": rows}
 
 
-def _recall_interval(hits: npt.NDArray[np.int64], sources: npt.NDArray[np.str_], seed: int) -> list[float] | None:
-    """95% percentile interval of recall, resampling whole scream sources (1000 resamples)."""
+def _source_interval(per_scream: npt.NDArray[np.int64], sources: npt.NDArray[np.str_], seed: int) -> list[float] | None:
+    """95% percentile interval of the mean of a per-scream value (a hit, or the difference of two
+    recipes' hits), resampling whole scream sources (1000 resamples); None with a single source."""
     names, index = np.unique(sources, return_inverse=True)
     if names.size < 2:
         return None
-    found, total = np.bincount(index, weights=hits, minlength=names.size), np.bincount(index, minlength=names.size)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, names.size, size=(1000, names.size))
-    values = found[draws].sum(axis=1) / np.maximum(total[draws].sum(axis=1), 1)
+    summed = np.bincount(index, weights=per_scream, minlength=names.size)
+    total = np.bincount(index, minlength=names.size)
+    draws = np.random.default_rng(seed).integers(0, names.size, size=(1000, names.size))
+    values = summed[draws].sum(axis=1) / np.maximum(total[draws].sum(axis=1), 1)
     low, high = np.quantile(values, [0.025, 0.975])
     return [round(float(low), 4), round(float(high), 4)]
 
@@ -369,7 +370,7 @@ def curve_headline(curves: list[dict[str, Any]], *, seed: int = 0) -> dict[str, 
         found, alarms = _hits_within(curves, budget)
         key = f"recall_at_{budget:g}_fa_per_hour"
         out[key] = round(float(found.mean()), 4) if found.size else None
-        out[f"{key}_interval_95"] = _recall_interval(found, sources, seed) if found.size else None
+        out[f"{key}_interval_95"] = _source_interval(found, sources, seed) if found.size else None
         out[f"{key}_false_alarms_per_hour"] = round(alarms / max(hours, 1e-9), 3)
     key = f"fa_per_hour_at_recall_{RECALL_TARGET:g}"
     alarms_at = _alarms_at_recall(curves) if curves else None
@@ -393,19 +394,13 @@ def paired_headline(
         "model": curve_headline(curves, seed=seed),
         "baseline": curve_headline(baseline_curves, seed=seed),
     }
-    names, index = np.unique(sources, return_inverse=True)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, names.size, size=(1000, names.size)) if names.size > 1 else None
-    total = np.bincount(index, minlength=names.size)
     for budget in FALSE_ALARM_BUDGETS:
         a, _ = _hits_within(curves, budget)
         b, _ = _hits_within(baseline_curves, budget)
         key = f"recall_at_{budget:g}_fa_per_hour"
         row: dict[str, Any] = {"difference": round(float(a.mean() - b.mean()), 4) if a.size else None}
-        if draws is not None:
-            diff = np.bincount(index, weights=a - b, minlength=names.size)
-            values = diff[draws].sum(axis=1) / np.maximum(total[draws].sum(axis=1), 1)
-            low, high = np.quantile(values, [0.025, 0.975])
-            row["interval_95"] = [round(float(low), 4), round(float(high), 4)]
+        interval = _source_interval(a - b, sources, seed) if a.size else None
+        if interval is not None:
+            row["interval_95"] = interval
         out[key] = row
     return out
