@@ -10,6 +10,7 @@ training) are imported inside the subcommands that need them, so `scream --help`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.metadata
 import json
@@ -349,6 +350,71 @@ def cmd_check_model(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _clip_store(args: argparse.Namespace) -> tuple[Config, Path, Path]:
+    """The config, clip folder and event log `listen` writes with this config (--clips overrides)."""
+    from edge.config import load_config
+
+    config = load_config(args.config)
+    clips = Path(args.clips) if args.clips else config.state_path(config.clips.dir)
+    return config, clips, config.state_path(config.event_log.path)
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    import logging
+
+    from edge import review
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    config, clips, events = _clip_store(args)
+    if not clips.is_dir():
+        raise ScreamError(
+            f"no clip store at {clips}: has 'scream listen' saved clips with this config? (or pass --clips)"
+        )
+    token = review.token_from(args.token, config.review.token)
+    model = Path(args.model or config.model.path or default_model_path())
+    app = review.build_app(
+        clips_dir=clips, event_log=events, model=model, token=token, config=config, title=f"{config.site.name}: review"
+    )
+    bind = args.bind or config.review.bind
+
+    def ready(url: str) -> None:
+        print(f"review page for {clips} at {url}" + (" (open it with ?token=...)" if token else ""), flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        review.serve(app, bind, ready=ready)
+    return EXIT_OK
+
+
+def cmd_labels(args: argparse.Namespace) -> int:
+    """The device side of `scream deploy pull`: list the labelled clips, then mark fetched ones."""
+    import socket
+
+    from edge.labels import EventIndex
+
+    config, clips, events = _clip_store(args)
+    index = EventIndex(clips, events)
+    if args.action == "list":
+        found, problems = index.events()
+        labelled = [e.to_json() for e in found if e.label is not None]
+        print(
+            json.dumps(
+                {
+                    "device": socket.gethostname(),
+                    "site": config.site.name,
+                    "clips_dir": str(clips),
+                    "labelled": labelled,
+                    "problems": problems,
+                },
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    marked = index.labels.mark_exported(args.clips_to_mark)
+    missing = sorted(set(args.clips_to_mark) - set(marked))
+    print(json.dumps({"marked": marked, "not_labelled": missing}))
+    return EXIT_OK if not missing else EXIT_SOME_FAILED
+
+
 def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
     """Every subcommand; with `plugins` False only the edge's own (no train/ or deploy/ import)."""
     parser = argparse.ArgumentParser(
@@ -459,6 +525,37 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="few repeats and 2 minutes of stream (for tests)")
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.set_defaults(func=cmd_bench)
+    review = sub.add_parser(
+        "review",
+        help="label saved clips in a browser (a small local web page)",
+        formatter_class=formatter,
+        description="Serves the clip store and event log that 'scream listen' writes: each event's time, site, "
+        "peak score, log-mel picture and score timeline, an audio player, and scream / not a scream / unsure "
+        "buttons. Labels go to labels.tsv beside the clips. Binds to 127.0.0.1 unless told otherwise; any other "
+        "address needs a token.",
+        epilog="examples:\n  scream review --config /etc/scream-detector/config.toml\n"
+        "  ssh -L 8080:127.0.0.1:8080 pi@hall.local   # then open http://localhost:8080/ on the desk machine\n"
+        "  scream review --bind 0.0.0.0:8080 --token env:SCREAM_REVIEW_TOKEN",
+    )
+    review.add_argument("--config", help="the config 'scream listen' uses (for the clip folder and event log)")
+    review.add_argument("--clips", help="the clip folder (default: the config's [clips].dir)")
+    review.add_argument("--model", help="model for the score timelines (default: the config's, else the bundled one)")
+    review.add_argument("--bind", help="HOST:PORT (default: [review].bind, 127.0.0.1:8080)")
+    review.add_argument("--token", help="required off loopback; env:NAME reads $NAME (default: [review].token)")
+    review.set_defaults(func=cmd_review)
+
+    labels = sub.add_parser(
+        "labels",
+        help="list labelled clips as JSON, or mark clips fetched (what 'scream deploy pull' runs on a device)",
+        formatter_class=formatter,
+        epilog="examples:\n  scream labels list --config /etc/scream-detector/config.toml\n"
+        "  scream labels mark-exported 20261202T101500_ab12cd34ef56.wav",
+    )
+    labels.add_argument("action", choices=("list", "mark-exported"))
+    labels.add_argument("clips_to_mark", nargs="*", metavar="CLIP", help="with mark-exported: clip file names")
+    labels.add_argument("--config")
+    labels.add_argument("--clips", help="the clip folder (default: the config's [clips].dir)")
+    labels.set_defaults(func=cmd_labels)
     if plugins:
         add_plugin_commands(sub, formatter)
     return parser

@@ -247,6 +247,22 @@ class OutboxConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReviewConfig:
+    """`scream review`, the labelling page: where it listens and the token it needs off loopback."""
+
+    bind: str = "127.0.0.1:8080"
+    token: str = ""  # required when bind is not a loopback address; "env:NAME" reads $NAME
+
+    def _check(self) -> dict[str, tuple[bool, str]]:
+        _host, sep, port = self.bind.rpartition(":")
+        token_ok = self.token == "" or len(self.token) >= 16 or self.token.startswith("env:")
+        return {
+            "bind": (bool(sep) and port.isdigit() and int(port) <= 65535, "HOST:PORT, for example 127.0.0.1:8080"),
+            "token": (token_ok, "empty, env:NAME or at least 16 characters"),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class PathsConfig:
     state_dir: str = "~/.local/state/scream-detector"
     status_file: str = "status.json"
@@ -301,6 +317,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     schedule: list[ScheduleConfig] = field(default_factory=list)
 

@@ -25,6 +25,7 @@ import numpy.typing as npt
 from edge.audio import write_wav
 from edge.config import ClipsConfig, EventLogConfig, GpioConfig
 from edge.errors import ExtraMissingError
+from edge.labels import LabelStore
 
 log = logging.getLogger("scream")
 
@@ -212,18 +213,32 @@ class ClipSaver:
             return
         clips = self._clips()
         total = sum(p.stat().st_size for p in clips)
+        count = len(clips)
         free = shutil.disk_usage(self.directory).free
+        # Labelled clips not yet fetched by `scream pull` are kept (edge/labels.py).
+        protected = LabelStore(self.directory).protected()
+        deletable = [p for p in clips if p.name not in protected]
+
+        def over() -> bool:
+            return count >= c.max_count or total + size > c.max_bytes or free - size < c.min_free_bytes
+
         # Oldest first, until count, bytes and the free-disk margin all leave room for this clip.
-        while clips and (len(clips) >= c.max_count or total + size > c.max_bytes or free - size < c.min_free_bytes):
-            oldest = clips.pop(0)
+        while deletable and over():
+            oldest = deletable.pop(0)
             freed = oldest.stat().st_size
             oldest.unlink(missing_ok=True)
             total -= freed
             free += freed
+            count -= 1
             self.deleted += 1
-        if free - size < c.min_free_bytes:
+        if over():
             self.skipped += 1
-            log.warning("disk below clips.min_free_bytes; clip of %s not saved", message.event["id"])
+            why = (
+                "disk below clips.min_free_bytes"
+                if free - size < c.min_free_bytes
+                else f"the clip store is full of {len(protected)} labelled clip(s) not yet fetched (scream pull)"
+            )
+            log.warning("%s; clip of %s not saved", why, message.event["id"])
             return
         target = self.directory / message.event["clip"]
         tmp = target.with_suffix(".wav.part")

@@ -106,3 +106,33 @@ def small_recipe(cache_dir: Path | str, *, epochs: int, steps: int, **changes: A
 
     base: dict[str, Any] = {"batch_size": 32, "width": 8, "members": 1, "early_stopping_patience": epochs}
     return TrainConfig(**(base | changes), epochs=epochs, steps_per_epoch=steps, cache_dir=str(cache_dir), verbose=0)
+
+
+def make_clip_store(root: Path, model: Path, *, screams_at_s: tuple[float, ...] = (2.0, 9.0, 16.0)) -> Path:
+    """What a site's device holds after an afternoon: the real `scream listen` (a child process,
+    file replay) over room tone with loud scream-like sounds, writing its clips and event log under
+    `root`/state. Returns the config it ran with (review and labels read the same one)."""
+    import subprocess
+
+    from edge.service import listen_argv
+
+    rate = 16000
+    rng = np.random.default_rng(11)
+    audio = synth.room_tone(max(screams_at_s) + 5.0, rate, rng, level=0.0005)
+    for at in screams_at_s:
+        scream = synth.scream_like(1.2, rate, rng, level=0.5)
+        audio[int(at * rate) : int(at * rate) + scream.size] += scream
+    recording = root / "afternoon.wav"
+    write_wav(recording, audio, rate)
+    state = root / "state"
+    config = root / "site.toml"
+    config.write_text(
+        f'[site]\nname = "hall"\nlocation = "first floor"\n[paths]\nstate_dir = "{state}"\n'
+        "[gpio]\nenabled = false\n[model]\nwatch = false\n"
+        "[clips]\npre_roll_s = 0.5\npost_roll_s = 0.5\nmin_free_bytes = 0\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    argv = listen_argv(config=config, model=model, source=recording, fast=True)
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return config
