@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install install-dev install-compat check-programs mutation clean
+.PHONY: demo test lint install install-dev install-compat check-programs mutation screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ mutation: install-dev
 	rm -rf mutants
 	$(BIN)/mutmut run >/dev/null || true
 	$(BIN)/python tests/mutation_report.py
+
+# The README's review walk-through pictures, taken by the browser test in headless chromium.
+screenshots: install-dev
+	SCREAM_SCREENSHOTS=docs/review $(BIN)/pytest -q -p no:warnings tests/edge/test_review_browser.py
 
 clean:
 	rm -rf $(VENV) .venv-compat .pytest_cache .mypy_cache .ruff_cache mutants

@@ -34,3 +34,23 @@ def pin_timeline(pins: Any, number: int, created: float) -> list[tuple[float, bo
         t += state.timestamp
         out.append((t, bool(state.state)))
     return out
+
+
+@pytest.fixture(scope="session")
+def clip_store_config(tmp_path_factory: pytest.TempPathFactory, tiny_model: Any) -> Any:
+    """A site's clip store and event log, written by the real `scream listen` (three events)."""
+    from tests.helpers import make_clip_store
+
+    return make_clip_store(tmp_path_factory.mktemp("site"), tiny_model)
+
+
+@pytest.fixture
+def clip_store(clip_store_config: Any, tmp_path: Any) -> Any:
+    """A private copy of that store (clips, event log, config pointing at the copy) a test may change."""
+    import shutil
+
+    state = tmp_path / "state"
+    shutil.copytree(clip_store_config.parent / "state", state)
+    config = tmp_path / "site.toml"
+    config.write_text(clip_store_config.read_text().replace(str(clip_store_config.parent / "state"), str(state)))
+    return config
