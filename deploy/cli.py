@@ -1,5 +1,5 @@
-"""`scream deploy push | rollback | status`: models to Pis over SSH, registered with the `scream`
-command through the `scream.commands` entry point group (pyproject.toml)."""
+"""`scream deploy push | rollback | status | pull`: models to Pis and labelled clips back, over
+SSH, registered with the `scream` command through the `scream.commands` entry point group (pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         if not model.exists():
             raise ScreamError(f"model {model} does not exist")
         outcomes = remote.run_many(remote.push, targets, model, parallel=args.parallel)
+    elif args.action == "pull":
+        if not args.out:
+            raise ScreamError("deploy pull needs --out DIR (the local folder for the site's labelled clips)")
+        from deploy.pull import pull
+
+        # One host at a time: they share the output folder's manifest.
+        outcomes = [pull(t, Path(args.out), config=args.remote_config) for t in targets]
     elif args.action == "rollback":
         outcomes = remote.run_many(remote.rollback, targets, parallel=args.parallel)
     else:
@@ -52,17 +59,23 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     """Add `deploy` to `scream`'s subparsers."""
     deploy = sub.add_parser(
         "deploy",
-        help="push a model to Pis over SSH, roll back, or show their status",
+        help="push a model to Pis over SSH, roll back, show their status, or pull their labelled clips",
         formatter_class=formatter,
         description="Over OpenSSH with keys and strict host key checking. Several hosts run in parallel; one "
         "bad host never stops the others; a summary table ends the run.",
         epilog="examples:\n  scream deploy push pi@hall.local pi@carpark.local --model models/scream-v5.tflite\n"
-        "  scream deploy rollback pi@hall.local\n  scream deploy status pi@hall.local --json\n\n"
+        "  scream deploy rollback pi@hall.local\n"
+        "  scream deploy pull pi@hall.local --out site-data/hall   # clips labelled in scream review\n"
+        "  scream deploy status pi@hall.local --json\n\n"
         "exit status: 0 every host succeeded, 1 some failed (see the table), 2 fatal",
     )
-    deploy.add_argument("action", choices=("push", "rollback", "status"))
+    deploy.add_argument("action", choices=("push", "rollback", "status", "pull"))
     deploy.add_argument("hosts", nargs="+", help="[user@]host as ssh takes it")
     deploy.add_argument("--model", help="with push: the .tflite (its .json sidecar goes along)")
+    deploy.add_argument("--out", help="with pull: local folder for the labelled clips and their manifest.tsv")
+    deploy.add_argument(
+        "--remote-config", help="with pull: the device's config file (default: /etc/scream-detector/config.toml)"
+    )
     deploy.add_argument("--port", type=int)
     deploy.add_argument("--identity", help="private key file (default: ssh's own choice)")
     deploy.add_argument("--known-hosts", help="known_hosts file (default: ssh's own)")

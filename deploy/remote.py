@@ -106,6 +106,10 @@ class Device:
         return [*args, t.host]
 
     def run(self, command: str, *, step: str, stdin: bytes | None = None, timeout_s: float = 120.0) -> str:
+        return self.output(command, step=step, stdin=stdin, timeout_s=timeout_s).decode(errors="replace")
+
+    def output(self, command: str, *, step: str, stdin: bytes | None = None, timeout_s: float = 120.0) -> bytes:
+        """The command's standard output as bytes; a failure is a DeployError naming the step."""
         try:
             proc = subprocess.run([*self._ssh(), command], input=stdin, capture_output=True, timeout=timeout_s)
         except subprocess.TimeoutExpired as exc:
@@ -116,7 +120,7 @@ class Device:
             if proc.returncode == 255 and ("Host key verification failed" in text or "host key" in text.lower()):
                 text += " (the device's host key is unknown or changed: check it and add it to known_hosts)"
             raise DeployError(f"{step}: {text}")
-        return proc.stdout.decode(errors="replace")
+        return proc.stdout
 
     def upload(self, local: Path, remote: str, *, step: str) -> None:
         self.run(f"cat > {shlex.quote(remote)}", step=step, stdin=local.read_bytes())

@@ -394,8 +394,14 @@ def cmd_labels(args: argparse.Namespace) -> int:
     config, clips, events = _clip_store(args)
     index = EventIndex(clips, events)
     if args.action == "list":
+        from edge.classifier import sha256_file
+
         found, problems = index.events()
-        labelled = [e.to_json() for e in found if e.label is not None]
+        labelled = [
+            {**e.to_json(), "sha256": sha256_file(index.clip_path(e.clip)) if e.exists else ""}
+            for e in found
+            if e.label is not None
+        ]
         print(
             json.dumps(
                 {

@@ -165,3 +165,11 @@ def device(tmp_path: Path, sshd: SshServer, tiny_model: Path) -> Iterator[FakeDe
         service.wait(10)
     except subprocess.TimeoutExpired:
         service.kill()
+
+
+@pytest.fixture(scope="session")
+def clip_store_config(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+    """A site's clip store and event log, written by the real `scream listen` (three events)."""
+    from tests.helpers import make_clip_store
+
+    return make_clip_store(tmp_path_factory.mktemp("site"), tiny_model)
