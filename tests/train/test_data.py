@@ -138,3 +138,30 @@ def test_source_folds_need_a_scream_source_per_fold() -> None:
 
     with pytest.raises(DataError, match="2 sources hold screams; 3 folds"):
         source_folds(_sources({"a": (5, 5), "b": (5, 5), "c": (0, 9)}), 3)
+
+
+def test_sources_that_share_a_recording_are_one_unit_when_splitting_by_source() -> None:
+    """The corpus builder groups one recording shipped by two packages; splitting by source must
+    not then put that recording in a train fold and a test fold (found on corpus-v2: a fillets-ng
+    recording also in warmux and in scream-corpus-v1)."""
+    from train.data import Clip, Dataset, regroup, source_units
+    from train.splits import source_folds
+
+    def clip(i: int, label: str, group: str, source: str) -> Clip:
+        return Clip(path=Path(f"/d/{source}/{i}.wav"), label=label, group=group, source=source)
+
+    clips = [clip(i, "scream", f"{s}-g{i}", s) for s in "abcdef" for i in range(4)]
+    clips += [clip(10 + i, "non_scream", f"{s}-n{i}", s) for s in "abcdefgh" for i in range(4)]
+    clips += [clip(20, "non_scream", "shared", "a"), clip(21, "non_scream", "shared", "g")]
+    clips += [clip(22, "non_scream", "shared2", "g"), clip(23, "scream", "shared2", "d")]
+    units = source_units(clips)
+    assert units["a"] == units["g"] == units["d"] == "a + d + g"
+    assert units["b"] == "b" and units["h"] == "h"
+    regrouped = regroup(Dataset(root=Path("/d"), clips=clips), "source")
+    parts = source_folds(regrouped.clips, 3, seed=0)
+    originals = {c.path: c.group for c in clips}
+    for group in ("shared", "shared2"):
+        homes = {k for k, part in enumerate(parts) for c in part if originals[c.path] == group}
+        assert len(homes) == 1, group
+    tested = [{originals[c.path] for c in part} for part in parts]
+    assert all(not (tested[i] & tested[j]) for i in range(3) for j in range(i + 1, 3))  # no recording on two sides
