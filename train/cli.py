@@ -53,6 +53,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_adapt(args: argparse.Namespace) -> int:
+    _require_train_extra("scream adapt", "tensorflow", "scipy")
+    from train.adapt import AdaptConfig, adapt
+
+    out = args.out[: -len(".tflite")] if args.out.endswith(".tflite") else args.out
+    config = AdaptConfig(
+        epochs=args.epochs,
+        steps_per_epoch=args.steps,
+        learning_rate=args.learning_rate,
+        site_share=args.site_share,
+        replay_clips=args.replay,
+        max_recall_drop=args.max_recall_drop,
+        scenes=args.scenes,
+        seed=args.seed,
+        cache_dir=args.cache or "",
+    )
+    report = adapt(args.model, args.site, args.corpus, out, config=config)
+    site, corpus = report["site"], report["corpus"]
+    print(
+        f"adapted {out}.tflite: site false alarms/h {site['before']['false_alarms_per_hour']} -> "
+        f"{site['after']['false_alarms_per_hour']}, corpus scene recall {corpus['before']['event_recall']} -> "
+        f"{corpus['after']['event_recall']} (report {out}-report/adapt.md)"
+    )
+    return EXIT_OK
+
+
 def cmd_crossval(args: argparse.Namespace) -> int:
     _require_train_extra("scream crossval", "tensorflow", "scipy")
     from train.crossval import crossval
@@ -197,6 +223,37 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     )
     _add_recipe_arguments(train)
     train.set_defaults(func=cmd_train)
+
+    ad = sub.add_parser(
+        "adapt",
+        help="fine-tune a model on one site's labelled clips, keeping its scream recall (needs the 'train' extra)",
+        formatter_class=formatter,
+        description="The site's clips (from 'scream deploy pull') are split into a part to learn from, one for "
+        "the operating point and one for the before/after report. The model is fine-tuned on them with a replay "
+        "sample of its own training corpus, exported int8, and published only if its scene recall on the "
+        "corpus test clips stays within --max-recall-drop of the base model's.",
+        epilog="example:\n  scream deploy pull pi@hall.local --out site-data/hall\n"
+        "  scream adapt --model models/scream-v5.tflite --site site-data/hall --corpus /data/scream-corpus-v2 "
+        "--out models/scream-v5-hall\n  scream deploy push pi@hall.local --model models/scream-v5-hall.tflite",
+    )
+    ad.add_argument("--model", required=True, help="the base .tflite (its NAME-run/ folder must be beside it)")
+    ad.add_argument("--site", required=True, help="the pulled site folder (manifest.tsv) or its manifest")
+    ad.add_argument(
+        "--corpus", required=True, help="the corpus the base model was trained on (for replay and the check)"
+    )
+    ad.add_argument("--out", required=True, help="output path without suffix: NAME.tflite, NAME.json, NAME-report/")
+    ad.add_argument("--epochs", type=positive_int, default=10)
+    ad.add_argument("--steps", type=positive_int, default=40, help="batches per epoch")
+    ad.add_argument("--learning-rate", type=float, default=1e-3)
+    ad.add_argument("--site-share", type=float, default=0.4, help="share of negative excerpts from the site's clips")
+    ad.add_argument("--replay", type=positive_int, default=1200, help="corpus training clips replayed")
+    ad.add_argument(
+        "--max-recall-drop", type=float, default=0.05, help="corpus scene recall the adapted model may lose (absolute)"
+    )
+    ad.add_argument("--scenes", type=positive_int, default=2, help="corpus test scenes per model")
+    ad.add_argument("--seed", type=int, default=0)
+    ad.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
+    ad.set_defaults(func=cmd_adapt)
 
     cv = sub.add_parser(
         "crossval",

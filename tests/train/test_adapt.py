@@ -1,0 +1,151 @@
+"""`scream adapt` end to end on synthetic audio: a site ringtone the base model fires on stops
+firing after adaptation while synthetic screams still fire, and the refusal path when the corpus
+recall would fall (mislabelled site data). Also the rebuild of a float model it starts from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge import synth
+from edge.audio import write_wav
+from edge.classifier import Classifier, sha256_file
+
+RATE = 16000
+
+
+def ringtone(duration_s: float, rng: np.random.Generator, level: float = 0.3) -> np.ndarray:
+    """A phone's melody: clean harmonic notes of 880-1319 Hz, 0.15 s each: in the synthetic
+    screams' band, so the base model (trained without it) fires on it."""
+    t = np.arange(int(duration_s * RATE)) / RATE
+    notes = rng.choice([880.0, 988.0, 1109.0, 1175.0, 1319.0], size=int(duration_s / 0.15) + 1)
+    phase = 2 * np.pi * np.cumsum(notes[(t / 0.15).astype(int)]) / RATE
+    tone = sum(np.sin(k * phase) / k for k in range(1, 6))
+    gate = ((t / 0.15) % 1 < 0.8).astype(float)
+    return np.asarray(level * tone * gate / np.abs(tone).max(), dtype=np.float32)
+
+
+def write_site(folder: Path, sound: Any, count: int, seed: int) -> Path:
+    """`count` 3 s site clips of room tone with `sound` at 0.25 s, labelled not-a-scream, as pulled."""
+    rng = np.random.default_rng(seed)
+    (folder / "audio").mkdir(parents=True)
+    lines = ["path\tlabel\tgroup\tsource"]
+    for i in range(count):
+        audio = synth.room_tone(3.0, RATE, rng, level=0.002)
+        s = sound(2.0, rng)
+        audio[4000 : 4000 + s.size] += s
+        write_wav(folder / "audio" / f"c{i:03d}.wav", audio, RATE)
+        lines.append(f"audio/c{i:03d}.wav\tnon_scream\tsite:hall/2026-12-02\tsite:hall")
+    (folder / "manifest.tsv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def fires(classifier: Classifier, sound: Any, seed: int, n: int = 8) -> int:
+    """Of `n` fresh recordings of `sound` in room tone, how many raise an event in the live decisions."""
+    from edge.pipeline import detection_settings
+    from train.scenes import decide, score_stream
+
+    decisions, _ = detection_settings(classifier.sidecar)
+    rng = np.random.default_rng(seed)
+    count = 0
+    for _ in range(n):
+        audio = synth.room_tone(4.0, RATE, rng, level=0.002)
+        s = sound(2.0, rng)
+        audio[8000 : 8000 + s.size] += s
+        count += bool(decide(score_stream(classifier, audio), decisions)[0])
+    return count
+
+
+def scream(duration_s: float, rng: np.random.Generator) -> np.ndarray:
+    return synth.scream_like(duration_s, RATE, rng)
+
+
+def small(tmp_path: Path, **changes: Any) -> Any:
+    from train.adapt import AdaptConfig
+
+    base = {"epochs": 12, "steps_per_epoch": 30, "batch_size": 32, "replay_clips": 48, "scenes": 1, "verbose": 0}
+    return AdaptConfig(**(base | changes), cache_dir=str(tmp_path / "cache"))
+
+
+def test_the_rebuilt_network_is_the_float_model(tiny_model: Path) -> None:
+    pytest.importorskip("tensorflow")
+    from train.rebuild import RebuildError, check_rebuild, rebuild
+
+    float_path = tiny_model.parent / f"{tiny_model.stem}-run" / "model-float.tflite"
+    network = rebuild(float_path)
+    windows = np.random.default_rng(0).normal(-6, 3, size=(32, 96, 40)).astype(np.float32)
+    assert check_rebuild(network, float_path, windows) < 1e-5
+    network.layers[-2].set_weights([w * 1.5 for w in network.layers[-2].get_weights()])  # another function
+    with pytest.raises(RebuildError, match="differs from it by up to"):
+        check_rebuild(network, float_path, windows)
+
+
+def test_adapt_silences_a_site_ringtone_and_keeps_the_screams(
+    tiny_model: Path, synthetic_dataset: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("tensorflow")
+    from train.adapt import adapt
+
+    base = Classifier(tiny_model)
+    assert fires(base, ringtone, seed=1) >= 6  # the site's false alarm, before
+    site = write_site(tmp_path / "site", ringtone, 30, seed=5)
+    out = tmp_path / "models" / "tiny-hall"
+    report = adapt(tiny_model, site, synthetic_dataset, out, config=small(tmp_path))
+
+    adapted = Classifier(out.with_suffix(".tflite"))
+    assert fires(adapted, ringtone, seed=1) <= 1  # fresh ringtones, never seen in adapting
+    assert fires(adapted, scream, seed=2) >= fires(base, scream, seed=2) - 1 >= 6  # screams still fire
+    before, after = report["site"]["before"], report["site"]["after"]
+    assert before["non_scream_clips"] == after["non_scream_clips"] == 9  # 30% of 30 held out for the report
+    assert before["non_scream_clips_firing"] >= 6 and after["non_scream_clips_firing"] <= 1
+    assert report["corpus"]["after"]["event_recall"] >= report["corpus"]["before"]["event_recall"] - 0.05
+    assert report["published"] and report["rebuild_max_score_difference"] < 1e-5
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["adapted"]["base_sha256"] == sha256_file(tiny_model)
+    assert side["adapted"]["site_clips"] == {"train": 15, "validation": 6, "test": 9}
+    assert side["sha256"] == sha256_file(out.with_suffix(".tflite"))
+    assert side["int8_check"]["decision_agreement"] >= 0.99
+    assert (out.parent / "tiny-hall-run" / "model-float.tflite").exists()  # adaptable again
+    text = (out.parent / "tiny-hall-report" / "adapt.md").read_text()
+    assert "| site non-scream clips that fire |" in text and "**published**" in text
+    assert not list(out.parent.glob(".adapt-*"))
+
+
+def test_adapt_refuses_a_model_that_forgets_screams(tiny_model: Path, synthetic_dataset: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    from train.adapt import AdaptRefused, adapt
+
+    # Screams labelled "not a scream" at the site (a wrong label, or a game played all day).
+    site = write_site(tmp_path / "site", scream, 30, seed=6)
+    out = tmp_path / "models" / "tiny-wrong"
+    with pytest.raises(
+        AdaptRefused, match=r"not exported: the adapted model finds .* lower \(at most 5\.0% is allowed\)"
+    ):
+        adapt(tiny_model, site, synthetic_dataset, out, config=small(tmp_path, site_share=0.8, epochs=6))
+    assert not out.with_suffix(".tflite").exists() and not out.with_suffix(".json").exists()
+    assert not list(out.parent.glob(".adapt-*"))
+    report = json.loads((out.parent / "tiny-wrong-report" / "adapt.json").read_text())
+    assert not report["published"] and report["corpus"]["recall_drop"] > 0.05
+
+
+def test_adapt_needs_site_false_alarms_and_the_base_models_run(
+    tiny_model: Path, synthetic_dataset: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("tensorflow")
+    from train.adapt import adapt
+    from train.data import DataError
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "manifest.tsv").write_text("path\tlabel\n")
+    with pytest.raises(DataError, match="has 0 'non_scream' clip"):
+        adapt(tiny_model, site, synthetic_dataset, tmp_path / "out", config=small(tmp_path))
+    alone = tmp_path / "alone.tflite"
+    alone.write_bytes(tiny_model.read_bytes())
+    alone.with_suffix(".json").write_bytes(tiny_model.with_suffix(".json").read_bytes())
+    with pytest.raises(DataError, match=r"alone-run/model-float\.tflite \(its float model"):
+        adapt(alone, site, synthetic_dataset, tmp_path / "out", config=small(tmp_path))

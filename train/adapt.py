@@ -1,0 +1,408 @@
+"""`scream adapt`: fine-tune a shipped model on one site's labelled clips without forgetting screams.
+
+The site's clips (`scream deploy pull` writes them as a corpus manifest) are split per clip, by
+label and seeded, into a part to learn from, a part for the operating point and a part for the
+before/after report that neither training nor the operating point saw. The base model is rebuilt
+as a trainable network from its float file (train/rebuild.py, checked to compute the same scores)
+and fine-tuned at a low learning rate on augmented batches whose negatives are the site's
+non-screams for a set share and a replay sample of the base model's own training clips for the
+rest; the screams come from the replay sample and any site screams. The operating point is chosen
+again (train/operating_point.py) on the site's validation part together with the base model's
+validation clips, and the model is exported int8 with a sidecar naming the base model and the site
+data.
+
+Before it is published the adapted model is scored beside the base model on the same scenes of the
+base model's held-out test clips (corpus scene recall) and on the site's report part (false alarms
+per hour of site audio, site screams found). If its corpus recall falls more than `max_recall_drop`
+below the base model's, nothing is published and the error says by how much; the report is written
+either way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.classifier import Classifier, sha256_file
+from edge.errors import ScreamError
+from edge.features import FeatureParams
+from edge.pipeline import detection_settings
+from train.augment import AugmentParams
+from train.data import Clip, DataError, WaveformCache, _read_manifest, load_dataset
+from train.pipeline import (
+    AugmentedBatches,
+    PreparedSplit,
+    TrainConfig,
+    _keras_sequence,
+    _log,
+    _operating_point,
+    choose_thresholds,
+    eval_windows,
+    prepare,
+)
+
+
+class AdaptRefused(ScreamError, RuntimeError):
+    """The adapted model would lose too much of the base model's scream recall; nothing was published."""
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    epochs: int = 10
+    steps_per_epoch: int = 40
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    site_share: float = 0.4  # of the negative excerpts: drawn from the site's non-screams
+    replay_clips: int = 1200  # of the base model's training clips, replayed (all its screams up to half)
+    site_validation_fraction: float = 0.2
+    site_test_fraction: float = 0.3
+    max_recall_drop: float = 0.05  # corpus scene recall the adapted model may lose, absolute
+    scenes: int = 2
+    seed: int = 0
+    cache_dir: str = ""
+    verbose: int = 2
+
+
+@dataclass
+class SiteSplit:
+    train: list[Clip]
+    validation: list[Clip]
+    test: list[Clip]
+
+
+def split_site(clips: list[Clip], config: AdaptConfig) -> SiteSplit:
+    """Per label, seeded: test and validation shares first (at least one clip each where a label has
+    three or more), the rest to learn from."""
+    rng = np.random.default_rng(config.seed)
+    out = SiteSplit([], [], [])
+    for label in ("non_scream", "scream"):
+        members = sorted((c for c in clips if c.label == label), key=lambda c: str(c.path))
+        order = rng.permutation(len(members))
+        n_test = max(1, round(len(members) * config.site_test_fraction)) if len(members) >= 3 else 0
+        n_val = max(1, round(len(members) * config.site_validation_fraction)) if len(members) >= 3 else 0
+        picked = [members[i] for i in order]
+        out.test += picked[:n_test]
+        out.validation += picked[n_test : n_test + n_val]
+        out.train += picked[n_test + n_val :]
+    return out
+
+
+def _base_files(model: Path) -> tuple[Path, Path]:
+    run = model.parent / f"{model.stem}-run"
+    float_path, splits = run / "model-float.tflite", run / "splits.tsv"
+    for path, what in ((float_path, "its float model"), (splits, "its train/validation/test splits")):
+        if not path.exists():
+            raise DataError(f"{model} cannot be adapted: {path} ({what}, written by 'scream train') is missing")
+    return float_path, splits
+
+
+def _corpus_splits(corpus: Path, splits_file: Path) -> dict[str, list[Clip]]:
+    import csv
+
+    dataset = load_dataset(corpus)
+    by_path = {c.path.resolve(): c for c in dataset.clips}
+    out: dict[str, list[Clip]] = {"train": [], "validation": [], "test": []}
+    missing = 0
+    with splits_file.open(newline="") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            clip = by_path.get((dataset.base / row["path"]).resolve())
+            if clip is None:
+                missing += 1
+            elif row["split"] in out:
+                out[row["split"]].append(clip)
+    if not out["train"] or not out["test"]:
+        raise DataError(
+            f"{corpus} does not hold the clips the base model was trained and tested on "
+            f"({missing} of the rows of {splits_file} are not in it): pass the corpus it was trained on"
+        )
+    return out
+
+
+def _replay(clips: list[Clip], count: int, rng: np.random.Generator) -> list[Clip]:
+    screams = [c for c in clips if c.is_scream]
+    others = [c for c in clips if not c.is_scream]
+    n_screams = min(len(screams), count // 2)
+
+    def pick(pool: list[Clip], n: int) -> list[Clip]:
+        return [pool[i] for i in sorted(rng.choice(len(pool), min(n, len(pool)), replace=False))]
+
+    return pick(screams, n_screams) + pick(others, count - n_screams)
+
+
+def site_outcome(classifier: Classifier, clips: list[Clip], waves: list[Any]) -> dict[str, Any]:
+    """Each site clip replayed alone through the live decisions: false alarms per hour of the
+    non-scream audio, and the share of scream clips that raised an event."""
+    from train.scenes import decide, score_stream
+
+    decisions, _ = detection_settings(classifier.sidecar)
+    alarms, seconds, found, screams, firing = 0, 0.0, 0, 0, []
+    for clip, wave in zip(clips, waves, strict=True):
+        starts, _, length = decide(score_stream(classifier, wave), decisions)
+        if clip.is_scream:
+            screams += 1
+            found += bool(starts)
+        else:
+            alarms += len(starts)
+            seconds += length
+            if starts:
+                firing.append(clip.path.name)
+    return {
+        "non_scream_clips": len(clips) - screams,
+        "non_scream_hours": round(seconds / 3600, 4),
+        "false_alarms": alarms,
+        "false_alarms_per_hour": round(alarms / (seconds / 3600), 1) if seconds else None,
+        "non_scream_clips_firing": len(firing),
+        "scream_clips": screams,
+        "scream_clips_found": found,
+        "firing": firing,
+    }
+
+
+def _corpus_outcome(model: Path, corpus: Path, splits_file: Path, out: Path, config: AdaptConfig) -> dict[str, Any]:
+    from train.evaluate import evaluate_with_scores
+
+    report = evaluate_with_scores(
+        model,
+        corpus,
+        out_dir=out,
+        splits_file=splits_file,
+        split="test",
+        cache_dir=config.cache_dir,
+        seed=config.seed,
+        scenes=config.scenes,
+        make_plots=False,
+    ).report
+    scene = report["scene"]
+    return {
+        "screams": scene["screams"],
+        "event_recall": scene["event_recall"],
+        "false_alarms_per_hour": scene["false_alarms_per_hour"],
+        "median_onset_to_alarm_s": scene["median_onset_to_alarm_s"],
+        "clip_roc_auc": report["clips"].get("roc_auc") if isinstance(report.get("clips"), dict) else None,
+    }
+
+
+def adapt(
+    model: str | Path,
+    site: str | Path,
+    corpus: str | Path,
+    out: str | Path,
+    *,
+    config: AdaptConfig | None = None,
+) -> dict[str, Any]:
+    """Fine-tune `model` on the site data at `site`, export `<out>.tflite` + sidecar if it keeps the
+    corpus recall; returns the report (also written to `<out>-report/adapt.json` and `adapt.md`)."""
+    import keras
+
+    from train.export import convert_float, export_model
+    from train.rebuild import check_rebuild, rebuild
+
+    config = config or AdaptConfig()
+    started = time.monotonic()
+    model, site, corpus = Path(model), Path(site), Path(corpus)
+    out_path = Path(out).with_suffix(".tflite")
+    report_dir = out_path.parent / f"{out_path.stem}-report"
+    float_path, base_splits = _base_files(model)
+    base = Classifier(model, expected_features=FeatureParams())
+    side = base.sidecar
+    features = side.features
+    trained = json.loads(Path(model).with_suffix(".json").read_text()).get("training", {}).get("config", {})
+    known = set(TrainConfig.__dataclass_fields__)
+    recipe = replace(
+        TrainConfig(**{k: v for k, v in trained.items() if k in known}),
+        window_frames=side.window_frames,
+        hop_frames=side.hop_frames,
+        batch_size=config.batch_size,
+        steps_per_epoch=config.steps_per_epoch,
+        seed=config.seed,
+        procedural_fraction=0.0,
+        distill_weight=0.0,
+        verbose=config.verbose,
+    )
+
+    manifest = site / "manifest.tsv" if site.is_dir() else site
+    site_clips, skipped = _read_manifest(manifest)
+    if sum(not c.is_scream for c in site_clips) < 3:
+        raise DataError(
+            f"{manifest} has {sum(not c.is_scream for c in site_clips)} 'non_scream' clip(s); adapting needs "
+            "at least 3 (label the site's false alarms in 'scream review', then 'scream deploy pull')"
+        )
+    parts = split_site(site_clips, config)
+    corpus_parts = _corpus_splits(corpus, base_splits)
+    cache = WaveformCache(
+        config.cache_dir or Path.home() / ".cache" / "scream-detector" / "waves", features.sample_rate_hz
+    )
+    rng = np.random.default_rng(config.seed)
+    replay = _replay(corpus_parts["train"], config.replay_clips, rng)
+    prepared_site = {name: prepare(getattr(parts, name), cache, skipped) for name in ("train", "validation", "test")}
+    prepared_replay = prepare(replay, cache, skipped)
+    corpus_val = prepare(corpus_parts["validation"], cache, skipped)
+    _log(
+        f"adapting {model.name} on {manifest}: {len(prepared_site['train'].clips)} site clips to learn from, "
+        f"{len(prepared_site['validation'].clips)} for the operating point, {len(prepared_site['test'].clips)} "
+        f"for the report; {len(prepared_replay.clips)} corpus clips replayed"
+    )
+
+    # The site's non-screams as `site_share` of the negative draws (repeated into the pool).
+    site_negatives = [
+        (c, w)
+        for c, w in zip(prepared_site["train"].clips, prepared_site["train"].waves, strict=True)
+        if not c.is_scream
+    ]
+    site_screams = [
+        (c, w) for c, w in zip(prepared_site["train"].clips, prepared_site["train"].waves, strict=True) if c.is_scream
+    ]
+    replay_weight = sum(
+        recipe.hard_negative_weight if c.family != "other" else 1.0 for c in prepared_replay.clips if not c.is_scream
+    )
+    repeat = max(
+        1, math.ceil(config.site_share / (1 - config.site_share) * replay_weight / max(len(site_negatives), 1))
+    )
+    pool = PreparedSplit(
+        clips=list(prepared_replay.clips) + [c for c, _ in site_screams] + [c for c, _ in site_negatives] * repeat,
+        waves=list(prepared_replay.waves) + [w for _, w in site_screams] + [w for _, w in site_negatives] * repeat,
+    )
+    batches = AugmentedBatches(pool, features, recipe, AugmentParams())
+
+    validation = PreparedSplit(
+        corpus_val.clips + prepared_site["validation"].clips, corpus_val.waves + prepared_site["validation"].waves
+    )
+    val = eval_windows(validation, features, recipe)
+    network = rebuild(float_path)
+    sample = val.windows[
+        np.random.default_rng(config.seed).choice(len(val.windows), min(64, len(val.windows)), replace=False)
+    ]
+    rebuild_error = check_rebuild(network, float_path, sample)
+    network.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=recipe.label_smoothing),
+    )
+    fit_started = time.monotonic()
+    history = network.fit(
+        _keras_sequence(batches, config.steps_per_epoch), epochs=config.epochs, verbose=config.verbose
+    )
+    fit_seconds = time.monotonic() - fit_started
+
+    staging = out_path.parent / f".adapt-{out_path.stem}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    staged = staging / out_path.name
+    corpus_test = prepare(corpus_parts["test"], cache, skipped)
+    check = eval_windows(
+        PreparedSplit(corpus_test.clips + prepared_site["test"].clips, corpus_test.waves + prepared_site["test"].waves),
+        features,
+        recipe,
+    )
+    val_scores = network.predict(val.windows[..., None], batch_size=256, verbose=0).reshape(-1)
+    representative = np.concatenate([*(batches.batch(1000 + i)[0][..., 0] for i in range(4)), val.windows[:400]])
+    site_manifest_sha = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    sidecar = export_model(
+        network,
+        staged,
+        features=features,
+        window_frames=recipe.window_frames,
+        hop_frames=recipe.hop_frames,
+        representative=representative,
+        check_windows=check.windows,  # what the report scores: the corpus test clips and the site's report part
+        thresholds=choose_thresholds(val.labels, val_scores, recipe),
+        metadata={
+            "adapted": {
+                "base_model": model.name,
+                "base_sha256": base.sha256,
+                "site_data": str(manifest),
+                "site_manifest_sha256": site_manifest_sha,
+                "site_clips": {k: len(v.clips) for k, v in prepared_site.items()},
+                "replay_clips": len(prepared_replay.clips),
+                "config": asdict(config),
+            },
+            "training": {"config": asdict(recipe), "adapted_from": base.sha256},
+        },
+        operating_point=lambda int8: _operating_point(int8, validation, val, recipe),
+    )
+    (staging / "model-float.tflite").write_bytes(convert_float(network))
+
+    _log("scoring the base and the adapted model on the corpus test scenes and the site's report clips")
+    report_dir.mkdir(parents=True, exist_ok=True)
+    adapted = Classifier(staged, expected_features=features)
+    before_site = site_outcome(base, prepared_site["test"].clips, prepared_site["test"].waves)
+    after_site = site_outcome(adapted, prepared_site["test"].clips, prepared_site["test"].waves)
+    before_corpus = _corpus_outcome(model, corpus, base_splits, report_dir / "corpus-base", config)
+    after_corpus = _corpus_outcome(staged, corpus, base_splits, report_dir / "corpus-adapted", config)
+    drop = before_corpus["event_recall"] - after_corpus["event_recall"]
+    report = {
+        "base_model": str(model),
+        "base_sha256": base.sha256,
+        "adapted_model": str(out_path),
+        "site_data": str(manifest),
+        "skipped": skipped,
+        "rebuild_max_score_difference": rebuild_error,
+        "fine_tune_seconds": round(fit_seconds, 1),
+        "seconds": round(time.monotonic() - started, 1),
+        "loss": [round(float(v), 4) for v in history.history.get("loss", [])],
+        "site": {"before": before_site, "after": after_site},
+        "corpus": {"before": before_corpus, "after": after_corpus, "recall_drop": round(drop, 4)},
+        "max_recall_drop": config.max_recall_drop,
+        "operating_point": {k: sidecar["thresholds"].get(k) for k in ("on", "off", "patience_windows", "patience_of")},
+        "int8_check": sidecar.get("int8_check"),
+        "published": drop <= config.max_recall_drop,
+    }
+    (report_dir / "adapt.json").write_text(json.dumps(report, indent=2) + "\n")
+    (report_dir / "adapt.md").write_text(render(report))
+    if not report["published"]:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise AdaptRefused(
+            f"not exported: the adapted model finds {after_corpus['event_recall']:.1%} of the corpus test "
+            f"screams against the base model's {before_corpus['event_recall']:.1%}, {drop:.1%} lower "
+            f"(at most {config.max_recall_drop:.1%} is allowed); see {report_dir / 'adapt.md'}"
+        )
+    run_dir = out_path.parent / f"{out_path.stem}-run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(staging / "model-float.tflite"), run_dir / "model-float.tflite")
+    shutil.copy(base_splits, run_dir / "splits.tsv")  # the corpus held out stays the base model's
+    staged.replace(out_path)
+    staged.with_suffix(".json").replace(out_path.with_suffix(".json"))
+    shutil.rmtree(staging, ignore_errors=True)
+    assert sha256_file(out_path) == sidecar["sha256"]
+    _log(f"exported {out_path}; report {report_dir / 'adapt.md'}")
+    return report
+
+
+def render(report: dict[str, Any]) -> str:
+    s, c = report["site"], report["corpus"]
+    rows = [
+        ("site false alarms per hour of non-scream audio", "false_alarms_per_hour", s),
+        ("site non-scream clips that fire", "non_scream_clips_firing", s),
+        ("site scream clips found", "scream_clips_found", s),
+        ("corpus test scenes: screams found", "event_recall", c),
+        ("corpus test scenes: false alarms per hour", "false_alarms_per_hour", c),
+        ("corpus test scenes: median onset to alarm (s)", "median_onset_to_alarm_s", c),
+    ]
+    lines = [
+        f"# Adapted {Path(report['adapted_model']).name} from {Path(report['base_model']).name}",
+        "",
+        f"Site data {report['site_data']}: {s['before']['non_scream_clips']} non-scream and "
+        f"{s['before']['scream_clips']} scream clips held out for this report "
+        f"({s['before']['non_scream_hours'] * 60:.1f} min of non-scream audio). Corpus: the base model's test "
+        f"clips, {c['before']['screams']} screams in its scenes.",
+        "",
+        "| | base | adapted |",
+        "| --- | ---: | ---: |",
+        *(f"| {name} | {part['before'][key]} | {part['after'][key]} |" for name, key, part in rows),
+        "",
+        f"Corpus recall drop {c['recall_drop']:+.3f} (at most {report['max_recall_drop']} allowed): "
+        + ("**published**." if report["published"] else "**refused, not exported**."),
+        "",
+        f"Fine-tuning {report['fine_tune_seconds']} s, all {report['seconds']} s; operating point "
+        f"{report['operating_point']}; int8 check {report['int8_check']}; the rebuilt network matched the base "
+        f"float model to {report['rebuild_max_score_difference']:.1e}.",
+        "",
+    ]
+    return "\n".join(lines)
