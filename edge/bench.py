@@ -325,6 +325,83 @@ def _onset_to_led(
     return [d for d in delays if d is not None]
 
 
+def bench_review(model: Path, *, clips: int, repeats: int) -> dict[str, Any]:
+    """`scream review` over a clip store of `clips` synthetic 5 s clips with their event log, on
+    127.0.0.1: the page's weight and the median latency of each request a labelling session makes."""
+    import http.client
+    import json as json_module
+    import tempfile
+    import threading
+
+    from edge import synth
+    from edge.audio import write_wav
+    from edge.review import build_app, make_server
+
+    rate = 16000
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "clips"
+        store.mkdir()
+        rng = np.random.default_rng(5)
+        names = []
+        with (Path(tmp) / "events.jsonl").open("w") as log:
+            for i in range(clips):
+                name = f"20261202T{10 + i // 3600:02d}{i // 60 % 60:02d}{i % 60:02d}_{i:012x}.wav"
+                audio = synth.room_tone(5.0, rate, rng)
+                audio[rate : rate + 2 * rate] += synth.scream_like(2.0, rate, rng)
+                write_wav(store / name, audio, rate)
+                record = {
+                    "type": "event_end",
+                    "id": f"{i:012x}",
+                    "clip": name,
+                    "start": 1.8e9 + 60 * i,
+                    "end": 1.8e9 + 60 * i + 2.0,
+                    "peak_score": 0.9,
+                    "site": "bench",
+                }
+                log.write(json_module.dumps(record) + "\n")
+                names.append(name)
+        app = build_app(clips_dir=store, event_log=Path(tmp) / "events.jsonl", model=model, token="")
+        server = make_server(app, "127.0.0.1:0")
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        port = int(server.server_address[1])
+
+        def get(path: str, method: str = "GET", body: bytes | None = None) -> bytes:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            headers = {"Content-Type": "application/json"} if body else {}
+            conn.request(method, path, body=body, headers=headers)
+            reply = conn.getresponse()
+            data = reply.read()
+            conn.close()
+            if reply.status != 200:
+                raise RuntimeError(f"review bench: {path} gave {reply.status}: {data[:200]!r}")
+            return data
+
+        try:
+            weight = {path: len(get(path)) for path in ("/", "/static/review.js", "/static/review.css")}
+            listing = len(get("/api/events?label=all"))
+            first = time.perf_counter()
+            get(f"/api/timeline/{names[0]}")  # the first request scores the clip; later ones are cached
+            timeline_first = round((time.perf_counter() - first) * 1000, 3)
+            label = json_module.dumps({"clip": names[1], "label": "non_scream"}).encode()
+            return {
+                "clips": clips,
+                "page_bytes": sum(weight.values()),
+                "page_files": weight,
+                "listing_bytes": listing,
+                "clip_bytes": len(get(f"/clips/{names[0]}")),
+                "timeline_bytes": len(get(f"/api/timeline/{names[0]}")),
+                "page_ms": _median_ms(lambda: get("/"), repeats),
+                "listing_ms": _median_ms(lambda: get("/api/events?label=all"), repeats),
+                "clip_ms": _median_ms(lambda: get(f"/clips/{names[0]}"), repeats),
+                "timeline_first_ms": timeline_first,
+                "timeline_cached_ms": _median_ms(lambda: get(f"/api/timeline/{names[0]}"), repeats),
+                "label_ms": _median_ms(lambda: get("/api/labels", "POST", label), repeats),
+            }
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -354,6 +431,7 @@ def run_bench(model: Path, *, quick: bool = False) -> dict[str, Any]:
         "invoke": invoke,
         "edge_peak_rss_mb": edge_rss,
         "listen": bench_listen(model, 8.0 if quick else 60.0),
+        "review": bench_review(model, clips=20 if quick else 200, repeats=repeats),
         "logmel": [
             bench_logmel(side.features, 1.0, 4 * repeats),
             bench_logmel(side.features, 60.0, max(repeats // 3, 3)),
@@ -412,6 +490,19 @@ def format_table(result: dict[str, Any]) -> str:
         if li.get(f"{key}_range_s"):
             low, high = li[f"{key}_range_s"]
             add(f"    fastest-slowest of {li['screams']} screams (s)", f"{low}-{high}")
+    rv = result["review"]
+    add("scream review page weight: HTML+JS+CSS (bytes)", rv["page_bytes"])
+    add(f"  listing of {rv['clips']} clips (bytes)", rv["listing_bytes"])
+    add("  one clip's picture and timeline (bytes)", rv["timeline_bytes"])
+    for key, label in (
+        ("page_ms", "  GET the page (ms, median)"),
+        ("listing_ms", f"  GET the listing of {rv['clips']} clips (ms)"),
+        ("clip_ms", "  GET one 5 s clip (ms)"),
+        ("timeline_first_ms", "  GET a timeline, first time: scored (ms)"),
+        ("timeline_cached_ms", "  GET a timeline again: cached (ms)"),
+        ("label_ms", "  POST a label (ms)"),
+    ):
+        add(label, rv[key])
     if result["skipped"]:
         lines.append("skipped (not installed): " + ", ".join(result["skipped"]))
     return "\n".join(lines)

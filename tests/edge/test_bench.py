@@ -43,6 +43,13 @@ def test_quick_bench_reports_every_field(quick_result: dict[str, Any], tiny_mode
         assert row["librosa_max_abs_diff"] < 1e-3 and row["tf_signal_max_abs_diff"] < 1e-3
     assert result["skipped"] == []
     assert 0 < result["invoke"]["int8_invoke_ms"] < 50
+    review = result["review"]
+    page = Path(__file__).resolve().parents[2] / "edge" / "review_page"
+    assert review["page_bytes"] == sum(f.stat().st_size for f in page.iterdir())  # the three files, served whole
+    assert review["clips"] == 20 and review["clip_bytes"] == 44 + 2 * 5 * 16000
+    assert review["listing_bytes"] > 20 * 200 and review["timeline_bytes"] > 1000
+    for key in ("page_ms", "listing_ms", "clip_ms", "timeline_first_ms", "timeline_cached_ms", "label_ms"):
+        assert 0 < review[key] < 10_000, key
     assert result["invoke"]["float_invoke_ms"] > 0  # the training run keeps a float twin beside the model
     assert result["stream"]["audio_s"] == 120.0 and 0 < result["stream"]["real_time_factor"] < 1
     side = json.loads(tiny_model.with_suffix(".json").read_text())["thresholds"]
