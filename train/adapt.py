@@ -14,8 +14,9 @@ data.
 Before it is published the adapted model is scored beside the base model on the same scenes of the
 base model's held-out test clips (corpus scene recall) and on the site's report part (false alarms
 per hour of site audio, site screams found). If its corpus recall falls more than `max_recall_drop`
-below the base model's, nothing is published and the error says by how much; the report is written
-either way.
+below the base model's, or its corpus false alarms per hour rise more than `max_false_alarm_rise`
+(relative, plus one alarm's worth: the scenes are finite), nothing is published and the error says
+by how much; the report is written either way.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ class AdaptConfig:
     site_validation_fraction: float = 0.2
     site_test_fraction: float = 0.3
     max_recall_drop: float = 0.05  # corpus scene recall the adapted model may lose, absolute
+    max_false_alarm_rise: float | None = (
+        0.25  # corpus scene false alarms/h it may add, relative (plus one alarm); None: no guard
+    )
     scenes: int = 2
     seed: int = 0
     cache_dir: str = ""
@@ -182,6 +186,7 @@ def _corpus_outcome(model: Path, corpus: Path, splits_file: Path, out: Path, con
     ).report
     scene = report["scene"]
     return {
+        "hours": scene["hours"],
         "screams": scene["screams"],
         "event_recall": scene["event_recall"],
         "false_alarms_per_hour": scene["false_alarms_per_hour"],
@@ -337,6 +342,25 @@ def adapt(
     before_corpus = _corpus_outcome(model, corpus, base_splits, report_dir / "corpus-base", config)
     after_corpus = _corpus_outcome(staged, corpus, base_splits, report_dir / "corpus-adapted", config)
     drop = before_corpus["event_recall"] - after_corpus["event_recall"]
+    # One more false alarm than the base model's in the same scenes is within noise; past that, a rise.
+    rise = config.max_false_alarm_rise
+    allowed_fa = (
+        before_corpus["false_alarms_per_hour"] * (1 + rise) + 1 / max(before_corpus["hours"], 1e-9)
+        if rise is not None
+        else float("inf")
+    )
+    problems = []
+    if drop > config.max_recall_drop:
+        problems.append(
+            f"finds {after_corpus['event_recall']:.1%} of the corpus test screams against the base model's "
+            f"{before_corpus['event_recall']:.1%}, {drop:.1%} lower (at most {config.max_recall_drop:.1%} is allowed)"
+        )
+    if after_corpus["false_alarms_per_hour"] > allowed_fa:
+        problems.append(
+            f"raises {after_corpus['false_alarms_per_hour']:.1f} false alarms per hour in the corpus test scenes "
+            f"against the base model's {before_corpus['false_alarms_per_hour']:.1f} (at most {allowed_fa:.1f} is "
+            f"allowed: +{rise:.0%} and one alarm)"
+        )
     report = {
         "base_model": str(model),
         "base_sha256": base.sha256,
@@ -350,19 +374,17 @@ def adapt(
         "site": {"before": before_site, "after": after_site},
         "corpus": {"before": before_corpus, "after": after_corpus, "recall_drop": round(drop, 4)},
         "max_recall_drop": config.max_recall_drop,
+        "max_false_alarms_per_hour": round(allowed_fa, 3) if rise is not None else None,
+        "refused_because": problems,
         "operating_point": {k: sidecar["thresholds"].get(k) for k in ("on", "off", "patience_windows", "patience_of")},
         "int8_check": sidecar.get("int8_check"),
-        "published": drop <= config.max_recall_drop,
+        "published": not problems,
     }
     (report_dir / "adapt.json").write_text(json.dumps(report, indent=2) + "\n")
     (report_dir / "adapt.md").write_text(render(report))
     if not report["published"]:
         shutil.rmtree(staging, ignore_errors=True)
-        raise AdaptRefused(
-            f"not exported: the adapted model finds {after_corpus['event_recall']:.1%} of the corpus test "
-            f"screams against the base model's {before_corpus['event_recall']:.1%}, {drop:.1%} lower "
-            f"(at most {config.max_recall_drop:.1%} is allowed); see {report_dir / 'adapt.md'}"
-        )
+        raise AdaptRefused(f"not exported: the adapted model {'; and '.join(problems)}; see {report_dir / 'adapt.md'}")
     run_dir = out_path.parent / f"{out_path.stem}-run"
     run_dir.mkdir(parents=True, exist_ok=True)
     shutil.move(str(staging / "model-float.tflite"), run_dir / "model-float.tflite")
@@ -397,8 +419,13 @@ def render(report: dict[str, Any]) -> str:
         "| --- | ---: | ---: |",
         *(f"| {name} | {part['before'][key]} | {part['after'][key]} |" for name, key, part in rows),
         "",
-        f"Corpus recall drop {c['recall_drop']:+.3f} (at most {report['max_recall_drop']} allowed): "
-        + ("**published**." if report["published"] else "**refused, not exported**."),
+        f"Corpus recall drop {c['recall_drop']:+.3f} (at most {report['max_recall_drop']} allowed), corpus false "
+        f"alarms per hour at most {report['max_false_alarms_per_hour']}: "
+        + (
+            "**published**."
+            if report["published"]
+            else "**refused, not exported**: " + "; ".join(report["refused_because"]) + "."
+        ),
         "",
         f"Fine-tuning {report['fine_tune_seconds']} s, all {report['seconds']} s; operating point "
         f"{report['operating_point']}; int8 check {report['int8_check']}; the rebuilt network matched the base "

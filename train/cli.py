@@ -65,6 +65,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         site_share=args.site_share,
         replay_clips=args.replay,
         max_recall_drop=args.max_recall_drop,
+        max_false_alarm_rise=args.max_false_alarm_rise,
         scenes=args.scenes,
         seed=args.seed,
         cache_dir=args.cache or "",
@@ -249,6 +250,12 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     ad.add_argument("--replay", type=positive_int, default=1200, help="corpus training clips replayed")
     ad.add_argument(
         "--max-recall-drop", type=float, default=0.05, help="corpus scene recall the adapted model may lose (absolute)"
+    )
+    ad.add_argument(
+        "--max-false-alarm-rise",
+        type=float,
+        default=0.25,
+        help="corpus scene false alarms/h the adapted model may add, relative to the base model's (plus one alarm)",
     )
     ad.add_argument("--scenes", type=positive_int, default=2, help="corpus test scenes per model")
     ad.add_argument("--seed", type=int, default=0)
