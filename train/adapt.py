@@ -70,6 +70,7 @@ class AdaptConfig:
         0.25  # corpus scene false alarms/h it may add, relative (plus one alarm); None: no guard
     )
     scenes: int = 2
+    train: str = "all"  # "head": only the dense layers learn; the convolutions keep the base model's features
     seed: int = 0
     cache_dir: str = ""
     verbose: int = 2
@@ -139,6 +140,16 @@ def _replay(clips: list[Clip], count: int, rng: np.random.Generator) -> list[Cli
         return [pool[i] for i in sorted(rng.choice(len(pool), min(n, len(pool)), replace=False))]
 
     return pick(screams, n_screams) + pick(others, count - n_screams)
+
+
+def set_trainable(network: Any, which: str) -> None:
+    """ "all": every layer learns; "head": only the dense layers, on the base model's features."""
+    import keras
+
+    if which not in ("all", "head"):
+        raise DataError(f"train must be 'all' or 'head', got {which!r}")
+    for layer in network.layers:
+        layer.trainable = which == "all" or isinstance(layer, keras.layers.Dense)
 
 
 def site_outcome(classifier: Classifier, clips: list[Clip], waves: list[Any]) -> dict[str, Any]:
@@ -286,6 +297,7 @@ def adapt(
         np.random.default_rng(config.seed).choice(len(val.windows), min(64, len(val.windows)), replace=False)
     ]
     rebuild_error = check_rebuild(network, float_path, sample)
+    set_trainable(network, config.train)
     network.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=keras.losses.BinaryCrossentropy(label_smoothing=recipe.label_smoothing),

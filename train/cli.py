@@ -67,6 +67,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         max_recall_drop=args.max_recall_drop,
         max_false_alarm_rise=args.max_false_alarm_rise,
         scenes=args.scenes,
+        train=args.train,
         seed=args.seed,
         cache_dir=args.cache or "",
     )
@@ -90,6 +91,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         folds=args.folds,
         config=_train_config(args),
         scenes=args.scenes,
+        train=args.train,
         seed=args.seed,
         baseline=args.baseline,
         level_spread_db=args.level_spread,
@@ -258,6 +260,9 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
         help="corpus scene false alarms/h the adapted model may add, relative to the base model's (plus one alarm)",
     )
     ad.add_argument("--scenes", type=positive_int, default=2, help="corpus test scenes per model")
+    ad.add_argument(
+        "--train", choices=("all", "head"), default="all", help="what learns: every layer, or only the dense head"
+    )
     ad.add_argument("--seed", type=int, default=0)
     ad.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
     ad.set_defaults(func=cmd_adapt)

@@ -84,6 +84,26 @@ def test_the_rebuilt_network_is_the_float_model(tiny_model: Path) -> None:
         check_rebuild(network, float_path, windows)
 
 
+def test_head_only_training_leaves_the_convolutions_alone(tiny_model: Path) -> None:
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from train.adapt import set_trainable
+    from train.data import DataError
+    from train.rebuild import rebuild
+
+    network = rebuild(tiny_model.parent / f"{tiny_model.stem}-run" / "model-float.tflite")
+    convolutions = sum(len(layer.weights) for layer in network.layers if not isinstance(layer, keras.layers.Dense))
+    set_trainable(network, "head")
+    dense = [layer for layer in network.layers if isinstance(layer, keras.layers.Dense)]
+    assert dense and len(network.trainable_weights) == sum(len(layer.weights) for layer in dense)
+    assert len(network.non_trainable_weights) == convolutions > 0
+    set_trainable(network, "all")
+    assert len(network.non_trainable_weights) == 0
+    with pytest.raises(DataError, match="train must be 'all' or 'head'"):
+        set_trainable(network, "conv")
+
+
 def test_adapt_silences_a_site_ringtone_and_keeps_the_screams(
     tiny_model: Path, synthetic_dataset: Path, tmp_path: Path
 ) -> None:
