@@ -8,8 +8,8 @@ and fine-tuned at a low learning rate on augmented batches whose negatives are t
 non-screams for a set share and a replay sample of the base model's own training clips for the
 rest; the screams come from the replay sample and any site screams. The operating point is chosen
 again (train/operating_point.py) on the site's validation part together with the base model's
-validation clips, and the model is exported int8 with a sidecar naming the base model and the site
-data.
+validation clips, for the most recall within the base model's own false-alarm rate there, and
+the model is exported int8 with a sidecar naming the base model and the site data.
 
 Before it is published the adapted model is scored beside the base model on the same scenes of the
 base model's held-out test clips (corpus scene recall) and on the site's report part (false alarms
@@ -230,7 +230,11 @@ def adapt(
     base = Classifier(model, expected_features=FeatureParams())
     side = base.sidecar
     features = side.features
-    trained = json.loads(Path(model).with_suffix(".json").read_text()).get("training", {}).get("config", {})
+    base_sidecar = json.loads(Path(model).with_suffix(".json").read_text())
+    trained = base_sidecar.get("training", {}).get("config", {})
+    # The operating point is chosen for the most recall within the base model's own false-alarm rate
+    # on its validation scenes, so base and adapted are compared at the same price in false alarms.
+    base_rate = (base_sidecar.get("thresholds", {}).get("validation") or {}).get("false_alarms_per_hour")
     known = set(TrainConfig.__dataclass_fields__)
     recipe = replace(
         TrainConfig(**{k: v for k, v in trained.items() if k in known}),
@@ -243,6 +247,8 @@ def adapt(
         distill_weight=0.0,
         verbose=config.verbose,
     )
+    if isinstance(base_rate, int | float) and base_rate > 0:
+        recipe = replace(recipe, max_false_alarms_per_hour=max(float(base_rate), recipe.max_false_alarms_per_hour))
 
     manifest = site / "manifest.tsv" if site.is_dir() else site
     site_clips, skipped = _read_manifest(manifest)
