@@ -71,6 +71,9 @@ class AdaptConfig:
     )
     scenes: int = 2
     train: str = "all"  # "head": only the dense layers learn; the convolutions keep the base model's features
+    # "labels": the replay clips are learnt from their labels; "base": from the base model's own scores
+    # (learning without forgetting), and half of every batch is the site's clips with their labels.
+    keep: str = "labels"
     seed: int = 0
     cache_dir: str = ""
     verbose: int = 2
@@ -140,6 +143,31 @@ def _replay(clips: list[Clip], count: int, rng: np.random.Generator) -> list[Cli
         return [pool[i] for i in sorted(rng.choice(len(pool), min(n, len(pool)), replace=False))]
 
     return pick(screams, n_screams) + pick(others, count - n_screams)
+
+
+def _keep_base_sequence(site: AugmentedBatches, replay: AugmentedBatches, base: Any, steps: int) -> Any:
+    """Batches of half site excerpts with their labels and half replay excerpts with the base
+    model's scores as targets, so the corpus keeps the scores it had while the site's clips move."""
+    import keras
+
+    class Sequence(keras.utils.PyDataset):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(workers=1, use_multiprocessing=False)
+
+        def __len__(self) -> int:
+            return steps
+
+        def __getitem__(self, index: int) -> Any:
+            x_site, y_site = site.batch(index)
+            x_replay, _ = replay.batch(index)
+            y_replay = base.predict(x_replay, batch_size=len(x_replay), verbose=0).reshape(-1, 1)
+            return np.concatenate([x_site, x_replay]), np.concatenate([y_site, y_replay.astype(np.float32)])
+
+        def on_epoch_end(self) -> None:
+            site.epoch += 1
+            replay.epoch += 1
+
+    return Sequence()
 
 
 def set_trainable(network: Any, which: str) -> None:
@@ -292,7 +320,18 @@ def adapt(
         clips=list(prepared_replay.clips) + [c for c, _ in site_screams] + [c for c, _ in site_negatives] * repeat,
         waves=list(prepared_replay.waves) + [w for _, w in site_screams] + [w for _, w in site_negatives] * repeat,
     )
+    if config.keep not in ("labels", "base"):
+        raise DataError(f"keep must be 'labels' or 'base', got {config.keep!r}")
     batches = AugmentedBatches(pool, features, recipe, AugmentParams())
+    if config.keep == "base":
+        half = replace(recipe, batch_size=max(2, recipe.batch_size // 2))
+        screams = [(c, w) for c, w in zip(prepared_replay.clips, prepared_replay.waves, strict=True) if c.is_scream]
+        site_pool = PreparedSplit(
+            clips=[c for c, _ in screams + site_screams + site_negatives],
+            waves=[w for _, w in screams + site_screams + site_negatives],
+        )
+        batches = AugmentedBatches(site_pool, features, half, AugmentParams())
+        replay_batches = AugmentedBatches(prepared_replay, features, replace(half, seed=half.seed + 1), AugmentParams())
 
     validation = PreparedSplit(
         corpus_val.clips + prepared_site["validation"].clips, corpus_val.waves + prepared_site["validation"].waves
@@ -309,9 +348,12 @@ def adapt(
         loss=keras.losses.BinaryCrossentropy(label_smoothing=recipe.label_smoothing),
     )
     fit_started = time.monotonic()
-    history = network.fit(
-        _keras_sequence(batches, config.steps_per_epoch), epochs=config.epochs, verbose=config.verbose
+    sequence = (
+        _keras_sequence(batches, config.steps_per_epoch)
+        if config.keep == "labels"
+        else _keep_base_sequence(batches, replay_batches, rebuild(float_path), config.steps_per_epoch)
     )
+    history = network.fit(sequence, epochs=config.epochs, verbose=config.verbose)
     fit_seconds = time.monotonic() - fit_started
 
     staging = out_path.parent / f".adapt-{out_path.stem}"

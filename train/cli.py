@@ -68,6 +68,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         max_false_alarm_rise=args.max_false_alarm_rise,
         scenes=args.scenes,
         train=args.train,
+        keep=args.keep,
         seed=args.seed,
         cache_dir=args.cache or "",
     )
@@ -92,6 +93,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         config=_train_config(args),
         scenes=args.scenes,
         train=args.train,
+        keep=args.keep,
         seed=args.seed,
         baseline=args.baseline,
         level_spread_db=args.level_spread,
@@ -262,6 +264,12 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     ad.add_argument("--scenes", type=positive_int, default=2, help="corpus test scenes per model")
     ad.add_argument(
         "--train", choices=("all", "head"), default="all", help="what learns: every layer, or only the dense head"
+    )
+    ad.add_argument(
+        "--keep",
+        choices=("labels", "base"),
+        default="labels",
+        help="replay clips learnt from their labels, or from the base model's own scores (learning without forgetting)",
     )
     ad.add_argument("--seed", type=int, default=0)
     ad.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")

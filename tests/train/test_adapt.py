@@ -5,6 +5,7 @@ recall would fall (mislabelled site data). Also the rebuild of a float model it 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +194,37 @@ def test_adapt_needs_site_false_alarms_and_the_base_models_run(
     alone.with_suffix(".json").write_bytes(tiny_model.with_suffix(".json").read_bytes())
     with pytest.raises(DataError, match=r"alone-run/model-float\.tflite \(its float model"):
         adapt(alone, site, synthetic_dataset, tmp_path / "out", config=small(tmp_path))
+
+
+def test_keeping_the_base_model_learns_replay_from_its_scores(tiny_model: Path) -> None:
+    """--keep base: half of each batch is the site's clips with their labels, half replay clips whose
+    targets are the base model's own scores (learning without forgetting)."""
+    pytest.importorskip("tensorflow")
+    from train.adapt import _keep_base_sequence
+    from train.augment import AugmentParams
+    from train.data import Clip
+    from train.pipeline import AugmentedBatches, PreparedSplit, TrainConfig
+    from train.rebuild import rebuild
+
+    rng = np.random.default_rng(0)
+    clips = [
+        Clip(path=Path(f"/s/{i}.wav"), label=("scream" if i % 2 else "non_scream"), group=str(i)) for i in range(6)
+    ]
+    waves = [
+        (synth.scream_like(1.5, RATE, rng) if c.is_scream else ringtone(1.5, rng)) + synth.room_tone(1.5, RATE, rng)
+        for c in clips
+    ]
+    config = TrainConfig(batch_size=8, verbose=0)
+    from edge.features import FeatureParams
+
+    site = AugmentedBatches(PreparedSplit(clips, waves), FeatureParams(), config, AugmentParams())
+    replay = AugmentedBatches(PreparedSplit(clips, waves), FeatureParams(), replace(config, seed=1), AugmentParams())
+    base = rebuild(tiny_model.parent / f"{tiny_model.stem}-run" / "model-float.tflite")
+    sequence = _keep_base_sequence(site, replay, base, steps=3)
+    x, y = sequence[0]
+    assert x.shape == (16, 96, 40, 1) and y.shape == (16, 1)
+    assert np.array_equal(y[:8, 0], site.batch(0)[1][:, 0])  # the site half: labels, 4 screams then 4 others
+    expected = base.predict(replay.batch(0)[0], verbose=0).reshape(-1)
+    assert np.allclose(y[8:, 0], expected, atol=1e-6) and not np.isin(y[8:, 0], [0.0, 1.0]).all()
+    sequence.on_epoch_end()
+    assert site.epoch == replay.epoch == 1
