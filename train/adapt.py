@@ -345,7 +345,10 @@ def adapt(
     set_trainable(network, config.train)
     network.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss=keras.losses.BinaryCrossentropy(label_smoothing=recipe.label_smoothing),
+        # Soft targets need no smoothing: smoothing the base model's scores would lift every negative.
+        loss=keras.losses.BinaryCrossentropy(
+            label_smoothing=recipe.label_smoothing if config.keep == "labels" else 0.0
+        ),
     )
     fit_started = time.monotonic()
     sequence = (
