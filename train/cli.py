@@ -92,8 +92,6 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         folds=args.folds,
         config=_train_config(args),
         scenes=args.scenes,
-        train=args.train,
-        keep=args.keep,
         seed=args.seed,
         baseline=args.baseline,
         level_spread_db=args.level_spread,

@@ -263,6 +263,39 @@ def test_crossval_command_takes_the_train_recipe_options() -> None:
         build_parser().parse_args(["crossval", "--data", "d", "--out", "o", "--scenes", "0"])
 
 
+@pytest.mark.parametrize("command", ["crossval", "adapt"])
+def test_the_training_commands_hand_their_options_over(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each command's handler runs to the function it wraps with what was parsed (a handler once
+    passed adapt's options to crossval, and `scream crossval` died on an AttributeError)."""
+    import train.adapt
+    import train.crossval
+    from edge.cli import main
+
+    seen: dict[str, object] = {}
+
+    def fake_crossval(data: str, out: str, **kwargs: object) -> dict[str, object]:
+        seen.update(kwargs, data=data, out=out)
+        return {}
+
+    def fake_adapt(model: str, site: str, corpus: str, out: str, *, config: object) -> dict[str, object]:
+        seen.update(model=model, site=site, corpus=corpus, out=out, config=config)
+        before = {"false_alarms_per_hour": 1.0, "event_recall": 0.5}
+        return {"site": {"before": before, "after": before}, "corpus": {"before": before, "after": before}}
+
+    monkeypatch.setattr(train.crossval, "crossval", fake_crossval)
+    monkeypatch.setattr(train.adapt, "adapt", fake_adapt)
+    if command == "crossval":
+        assert main(["crossval", "--data", "d", "--out", "o", "--folds", "4", "--by", "source", "--scenes", "2"]) == 0
+        assert (seen["data"], seen["out"], seen["folds"], seen["scenes"]) == ("d", "o", 4, 2)
+        assert seen["config"].split_by == "source"  # type: ignore[attr-defined]
+    else:
+        argv = ["adapt", "--model", "m.tflite", "--site", "s", "--corpus", "c", "--out", "models/x.tflite"]
+        assert main([*argv, "--train", "head", "--keep", "base", "--max-false-alarm-rise", "0.5"]) == 0
+        config = seen["config"]
+        assert seen["out"] == "models/x" and (config.train, config.keep) == ("head", "base")  # type: ignore[attr-defined]
+        assert config.max_false_alarm_rise == 0.5  # type: ignore[attr-defined]
+
+
 def test_crossval_refuses_more_folds_than_groups_before_training(tmp_path: Path) -> None:
     from train.crossval import crossval
     from train.pipeline import TrainConfig
