@@ -39,6 +39,11 @@ def default_model_path() -> Path:
     return Path(__file__).resolve().parents[1] / "models" / DEFAULT_MODEL_NAME
 
 
+def configured_model(model: str | None, config: Config) -> Path:
+    """--model, else the config's [model].path, else the bundled model: what listen and review load."""
+    return Path(model or config.model.path or default_model_path())
+
+
 def error(message: str) -> None:
     print(f"scream: error: {message}", file=sys.stderr, flush=True)
 
@@ -241,7 +246,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = load_config(args.config)
-    model = Path(args.model or config.model.path or default_model_path())
+    model = configured_model(args.model, config)
     if args.check_config:
         classifier = _load_classifier(str(model))
         print(
@@ -371,7 +376,7 @@ def cmd_review(args: argparse.Namespace) -> int:
             f"no clip store at {clips}: has 'scream listen' saved clips with this config? (or pass --clips)"
         )
     token = review.token_from(args.token, config.review.token)
-    model = Path(args.model or config.model.path or default_model_path())
+    model = configured_model(args.model, config)
     app = review.build_app(
         clips_dir=clips, event_log=events, model=model, token=token, config=config, title=f"{config.site.name}: review"
     )

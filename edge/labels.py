@@ -21,7 +21,7 @@ import os
 import re
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +160,6 @@ class ClipEvent:
     model_sha256: str = ""
     schedule: str = ""
     label: Label | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def day(self) -> str:

@@ -136,3 +136,12 @@ def make_clip_store(root: Path, model: Path, *, screams_at_s: tuple[float, ...] 
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return config
+
+
+def copy_clip_store(config: Path, state: Path, new_config: Path) -> Path:
+    """A copy of the state folder `make_clip_store` wrote (clips, event log) at `state`, and of its
+    config at `new_config`, pointing at the copy; returns `new_config`."""
+    shutil.copytree(config.parent / "state", state)
+    new_config.parent.mkdir(parents=True, exist_ok=True)
+    new_config.write_text(config.read_text().replace(str(config.parent / "state"), str(state)))
+    return new_config

@@ -47,6 +47,7 @@ from train.pipeline import (
     _operating_point,
     choose_thresholds,
     eval_windows,
+    keras_batches,
     prepare,
 )
 
@@ -148,26 +149,18 @@ def _replay(clips: list[Clip], count: int, rng: np.random.Generator) -> list[Cli
 def _keep_base_sequence(site: AugmentedBatches, replay: AugmentedBatches, base: Any, steps: int) -> Any:
     """Batches of half site excerpts with their labels and half replay excerpts with the base
     model's scores as targets, so the corpus keeps the scores it had while the site's clips move."""
-    import keras
 
-    class Sequence(keras.utils.PyDataset):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__(workers=1, use_multiprocessing=False)
+    def item(index: int) -> tuple[Any, Any]:
+        x_site, y_site = site.batch(index)
+        x_replay, _ = replay.batch(index)
+        y_replay = base.predict(x_replay, batch_size=len(x_replay), verbose=0).reshape(-1, 1)
+        return np.concatenate([x_site, x_replay]), np.concatenate([y_site, y_replay.astype(np.float32)])
 
-        def __len__(self) -> int:
-            return steps
+    def next_epoch() -> None:
+        site.epoch += 1
+        replay.epoch += 1
 
-        def __getitem__(self, index: int) -> Any:
-            x_site, y_site = site.batch(index)
-            x_replay, _ = replay.batch(index)
-            y_replay = base.predict(x_replay, batch_size=len(x_replay), verbose=0).reshape(-1, 1)
-            return np.concatenate([x_site, x_replay]), np.concatenate([y_site, y_replay.astype(np.float32)])
-
-        def on_epoch_end(self) -> None:
-            site.epoch += 1
-            replay.epoch += 1
-
-    return Sequence()
+    return keras_batches(item, steps, next_epoch)
 
 
 def set_trainable(network: Any, which: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -208,7 +209,8 @@ class AugmentedBatches:
         return windows[..., None], np.array(labels, dtype=np.float32)[:, None], excerpts
 
 
-def _keras_sequence(batches: AugmentedBatches, steps: int) -> Any:
+def keras_batches(item: Callable[[int], Any], steps: int, on_epoch_end: Callable[[], None]) -> Any:
+    """`steps` batches a epoch for Keras' fit: batch `index` is `item(index)`, one worker thread."""
     import keras
 
     class Sequence(keras.utils.PyDataset):  # type: ignore[misc]
@@ -219,12 +221,20 @@ def _keras_sequence(batches: AugmentedBatches, steps: int) -> Any:
             return steps
 
         def __getitem__(self, index: int) -> Any:
-            return batches.batch_with_teacher(index) if batches.teacher is not None else batches.batch(index)
+            return item(index)
 
         def on_epoch_end(self) -> None:
-            batches.epoch += 1
+            on_epoch_end()
 
     return Sequence()
+
+
+def _keras_sequence(batches: AugmentedBatches, steps: int) -> Any:
+    def next_epoch() -> None:
+        batches.epoch += 1
+
+    item = batches.batch_with_teacher if batches.teacher is not None else batches.batch
+    return keras_batches(item, steps, next_epoch)
 
 
 def choose_thresholds(labels: npt.ArrayLike, scores: npt.ArrayLike, config: TrainConfig) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -34,6 +35,16 @@ class SshServer:
     identity: Path
     known_hosts: Path
     user: str
+
+    def target(self, **changes: Any) -> Target:
+        """A Target reaching this server with its throwaway key and host key (`changes` on top)."""
+        reach = {
+            "host": f"{self.user}@127.0.0.1",
+            "port": self.port,
+            "identity": str(self.identity),
+            "known_hosts": str(self.known_hosts),
+        }
+        return Target(**(reach | changes))
 
 
 @pytest.fixture(scope="session")
@@ -149,16 +160,7 @@ def device(tmp_path: Path, sshd: SshServer, tiny_model: Path) -> Iterator[FakeDe
     deadline = time.monotonic() + 30
     while not status.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    target = Target(
-        host=f"{sshd.user}@127.0.0.1",
-        port=sshd.port,
-        identity=str(sshd.identity),
-        known_hosts=str(sshd.known_hosts),
-        root=str(root),
-        remote_scream=SCREAM,
-        systemctl=str(systemctl),
-        confirm_timeout_s=15,
-    )
+    target = sshd.target(root=str(root), remote_scream=SCREAM, systemctl=str(systemctl), confirm_timeout_s=15)
     yield FakeDevice(root, target, service, models)
     service.send_signal(signal.SIGTERM)
     try:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,25 +16,15 @@ from deploy.remote import Target
 from edge.config import load_config
 from edge.labels import EventIndex, LabelStore
 from tests.deploy.conftest import SCREAM, SshServer
+from tests.helpers import copy_clip_store
 
 
 def site_device(tmp_path: Path, clip_store_config: Path, sshd: SshServer) -> tuple[Target, Path]:
     """A device root whose config points at a copy of the store `listen` wrote."""
     root = tmp_path / "device"
     state = root / "var/lib/scream-detector"
-    shutil.copytree(clip_store_config.parent / "state", state)
-    config = root / "etc/scream-detector/config.toml"
-    config.parent.mkdir(parents=True)
-    config.write_text(clip_store_config.read_text().replace(str(clip_store_config.parent / "state"), str(state)))
-    target = Target(
-        host=f"{sshd.user}@127.0.0.1",
-        port=sshd.port,
-        identity=str(sshd.identity),
-        known_hosts=str(sshd.known_hosts),
-        root=str(root),
-        remote_scream=SCREAM,
-    )
-    return target, state / "clips"
+    copy_clip_store(clip_store_config, state, root / "etc/scream-detector/config.toml")
+    return sshd.target(root=str(root), remote_scream=SCREAM), state / "clips"
 
 
 def test_pull_fetches_labelled_clips_into_a_manifest_and_marks_them(
@@ -104,13 +93,7 @@ def test_the_pulled_folder_is_training_data(tmp_path: Path, clip_store_config: P
 def test_an_unreachable_host_writes_nothing(tmp_path: Path, sshd: SshServer) -> None:
     from tests.helpers import free_port
 
-    target = Target(
-        host=f"{sshd.user}@127.0.0.1",
-        port=free_port(),
-        identity=str(sshd.identity),
-        known_hosts=str(sshd.known_hosts),
-        connect_timeout_s=3,
-    )
+    target = sshd.target(port=free_port(), connect_timeout_s=3)
     outcome = pull(target, tmp_path / "desk")
     assert not outcome.ok and outcome.detail.startswith("list labelled clips: ")
     assert "Connection refused" in outcome.detail

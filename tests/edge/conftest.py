@@ -47,10 +47,6 @@ def clip_store_config(tmp_path_factory: pytest.TempPathFactory, tiny_model: Any)
 @pytest.fixture
 def clip_store(clip_store_config: Any, tmp_path: Any) -> Any:
     """A private copy of that store (clips, event log, config pointing at the copy) a test may change."""
-    import shutil
+    from tests.helpers import copy_clip_store
 
-    state = tmp_path / "state"
-    shutil.copytree(clip_store_config.parent / "state", state)
-    config = tmp_path / "site.toml"
-    config.write_text(clip_store_config.read_text().replace(str(clip_store_config.parent / "state"), str(state)))
-    return config
+    return copy_clip_store(clip_store_config, tmp_path / "state", tmp_path / "site.toml")
