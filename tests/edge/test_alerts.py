@@ -197,7 +197,9 @@ def test_broker_outage_loses_nothing_and_keeps_order(broker: Broker, tmp_path: P
     broker.start()
     assert sub.wait_for(lambda m: len(events_on(m)) == 15, timeout_s=40), events_on(sub.messages)
     assert events_on(sub.messages) == [f"ev{n:04d}" for n in range(15)]
-    assert channel.outbox.stats("mqtt")["pending"] == 0
+    # The subscriber can hear the last message before the broker's PUBACK reaches the channel
+    # and clears it from the outbox: wait for the acknowledgement rather than race it.
+    assert wait_until(lambda: channel.outbox.stats("mqtt")["pending"] == 0, timeout_s=20)
     channel.close()
     sub.close()
 
