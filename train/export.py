@@ -94,6 +94,26 @@ def _tensor_quantisation(tflite_bytes: bytes) -> tuple[dict[str, Any], dict[str,
     return describe(inp), describe(out)
 
 
+def decision_agreement(
+    float_scores: npt.NDArray[np.floating[Any]],
+    int8_scores: npt.NDArray[np.floating[Any]],
+    on: float,
+    output_step: float,
+) -> tuple[float, int]:
+    """The share of windows on which the int8 model decides as the float model does at `on`, and how
+    many windows were left out of it: those whose float score lies within one int8 output step of
+    `on`, where the output's own rounding may put the int8 score on either side. Without that, one
+    such window costs more than the 1% allowed when fewer than 100 windows are checked."""
+    float_scores = np.asarray(float_scores, dtype=np.float64)
+    int8_scores = np.asarray(int8_scores, dtype=np.float64)
+    decided = np.abs(float_scores - on) > output_step
+    borderline = int(np.count_nonzero(~decided))
+    if not decided.any():
+        return 1.0, borderline
+    agree = (float_scores[decided] >= on) == (int8_scores[decided] >= on)
+    return float(np.mean(agree)), borderline
+
+
 def export_model(
     model: Any,
     out_path: str | Path,
@@ -149,14 +169,17 @@ def export_model(
             sidecar["metrics"] = final_metrics(thresholds)
         int8_scores = np.array([int8.score(w) for w in check_windows])
         on = float(thresholds["on"])
-        agreement = float(np.mean((float_scores >= on) == (int8_scores >= on)))
+        step = float(output_info["quantisation"]["scale"])
+        agreement, borderline = decision_agreement(float_scores, int8_scores, on, step)
         if agreement < MIN_INT8_AGREEMENT:
             raise ExportError(
-                f"int8 model agrees with the float model on {agreement:.2%} of {len(check_windows)} "
-                f"windows at threshold {on}; at least {MIN_INT8_AGREEMENT:.0%} is required"
+                f"int8 model agrees with the float model on {agreement:.2%} of "
+                f"{len(check_windows) - borderline} windows at threshold {on} (and {borderline} within "
+                f"one int8 output step of it); at least {MIN_INT8_AGREEMENT:.0%} is required"
             )
         sidecar["int8_check"] = {
             "windows": len(check_windows),
+            "borderline_windows": borderline,
             "decision_agreement": round(agreement, 5),
             "max_abs_score_difference": round(float(np.max(np.abs(float_scores - int8_scores))), 5),
         }

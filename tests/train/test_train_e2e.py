@@ -63,6 +63,19 @@ def test_export_refuses_int8_that_disagrees(tiny_training, tmp_path: Path, monke
     assert list(tmp_path.iterdir()) == []
 
 
+def test_int8_agreement_leaves_out_only_windows_within_one_output_step_of_on() -> None:
+    """A float score within one int8 output step of `on` may round to either side: such windows are
+    counted apart; every other flip counts against the model."""
+    from train.export import decision_agreement
+
+    floats = np.array([0.10, 0.50, 0.503, 0.90, 0.70, 0.495])
+    int8s = np.array([0.10, 0.49, 0.51, 0.90, 0.40, 0.51])
+    # 0.50 and 0.503 are within 0.004 of `on`; 0.495 is not, so its flip counts, like 0.70's.
+    assert decision_agreement(floats, int8s, 0.5, 0.004) == (0.5, 2)
+    assert decision_agreement(floats, int8s, 0.5, 0.0) == (pytest.approx(3 / 5), 1)  # only 0.50 itself is left out
+    assert decision_agreement(floats[1:3], int8s[1:3], 0.5, 0.01) == (1.0, 2)  # nothing left to judge
+
+
 def test_export_strips_names_and_keeps_the_arithmetic(monkeypatch: pytest.MonkeyPatch) -> None:
     """The exported flatbuffer carries no tensor names or signature, is smaller, and computes the
     same int8 outputs as the converter's own bytes."""
