@@ -167,11 +167,12 @@ class Device:
         )
 
 
-def push(target: Target, model: Path) -> Outcome:
-    """Deploy one model to one device; on failure the device keeps (or gets back) its old model."""
+def push(target: Target, model: Path, *, device: Device | None = None) -> Outcome:
+    """Deploy one model to one device; on failure the device keeps (or gets back) its old model.
+    `device`: how commands reach it (default: OpenSSH to `target`)."""
     started = time.monotonic()
     outcome = Outcome(host=target.host, action="push")
-    device = Device(target)
+    device = device or Device(target)
     incoming = ""  # set once the device holds the upload folder (the first change)
     switched = False
     old_release = old_previous = ""
@@ -299,10 +300,11 @@ def _prune(device: Device, keep: set[str]) -> None:
         device.run("rm -rf " + " ".join(shlex.quote(f"{releases}/{n}") for n in stale), step="prune releases")
 
 
-def rollback(target: Target) -> Outcome:
+def rollback(target: Target, *, device: Device | None = None) -> Outcome:
+    """Make the previous model current again and confirm the service runs it."""
     started = time.monotonic()
     outcome = Outcome(host=target.host, action="rollback")
-    device = Device(target)
+    device = device or Device(target)
     try:
         current, previous = device.release_of("current"), device.release_of("previous")
         if not previous or previous == current:
@@ -326,9 +328,10 @@ def rollback(target: Target) -> Outcome:
     return outcome
 
 
-def status(target: Target) -> Outcome:
+def status(target: Target, *, device: Device | None = None) -> Outcome:
+    """The live model, the previous one and the service's own problems."""
     outcome = Outcome(host=target.host, action="status")
-    device = Device(target)
+    device = device or Device(target)
     try:
         live = device.live_status()
         outcome.sha256 = str(live.get("model_sha256", ""))
