@@ -324,24 +324,6 @@ def test_schedule_windows_cross_midnight(moment: tuple[int, ...], active: bool) 
     assert window.is_active(dt.datetime(*moment)) is active
 
 
-def test_clip_retention_under_a_tiny_quota(tmp_path: Path) -> None:
-    saver = ClipSaver(ClipsConfig(max_count=2, max_bytes=100_000, min_free_bytes=0), tmp_path)
-    all_outputs = frozenset({"clips"})
-    for i in range(4):
-        event = {"id": f"e{i}", "clip": f"clip{i}.wav"}
-        saver.handle(ClipMessage(event, np.zeros(16000, np.float32), 16000, all_outputs))
-        time.sleep(0.01)
-    assert sorted(p.name for p in tmp_path.glob("*.wav")) == ["clip2.wav", "clip3.wav"]
-    # 32 KB each: a 100 KB budget holds three, so a 48 KB clip forces two deletions.
-    saver = ClipSaver(ClipsConfig(max_count=10, max_bytes=100_000, min_free_bytes=0), tmp_path)
-    saver.handle(ClipMessage({"id": "big", "clip": "big.wav"}, np.zeros(24000, np.float32), 16000, all_outputs))
-    assert sorted(p.name for p in tmp_path.glob("*.wav")) == ["big.wav", "clip3.wav"]
-    # Never fill the disk: with a free-space margin larger than the disk, nothing is written.
-    full = ClipSaver(ClipsConfig(min_free_bytes=10**13), tmp_path / "full")
-    full.handle(ClipMessage({"id": "x", "clip": "x.wav"}, np.zeros(100, np.float32), 16000, all_outputs))
-    assert full.skipped == 1 and not list((tmp_path / "full").glob("*.wav"))
-
-
 def test_outputs_never_block_capture() -> None:
     class Stuck:
         name = "stuck"
