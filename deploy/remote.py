@@ -117,7 +117,7 @@ class Device:
         if proc.returncode != 0:
             reason = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
             text = reason[-1] if reason else f"exit status {proc.returncode}"
-            if proc.returncode == 255 and ("Host key verification failed" in text or "host key" in text.lower()):
+            if proc.returncode == 255 and "host key" in text.lower():  # ssh's own failure, about host keys
                 text += " (the device's host key is unknown or changed: check it and add it to known_hosts)"
             raise DeployError(f"{step}: {text}")
         return proc.stdout
