@@ -43,6 +43,9 @@ def main() -> int:
         counts[module][status] += 1
         if status in ("survived", "suspicious"):
             survivors[module].append(name)
+    if not counts:
+        print("mutmut reported no mutants: its run failed (rerun `mutmut run` to see why)")
+        return 1
     failing = False
     print(
         f"{'module':<18} {'killed':>7} {'survived':>9} {'timeout':>8} {'equivalent':>11} {'no tests':>9} {'score':>7}"
