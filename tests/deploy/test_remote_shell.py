@@ -25,6 +25,7 @@ import pytest
 
 from deploy.remote import DeployError, Device, Outcome, Target, push, rollback, run_many, status, summary_table
 from edge.classifier import sha256_file
+from tests.deploy.conftest import install_release
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = ROOT / "models" / "scream-v5.tflite"
@@ -78,13 +79,12 @@ def make_model(folder: Path, name: str, salt: bytes) -> Path:
     return model
 
 
-def install(models: Path, model: Path) -> str:
-    release = sha256_file(model)[:12]
-    folder = models / "releases" / release
-    folder.mkdir(parents=True)
-    shutil.copy(model, folder / "model.tflite")
-    shutil.copy(model.with_suffix(".json"), folder / "model.json")
-    return release
+def copy_of_current(bench: Bench, folder: Path) -> Path:
+    """The model the device runs now, as a local file with its sidecar (to push it again)."""
+    again = folder / "again.tflite"
+    shutil.copy(bench.models / "current/model.tflite", again)
+    shutil.copy(bench.models / "current/model.json", again.with_suffix(".json"))
+    return again
 
 
 def write_status(path: Path, sha: str, error: str = "", problems: tuple[str, ...] = ()) -> None:
@@ -130,7 +130,7 @@ def bench(tmp_path: Path) -> Bench:
     for script in (scream, systemctl):
         script.chmod(0o755)
     old = make_model(tmp_path, "old", b"old")
-    os.symlink(f"releases/{install(models, old)}", models / "current")
+    os.symlink(f"releases/{install_release(models, old)}", models / "current")
     write_status(state, sha256_file(old))
     target = Target(
         host="shell-device", root=str(root), remote_scream=str(scream), systemctl=str(systemctl), confirm_timeout_s=1.5
@@ -146,7 +146,7 @@ def test_a_good_push_goes_live_keeps_the_old_as_previous_and_prunes_the_rest(
     bench: Bench, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = old_sha(bench)
-    stale = {install(bench.models, make_model(tmp_path, f"stale{k}", b"stale%d" % k)) for k in range(2)}
+    stale = {install_release(bench.models, make_model(tmp_path, f"stale{k}", b"stale%d" % k)) for k in range(2)}
     new = make_model(tmp_path, "new", b"new")
     sha = sha256_file(new)
     outcome = push(bench.target, new, device=ShellDevice(bench.target))
@@ -175,9 +175,7 @@ def test_a_good_push_goes_live_keeps_the_old_as_previous_and_prunes_the_rest(
 
 def test_pushing_the_running_model_again_keeps_its_release(bench: Bench, tmp_path: Path) -> None:
     before = old_sha(bench)
-    again = tmp_path / "again.tflite"
-    shutil.copy(bench.models / "current/model.tflite", again)
-    shutil.copy(bench.models / "current/model.json", again.with_suffix(".json"))
+    again = copy_of_current(bench, tmp_path)
     outcome = push(bench.target, again, device=ShellDevice(bench.target))
     assert outcome.ok, outcome.detail
     assert bench.link("current") == before[:12] and bench.link("previous") == ""  # not its own previous
@@ -463,9 +461,9 @@ PUSH_FAILURES = [
 
 
 def with_previous_and_stale(bench: Bench, tmp_path: Path) -> tuple[str, str, set[str]]:
-    previous = install(bench.models, make_model(tmp_path, "older", b"older"))
+    previous = install_release(bench.models, make_model(tmp_path, "older", b"older"))
     os.symlink(f"releases/{previous}", bench.models / "previous")
-    install(bench.models, make_model(tmp_path, "stale", b"stale"))
+    install_release(bench.models, make_model(tmp_path, "stale", b"stale"))
     return bench.link("current"), previous, bench.releases()
 
 
@@ -516,9 +514,7 @@ def test_a_failed_clean_up_is_reported_after_the_rollback(bench: Bench, tmp_path
 
 def test_a_failed_push_of_the_running_model_keeps_its_release(bench: Bench, tmp_path: Path) -> None:
     current = bench.link("current")
-    again = tmp_path / "again.tflite"
-    shutil.copy(bench.models / "current/model.tflite", again)
-    shutil.copy(bench.models / "current/model.json", again.with_suffix(".json"))
+    again = copy_of_current(bench, tmp_path)
     bench.flag("reload-fails")
     outcome = push(bench.target, again, device=ShellDevice(bench.target))
     assert not outcome.ok and bench.link("current") == current
@@ -558,7 +554,7 @@ def test_a_rollback_failing_at_any_step_names_it(
 
 
 def test_status_names_the_previous_model_and_reads_missing_fields_as_zero(bench: Bench, tmp_path: Path) -> None:
-    previous = install(bench.models, make_model(tmp_path, "older", b"older"))
+    previous = install_release(bench.models, make_model(tmp_path, "older", b"older"))
     os.symlink(str(bench.models / "releases" / previous), bench.models / "previous")  # an absolute link
     bench.status.write_text(json.dumps({"uptime_s": 125.4}))
     outcome = status(bench.target, device=ShellDevice(bench.target))
