@@ -19,6 +19,14 @@ from edge.features import FeatureParams
 MIN_INT8_AGREEMENT = 0.99
 
 
+def allowed_disagreements(judged: int) -> int:
+    """How many judged windows the int8 model may decide differently from the float model: 1% of
+    them, and never fewer than one. Under 100 windows a 99% rule would allow none, and one window
+    whose score sits a few int8 steps from `on` (internal rounding, not only the output's) is
+    not the broken quantisation the gate is for; that shows as many flips."""
+    return max(1, int(np.floor(judged * (1.0 - MIN_INT8_AGREEMENT) + 1e-9)))
+
+
 class ExportError(ScreamError, RuntimeError):
     """The int8 model disagrees with the float model, or conversion failed."""
 
@@ -128,7 +136,8 @@ def export_model(
     operating_point: Callable[[Classifier], dict[str, Any]] | None = None,
     final_metrics: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Write `<out>.tflite` and `<out>.json`; fail if int8 and float decisions agree on < 99%.
+    """Write `<out>.tflite` and `<out>.json`; fail if int8 and float decisions differ on more than
+    1% of the windows (or more than one window when fewer than 100 are judged).
 
     `operating_point`, if given, is called with the staged int8 classifier and returns the final
     `thresholds` block (chosen on what the edge will run); the agreement is checked at its `on`.
@@ -171,15 +180,21 @@ def export_model(
         on = float(thresholds["on"])
         step = float(output_info["quantisation"]["scale"])
         agreement, borderline = decision_agreement(float_scores, int8_scores, on, step)
-        if agreement < MIN_INT8_AGREEMENT:
+        judged = len(check_windows) - borderline
+        flips = round((1.0 - agreement) * judged)
+        allowed = allowed_disagreements(judged)
+        if flips > allowed:
             raise ExportError(
-                f"int8 model agrees with the float model on {agreement:.2%} of "
-                f"{len(check_windows) - borderline} windows at threshold {on} (and {borderline} within "
-                f"one int8 output step of it); at least {MIN_INT8_AGREEMENT:.0%} is required"
+                f"int8 model agrees with the float model on {agreement:.2%} of {judged} windows at "
+                f"threshold {on} ({flips} decided otherwise; {borderline} within one int8 output step "
+                f"of it are left out); at most {allowed} may differ ({1 - MIN_INT8_AGREEMENT:.0%} of "
+                "them, and never fewer than one)"
             )
         sidecar["int8_check"] = {
             "windows": len(check_windows),
             "borderline_windows": borderline,
+            "disagreements": flips,
+            "allowed_disagreements": allowed,
             "decision_agreement": round(agreement, 5),
             "max_abs_score_difference": round(float(np.max(np.abs(float_scores - int8_scores))), 5),
         }

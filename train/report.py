@@ -385,7 +385,9 @@ def model_card(report: dict[str, Any], sidecar: dict[str, Any], *, report_dir: P
             else ""
         ),
         f"- **int8 against float** on {agreement.get('windows')} test windows: decisions agree on "
-        f"{agreement.get('decision_agreement', 0):.2%}, largest score difference "
+        f"{agreement.get('decision_agreement', 0):.2%}"
+        + (f" ({agreement['disagreements']} differ)" if "disagreements" in agreement else "")
+        + ", largest score difference "
         f"{agreement.get('max_abs_score_difference')}.",
         "",
         f"Test split (never seen in training or threshold choice; {report['data']['clips']} clips, "
