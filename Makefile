@@ -52,8 +52,8 @@ test: check-programs lint install-compat
 # module's score and its survivors; exits 1 when a module is under 90%.
 mutation: install-dev
 	$(BIN)/pip install --quiet -e '.[mutation]'
-	rm -rf mutants
-	$(BIN)/mutmut run >/dev/null || true
+	rm -rf mutants .mutation-model
+	SCREAM_TEST_MODEL_CACHE=$(CURDIR)/.mutation-model $(BIN)/mutmut run >/dev/null || true
 	$(BIN)/python tests/mutation_report.py
 
 # The README's review walk-through pictures, taken by the browser test in headless chromium.
@@ -61,4 +61,4 @@ screenshots: install-dev
 	SCREAM_SCREENSHOTS=docs/review $(BIN)/pytest -q -p no:warnings tests/edge/test_review_browser.py
 
 clean:
-	rm -rf $(VENV) .venv-compat .pytest_cache .mypy_cache .ruff_cache mutants
+	rm -rf $(VENV) .venv-compat .pytest_cache .mypy_cache .ruff_cache mutants .mutation-model

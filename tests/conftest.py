@@ -6,6 +6,8 @@ Helpers that tests import live in tests/helpers.py, not here.
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -32,8 +34,23 @@ def tiny_training(tmp_path_factory: pytest.TempPathFactory, synthetic_dataset: P
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tiny_training) -> Path:  # type: ignore[no-untyped-def]
-    return Path(tiny_training.model_path)
+def tiny_model(request: pytest.FixtureRequest) -> Path:
+    """The tiny model's .tflite (its sidecar beside it). With SCREAM_TEST_MODEL_CACHE set to a folder
+    (`make mutation` sets it, and empties it first), the model trained by the first run is kept there
+    and later runs load it instead of training again: each mutant's run is a new pytest session."""
+    cache = os.environ.get("SCREAM_TEST_MODEL_CACHE", "")
+    cached = Path(cache) / "tiny.tflite"
+    if cache and cached.is_file() and cached.with_suffix(".json").is_file():
+        return cached
+    trained = Path(request.getfixturevalue("tiny_training").model_path)
+    if not cache:
+        return trained
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in (".json", ".tflite"):  # the model last: its presence means both are complete
+        staged = cached.with_name(f".{os.getpid()}.tiny{suffix}")
+        shutil.copyfile(trained.with_suffix(suffix), staged)
+        staged.replace(cached.with_suffix(suffix))
+    return cached
 
 
 @pytest.fixture
