@@ -457,9 +457,9 @@ def test_timeouts_throttling_and_5xx_are_retried(receiver: str, status: int) -> 
         WebhookTransport(WebhookConfig(url=receiver)).deliver({"kind": "start", "event": EVENT})
     assert not isinstance(caught.value, PermanentDeliveryError)
     assert caught.value.retry_after_s == 0.0
-    assert str(caught.value).startswith(f"webhook {receiver} answered {status} ") and "retry after" not in str(
-        caught.value
-    )
+    reply = caught.value.__cause__
+    assert isinstance(reply, alerts.urllib.error.HTTPError)
+    assert str(caught.value) == f"webhook {receiver} answered {status} {reply.reason}"
 
 
 def test_a_retry_after_header_is_passed_on_to_the_sender(receiver: str) -> None:
@@ -725,3 +725,82 @@ def test_home_assistant_discovery_describes_both_entities() -> None:
         "homeassistant/sensor/n/last_score/config",
     ]
     assert [entity["device"].get("suggested_area", "-") for entity in nowhere.values()] == ["-", "-"]
+
+
+# --- what the first round of mutants showed untested -----------------------------------------------
+
+
+def test_an_idle_sender_polls_the_outbox_and_a_new_alarm_wakes_it(tmp_path: Path, recording: None) -> None:
+    """Idle, the sender looks at the outbox every second (another process may have written it) and
+    goes on after each look; a handled alarm wakes it at once."""
+    transport = ScriptedTransport()
+    channel, box = channel_with(tmp_path, transport)
+    assert channel.health()["last_delivery_error"] == ""
+    assert wait_until(lambda: waits_of(channel, "_wake").waits.count(IDLE_S) >= 2, 10)
+    box.put("mqtt", {"n": 1})  # behind the sender's back: found by the next look
+    assert wait_until(lambda: transport.delivered == [{"n": 1}], 10)
+    channel.handle(AlarmMessage("start", EVENT, frozenset({"mqtt"})))
+    assert wait_until(lambda: len(transport.delivered) == 2, 10)
+    assert channel._thread.name == "deliver-mqtt" and channel._thread.daemon  # never holds up an exit
+    channel.close()
+
+
+def test_a_transport_that_can_tell_it_is_back_wakes_the_sender(tmp_path: Path) -> None:
+    transport = ScriptedTransport()
+    channel, _ = channel_with(tmp_path, transport)
+    assert transport.on_ready is not None
+    channel._wake.clear()
+    transport.on_ready()
+    assert channel._wake.is_set()
+    channel.close()
+
+
+def test_a_refusal_for_good_is_kept_with_its_reason(
+    tmp_path: Path, recording: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = ScriptedTransport(PermanentDeliveryError("webhook answered 410 Gone"))
+    channel, box = channel_with(tmp_path, transport, {"n": 1})
+    with caplog.at_level(logging.ERROR, logger="scream"):
+        assert wait_until(lambda: box.stats("mqtt")["failed"] == 1, 10)
+        channel.close()
+    assert channel.last_error == "webhook answered 410 Gone"
+    with sqlite3.connect(box.path) as db:
+        assert db.execute("SELECT error FROM failed").fetchall() == [("webhook answered 410 Gone",)]
+    assert [r.getMessage() for r in caplog.records] == ["mqtt refused an alert for good: webhook answered 410 Gone"]
+
+
+def test_missing_paho_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "paho.mqtt.client", None)
+    with pytest.raises(alerts.ExtraMissingError) as caught:
+        alerts.MqttTransport(MqttConfig(enabled=True), SITE)
+    assert str(caught.value) == (
+        "MQTT alerts needs the Python module 'paho.mqtt', which is not installed: pip install 'scream-detector[alerts]'"
+    )
+
+
+def test_the_transport_uses_paho_v2_callbacks_and_its_own_discovery(paho: type[FakePaho]) -> None:
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    config = MqttConfig(enabled=True)
+    transport = alerts.MqttTransport(config, SITE)
+    assert transport.client.api == CallbackAPIVersion.VERSION2
+    assert transport.discovery == discovery_messages(config, SITE, "car_park_b", transport.topics)
+
+
+def test_a_refused_connection_is_logged_and_a_reason_without_is_failure_is_success(
+    paho: type[FakePaho], caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = alerts.MqttTransport(MqttConfig(enabled=True, discovery=False), SITE)
+    with caplog.at_level(logging.WARNING, logger="scream"):
+        transport._on_connect(transport.client, None, None, Reason(failure=True))
+    assert [r.getMessage() for r in caplog.records] == ["MQTT broker refused the connection: Not authorized"]
+    transport._on_connect(transport.client, None, None, 0)  # paho's older integer reason code: 0 is success
+    assert transport.connected.is_set() and len(transport.client.published) == 1
+
+
+def test_webhook_health_names_its_url() -> None:
+    assert WebhookTransport(WebhookConfig(url="https://example.invalid/h")).health() == {
+        "url": "https://example.invalid/h"
+    }

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -204,3 +205,137 @@ def test_windows_are_quantised_to_the_nearest_step_and_clipped(tiny_model: Path)
     window = np.zeros(classifier.input_shape, np.float32)
     window.flat[: steps.size] = ((steps - zero) * scale).astype(np.float32)
     np.testing.assert_array_equal(classifier.quantise(window).flat[: steps.size], expected)
+
+
+class EditedInterpreter:
+    """The real LiteRT interpreter with its tensor details edited by `EDIT` and its keyword
+    arguments recorded: shapes, types and quantisation no exporter here would produce."""
+
+    EDIT: ClassVar[dict[str, Any]] = {}
+    made: ClassVar[list[dict[str, Any]]] = []
+
+    def __init__(self, **kwargs: Any) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        type(self).made.append(kwargs)
+        self._real = Interpreter(model_path=kwargs["model_path"])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def get_input_details(self) -> list[dict[str, Any]]:
+        return self.EDIT.get("inputs", lambda d: d)(self._real.get_input_details())
+
+    def get_output_details(self) -> list[dict[str, Any]]:
+        return self.EDIT.get("outputs", lambda d: d)(self._real.get_output_details())
+
+
+@pytest.fixture
+def edited(monkeypatch: pytest.MonkeyPatch) -> type[EditedInterpreter]:
+    from edge import classifier
+
+    EditedInterpreter.made = []
+    EditedInterpreter.EDIT = {}
+    monkeypatch.setattr(classifier, "load_interpreter_class", lambda preferred=None: (EditedInterpreter, "edited"))
+    return EditedInterpreter
+
+
+def _with(details: list[dict[str, Any]], **changes: Any) -> list[dict[str, Any]]:
+    return [{**details[0], **changes}]
+
+
+def test_the_interpreter_gets_one_thread_unless_asked_otherwise(
+    model_copy: Path, edited: type[EditedInterpreter]
+) -> None:
+    Classifier(model_copy)
+    Classifier(model_copy, num_threads=3)
+    assert [(m["model_path"], m["num_threads"]) for m in edited.made] == [(str(model_copy), 1), (str(model_copy), 3)]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"inputs": lambda d: d + d}, "must have one input and one output tensor"),
+        ({"outputs": lambda d: d + d}, "must have one input and one output tensor"),
+        ({"outputs": lambda d: _with(d, shape=np.array([1, 2]))}, "model output shape is [1, 2], expected [1, 1]"),
+        ({"inputs": lambda d: _with(d, quantization=(0.0, 0))}, "model input has no quantisation parameters"),
+        ({"outputs": lambda d: _with(d, quantization=(0.0, 0))}, "model output has no quantisation parameters"),
+    ],
+)
+def test_tensors_the_edge_cannot_feed_are_refused_by_name(
+    model_copy: Path, edited: type[EditedInterpreter], edit: dict[str, Any], message: str
+) -> None:
+    edited.EDIT = edit
+    with pytest.raises(ModelError) as caught:
+        Classifier(model_copy)
+    assert str(caught.value).endswith(message)
+    if "one input" in message:
+        assert str(caught.value) == f"model {model_copy} must have one input and one output tensor"
+
+
+@pytest.mark.parametrize("role", ["input", "output"])
+def test_a_tensor_that_is_not_int8_is_refused_even_when_the_sidecar_names_no_type(
+    model_copy: Path, edited: type[EditedInterpreter], role: str
+) -> None:
+    _edit_sidecar(model_copy, lambda d: d[role].pop("dtype", None))
+    edited.EDIT = {f"{role}s": lambda d: _with(d, dtype=np.float32)}
+    with pytest.raises(ModelError) as caught:
+        Classifier(model_copy)
+    assert str(caught.value) == f"model {role} is float32, expected int8"
+
+
+def test_the_sidecar_scale_must_match_to_one_part_in_a_million(model_copy: Path) -> None:
+    side = json.loads(model_copy.with_suffix(".json").read_text())["input"]["quantisation"]
+    _edit_sidecar(model_copy, lambda d: d["input"]["quantisation"].update(scale=side["scale"] * (1 + 3e-7)))
+    Classifier(model_copy)  # within rounding of the JSON float
+    _edit_sidecar(model_copy, lambda d: d["input"]["quantisation"].update(scale=side["scale"] * (1 + 5e-6)))
+    with pytest.raises(ModelError, match=r"model input quantisation \(scale .*\) differs from the sidecar's"):
+        Classifier(model_copy)
+
+
+def test_a_corrupt_model_names_both_digests(model_copy: Path) -> None:
+    from edge.classifier import sha256_file
+
+    expected = json.loads(model_copy.with_suffix(".json").read_text())["sha256"]
+    data = bytearray(model_copy.read_bytes())
+    data[-1] ^= 0x01
+    model_copy.write_bytes(bytes(data))
+    with pytest.raises(ModelError) as caught:
+        Classifier(model_copy)
+    assert str(caught.value) == (
+        f"model {model_copy} has sha256 {sha256_file(model_copy)[:12]}…, its sidecar says {expected[:12]}…: "
+        "the file is corrupt or the sidecar belongs to another model"
+    )
+
+
+def test_the_runtime_comes_from_the_argument_then_the_environment(
+    model_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCREAM_TFLITE_RUNTIME", "no_such_runtime_module")
+    with pytest.raises(RuntimeMissingError, match="no_such_runtime_module: No module named 'no_such_runtime_module'"):
+        Classifier(model_copy)
+    assert Classifier(model_copy, runtime="ai_edge_litert.interpreter").runtime == "ai_edge_litert.interpreter"
+    monkeypatch.delenv("SCREAM_TFLITE_RUNTIME")
+    assert Classifier(model_copy).runtime == "ai_edge_litert.interpreter"
+
+
+def test_an_unimportable_runtime_is_passed_over_and_every_failure_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge import classifier
+
+    monkeypatch.setattr(classifier, "RUNTIME_MODULES", ("no_such_a", "ai_edge_litert.interpreter"))
+    assert load_interpreter_class()[1] == "ai_edge_litert.interpreter"
+    monkeypatch.setattr(classifier, "RUNTIME_MODULES", ("no_such_a", "no_such_b"))
+    with pytest.raises(RuntimeMissingError) as caught:
+        load_interpreter_class()
+    assert str(caught.value) == (
+        "no TFLite runtime is importable (no_such_a: No module named 'no_such_a'; "
+        "no_such_b: No module named 'no_such_b'): pip install ai-edge-litert"
+    )
+
+
+def test_a_feature_mismatch_names_every_differing_parameter() -> None:
+    from edge.classifier import _describe_difference
+
+    ours, theirs = FeatureParams(mel_bands=64, fmax_hz=7000.0), FeatureParams()
+    assert _describe_difference(ours, theirs) == "mel_bands 64 vs model's 40, fmax_hz 7000.0 vs model's 7600.0"
+    assert _describe_difference(theirs, FeatureParams()) == "same values, different algorithm version"

@@ -111,3 +111,47 @@ def test_log_mel_matches_tf_signal_reference() -> None:
     # Both are float32 pipelines with different FFT libraries (pocketfft vs Eigen); TOOLCHAIN.md
     # measured about 1e-4 on log-mel, so 1e-3 leaves room for platform rounding and nothing more.
     assert np.max(np.abs(ours - reference)) < 1e-3
+
+
+@pytest.mark.parametrize(("amplitude", "dbfs"), [(1.0, 0.0), (0.5, -6.0206), (0.1, -20.0), (0.01, -40.0)])
+def test_window_level_is_db_relative_to_a_full_scale_sine(amplitude: float, dbfs: float) -> None:
+    """The loudness gate's level: 20 log10 of the amplitude for a 1 kHz sine, whatever the window's length."""
+    from edge.features import full_scale_reference, window_level_dbfs
+
+    params = FeatureParams()
+    reference = full_scale_reference(params)
+    t = np.arange(params.sample_rate_hz) / params.sample_rate_hz
+    frames = LogMelExtractor(params).compute(amplitude * np.sin(2 * np.pi * 1000.0 * t))
+    assert window_level_dbfs(frames, params, reference) == pytest.approx(dbfs, abs=0.01)
+    assert window_level_dbfs(frames[10:30], params, reference) == pytest.approx(dbfs, abs=0.01)
+    # The reference itself: the mean over frames of the mel power summed over bands, offset removed.
+    full = LogMelExtractor(params).compute(np.sin(2 * np.pi * 1000.0 * t))
+    assert reference == pytest.approx(float(np.mean(np.sum(np.exp(full) - params.log_offset, axis=1))), rel=1e-9)
+    assert reference > 1.0
+
+
+def test_silence_is_at_the_level_floor_not_minus_infinity() -> None:
+    from edge.features import full_scale_reference, window_level_dbfs
+
+    params = FeatureParams()
+    reference = full_scale_reference(params)
+    silent = LogMelExtractor(params).compute(np.zeros(8000))
+    level = window_level_dbfs(silent, params, reference)
+    assert np.isfinite(level) and level == pytest.approx(10 * np.log10(1e-20 / reference), abs=1e-6)
+    assert window_level_dbfs(silent, params, reference * 10) == pytest.approx(level - 10.0, abs=1e-6)
+
+
+def test_reset_forgets_the_pending_samples_and_the_frame_count() -> None:
+    """After a reset (a reopened device) the stream starts over: what was pending is not prepended."""
+    params = FeatureParams()
+    rng = np.random.default_rng(5)
+    before, after = (rng.standard_normal(n).astype(np.float32) * 0.1 for n in (300, 560))
+    stream = StreamingLogMel(params)
+    assert stream.push(before).shape[0] == 0
+    stream.push(np.zeros(500, np.float32))
+    stream.push(before)
+    stream.reset()
+    assert stream.frames_emitted == 0
+    frames = stream.push(after)
+    np.testing.assert_allclose(frames, LogMelExtractor(params).compute(after), atol=1e-5, rtol=0)
+    assert frames.shape[0] == stream.frames_emitted == params.frame_count(560) == 2
