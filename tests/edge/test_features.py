@@ -155,3 +155,41 @@ def test_reset_forgets_the_pending_samples_and_the_frame_count() -> None:
     frames = stream.push(after)
     np.testing.assert_allclose(frames, LogMelExtractor(params).compute(after), atol=1e-5, rtol=0)
     assert frames.shape[0] == stream.frames_emitted == params.frame_count(560) == 2
+
+
+def test_the_feature_contract_is_float32_whatever_comes_in() -> None:
+    """Training, the edge and the golden vectors all see float32 frames and a float32 filterbank."""
+    params = FeatureParams()
+    extractor = LogMelExtractor(params)
+    signal = np.random.default_rng(7).standard_normal(4000) * 0.1
+    for samples in (signal, signal.astype(np.float32), np.zeros(100)):
+        assert extractor.compute(samples).dtype == np.float32
+    assert mel_filterbank(params).dtype == np.float32
+    stream = StreamingLogMel(params)
+    assert stream.push(signal).dtype == np.float32
+
+
+def test_the_mel_scale_is_htks() -> None:
+    from edge.features import hz_to_mel
+
+    assert hz_to_mel(700.0) == pytest.approx(1127.0 * np.log(2.0), rel=1e-12)
+    assert hz_to_mel(np.float32(1000.0)).dtype == np.float64  # band edges in double precision
+
+
+def test_long_signals_are_computed_block_by_block_like_short_ones() -> None:
+    """Past 256 frames the extractor works in blocks; each block's frames equal those of its own audio."""
+    params = FeatureParams()
+    signal = np.random.default_rng(11).standard_normal(6 * params.sample_rate_hz).astype(np.float32) * 0.1
+    whole = LogMelExtractor(params).compute(signal)
+    assert whole.shape == (params.frame_count(signal.size), 40) and whole.shape[0] > 2 * 256
+    stream = StreamingLogMel(params)
+    pieces = np.concatenate([stream.push(signal[i : i + 1000]) for i in range(0, signal.size, 1000)])
+    np.testing.assert_allclose(whole, pieces, atol=1e-5, rtol=0)
+
+
+def test_only_mono_audio_is_accepted_and_a_one_channel_column_is_mono() -> None:
+    params = FeatureParams()
+    with pytest.raises(ValueError, match=r"expected mono samples \(1-D\), got shape \(800, 2\)"):
+        LogMelExtractor(params).compute(np.zeros((800, 2), np.float32))
+    column = np.random.default_rng(2).standard_normal((1600, 1)).astype(np.float32)
+    np.testing.assert_array_equal(StreamingLogMel(params).push(column), LogMelExtractor(params).compute(column[:, 0]))
