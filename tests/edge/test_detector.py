@@ -246,3 +246,53 @@ def test_a_retune_keeps_the_schedule_in_force() -> None:
 def test_bad_parameters_are_said_with_what_they_must_be() -> None:
     with pytest.raises(ConfigError, match=r"^decision parameters: on_threshold must be in \(0, 1\), got 1.5$"):
         DecisionParams(on_threshold=1.5)
+
+
+def _transitions(params: DecisionParams, scores: list[float]) -> list[Transition]:
+    detector = Detector(params)
+    out: list[Transition] = []
+    for i, score in enumerate(scores):
+        out += step(detector, score, i * HOP, i * HOP + WIN)
+    return out
+
+
+def test_an_events_peak_follows_it_and_events_are_numbered_in_turn() -> None:
+    params = DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=0.0, cooldown_s=0.0)
+    out = _transitions(params, [0.9, 0.95, 0.99, 0.7, 0.1, 0.1, 0.85, 0.1])
+    started = [t.event for t in out if isinstance(t, EventStarted)]
+    ended = [t.event for t in out if not isinstance(t, EventStarted)]
+    assert [e.number for e in started] == [1, 2]
+    assert [(e.peak_score, e.ended_by) for e in ended] == [(0.99, "score"), (0.85, "score")]
+
+
+def test_a_long_event_is_cut_at_max_event_s_from_its_onset() -> None:
+    """Onset at 0.25 s and a 2 s cap: the window ending at 2.25 s closes it, at 2.25 s, not later."""
+    params = DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=0.0, max_event_s=2.0, cooldown_s=0.0)
+    out = _transitions(params, [0.1] + [0.9] * 5)
+    assert [type(t).__name__ for t in out] == ["EventStarted", "EventEnded"]
+    event = out[1].event
+    assert (event.start_s, event.end_s, event.ended_by) == (0.25, 2.25, "max_event_s")
+    assert [type(t).__name__ for t in _transitions(params, [0.1] + [0.9] * 4)] == ["EventStarted"]
+
+
+def test_thresholds_are_inclusive_on_and_exclusive_off() -> None:
+    """A score equal to `on` starts an event; one equal to `off` keeps it open."""
+    params = DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=0.0, cooldown_s=0.0)
+    assert run([0.8, 0.5, 0.5, 0.1], params) == [("start", WIN, None), ("end", 0.0, 0.5 + WIN)]
+
+
+def test_an_event_ends_as_soon_as_min_event_s_is_reached() -> None:
+    """The window ending exactly at onset + min_event_s announces the end, not the one after it."""
+    params = DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=1.25, cooldown_s=0.0)
+    detector = Detector(params)
+    per_window = [step(detector, score, i * HOP, i * HOP + WIN) for i, score in enumerate([0.9, 0.1, 0.1])]
+    assert [[type(t).__name__ for t in ts] for ts in per_window] == [["EventStarted"], ["EventEnded"], []]
+    ended = per_window[1][0].event
+    assert (ended.end_s, ended.ended_by) == (1.25, "score")
+
+
+def test_a_decision_reports_its_window() -> None:
+    detector = Detector(DecisionParams(on_threshold=0.8, off_threshold=0.5))
+    decision = detector.update(0.3, 1.5, 2.5, level_dbfs=-17.5)
+    assert (decision.start_s, decision.end_s, decision.score, decision.level_dbfs) == (1.5, 2.5, 0.3, -17.5)
+    assert (decision.on_threshold, decision.off_threshold, decision.gated) == (0.8, 0.5, False)
