@@ -244,3 +244,22 @@ def test_clip_retention_under_a_tiny_quota_on_the_real_disk(tmp_path: Path) -> N
     full = ClipSaver(ClipsConfig(min_free_bytes=10**13), tmp_path / "full")
     full.handle(ClipMessage({"id": "x", "clip": "x.wav"}, np.zeros(100, np.float32), 16000, all_outputs))
     assert full.skipped == 1 and not list((tmp_path / "full").glob("*.wav"))
+
+
+def test_the_clip_store_is_made_with_its_parents_and_every_skip_is_counted(tmp_path: Path) -> None:
+    one = 44 + 2 * 16000
+    folder = tmp_path / "var" / "lib" / "clips"
+    saver = ClipSaver(ClipsConfig(max_bytes=one, min_free_bytes=0), folder)
+    assert folder.is_dir()
+    for name in ("big1", "big2", "big3"):
+        saver.handle(clip(name, 1.5))
+    assert saver.health() == {"saved": 0, "skipped": 3, "deleted": 0}
+
+
+def test_a_lowered_count_bound_deletes_one_clip_at_a_time_until_there_is_room(tmp_path: Path) -> None:
+    for name in "abcd":
+        ClipSaver(ClipsConfig(max_count=10, min_free_bytes=0), tmp_path).handle(clip(name))
+    age(tmp_path, "a", "b", "c", "d")
+    saver = ClipSaver(ClipsConfig(max_count=3, min_free_bytes=0), tmp_path)  # the bound lowered by a reload
+    saver.handle(clip("e"))
+    assert stored(tmp_path) == ["c.wav", "d.wav", "e.wav"] and saver.deleted == 2

@@ -58,6 +58,15 @@ def test_the_stale_limit_is_inclusive_of_its_boundary() -> None:
             ["output gpio: the oldest of 2 alerts has waited 301 s (more than outbox.alert_after_s = 300 s)"],
         ),
         ({"pending": 2, "oldest_pending_s": 300.0, "alert_after_s": 300.0}, []),
+        # One waiting alert is already a problem when it cannot go out or has waited too long.
+        (
+            {"connected": True, "pending": 1, "last_delivery_error": "HTTP 503"},
+            ["output gpio: 1 alerts waiting: HTTP 503"],
+        ),
+        (
+            {"pending": 1, "oldest_pending_s": 400.0, "alert_after_s": 300.0},
+            ["output gpio: the oldest of 1 alerts has waited 400 s (more than outbox.alert_after_s = 300 s)"],
+        ),
         ({"delivering": False}, ["output gpio: its delivery thread has stopped"]),
         ({"delivering": True, "handled": 5}, []),
     ],
