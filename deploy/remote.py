@@ -47,6 +47,7 @@ class Target:
     remote_scream: str = REMOTE_SCREAM
     systemctl: str = "sudo systemctl"
     confirm_timeout_s: float = 30.0
+    confirm_poll_s: float = 0.5  # how often the confirm step asks the device's status
     connect_timeout_s: int = 10
 
     @property
@@ -158,12 +159,12 @@ class Device:
             live, refused = str(status.get("model_sha256", "")), str(status.get("last_reload_error", ""))
             if live == sha256 and not refused:
                 return
-            time.sleep(0.5)
+            time.sleep(self.target.confirm_poll_s)
         if live == sha256:
             raise DeployError(f"confirm: the service runs {sha256[:12]} but reports a refused reload: {refused}")
         raise DeployError(
             f"confirm: the service still runs model {live[:12] or 'unknown'} after "
-            f"{self.target.confirm_timeout_s:.0f} s, not {sha256[:12]}"
+            f"{self.target.confirm_timeout_s:g} s, not {sha256[:12]}"
         )
 
 

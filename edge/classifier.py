@@ -97,10 +97,10 @@ class ModelSidecar:
             )
         except KeyError as exc:
             raise ModelError(f"model sidecar {path} lacks the key {exc}") from exc
+        except ModelError as exc:  # before ValueError, which ModelError also is
+            raise ModelError(f"model sidecar {path}: {exc}") from exc
         except (TypeError, ValueError, AttributeError) as exc:
             raise ModelError(f"model sidecar {path} is malformed: {exc}") from exc
-        except ModelError as exc:
-            raise ModelError(f"model sidecar {path}: {exc}") from exc
         if sidecar.features.contract_hash != sidecar.feature_hash:
             raise ModelError(
                 f"model sidecar {path}: feature_hash {sidecar.feature_hash} does not match its own "

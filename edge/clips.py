@@ -19,18 +19,22 @@ FloatArray = npt.NDArray[np.float32]
 class AudioRing:
     """The last `capacity_s` seconds of source audio, for clip pre-roll (stream time in seconds)."""
 
+    _next: int  # the stream sample the next chunk starts at, set by reset()
+
     def __init__(self, capacity_s: float) -> None:
         self.capacity_s = capacity_s
         self._chunks: collections.deque[tuple[int, FloatArray]] = collections.deque()
-        self.rate_hz = 0
-        self._next = 0
+        self.rate_hz = 0  # no stream yet: reset() comes before the first append()
 
     def reset(self, rate_hz: int, at_s: float) -> None:
+        """A new stream (or a reopened device) at `rate_hz`, whose first sample is at `at_s`."""
         self._chunks.clear()
         self.rate_hz = rate_hz
         self._next = round(at_s * rate_hz)
 
     def append(self, chunk: FloatArray) -> None:
+        if not self.rate_hz:
+            raise RuntimeError("AudioRing.append before reset(): the ring does not know the stream's rate")
         self._chunks.append((self._next, chunk))
         self._next += chunk.size
         keep_from = self._next - int(self.capacity_s * self.rate_hz)

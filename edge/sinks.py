@@ -199,8 +199,17 @@ class ClipSaver:
         self.skipped = 0
         self.deleted = 0
 
-    def _clips(self) -> list[Path]:
-        return sorted(self.directory.glob("*.wav"), key=lambda p: (p.stat().st_mtime, p.name))
+    def _clips(self) -> dict[Path, int]:
+        """The stored clips and their sizes, oldest first (by time, then name); one removed while
+        the folder is read (by hand, or by `scream review`) is left out."""
+        found = []
+        for path in self.directory.glob("*.wav"):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            found.append((st.st_mtime, path.name, path, st.st_size))
+        return {path: size for _, _, path, size in sorted(found)}
 
     def handle(self, message: Message) -> None:
         if not isinstance(message, ClipMessage) or "clips" not in message.outputs:
@@ -212,7 +221,7 @@ class ClipSaver:
             log.warning("clip of %s is larger than clips.max_bytes; not saved", message.event["id"])
             return
         clips = self._clips()
-        total = sum(p.stat().st_size for p in clips)
+        total = sum(clips.values())
         count = len(clips)
         free = shutil.disk_usage(self.directory).free
         # Labelled clips not yet fetched by `scream pull` are kept (edge/labels.py).
@@ -225,8 +234,8 @@ class ClipSaver:
         # Oldest first, until count, bytes and the free-disk margin all leave room for this clip.
         while deletable and over():
             oldest = deletable.pop(0)
-            freed = oldest.stat().st_size
-            oldest.unlink(missing_ok=True)
+            freed = clips[oldest]
+            oldest.unlink(missing_ok=True)  # gone meanwhile: its room is free all the same
             total -= freed
             free += freed
             count -= 1

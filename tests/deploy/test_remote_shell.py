@@ -133,7 +133,12 @@ def bench(tmp_path: Path) -> Bench:
     os.symlink(f"releases/{install_release(models, old)}", models / "current")
     write_status(state, sha256_file(old))
     target = Target(
-        host="shell-device", root=str(root), remote_scream=str(scream), systemctl=str(systemctl), confirm_timeout_s=1.5
+        host="shell-device",
+        root=str(root),
+        remote_scream=str(scream),
+        systemctl=str(systemctl),
+        confirm_timeout_s=0.3,
+        confirm_poll_s=0.05,
     )
     return Bench(target, models, flags, state)
 
@@ -221,7 +226,7 @@ def test_a_service_that_keeps_its_old_model_is_rolled_back_and_reloaded_onto_it(
     outcome = push(bench.target, new, device=ShellDevice(bench.target))
     assert not outcome.ok
     assert outcome.detail == (
-        f"confirm: the service still runs model {before[:12]} after 2 s, not {sha256_file(new)[:12]}; "
+        f"confirm: the service still runs model {before[:12]} after 0.3 s, not {sha256_file(new)[:12]}; "
         f"rolled back to {before[:12]}"
     )
     assert bench.link("current") == before[:12] and bench.link("previous") == ""
@@ -594,7 +599,7 @@ def test_run_many_runs_as_many_hosts_at_once_as_asked() -> None:
         with lock:
             running[0] += 1
             most[0] = max(most[0], running[0])
-        time.sleep(0.2)
+        time.sleep(0.05)
         with lock:
             running[0] -= 1
         return Outcome(host=target.host, ok=True)
@@ -628,5 +633,31 @@ def test_a_status_without_a_model_is_reported_as_unknown(bench: Bench, tmp_path:
     new = make_model(tmp_path, "new", b"new")
     outcome = push(bench.target, new, device=ShellDevice(bench.target))
     assert outcome.detail.startswith(
-        f"confirm: the service still runs model unknown after 2 s, not {sha256_file(new)[:12]}"
+        f"confirm: the service still runs model unknown after 0.3 s, not {sha256_file(new)[:12]}"
     )
+
+
+def test_a_push_and_a_rollback_report_their_time_in_hundredths(bench: Bench, tmp_path: Path) -> None:
+    new = make_model(tmp_path, "new", b"new")
+    started = time.monotonic()
+    pushed = push(bench.target, new, device=ShellDevice(bench.target))
+    push_took = time.monotonic() - started
+    started = time.monotonic()
+    back = rollback(bench.target, device=ShellDevice(bench.target))
+    back_took = time.monotonic() - started
+    for outcome, took in ((pushed, push_took), (back, back_took)):
+        assert outcome.ok and isinstance(outcome.seconds, float), outcome
+        assert 0 < outcome.seconds <= took + 0.005 and outcome.seconds == round(outcome.seconds, 2)
+        assert outcome.seconds > took - 0.05
+
+
+def test_without_a_device_every_action_goes_over_ssh_to_its_target(tmp_path: Path) -> None:
+    """Nothing listens on the port: each action reaches OpenSSH with this target's host and port."""
+    from tests.helpers import free_port
+
+    port = free_port()
+    target = Target(host="127.0.0.1", port=port, connect_timeout_s=5, known_hosts=str(tmp_path / "known_hosts"))
+    model = make_model(tmp_path, "new", b"new")
+    for outcome in (push(target, model), rollback(target), status(target)):
+        assert not outcome.ok and outcome.host == "127.0.0.1"
+        assert f"port {port}: Connection refused" in outcome.detail, outcome.detail

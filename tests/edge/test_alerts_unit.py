@@ -144,6 +144,8 @@ def test_outbox_survives_closing_and_reopening(tmp_path: Path) -> None:
         assert oldest is not None and oldest[1] == {"n": 1}
         with sqlite3.connect(path) as db:
             assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        # Another writer (a second process on the same outbox) is waited for up to 30 s, not 5.
+        assert again._db.execute("PRAGMA busy_timeout").fetchone() == (30000,)
     finally:
         again.close()
 
@@ -379,6 +381,53 @@ def test_close_without_grace_does_not_wait_for_pending_alerts(tmp_path: Path) ->
     started = time.monotonic()
     channel.close()
     assert time.monotonic() - started < 2.0 and box.stats("mqtt")["pending"] == 1
+
+
+class RecordingThread(threading.Thread):
+    """A thread whose joins are recorded and cut to half a second (a join bound is read, not waited)."""
+
+    joins: ClassVar[list[float | None]] = []
+
+    def join(self, timeout: float | None = None) -> None:
+        RecordingThread.joins.append(timeout)
+        super().join(0.5 if timeout is None else min(timeout, 0.5))
+
+
+class HungTransport(ScriptedTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        self.release.wait(30)  # a network call that never returns
+        raise DeliveryError("hung")
+
+
+def test_close_waits_at_most_ten_seconds_for_a_hung_sender_then_closes_the_transport(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        alerts, "threading", types.SimpleNamespace(Event=threading.Event, Thread=RecordingThread, Lock=threading.Lock)
+    )
+    RecordingThread.joins = []
+    hung = HungTransport()
+    channel, box = channel_with(tmp_path, hung, {"n": 1}, grace_s=0.0)
+    try:
+        channel.close()
+        assert RecordingThread.joins == [10] and hung.closed
+        assert box.stats("mqtt")["pending"] == 1
+    finally:
+        hung.release.set()
+
+
+def test_pending_alerts_get_five_seconds_at_close_by_default(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.sqlite3", max_messages=10)
+    channel = AlertChannel("mqtt", box, ScriptedTransport(), CONFIG)
+    try:
+        assert channel.close_grace_s == 5.0
+    finally:
+        channel.close()
+        box.close()
 
 
 # --- the webhook -----------------------------------------------------------------------------------

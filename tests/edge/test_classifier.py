@@ -339,3 +339,35 @@ def test_a_feature_mismatch_names_every_differing_parameter() -> None:
     ours, theirs = FeatureParams(mel_bands=64, fmax_hz=7000.0), FeatureParams()
     assert _describe_difference(ours, theirs) == "mel_bands 64 vs model's 40, fmax_hz 7000.0 vs model's 7600.0"
     assert _describe_difference(theirs, FeatureParams()) == "same values, different algorithm version"
+
+
+def test_a_sidecar_of_another_format_is_refused_naming_both(model_copy: Path) -> None:
+    _edit_sidecar(model_copy, lambda d: d.update(format="scream-model-sidecar/0"))
+    sidecar = model_copy.with_suffix(".json")
+    with pytest.raises(ModelError) as caught:
+        ModelSidecar.load(sidecar)
+    assert str(caught.value) == (
+        f"model sidecar {sidecar}: sidecar format is 'scream-model-sidecar/0', expected 'scream-model-sidecar/1'"
+    )
+
+
+def test_the_sidecar_name_is_read_as_text(model_copy: Path) -> None:
+    _edit_sidecar(model_copy, lambda d: d.update(name=512))
+    assert ModelSidecar.load(model_copy.with_suffix(".json")).name == "512"
+    _edit_sidecar(model_copy, lambda d: d.update(name="scream-site-7"))
+    assert ModelSidecar.load(model_copy.with_suffix(".json")).name == "scream-site-7"
+
+
+@pytest.mark.parametrize("frames, hop, accepted", [(1, 1, True), (1, 0, False), (0, 1, False), (96, -1, False)])
+def test_window_and_hop_frames_must_each_be_at_least_one(
+    model_copy: Path, frames: int, hop: int, accepted: bool
+) -> None:
+    _edit_sidecar(model_copy, lambda d: d["window"].update(frames=frames, hop_frames=hop))
+    sidecar = model_copy.with_suffix(".json")
+    if accepted:
+        loaded = ModelSidecar.load(sidecar)
+        assert (loaded.window_frames, loaded.hop_frames) == (frames, hop)
+        return
+    with pytest.raises(ModelError) as caught:
+        ModelSidecar.load(sidecar)
+    assert str(caught.value) == f"model sidecar {sidecar}: window frames and hop frames must be positive"

@@ -29,7 +29,9 @@ def stream(start: int, n: int) -> np.ndarray:
 
 def test_the_ring_cuts_by_stream_time_across_chunks() -> None:
     ring = AudioRing(capacity_s=10.0)
-    assert ring.end_s == 0.0  # before the first reset: no rate, no time
+    assert ring.end_s == 0.0 and ring.extract(0.0, 10.0).size == 0  # before the first reset: no rate, no time
+    with pytest.raises(RuntimeError, match=r"^AudioRing.append before reset\(\): the ring does not know"):
+        ring.append(stream(0, 50))
     ring.reset(RATE, at_s=2.0)  # the source opened 2 s into the stream
     for _ in range(3):
         ring.append(stream(round(ring.end_s * RATE), 50))
@@ -263,3 +265,33 @@ def test_a_lowered_count_bound_deletes_one_clip_at_a_time_until_there_is_room(tm
     saver = ClipSaver(ClipsConfig(max_count=3, min_free_bytes=0), tmp_path)  # the bound lowered by a reload
     saver.handle(clip("e"))
     assert stored(tmp_path) == ["c.wav", "d.wav", "e.wav"] and saver.deleted == 2
+
+
+def test_a_clip_removed_while_the_store_makes_room_is_counted_as_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saver = ClipSaver(ClipsConfig(max_count=2, min_free_bytes=0), tmp_path)
+    for name in "ab":
+        saver.handle(clip(name))
+    age(tmp_path, "a", "b")
+    real = LabelStore.protected
+
+    def protected_while_someone_deletes_a(self: LabelStore) -> set[str]:
+        (tmp_path / "a.wav").unlink()  # e.g. removed by hand between listing and deleting
+        return real(self)
+
+    monkeypatch.setattr(LabelStore, "protected", protected_while_someone_deletes_a)
+    saver.handle(clip("c"))
+    assert stored(tmp_path) == ["b.wav", "c.wav"]
+    assert saver.health() == {"saved": 3, "skipped": 0, "deleted": 1}
+
+
+def test_a_clip_gone_before_it_is_looked_at_is_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    saver = ClipSaver(ClipsConfig(max_count=2, min_free_bytes=0), tmp_path)
+    for name in "ab":
+        saver.handle(clip(name))
+    age(tmp_path, "a", "b")
+    listed = [*tmp_path.glob("*.wav"), tmp_path / "vanished.wav"]
+    monkeypatch.setattr(Path, "glob", lambda self, pattern: iter(listed))
+    saver.handle(clip("c"))  # two clips and one that is not there: the count bound sees two
+    assert stored(tmp_path) == ["b.wav", "c.wav"] and saver.deleted == 1

@@ -246,6 +246,11 @@ def test_a_retune_keeps_the_schedule_in_force() -> None:
 def test_bad_parameters_are_said_with_what_they_must_be() -> None:
     with pytest.raises(ConfigError, match=r"^decision parameters: on_threshold must be in \(0, 1\), got 1.5$"):
         DecisionParams(on_threshold=1.5)
+    with pytest.raises(ConfigError) as caught:  # every bad parameter at once, in field order
+        DecisionParams(on_threshold=1.5, cooldown_s=-1)
+    assert str(caught.value) == (
+        "decision parameters: on_threshold must be in (0, 1), got 1.5; cooldown_s must be in 0-3600 s, got -1"
+    )
 
 
 def _transitions(params: DecisionParams, scores: list[float]) -> list[Transition]:
@@ -296,3 +301,20 @@ def test_a_decision_reports_its_window() -> None:
     decision = detector.update(0.3, 1.5, 2.5, level_dbfs=-17.5)
     assert (decision.start_s, decision.end_s, decision.score, decision.level_dbfs) == (1.5, 2.5, 0.3, -17.5)
     assert (decision.on_threshold, decision.off_threshold, decision.gated) == (0.8, 0.5, False)
+
+
+def test_a_retune_to_longer_patience_keeps_the_windows_already_heard() -> None:
+    detector = Detector(DecisionParams(on_threshold=0.8, off_threshold=0.4, patience_windows=2, patience_of=3))
+    assert step(detector, 0.9, 0.0, WIN) == []  # one hit of two
+    detector.retune(DecisionParams(on_threshold=0.8, off_threshold=0.4, patience_windows=2, patience_of=4))
+    started = step(detector, 0.9, HOP, HOP + WIN)  # the second hit, counted with the first
+    assert [type(t).__name__ for t in started] == ["EventStarted"] and started[0].event.start_s == 0.0
+
+
+def test_a_retune_to_more_smoothing_averages_only_the_new_number_of_windows() -> None:
+    detector = Detector(DecisionParams(on_threshold=0.8, off_threshold=0.4, smoothing_windows=2))
+    for i in range(3):
+        detector.update(0.0, i * HOP, i * HOP + WIN, level_dbfs=LOUD)
+    detector.retune(DecisionParams(on_threshold=0.8, off_threshold=0.4, smoothing_windows=3))
+    means = [detector.update(0.9, i * HOP, i * HOP + WIN, level_dbfs=LOUD).decision_score for i in range(3, 7)]
+    assert means == pytest.approx([0.3, 0.6, 0.9, 0.9])  # the two zeros kept, then three windows at most

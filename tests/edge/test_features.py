@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from edge.audio import open_audio
+from edge.errors import ModelError
 from edge.features import FeatureParams, LogMelExtractor, StreamingLogMel, mel_filterbank
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -32,6 +33,70 @@ def test_params_are_frozen_and_keyword_only() -> None:
 def test_invalid_params_are_rejected_by_name(kwargs: dict[str, float], words: str) -> None:
     with pytest.raises(ValueError, match=words):
         FeatureParams(**kwargs)  # type: ignore[arg-type]
+
+
+# Each range's edges: the last value accepted and the first refused, on both sides.
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"sample_rate_hz": 4000, "fmin_hz": 0.0, "fmax_hz": 2000.0, "window_ms": 25.0},
+        {"sample_rate_hz": 192000, "fft_size": 8192},
+        {"window_ms": 1.0, "hop_ms": 1.0, "fft_size": 16},  # 16 samples, fft == window, hop == window
+        {"hop_ms": 0.0625},  # one sample
+        {"fmin_hz": 0.0, "fmax_hz": 8000.0},  # 0 and Nyquist themselves
+        {"mel_bands": 1},
+        {"log_offset": 1e-30},
+    ],
+)
+def test_params_on_the_edge_of_each_range_are_accepted(kwargs: dict[str, float]) -> None:
+    FeatureParams(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"sample_rate_hz": 3999, "fmax_hz": 1999.0}, "sample_rate_hz=3999 is outside 4000..192000"),
+        ({"sample_rate_hz": 192001, "fft_size": 8192}, "sample_rate_hz=192001 is outside 4000..192000"),
+        ({"window_ms": 0.9375, "hop_ms": 0.5}, "window_ms=0.9375 gives fewer than 16 samples"),
+        ({"fft_size": 399}, "fft_size=399 is smaller than the window (400 samples)"),
+        ({"hop_ms": 0.03}, "hop_ms=0.03 must give 1..window samples"),
+        ({"hop_ms": 25.0625}, "hop_ms=25.0625 must give 1..window samples"),
+        ({"fmin_hz": -1.0}, "band edges -1.0..7600.0 Hz must satisfy 0 <= fmin < fmax <= Nyquist"),
+        ({"fmin_hz": 500.0, "fmax_hz": 500.0}, "band edges 500.0..500.0 Hz must satisfy 0 <= fmin < fmax <= Nyquist"),
+        ({"fmax_hz": 8000.5}, "band edges 60.0..8000.5 Hz must satisfy 0 <= fmin < fmax <= Nyquist"),
+        ({"mel_bands": 0}, "mel_bands=0 must be positive"),
+        ({"log_offset": 0.0}, "log_offset=0.0 must be positive"),
+    ],
+)
+def test_params_just_outside_each_range_are_refused_with_the_rule(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        FeatureParams(**kwargs)  # type: ignore[arg-type]
+    assert str(caught.value) == "invalid feature parameters: " + message
+
+
+def test_every_problem_is_named_at_once() -> None:
+    with pytest.raises(ValueError) as caught:
+        FeatureParams(mel_bands=0, log_offset=-1.0)
+    assert str(caught.value) == (
+        "invalid feature parameters: mel_bands=0 must be positive; log_offset=-1.0 must be positive"
+    )
+
+
+def test_from_dict_names_unknown_missing_and_invalid_settings() -> None:
+    good = FeatureParams().to_dict()
+    with pytest.raises(ModelError) as caught:
+        FeatureParams.from_dict({**good, "zeta": 1, "alpha": 2})
+    assert str(caught.value) == "unknown feature parameters: alpha, zeta"
+    partial = {k: v for k, v in good.items() if k not in ("mel_bands", "fft_size")}
+    with pytest.raises(ModelError) as caught:
+        FeatureParams.from_dict(partial)
+    assert str(caught.value) == "feature parameters missing: fft_size, mel_bands"
+    with pytest.raises(ModelError) as caught:
+        FeatureParams.from_dict({**good, "mel_bands": 0})
+    assert str(caught.value) == "invalid feature parameters: mel_bands=0 must be positive"
+    with pytest.raises(ModelError) as caught:
+        FeatureParams.from_dict({**good, "mel_bands": None})
+    assert "'<' not supported" in str(caught.value)
 
 
 def test_contract_hash_is_stable_and_sensitive() -> None:
@@ -61,7 +126,8 @@ def test_frame_count_and_shape() -> None:
 @pytest.mark.parametrize("chunk", [1, 7, 160, 401, 1000, 4096, 16000])
 def test_streaming_equals_batch(chunk: int) -> None:
     params = FeatureParams()
-    signal = np.random.default_rng(3).standard_normal(int(2.3 * params.sample_rate_hz)).astype(np.float32) * 0.1
+    seconds = 0.4 if chunk < 100 else 2.3  # sample by sample, 37 frames are as telling as 228
+    signal = np.random.default_rng(3).standard_normal(int(seconds * params.sample_rate_hz)).astype(np.float32) * 0.1
     batch = LogMelExtractor(params).compute(signal)
     stream = StreamingLogMel(params)
     parts = [stream.push(signal[i : i + chunk]) for i in range(0, signal.size, chunk)]
