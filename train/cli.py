@@ -99,6 +99,15 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_teacher_row(args: argparse.Namespace) -> int:
+    _require_train_extra("scream teacher-row", "scipy")
+    from train.distill import load_teacher
+    from train.teacher_row import teacher_row
+
+    teacher_row(args.crossval, args.data, args.out, load_teacher(args.teacher), cache_dir=args.cache or "")
+    return EXIT_OK
+
+
 def cmd_corpus_build(args: argparse.Namespace) -> int:
     _require_train_extra("scream corpus build", "soundfile")
     from train.corpus.build import build
@@ -300,6 +309,23 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     )
     _add_recipe_arguments(cv)
     cv.set_defaults(func=cmd_crossval)
+
+    tr = sub.add_parser(
+        "teacher-row",
+        help="measure the teacher (YAMNet) on a crossval's folds and scenes, paired with its recipe",
+        formatter_class=formatter,
+        epilog="Rebuilds each fold's test scenes as the crossval did and scores them with YAMNet's 'Screaming' "
+        "class and with a logistic head on its embedding (fitted on the fold's train split), through the "
+        "fold model's live decisions (train/teacher_row.py).\n\nexample:\n  scream teacher-row --crossval "
+        "models/scream-v5-crossval/by-source-screen-e15 --data DATA \\\n"
+        "      --teacher ../shared/models/yamnet --out runs/teacher",
+    )
+    tr.add_argument("--crossval", required=True, metavar="DIR", help="the --out of a `scream crossval`")
+    tr.add_argument("--data", required=True, help="the data set that crossval ran on")
+    tr.add_argument("--teacher", required=True, metavar="DIR", help="YAMNet TF-Lite folder (../shared/models/yamnet)")
+    tr.add_argument("--out", required=True, help="folder for report.md and report.json")
+    tr.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
+    tr.set_defaults(func=cmd_teacher_row)
 
     corpus = sub.add_parser(
         "corpus",

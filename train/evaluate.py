@@ -55,7 +55,7 @@ class ClipScores:
         return float(self.window_scores.max()) if self.window_scores.size else 0.0
 
 
-def _restrict_to_split(clips: list[Clip], splits_file: Path, split: str, base: Path) -> list[Clip]:
+def restrict_to_split(clips: list[Clip], splits_file: Path, split: str, base: Path) -> list[Clip]:
     wanted = set(read_split(splits_file, split, base))
     if not wanted:
         raise ValueError(f"{splits_file} has no rows for split {split!r}")
@@ -221,7 +221,7 @@ def evaluate_with_scores(
     side = classifier.sidecar
     decisions, _ = detection_settings(side)  # what `listen` runs with the default config, gate included
     dataset = load_dataset(data)
-    clips = _restrict_to_split(dataset.clips, Path(splits_file), split, dataset.base) if splits_file else dataset.clips
+    clips = restrict_to_split(dataset.clips, Path(splits_file), split, dataset.base) if splits_file else dataset.clips
     cache = WaveformCache(
         cache_dir or Path.home() / ".cache" / "scream-detector" / "waves", side.features.sample_rate_hz
     )

@@ -1,0 +1,243 @@
+"""The teacher row: a crossval's folds and scenes rebuilt exactly, scored by a teacher through the
+live windows and decisions, paired with the crossval's own fold models (a stand-in teacher here)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.classifier import Classifier
+from edge.features import FeatureParams
+from edge.pipeline import detection_settings
+from train.corpus.teacher import WINDOW_SAMPLES, TeacherScores, clip_windows
+from train.data import DataError
+
+pytest.importorskip("scipy")
+
+
+class PitchTeacher:
+    """A deterministic stand-in for YAMNet: a 32-band log spectrum as the embedding, and as its
+    "Screaming" score the share of energy between 1 and 4 kHz (where the synthetic screams sit)."""
+
+    identity = "pitch-teacher:1"
+
+    def __init__(self) -> None:
+        self.class_names = ["Speech", "Screaming"]
+        self.windows = 0
+
+    def analyse(self, samples: np.ndarray) -> TeacherScores:
+        scores, embeddings = [], []
+        for window in clip_windows(samples):
+            self.windows += 1
+            spectrum = np.abs(np.fft.rfft(window)) ** 2 + 1e-9
+            hz = np.fft.rfftfreq(window.size, 1 / 16000)
+            share = float(spectrum[(hz >= 1000) & (hz < 4000)].sum() / spectrum.sum())
+            bands = np.log(np.array([b.sum() for b in np.array_split(spectrum, 32)]))
+            bands -= bands.mean()
+            embeddings.append(bands / (np.linalg.norm(bands) + 1e-9))
+            scores.append([1 - share, share])
+        stack = np.array(scores, dtype=np.float32)
+        mean = np.mean(embeddings, axis=0)
+        return TeacherScores(stack.max(axis=0), stack.mean(axis=0), (mean / np.linalg.norm(mean)).astype(np.float32))
+
+
+def test_the_teacher_sees_the_windows_the_live_path_scores(tiny_model: Path) -> None:
+    from train.scenes import score_stream
+    from train.teacher_row import window_grid
+
+    classifier = Classifier(tiny_model, expected_features=FeatureParams())
+    side = classifier.sidecar
+    _, hop = detection_settings(side)
+    rng = np.random.default_rng(4)
+    audio = (rng.standard_normal(16000 * 7 + 123) * np.linspace(0.001, 0.3, 16000 * 7 + 123)).astype(np.float32)
+    live = score_stream(classifier, audio).windows
+    grid = window_grid(audio, side.features, side.window_frames, hop)
+    assert len(grid) == len(live) > 20
+    assert [(w.index, w.start_s, w.end_s, w.level_dbfs) for w in grid] == [
+        (w.index, w.start_s, w.end_s, w.level_dbfs) for w in live
+    ]
+    assert grid[0].end_s - grid[0].start_s == pytest.approx(WINDOW_SAMPLES / 16000)
+
+
+def test_an_excerpt_is_the_teachers_window_with_silence_past_the_end() -> None:
+    from train.teacher_row import excerpt
+
+    audio = np.arange(20000, dtype=np.float32)
+    inside = excerpt(audio, 100)
+    assert inside.shape == (WINDOW_SAMPLES,) and inside[0] == 100 and inside[-1] == 100 + WINDOW_SAMPLES - 1
+    tail = excerpt(audio, 19000)
+    assert tail[:1000].tolist() == list(range(19000, 20000)) and not tail[1000:].any()
+
+
+def test_the_head_is_the_balanced_l2_logistic_optimum() -> None:
+    from scipy.special import expit
+
+    from train.teacher_row import fit_logistic
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 6)).astype(np.float32)
+    y = x[:, 0] + 0.3 * rng.standard_normal(300) > 1.0  # about one in six positive
+    for c in (0.05, 1.0):
+        head = fit_logistic(x, y, c)
+        weight = np.where(y, y.size / (2 * y.sum()), y.size / (2 * (~y).sum()))
+        residual = c * weight * (expit(x.astype(np.float64) @ head.coef + head.intercept) - y)
+        # At the optimum the gradient vanishes: C * X^T r + w = 0 and sum(r) = 0.
+        np.testing.assert_allclose(x.T @ residual + head.coef, 0.0, atol=2e-4)
+        assert abs(residual.sum()) < 2e-4
+        assert head.coef[0] > 5 * np.abs(head.coef[1:]).max()  # it found the one informative dimension
+    tiny = fit_logistic(x, y, 1e-8)  # all regularisation: no slope, and balanced classes mean even odds
+    assert np.abs(tiny.coef).max() < 1e-4 and abs(tiny.intercept) < 1e-4
+    assert tiny.score(x[:3]) == pytest.approx([0.5, 0.5, 0.5], abs=1e-4)
+
+
+def _manifest_with_sources(data: Path, sources: int) -> Path:
+    with (data / "manifest.tsv").open("w", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t")
+        writer.writerow(["path", "label", "group", "source"])
+        for k, path in enumerate(sorted(data.rglob("*.wav"))):
+            writer.writerow([path.relative_to(data).as_posix(), path.parent.name, path.stem, f"source-{k % sources}"])
+    return data / "manifest.tsv"
+
+
+@pytest.fixture(scope="module")
+def crossval_folder(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> tuple[Path, Path, Path]:
+    """A leave-source-out crossval folder made of the real parts `scream crossval` writes: the
+    folds dealt by `fold_splits`, each fold's model (the tiny one) evaluated by `evaluate_with_scores`
+    on its test split, and the pooled headline of those fold reports."""
+    from tests.helpers import make_synthetic_dataset
+    from train.data import load_dataset, regroup
+    from train.evaluate import evaluate_with_scores
+    from train.scenes import curve_headline
+    from train.splits import fold_splits, write_splits
+
+    root = tmp_path_factory.mktemp("teacher-row")
+    data = make_synthetic_dataset(root / "data", per_class=24, seed=5)
+    manifest = _manifest_with_sources(data, 6)
+    cv, cache = root / "cv", root / "cache"
+    cv.mkdir()
+    dataset = regroup(load_dataset(manifest), "source")
+    curves = []
+    for k in range(3):
+        (cv / f"fold-{k}-run").mkdir()
+        write_splits(
+            fold_splits(dataset.clips, 3, k, balance_screams=True), cv / f"fold-{k}-run" / "splits.tsv", dataset.base
+        )
+        for suffix in (".tflite", ".json"):
+            shutil.copyfile(tiny_model.with_suffix(suffix), cv / f"fold-{k}{suffix}")
+        evaluation = evaluate_with_scores(
+            cv / f"fold-{k}.tflite",
+            manifest,
+            out_dir=cv / f"fold-{k}-report",
+            splits_file=cv / f"fold-{k}-run" / "splits.tsv",
+            cache_dir=str(cache),
+            seed=0,
+            scenes=2,
+            make_plots=False,
+            level_spread_db=10.0,
+        )
+        curves.append(evaluation.report["scene_curve"])
+    report = {
+        "folds": 3,
+        "seed": 0,
+        "scenes_per_fold": 2,
+        "level_spread_db": 10.0,
+        "split_by": "source",
+        "headline": curve_headline(curves, seed=0),
+    }
+    (cv / "report.json").write_text(json.dumps(report))
+    return cv, manifest, cache
+
+
+def test_the_teacher_row_rebuilds_the_crossvals_scenes_and_pairs_with_its_recipe(
+    crossval_folder: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from train.teacher_row import ROWS, teacher_row
+
+    cv, manifest, cache = crossval_folder
+    teacher = PitchTeacher()
+    report = teacher_row(cv, manifest, tmp_path / "out", teacher, cache_dir=str(cache))
+    # The fold models scored again on the rebuilt scenes give the crossval's own headline: the same
+    # clips, orderings, levels and inserted screams.
+    assert report["crossval_recipe"]["reproduces_crossval_headline"] is True
+    assert report["crossval_recipe"]["headline"] == json.loads((cv / "report.json").read_text())["headline"]
+    assert report["settings"] == {"folds": 3, "seed": 0, "scenes": 2, "level_spread_db": 10.0, "split_by": "source"}
+    screams = report["crossval_recipe"]["headline"]["screams"]
+    assert screams == 2 * 24  # every scream inserted once per scene, two scenes
+    for row in ROWS:
+        block = report["rows"][row]
+        assert block["headline"]["screams"] == screams and len(block["curves"]) == 3
+        assert set(block["paired_with_crossval"]) >= {"model", "baseline", "recall_at_2_fa_per_hour"}
+        assert block["paired_with_crossval"]["baseline"] == report["crossval_recipe"]["headline"]
+    # The stand-in's scream band tells the synthetic screams from room tone, babble and beeps.
+    assert report["rows"]["yamnet-screaming"]["clip_roc_auc"] > 0.9
+    assert report["rows"]["yamnet-head"]["clip_roc_auc"] > 0.9
+    assert [f["fold"] for f in report["folds"]] == [0, 1, 2]
+    assert all(f["head_c"] in (0.01, 0.1, 1.0) and len(f["head_validation_pr_auc"]) == 3 for f in report["folds"])
+    assert report["windows_scored"] == teacher.windows > 0
+    written = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert written["rows"]["yamnet-head"]["headline"] == report["rows"]["yamnet-head"]["headline"]
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "| yamnet-head |" in markdown and "| crossval recipe |" in markdown
+    assert "exactly the headline of its report" in markdown
+
+
+def test_a_clip_is_scored_by_the_teacher_once_however_many_folds_use_it(
+    crossval_folder: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from train.data import WaveformCache, load_dataset
+    from train.teacher_row import TeacherWindows
+
+    _, manifest, cache = crossval_folder
+    clip = load_dataset(manifest).clips[0]
+    wave = WaveformCache(cache, 16000).load(clip.path)
+    teacher = PitchTeacher()
+    windows = TeacherWindows(teacher)
+    first = windows.clip(clip, wave)
+    again = windows.clip(clip, wave)
+    assert teacher.windows == len(clip_windows(wave)) and all(a is b for a, b in zip(first, again, strict=True))
+
+
+def test_a_crossval_folder_that_does_not_fit_the_data_is_refused(
+    crossval_folder: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from tests.helpers import make_synthetic_dataset
+    from train.teacher_row import teacher_row
+
+    cv, manifest, cache = crossval_folder
+    with pytest.raises(DataError, match=r"report.json: not a `scream crossval` report"):
+        teacher_row(tmp_path, manifest, tmp_path / "out", PitchTeacher())
+    broken = tmp_path / "broken"
+    shutil.copytree(cv, broken, ignore=shutil.ignore_patterns("fold-1.tflite"))
+    with pytest.raises(DataError, match=r"broken: fold 1 is incomplete \(model file .*fold-1.tflite does not exist\)"):
+        teacher_row(broken, manifest, tmp_path / "out", PitchTeacher(), cache_dir=str(cache))
+    fewer = make_synthetic_dataset(tmp_path / "fewer", per_class=10, seed=5)
+    with pytest.raises(DataError, match=r"cv: fold-0 tests clips that are not in .*fewer"):
+        teacher_row(cv, _manifest_with_sources(fewer, 6), tmp_path / "out", PitchTeacher(), cache_dir=str(cache))
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_other_audio_under_the_same_names_is_measured_but_said_not_to_be_the_crossvals(
+    crossval_folder: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from tests.helpers import make_synthetic_dataset
+    from train.teacher_row import teacher_row
+
+    cv, _, _ = crossval_folder
+    other = _manifest_with_sources(make_synthetic_dataset(tmp_path / "other", per_class=24, seed=9), 6)
+    report = teacher_row(cv, other, tmp_path / "out", PitchTeacher(), cache_dir=str(tmp_path / "cache"))
+    assert report["crossval_recipe"]["reproduces_crossval_headline"] is False
+    assert "these scenes are not the ones it measured" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_teacher_without_a_screaming_class_is_refused() -> None:
+    from train.teacher_row import TeacherWindows
+
+    teacher = PitchTeacher()
+    teacher.class_names = ["Speech", "Music"]
+    with pytest.raises(DataError, match="the teacher has no class 'Screaming'"):
+        TeacherWindows(teacher)

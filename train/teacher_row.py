@@ -1,0 +1,453 @@
+"""`scream teacher-row`: the teacher itself, measured on a cross-validation's own folds and scenes.
+
+Issue 17 asks for the teacher (YAMNet, ../shared/models/yamnet/) as a row of the crossval report,
+beside the student recipes. Given a `scream crossval --out` folder, every fold's test scenes are
+rebuilt exactly as that run built them (the same clips in the same order, the same seeds, scenes per
+fold and level spread: train/scenes.py `stream_and_scene`), cut into the windows the live path scores
+(the same start, end and loudness per hop: edge.pipeline `StreamingScorer`), and decided by the fold
+model's own live decisions (edge.detector through `scene_curve`). Only the window score changes:
+
+- `yamnet-screaming`: YAMNet's AudioSet class "Screaming" for the window. Nothing is trained.
+- `yamnet-head`: a logistic regression on YAMNet's 1024-d embedding of the window, fitted on the
+  fold's train split (its non-screams' windows; its screams' loud windows, clean and mixed into its
+  non-screams at 0-20 dB as scenes mix them), its regularisation chosen by window PR AUC on the
+  fold's validation split.
+
+Each row's pooled headline is paired, scream by scream, with the crossval recipe's
+(train/scenes.py `paired_headline`), and clip ROC AUC (a clip's peak window) is reported beside the
+recipe's. The teacher runs at training time only; edge/ never imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.classifier import Classifier
+from edge.features import FeatureParams
+from edge.pipeline import StreamingScorer, WindowScore, chunked, detection_settings
+from train import metrics
+from train.augment import mix_at_snr
+from train.corpus.teacher import WINDOW_SAMPLES, Teacher, clip_windows
+from train.crossval import tests_fold
+from train.data import Clip, DataError, WaveformCache, load_dataset
+from train.evaluate import restrict_to_split, score_clips
+from train.scenes import (
+    StreamScores,
+    curve_headline,
+    curve_thresholds,
+    paired_headline,
+    scene_curve,
+    score_stream,
+    stream_and_scene,
+)
+
+FloatArray = npt.NDArray[np.float32]
+
+SCREAM_CLASS = "Screaming"  # AudioSet class 11 in YAMNet's class map
+ROWS = ("yamnet-screaming", "yamnet-head")
+RECIPE = "crossval-recipe"  # the crossval's own fold models, scored again on the same scenes
+HEAD_C = (0.01, 0.1, 1.0)  # inverse L2 strengths tried on the validation split
+ACTIVE_DB = 10.0  # a scream clip's teacher windows within this many dB of its loudest are its screams
+MIXES_PER_SCREAM_WINDOW = 1
+SNR_DB = (0.0, 20.0)  # as scenes insert screams (train/scenes.py build_scene)
+BACKGROUND_POOL = 400  # non-scream excerpts kept as backgrounds for the mixed screams
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+class LevelsOnly:
+    """A window scorer that scores nothing: the live path's window grid and loudness, for a teacher."""
+
+    def __init__(self, window_frames: int, mel_bands: int) -> None:
+        self.input_shape = (window_frames, mel_bands)
+
+    def score(self, window: FloatArray) -> float:
+        return 0.0
+
+
+def window_grid(audio: FloatArray, features: FeatureParams, window_frames: int, hop_frames: int) -> list[WindowScore]:
+    """The windows (start, end, loudness) that `score_stream` scores for this audio, every hop: the
+    same streaming scorer fed the same 100 ms chunks."""
+    scorer = StreamingScorer(
+        LevelsOnly(window_frames, features.mel_bands),
+        features,
+        hop_frames=hop_frames,
+        source_rate_hz=features.sample_rate_hz,
+    )
+    rate = features.sample_rate_hz
+    return [w for chunk in chunked(audio, rate // 10) for w in scorer.push(chunk)] + scorer.flush()
+
+
+def excerpt(audio: FloatArray, start: int, length: int = WINDOW_SAMPLES) -> FloatArray:
+    """`length` samples from `start`, silence past the end."""
+    out = np.zeros(length, dtype=np.float32)
+    piece = audio[max(0, start) : start + length]
+    out[: piece.size] = piece
+    return out
+
+
+@dataclass
+class Head:
+    """A logistic regression on unit-length teacher embeddings."""
+
+    coef: npt.NDArray[np.float64]
+    intercept: float
+    c: float
+
+    def score(self, embeddings: FloatArray) -> npt.NDArray[np.float64]:
+        z = embeddings.astype(np.float64) @ self.coef.astype(np.float64) + self.intercept
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))
+
+
+class TeacherWindows:
+    """The teacher's scream score and embedding of single windows, and of clips window by window
+    (clips are cached by path: a clip is train, validation or test in several folds)."""
+
+    def __init__(self, teacher: Teacher) -> None:
+        self.teacher = teacher
+        if SCREAM_CLASS not in teacher.class_names:
+            raise DataError(f"the teacher has no class {SCREAM_CLASS!r}")
+        self.scream_index = teacher.class_names.index(SCREAM_CLASS)
+        self._clips: dict[Path, tuple[npt.NDArray[np.float64], FloatArray, npt.NDArray[np.float64]]] = {}
+        self.windows_scored = 0
+
+    def windows(self, excerpts: list[FloatArray]) -> tuple[npt.NDArray[np.float64], FloatArray]:
+        scores, embeddings = [], []
+        for x in excerpts:
+            result = self.teacher.analyse(x)
+            scores.append(float(result.max_scores[self.scream_index]))
+            embeddings.append(result.embedding)
+        self.windows_scored += len(excerpts)
+        dim = embeddings[0].size if embeddings else 0
+        return np.array(scores), np.array(embeddings, dtype=np.float32).reshape(len(excerpts), dim)
+
+    def clip(self, clip: Clip, wave: FloatArray) -> tuple[npt.NDArray[np.float64], FloatArray, npt.NDArray[np.float64]]:
+        """Per teacher window of the clip: scream score, embedding, loudness (dB, RMS)."""
+        key = clip.path.resolve()
+        if key not in self._clips:
+            parts = list(clip_windows(wave))
+            scores, embeddings = self.windows(parts)
+            levels = np.array([10 * np.log10(float(np.mean(p.astype(np.float64) ** 2)) + 1e-12) for p in parts])
+            self._clips[key] = (scores, embeddings, levels)
+        return self._clips[key]
+
+
+def head_examples(
+    windows: TeacherWindows, clips: list[Clip], load: Callable[[Clip], FloatArray], rng: np.random.Generator
+) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """Embeddings and labels: every non-scream window; each scream clip's loud windows, clean and
+    mixed into a non-scream excerpt at 0-20 dB."""
+    xs: list[FloatArray] = []
+    ys: list[bool] = []
+    backgrounds: list[FloatArray] = []
+    for clip in clips:
+        if clip.is_scream:
+            continue
+        wave = load(clip)
+        _, embeddings, _ = windows.clip(clip, wave)
+        xs.append(embeddings)
+        ys += [False] * len(embeddings)
+        if wave.size and len(backgrounds) < BACKGROUND_POOL:
+            backgrounds.append(excerpt(wave, int(rng.integers(0, max(1, wave.size - WINDOW_SAMPLES)))))
+    if not backgrounds:
+        raise DataError("the fold's train split has no non-screams to mix its screams into")
+    mixtures: list[FloatArray] = []
+    for clip in clips:
+        if not clip.is_scream:
+            continue
+        wave = load(clip)
+        _, embeddings, levels = windows.clip(clip, wave)
+        loud = np.flatnonzero(levels >= levels.max() - ACTIVE_DB)
+        xs.append(embeddings[loud])
+        ys += [True] * loud.size
+        parts = clip_windows(wave)
+        for i in loud:
+            for _ in range(MIXES_PER_SCREAM_WINDOW):
+                background = backgrounds[int(rng.integers(len(backgrounds)))]
+                mixed = mix_at_snr(parts[i], background, float(rng.uniform(*SNR_DB)))
+                mixtures.append(np.clip(mixed, -1.0, 1.0).astype(np.float32))
+    if mixtures:
+        _, mixed_embeddings = windows.windows(mixtures)
+        xs.append(mixed_embeddings)
+        ys += [True] * len(mixtures)
+    labels = np.array(ys, dtype=bool)
+    if labels.all() or not labels.any():
+        raise DataError("the fold's train split needs both screams and non-screams for the teacher's head")
+    return np.concatenate(xs).astype(np.float32), labels
+
+
+def clip_level_examples(
+    windows: TeacherWindows, clips: list[Clip], load: Callable[[Clip], FloatArray]
+) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """Every window of every clip with its clip's label (validation: ranking, not training)."""
+    xs, ys = [], []
+    for clip in clips:
+        _, embeddings, _ = windows.clip(clip, load(clip))
+        xs.append(embeddings)
+        ys += [clip.is_scream] * len(embeddings)
+    return np.concatenate(xs).astype(np.float32), np.array(ys, dtype=bool)
+
+
+def fit_logistic(x: FloatArray, y: npt.NDArray[np.bool_], c: float) -> Head:
+    """Class-balanced L2 logistic regression (scikit-learn's objective: C times the weighted log loss
+    plus half the squared weights, the intercept unpenalised), by L-BFGS (scipy)."""
+    from scipy.optimize import minimize
+    from scipy.special import expit
+
+    data = x.astype(np.float64)
+    target = y.astype(np.float64)
+    weight = np.where(y, y.size / (2.0 * max(int(y.sum()), 1)), y.size / (2.0 * max(int((~y).sum()), 1)))
+
+    def objective(params: npt.NDArray[np.float64]) -> tuple[float, npt.NDArray[np.float64]]:
+        w, b = params[:-1], params[-1]
+        z = data @ w + b
+        loss = c * float(np.sum(weight * (np.logaddexp(0.0, z) - target * z))) + 0.5 * float(w @ w)
+        g = c * weight * (expit(z) - target)
+        return loss, np.append(data.T @ g + w, g.sum())
+
+    result = minimize(
+        objective,
+        np.zeros(data.shape[1] + 1),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": 5000, "ftol": 1e-14, "gtol": 1e-9},
+    )
+    return Head(result.x[:-1], float(result.x[-1]), c)
+
+
+def fit_head(
+    train: tuple[FloatArray, npt.NDArray[np.bool_]], validation: tuple[FloatArray, npt.NDArray[np.bool_]]
+) -> tuple[Head, dict[str, float]]:
+    """The head of HEAD_C's strengths with the best validation window PR AUC."""
+    best: tuple[float, Head] | None = None
+    tried = {}
+    for c in HEAD_C:
+        head = fit_logistic(train[0], train[1], c)
+        pr_auc = metrics.average_precision(validation[1], head.score(validation[0]))
+        tried[f"{c:g}"] = round(pr_auc, 4)
+        if best is None or pr_auc > best[0]:
+            best = (pr_auc, head)
+    if best is None:
+        raise ValueError("no regularisation strengths to try")
+    return best[1], tried
+
+
+def score_scene(
+    windows: TeacherWindows,
+    head: Head,
+    audio: FloatArray,
+    features: FeatureParams,
+    window_frames: int,
+    hop_frames: int,
+) -> dict[str, StreamScores]:
+    """Each row's StreamScores of one scene: the live grid, each window's score from the teacher."""
+    grid = window_grid(audio, features, window_frames, hop_frames)
+    rate = features.sample_rate_hz
+    scream, embeddings = windows.windows([excerpt(audio, round(w.start_s * rate)) for w in grid])
+    seconds = audio.size / rate
+    head_scores = head.score(embeddings) if len(grid) else np.zeros(0)
+
+    def scored(values: npt.NDArray[np.float64]) -> StreamScores:
+        return StreamScores(
+            [
+                WindowScore(w.index, w.start_s, w.end_s, float(v), w.level_dbfs)
+                for w, v in zip(grid, values, strict=True)
+            ],
+            seconds,
+        )
+
+    return {"yamnet-screaming": scored(scream), "yamnet-head": scored(head_scores)}
+
+
+def _loader(cache: WaveformCache) -> Callable[[Clip], FloatArray]:
+    """A clip's audio from the decode cache, read when it is needed rather than a fold at a time."""
+
+    def load(clip: Clip) -> FloatArray:
+        return cache.load(clip.path)
+
+    return load
+
+
+def _crossval_settings(crossval_dir: Path) -> dict[str, Any]:
+    path = crossval_dir / "report.json"
+    try:
+        report = json.loads(path.read_text())
+        return {
+            "folds": int(report["folds"]),
+            "seed": int(report["seed"]),
+            "scenes": int(report["scenes_per_fold"]),
+            "level_spread_db": float(report.get("level_spread_db", 0.0)),
+            "split_by": str(report.get("split_by", "group")),
+            "headline": report.get("headline"),
+        }
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: not a `scream crossval` report ({exc})") from exc
+
+
+def teacher_row(
+    crossval_dir: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    teacher: Teacher,
+    *,
+    cache_dir: str = "",
+) -> dict[str, Any]:
+    """Measure the teacher on `crossval_dir`'s folds and scenes; writes report.json and report.md."""
+    started = time.monotonic()
+    source = Path(crossval_dir)
+    settings = _crossval_settings(source)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = load_dataset(data)
+    windows = TeacherWindows(teacher)
+    rng = np.random.default_rng(settings["seed"])
+    cache: WaveformCache | None = None
+    curves: dict[str, list[dict[str, Any]]] = {row: [] for row in (*ROWS, RECIPE)}
+    clip_labels: list[bool] = []
+    clip_scores: dict[str, list[float]] = {row: [] for row in ROWS}
+    recipe_clip_scores: list[float] = []
+    folds = []
+    for k in range(settings["folds"]):
+        model = source / f"fold-{k}.tflite"
+        splits_file = source / f"fold-{k}-run" / "splits.tsv"
+        try:
+            classifier = Classifier(model, expected_features=FeatureParams())
+            split = {
+                s: restrict_to_split(dataset.clips, splits_file, s, dataset.base)
+                for s in ("train", "validation", "test")
+            }
+        except (OSError, ValueError) as exc:  # a missing or broken fold model, a missing splits file
+            raise DataError(f"{source}: fold {k} is incomplete ({exc})") from exc
+        if not tests_fold(model, split["test"], dataset.base):
+            raise DataError(f"{source}: fold-{k} tests clips that are not in {data}")
+        side = classifier.sidecar
+        decisions, hop = detection_settings(side)
+        features = side.features
+        cache = cache or WaveformCache(
+            cache_dir or Path.home() / ".cache" / "scream-detector" / "waves", features.sample_rate_hz
+        )
+        load = _loader(cache)
+        test_waves = [cache.load(c.path) for c in split["test"]]
+        _log(f"== fold {k + 1} of {settings['folds']}: the teacher's head on {len(split['train'])} train clips")
+        head, tried = fit_head(
+            head_examples(windows, split["train"], load, rng),
+            clip_level_examples(windows, split["validation"], load),
+        )
+        recipe_clip_scores += [s.peak for s in score_clips(classifier, split["test"], test_waves)]
+        for clip, wave in zip(split["test"], test_waves, strict=True):
+            scream, embeddings, _ = windows.clip(clip, wave)
+            clip_labels.append(clip.is_scream)
+            clip_scores["yamnet-screaming"].append(float(scream.max()))
+            clip_scores["yamnet-head"].append(float(head.score(embeddings).max()))
+        scenes: dict[str, list[tuple[StreamScores, list[dict[str, Any]]]]] = {row: [] for row in (*ROWS, RECIPE)}
+        for s in range(settings["scenes"]):
+            _, scene, truth, _ = stream_and_scene(
+                split["test"], test_waves, features, settings["seed"] + s, level_spread_db=settings["level_spread_db"]
+            )
+            _log(f"   scene {s + 1} of {settings['scenes']}: {scene.size / features.sample_rate_hz / 60:.1f} min")
+            for row, scored in score_scene(windows, head, scene, features, side.window_frames, hop).items():
+                scenes[row].append((scored, truth))
+            scenes[RECIPE].append((score_stream(classifier, scene), truth))
+        for row in (*ROWS, RECIPE):
+            curves[row].append(scene_curve(scenes[row], decisions, curve_thresholds(scenes[row])))
+        folds.append({"fold": k, "head_c": head.c, "head_validation_pr_auc": tried, "test_clips": len(split["test"])})
+    labels = np.array(clip_labels, dtype=bool)
+    seed = settings["seed"]
+    recipe_headline = curve_headline(curves[RECIPE], seed=seed)
+    report: dict[str, Any] = {
+        "crossval": str(source),
+        "data": str(data),
+        "teacher": getattr(teacher, "identity", ""),
+        "settings": {k: settings[k] for k in ("folds", "seed", "scenes", "level_spread_db", "split_by")},
+        "rows": {
+            row: {
+                "headline": curve_headline(curves[row], seed=seed),
+                "paired_with_crossval": paired_headline(curves[row], curves[RECIPE], seed=seed),
+                "clip_roc_auc": round(metrics.roc_auc(labels, np.array(clip_scores[row])), 4),
+                "curves": curves[row],
+            }
+            for row in ROWS
+        },
+        # The crossval's own fold models on the rebuilt scenes: the same headline as its report
+        # when the scenes are the ones it measured (the check that they are).
+        "crossval_recipe": {
+            "headline": recipe_headline,
+            "clip_roc_auc": round(metrics.roc_auc(labels, np.array(recipe_clip_scores)), 4),
+            "reproduces_crossval_headline": recipe_headline == settings["headline"],
+        },
+        "folds": folds,
+        "windows_scored": windows.windows_scored,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.md").write_text(teacher_row_markdown(report))
+    _log(f"teacher row: {out / 'report.md'}")
+    return report
+
+
+def _fmt(value: Any, interval: Any = None) -> str:
+    if value is None:
+        return "not reached"
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return f"{text} ({interval[0]:.4g}..{interval[1]:.4g})" if interval else text
+
+
+def teacher_row_markdown(report: dict[str, Any]) -> str:
+    s = report["settings"]
+    lines = [
+        "# The teacher on the cross-validation's folds",
+        "",
+        f"`scream teacher-row --crossval {report['crossval']}`: {s['folds']} folds ({s['split_by']}), "
+        f"{s['scenes']} scenes per fold, level spread {s['level_spread_db']:g} dB, seed {s['seed']}; "
+        f"teacher {report['teacher']}. Each fold's own test scenes, windows and live decisions; only the "
+        "window score is the teacher's. Recall at a budget picks each fold's best `on` on its own scenes "
+        "(a curve, not an operating point); intervals resample scream sources.",
+        "",
+        "| row | recall at <= 2 FA/h | recall at <= 5 FA/h | FA/h at recall 0.8 | clip ROC AUC |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    named = [("crossval recipe", report["crossval_recipe"])] + [(row, report["rows"][row]) for row in ROWS]
+    for name, row in named:
+        h = row["headline"]
+        lines.append(
+            f"| {name} | {_fmt(h['recall_at_2_fa_per_hour'], h.get('recall_at_2_fa_per_hour_interval_95'))} "
+            f"| {_fmt(h['recall_at_5_fa_per_hour'], h.get('recall_at_5_fa_per_hour_interval_95'))} "
+            f"| {_fmt(h['fa_per_hour_at_recall_0.8'], h.get('fa_per_hour_at_recall_0.8_interval_95'))} "
+            f"| {_fmt(row['clip_roc_auc'])} |"
+        )
+    lines += ["", "Paired with the crossval recipe (row minus recipe, the same inserted screams):", ""]
+    lines += ["| row | recall at <= 2 FA/h | recall at <= 5 FA/h |", "| --- | ---: | ---: |"]
+    for row in ROWS:
+        p = report["rows"][row]["paired_with_crossval"]
+        cells = [
+            _fmt(p[f"recall_at_{b}_fa_per_hour"]["difference"], p[f"recall_at_{b}_fa_per_hour"].get("interval_95"))
+            for b in (2, 5)
+        ]
+        lines.append(f"| {row} | {cells[0]} | {cells[1]} |")
+    lines += [
+        "",
+        "The head's regularisation per fold (validation window PR AUC at each C): "
+        + "; ".join(f"fold {f['fold']}: C={f['head_c']:g} {f['head_validation_pr_auc']}" for f in report["folds"]),
+        "",
+        "The crossval's own fold models, scored again on these rebuilt scenes, give "
+        + (
+            "exactly the headline of its report: the scenes are the ones it measured."
+            if report["crossval_recipe"]["reproduces_crossval_headline"]
+            else "a headline other than its report's: these scenes are not the ones it measured (other data?)."
+        ),
+        "",
+        f"{report['windows_scored']} teacher windows in {report['seconds']:.0f} s.",
+        "",
+    ]
+    return "\n".join(lines)
