@@ -207,6 +207,36 @@ def test_the_free_disk_margin_is_kept(
         saver.handle(clip("d"))
     assert stored(tmp_path) == [] and saver.health() == {"saved": 3, "skipped": 1, "deleted": 3}
     assert caplog.messages == ["disk below clips.min_free_bytes; clip of d not saved"]
+    saver.handle(clip("e"))  # every skip counts
+    assert saver.health() == {"saved": 3, "skipped": 2, "deleted": 3}
+
+
+@pytest.mark.parametrize(
+    "free_in_clips, why",
+    [
+        (8.5, "disk below clips.min_free_bytes"),  # 7.5 clips' room would be left: under the 8 kept free
+        (9.0, "the clip store is full of 2 labelled clip(s) not yet fetched (scream pull)"),  # exactly 8 left
+    ],
+)
+def test_a_skip_names_the_disk_only_when_the_clip_would_cut_into_its_margin(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    free_in_clips: float,
+    why: str,
+) -> None:
+    one = 44 + 2 * 16000
+    saver = ClipSaver(ClipsConfig(max_count=2, min_free_bytes=0), tmp_path)
+    for name in "ab":
+        saver.handle(clip(name))
+    LabelStore(tmp_path).set("a.wav", "scream")
+    LabelStore(tmp_path).set("b.wav", "non_scream")
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr("edge.sinks.shutil.disk_usage", lambda _: usage(10**12, 0, int(free_in_clips * one)))
+    saver = ClipSaver(ClipsConfig(max_count=2, min_free_bytes=8 * one), tmp_path)
+    with caplog.at_level(logging.WARNING, logger="scream"):
+        saver.handle(clip("c"))
+    assert caplog.messages == [f"{why}; clip of c not saved"]
 
 
 def test_labelled_clips_not_yet_fetched_are_kept_and_the_skip_says_why(
@@ -291,7 +321,7 @@ def test_a_clip_gone_before_it_is_looked_at_is_left_out(tmp_path: Path, monkeypa
     for name in "ab":
         saver.handle(clip(name))
     age(tmp_path, "a", "b")
-    listed = [*tmp_path.glob("*.wav"), tmp_path / "vanished.wav"]
+    listed = [tmp_path / "vanished.wav", *tmp_path.glob("*.wav")]  # first: the ones after it still count
     monkeypatch.setattr(Path, "glob", lambda self, pattern: iter(listed))
     saver.handle(clip("c"))  # two clips and one that is not there: the count bound sees two
     assert stored(tmp_path) == ["b.wav", "c.wav"] and saver.deleted == 1
