@@ -153,15 +153,21 @@ class SceneMatch:
     false_alarms: int
 
 
+def matched_scream(span: tuple[float, float], truth: list[dict[str, float]]) -> int | None:
+    """The first inserted scream an alarm's span meets (0.5 s slack either side), if any."""
+    span_start, span_end = span
+    return next(
+        (i for i, t in enumerate(truth) if span_start < t["end_s"] + 0.5 and span_end > t["onset_s"] - 0.5), None
+    )
+
+
 def match_events(
     starts: list[EventStarted], spans: list[tuple[float, float]], truth: list[dict[str, float]]
 ) -> SceneMatch:
     """An alarm whose span meets a scream (0.5 s slack either side) detects it; any other is false."""
     match = SceneMatch(set(), [], 0)
-    for start, (span_start, span_end) in zip(starts, spans, strict=False):
-        hit = next(
-            (i for i, t in enumerate(truth) if span_start < t["end_s"] + 0.5 and span_end > t["onset_s"] - 0.5), None
-        )
+    for start, span in zip(starts, spans, strict=False):
+        hit = matched_scream(span, truth)
         if hit is None:
             match.false_alarms += 1
         elif hit not in match.detected:

@@ -13,9 +13,10 @@ import pytest
 
 from edge.classifier import Classifier
 from edge.features import FeatureParams
-from edge.pipeline import detection_settings
+from edge.pipeline import WindowScore, detection_settings
 from train.corpus.teacher import WINDOW_SAMPLES, TeacherScores, clip_windows
 from train.data import DataError
+from train.scenes import StreamScores
 
 pytest.importorskip("scipy")
 
@@ -156,7 +157,7 @@ def crossval_folder(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) 
 def test_the_teacher_row_rebuilds_the_crossvals_scenes_and_pairs_with_its_recipe(
     crossval_folder: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
-    from train.teacher_row import ROWS, teacher_row
+    from train.teacher_row import CASCADES, ROWS, teacher_row
 
     cv, manifest, cache = crossval_folder
     teacher = PitchTeacher()
@@ -168,7 +169,8 @@ def test_the_teacher_row_rebuilds_the_crossvals_scenes_and_pairs_with_its_recipe
     assert report["settings"] == {"folds": 3, "seed": 0, "scenes": 2, "level_spread_db": 10.0, "split_by": "source"}
     screams = report["crossval_recipe"]["headline"]["screams"]
     assert screams == 2 * 24  # every scream inserted once per scene, two scenes
-    for row in ROWS:
+    assert list(report["rows"]) == [*ROWS, *CASCADES]
+    for row in report["rows"]:
         block = report["rows"][row]
         assert block["headline"]["screams"] == screams and len(block["curves"]) == 3
         assert set(block["paired_with_crossval"]) >= {"model", "baseline", "recall_at_2_fa_per_hour"}
@@ -183,6 +185,8 @@ def test_the_teacher_row_rebuilds_the_crossvals_scenes_and_pairs_with_its_recipe
     assert written["rows"]["yamnet-head"]["headline"] == report["rows"]["yamnet-head"]["headline"]
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert "| yamnet-head |" in markdown and "| crossval recipe |" in markdown
+    assert "| crossval-recipe verified by yamnet-screaming |" in markdown
+    assert all(report["rows"][name]["clip_roc_auc"] is None for name in CASCADES)
     assert "exactly the headline of its report" in markdown
 
 
@@ -241,3 +245,60 @@ def test_a_teacher_without_a_screaming_class_is_refused() -> None:
     teacher.class_names = ["Speech", "Music"]
     with pytest.raises(DataError, match="the teacher has no class 'Screaming'"):
         TeacherWindows(teacher)
+
+
+def _stream(scores: list[float], hop: float = 0.25, width: float = 0.975) -> StreamScores:
+    return StreamScores(
+        [WindowScore(i, i * hop, i * hop + width, s, -20.0) for i, s in enumerate(scores)], len(scores) * hop + width
+    )
+
+
+def test_an_event_is_verified_by_the_teachers_best_window_among_those_that_raised_it() -> None:
+    from edge.detector import Event, EventStarted
+    from train.teacher_row import verify_scores
+
+    teacher = _stream([0.1, 0.9, 0.2, 0.3, 0.8, 0.05])
+    # Raised by windows 2-3 (0.5 s to 1.725 s): window 4 (0.8) comes after and window 1 (0.9) before.
+    late = EventStarted(Event(1, start_s=0.5, detected_s=0.75 + 0.975, peak_score=0.9))
+    first = EventStarted(Event(2, start_s=0.0, detected_s=0.975, peak_score=0.9))  # window 0 alone
+    assert verify_scores([late, first], teacher).tolist() == [0.3, 0.1]
+
+
+def test_the_pareto_front_keeps_only_rows_that_find_more_for_their_alarms() -> None:
+    from train.teacher_row import pareto_rows
+
+    rows = [
+        {"on": 1, "false_alarms": 5, "hits": [1, 1, 0]},
+        {"on": 2, "false_alarms": 2, "hits": [1, 0, 0]},
+        {"on": 3, "false_alarms": 2, "hits": [0, 0, 0]},
+        {"on": 4, "false_alarms": 9, "hits": [1, 1, 0]},
+        {"on": 5, "false_alarms": 0, "hits": [0, 0, 0]},
+        {"on": 6, "false_alarms": 12, "hits": [1, 1, 1]},
+    ]
+    assert [r["on"] for r in pareto_rows(rows)] == [5, 2, 1, 6]
+
+
+def test_a_verifier_that_passes_everything_is_the_recipe_and_one_that_passes_nothing_is_silent(
+    tiny_model: Path,
+) -> None:
+    from edge import synth
+    from train.scenes import build_scene, curve_thresholds, scene_curve, score_stream
+    from train.teacher_row import cascade_curve, pareto_rows
+
+    rng = np.random.default_rng(1)
+    classifier = Classifier(tiny_model, expected_features=FeatureParams())
+    decisions, _ = detection_settings(classifier.sidecar)
+    background = synth.room_tone(60.0, 16000, rng, level=0.01) + synth.speech_like(60.0, 16000, rng, level=0.05)
+    screams = [synth.scream_like(1.2, 16000, rng, level=0.5) for _ in range(4)]
+    scene, truth = build_scene(background.astype(np.float32), screams, classifier.sidecar.features, rng)
+    recipe = [(score_stream(classifier, scene), truth)]
+    teacher = [(_stream([0.5] * len(recipe[0][0].windows)), truth)]
+    thresholds = curve_thresholds(recipe)
+    everything = cascade_curve(recipe, teacher, decisions, thresholds, [0.0])
+    plain = scene_curve(recipe, decisions, thresholds)
+    assert [(r["false_alarms"], r["hits"]) for r in everything["rows"]] == [
+        (r["false_alarms"], r["hits"]) for r in pareto_rows(plain["rows"])
+    ]
+    assert everything["sources"] == plain["sources"] and everything["hours"] == plain["hours"]
+    nothing = cascade_curve(recipe, teacher, decisions, thresholds, [0.6])
+    assert [(r["false_alarms"], sum(r["hits"])) for r in nothing["rows"]] == [(0, 0)]
