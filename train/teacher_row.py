@@ -502,7 +502,7 @@ def teacher_row_markdown(report: dict[str, Any]) -> str:
             f"| {name} | {_fmt(h['recall_at_2_fa_per_hour'], h.get('recall_at_2_fa_per_hour_interval_95'))} "
             f"| {_fmt(h['recall_at_5_fa_per_hour'], h.get('recall_at_5_fa_per_hour_interval_95'))} "
             f"| {_fmt(h['fa_per_hour_at_recall_0.8'], h.get('fa_per_hour_at_recall_0.8_interval_95'))} "
-            f"| {_fmt(row['clip_roc_auc'])} |"
+            f"| {'-' if row['clip_roc_auc'] is None else _fmt(row['clip_roc_auc'])} |"
         )
     lines += ["", "Paired with the crossval recipe (row minus recipe, the same inserted screams):", ""]
     lines += ["| row | recall at <= 2 FA/h | recall at <= 5 FA/h |", "| --- | ---: | ---: |"]
