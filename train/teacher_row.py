@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,8 +112,9 @@ class Head:
     c: float
 
     def score(self, embeddings: FloatArray) -> npt.NDArray[np.float64]:
-        z = embeddings.astype(np.float64) @ self.coef.astype(np.float64) + self.intercept
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))
+        from scipy.special import expit
+
+        return np.asarray(expit(embeddings.astype(np.float64) @ self.coef + self.intercept), dtype=np.float64)
 
 
 class TeacherWindows:
@@ -151,7 +151,7 @@ class TeacherWindows:
 
 
 def head_examples(
-    windows: TeacherWindows, clips: list[Clip], load: Callable[[Clip], FloatArray], rng: np.random.Generator
+    windows: TeacherWindows, clips: list[Clip], cache: WaveformCache, rng: np.random.Generator
 ) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
     """Embeddings and labels: every non-scream window; each scream clip's loud windows, clean and
     mixed into a non-scream excerpt at 0-20 dB."""
@@ -161,7 +161,7 @@ def head_examples(
     for clip in clips:
         if clip.is_scream:
             continue
-        wave = load(clip)
+        wave = cache.load(clip.path)
         _, embeddings, _ = windows.clip(clip, wave)
         xs.append(embeddings)
         ys += [False] * len(embeddings)
@@ -173,7 +173,7 @@ def head_examples(
     for clip in clips:
         if not clip.is_scream:
             continue
-        wave = load(clip)
+        wave = cache.load(clip.path)
         _, embeddings, levels = windows.clip(clip, wave)
         loud = np.flatnonzero(levels >= levels.max() - ACTIVE_DB)
         xs.append(embeddings[loud])
@@ -195,12 +195,12 @@ def head_examples(
 
 
 def clip_level_examples(
-    windows: TeacherWindows, clips: list[Clip], load: Callable[[Clip], FloatArray]
+    windows: TeacherWindows, clips: list[Clip], cache: WaveformCache
 ) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
     """Every window of every clip with its clip's label (validation: ranking, not training)."""
     xs, ys = [], []
     for clip in clips:
-        _, embeddings, _ = windows.clip(clip, load(clip))
+        _, embeddings, _ = windows.clip(clip, cache.load(clip.path))
         xs.append(embeddings)
         ys += [clip.is_scream] * len(embeddings)
     return np.concatenate(xs).astype(np.float32), np.array(ys, dtype=bool)
@@ -275,15 +275,6 @@ def score_scene(
         )
 
     return {"yamnet-screaming": scored(scream), "yamnet-head": scored(head_scores)}
-
-
-def _loader(cache: WaveformCache) -> Callable[[Clip], FloatArray]:
-    """A clip's audio from the decode cache, read when it is needed rather than a fold at a time."""
-
-    def load(clip: Clip) -> FloatArray:
-        return cache.load(clip.path)
-
-    return load
 
 
 def verify_scores(started: list[EventStarted], teacher: StreamScores) -> npt.NDArray[np.float64]:
@@ -405,12 +396,11 @@ def teacher_row(
         cache = cache or WaveformCache(
             cache_dir or Path.home() / ".cache" / "scream-detector" / "waves", features.sample_rate_hz
         )
-        load = _loader(cache)
         test_waves = [cache.load(c.path) for c in split["test"]]
         _log(f"== fold {k + 1} of {settings['folds']}: the teacher's head on {len(split['train'])} train clips")
         head, tried = fit_head(
-            head_examples(windows, split["train"], load, rng),
-            clip_level_examples(windows, split["validation"], load),
+            head_examples(windows, split["train"], cache, rng),
+            clip_level_examples(windows, split["validation"], cache),
         )
         recipe_clip_scores += [s.peak for s in score_clips(classifier, split["test"], test_waves)]
         for clip, wave in zip(split["test"], test_waves, strict=True):

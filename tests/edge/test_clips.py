@@ -130,6 +130,15 @@ def age(folder: Path, *names: str) -> None:
         os.utime(folder / f"{name}.wav", (1000 + k, 1000 + k))
 
 
+def two_clips(folder: Path) -> ClipSaver:
+    """A saver bounded to two clips, with a.wav and b.wav saved, a the older."""
+    saver = ClipSaver(ClipsConfig(max_count=2, min_free_bytes=0), folder)
+    for name in "ab":
+        saver.handle(clip(name))
+    age(folder, "a", "b")
+    return saver
+
+
 def test_a_saved_clip_is_the_events_audio_and_no_part_file_is_left(tmp_path: Path) -> None:
     saver = ClipSaver(ClipsConfig(min_free_bytes=0), tmp_path / "clips")
     message = clip("e1", 0.5)
@@ -242,10 +251,7 @@ def test_a_skip_names_the_disk_only_when_the_clip_would_cut_into_its_margin(
 def test_labelled_clips_not_yet_fetched_are_kept_and_the_skip_says_why(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    saver = ClipSaver(ClipsConfig(max_count=2, min_free_bytes=0), tmp_path)
-    for name in "ab":
-        saver.handle(clip(name))
-    age(tmp_path, "a", "b")
+    saver = two_clips(tmp_path)
     LabelStore(tmp_path).set("a.wav", "scream")
     LabelStore(tmp_path).set("b.wav", "non_scream")
     with caplog.at_level(logging.WARNING, logger="scream"):
@@ -300,10 +306,7 @@ def test_a_lowered_count_bound_deletes_one_clip_at_a_time_until_there_is_room(tm
 def test_a_clip_removed_while_the_store_makes_room_is_counted_as_gone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    saver = ClipSaver(ClipsConfig(max_count=2, min_free_bytes=0), tmp_path)
-    for name in "ab":
-        saver.handle(clip(name))
-    age(tmp_path, "a", "b")
+    saver = two_clips(tmp_path)
     real = LabelStore.protected
 
     def protected_while_someone_deletes_a(self: LabelStore) -> set[str]:
@@ -317,10 +320,7 @@ def test_a_clip_removed_while_the_store_makes_room_is_counted_as_gone(
 
 
 def test_a_clip_gone_before_it_is_looked_at_is_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    saver = ClipSaver(ClipsConfig(max_count=2, min_free_bytes=0), tmp_path)
-    for name in "ab":
-        saver.handle(clip(name))
-    age(tmp_path, "a", "b")
+    saver = two_clips(tmp_path)
     listed = [tmp_path / "vanished.wav", *tmp_path.glob("*.wav")]  # first: the ones after it still count
     monkeypatch.setattr(Path, "glob", lambda self, pattern: iter(listed))
     saver.handle(clip("c"))  # two clips and one that is not there: the count bound sees two
