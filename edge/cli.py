@@ -95,9 +95,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from edge.config import load_config
     from edge.errors import AudioError
     from edge.pipeline import analyse_file
+    from edge.verifier import EventVerifier
 
     classifier = _load_classifier(args.model)
     config = load_config(args.config)
+    verifier = EventVerifier.from_config(config.verifier)  # loaded once for every file
     analysed = failed = 0
     for target in args.paths:
         files = find_audio_files(target)
@@ -108,7 +110,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
             continue
         for path in files:
             try:
-                report = analyse_file(path, classifier, config, threshold=args.threshold)
+                report = analyse_file(path, classifier, config, threshold=args.threshold, verifier=verifier)
             except (AudioError, ExtraMissingError) as exc:  # one bad file never stops the batch
                 failed += 1
                 _report_failure(args, str(path), str(exc))
@@ -124,7 +126,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
                     flush=True,
                 )
                 for event in report.events:
-                    print(f"    {event.start_s:7.2f} - {event.end_s or 0.0:7.2f} s  peak {event.peak_score:.2f}")
+                    verified = "" if event.verify_score is None else f"  verified {event.verify_score:.2f}"
+                    print(
+                        f"    {event.start_s:7.2f} - {event.end_s or 0.0:7.2f} s  peak {event.peak_score:.2f}{verified}"
+                    )
+                for event in report.vetoed:
+                    print(f"    {event.start_s:7.2f} s  vetoed by the verifier ({event.verify_score or 0.0:.2f})")
                 for warning in report.warnings:
                     print(f"    warning: {warning}")
     print(f"scream detect: {analysed} file(s) analysed, {failed} failed", file=sys.stderr)
@@ -197,7 +204,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from edge.bench import format_table, run_bench
 
     model = Path(args.model) if args.model else default_model_path()
-    result = run_bench(model, quick=args.quick)
+    result = run_bench(
+        model,
+        quick=args.quick,
+        verifier=Path(args.verifier) if args.verifier else None,
+        verifier_classes=args.verifier_classes,
+    )
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return EXIT_OK
 
@@ -248,9 +260,17 @@ def cmd_listen(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     model = configured_model(args.model, config)
     if args.check_config:
+        from edge.verifier import EventVerifier
+
         classifier = _load_classifier(str(model))
+        verifier = EventVerifier.from_config(config.verifier)
+        second = (
+            f"verifier {verifier.model_path} ({', '.join(verifier.classes)} >= {verifier.threshold:g})"
+            if verifier
+            else "no verifier"
+        )
         print(
-            f"config OK: site {config.site.name!r}, model {model} (sha256 {classifier.sha256[:12]}), "
+            f"config OK: site {config.site.name!r}, model {model} (sha256 {classifier.sha256[:12]}), {second}, "
             f"{len(config.schedule)} schedule window(s), state in {config.state_dir}"
         )
         return EXIT_OK
@@ -529,11 +549,18 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
         "bench",
         help="measure log-mel, invoke, streaming speed and memory",
         formatter_class=formatter,
-        epilog="examples:\n  scream bench\n  scream bench --quick --json\n\n"
+        epilog="examples:\n  scream bench\n  scream bench --quick --json\n"
+        "  scream bench --verifier /opt/scream-detector/yamnet/yamnet.tflite\n\n"
         "librosa and TensorFlow are compared only when installed; the output says which were skipped.",
     )
     bench.add_argument("--model", help="model .tflite (default: the bundled one)")
     bench.add_argument("--quick", action="store_true", help="few repeats and 2 minutes of stream (for tests)")
+    bench.add_argument(
+        "--verifier", metavar="TFLITE", help="also measure this second stage ([verifier] model, e.g. yamnet.tflite)"
+    )
+    bench.add_argument(
+        "--verifier-classes", nargs="+", metavar="NAME", help="its classes (default: Screaming), as [verifier] classes"
+    )
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.set_defaults(func=cmd_bench)
     review = sub.add_parser(

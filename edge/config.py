@@ -122,6 +122,25 @@ class DetectorConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class VerifierConfig:
+    """`[verifier]`: the optional second stage (edge.verifier). A YAMNet-style waveform classifier
+    confirms each candidate event; off while `model` is empty."""
+
+    model: str = ""  # a .tflite waveform classifier (YAMNet: yamnet.tflite); "" = no second stage
+    class_map: str = ""  # its class map CSV; "" = <model stem>_class_map.csv beside it
+    classes: list[str] = field(default_factory=lambda: ["Screaming"])  # the best of these is the score
+    threshold: float = 0.1  # a candidate whose verification score is below this is vetoed
+    threads: int = 1
+
+    def _check(self) -> dict[str, tuple[bool, str]]:
+        return {
+            "classes": (bool(self.classes) and all(bool(c) for c in self.classes), "a non-empty list of class names"),
+            "threshold": (0.0 < self.threshold < 1.0, "in (0, 1)"),
+            "threads": (1 <= self.threads <= 8, "in 1-8"),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class GpioConfig:
     enabled: bool = True
     led_pin: int = 17
@@ -311,6 +330,7 @@ class Config:
     audio: AudioConfig = field(default_factory=AudioConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
     gpio: GpioConfig = field(default_factory=GpioConfig)
     event_log: EventLogConfig = field(default_factory=EventLogConfig)
     clips: ClipsConfig = field(default_factory=ClipsConfig)

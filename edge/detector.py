@@ -9,7 +9,10 @@ events (`listen`, `detect`, `demo`, `explain`, `evaluate`, `crossval`, the opera
 `bench`) goes through `Detector`.
 
 Pure and clock-free: times come in with the scores (and the wall-clock moment, for schedules), so
-replay and live decide identically.
+replay and live decide identically. An optional second stage (`verify`, edge.verifier through
+edge.pipeline) scores each candidate event once, when it would start: below `verify_threshold` the
+candidate is vetoed. It still runs its course here (hysteresis, cooldown) but is announced only as
+`EventVetoed`, so outputs never see it and the events that do fire are decided exactly as without it.
 """
 
 from __future__ import annotations
@@ -140,7 +143,8 @@ class DecisionParams:
 
 @dataclass
 class Event:
-    """One detected scream. `end_s` is None while it lasts."""
+    """One detected scream. `end_s` is None while it lasts. With a second stage, `verify_score` is
+    its verdict; a vetoed candidate has number 0 (fired events are numbered 1, 2, ... in turn)."""
 
     number: int
     start_s: float
@@ -148,6 +152,8 @@ class Event:
     peak_score: float
     end_s: float | None = None
     ended_by: str = ""
+    verify_score: float | None = None
+    is_vetoed: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,7 +166,15 @@ class EventEnded:
     event: Event
 
 
-Transition = EventStarted | EventEnded
+@dataclass(frozen=True)
+class EventVetoed:
+    """A candidate the second stage turned down: no output fires for it."""
+
+    event: Event
+
+
+Transition = EventStarted | EventEnded | EventVetoed
+Verify = Callable[[float, float], float]  # (first hit start, detection time) in stream s -> score
 
 
 @dataclass(frozen=True)
@@ -187,6 +201,8 @@ class Detector:
 
     params: DecisionParams
     schedules: Sequence[ScheduleConfig] = ()
+    verify: Verify | None = None  # the second stage, asked once per candidate event
+    verify_threshold: float = 0.0
     _base: DecisionParams = field(init=False)
     _recent: collections.deque[tuple[float, bool]] = field(init=False)
     _scores: collections.deque[float] = field(init=False)
@@ -265,19 +281,28 @@ class Detector:
             if decision_score >= p.off_threshold:
                 self._last_above_off_s = end_s
             min_end = event.start_s + p.min_event_s
+            ended = None
             if end_s - event.start_s >= p.max_event_s:
-                out.append(self._end(event.start_s + p.max_event_s, "max_event_s"))
+                ended = self._end(event.start_s + p.max_event_s, "max_event_s")
             elif decision_score < p.off_threshold and end_s >= min_end:
-                out.append(self._end(max(self._last_above_off_s, min_end), "score"))
+                ended = self._end(max(self._last_above_off_s, min_end), "score")
+            if ended is not None and not event.is_vetoed:
+                out.append(ended)
         else:
             self._recent.append((start_s, decision_score >= p.on_threshold))
             hits = [start for start, hit in self._recent if hit]
             if len(hits) >= p.patience_windows and end_s >= self._cooldown_until_s:
-                self._count += 1
-                self._active = Event(self._count, hits[0], end_s, max(self._scores))
+                event = Event(0, hits[0], end_s, max(self._scores))
+                if self.verify is not None:
+                    event.verify_score = self.verify(hits[0], end_s)
+                    event.is_vetoed = event.verify_score < self.verify_threshold
+                if not event.is_vetoed:
+                    self._count += 1
+                    event.number = self._count
+                self._active = event
                 self._last_above_off_s = end_s
                 self._recent.clear()
-                out.append(EventStarted(self._active))
+                out.append(EventVetoed(event) if event.is_vetoed else EventStarted(event))
         return Decision(
             start_s,
             end_s,
@@ -298,7 +323,8 @@ class Detector:
             return []
         p = self.params
         end = min(max(self._last_above_off_s, self._active.start_s + p.min_event_s), end_s)
-        return [self._end(max(end, self._active.start_s), "end_of_stream")]
+        ended = self._end(max(end, self._active.start_s), "end_of_stream")
+        return [] if ended.event.is_vetoed else [ended]
 
     def _end(self, end_s: float, reason: str) -> EventEnded:
         assert self._active is not None

@@ -36,6 +36,7 @@ class Health:
     schedule: str = ""
     noise_floor_dbfs: float | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
+    verifier: dict[str, Any] = field(default_factory=dict)  # the second stage's counters, when one runs
     updated_at: float = 0.0
 
     def to_json(self) -> dict[str, Any]:

@@ -19,9 +19,13 @@ import numpy.typing as npt
 
 from edge.audio import open_audio
 from edge.config import Config, DetectorConfig, ScheduleConfig
-from edge.detector import Decision, DecisionParams, Detector, Event, EventEnded, Transition
+from edge.detector import Decision, DecisionParams, Detector, Event, EventEnded, EventVetoed, Transition
+from edge.errors import ModelError
 from edge.features import FeatureParams, StreamingLogMel, full_scale_reference, window_level_dbfs
 from edge.resample import StreamingResampler
+from edge.verifier import VERIFIER_RATE_HZ, EventVerifier
+
+MAX_VERIFY_WINDOWS = 8  # a candidate's verification scores at most its last 8 raising windows
 
 if TYPE_CHECKING:
     from edge.classifier import Classifier, ModelSidecar
@@ -34,6 +38,15 @@ class WindowScorer(Protocol):
     def input_shape(self) -> tuple[int, int]: ...
 
     def score(self, window: npt.NDArray[np.float32]) -> float: ...
+
+
+class WindowVerifier(Protocol):
+    """What the pipeline needs from a second stage (edge.verifier's, or a test double)."""
+
+    threshold: float
+    window_samples: int
+
+    def judge(self, windows: list[npt.NDArray[np.float32]]) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,7 @@ class StreamingScorer:
         *,
         hop_frames: int,
         source_rate_hz: int,
+        history_s: float = 0.0,
     ) -> None:
         self.classifier = classifier
         self.features = features
@@ -71,6 +85,26 @@ class StreamingScorer:
         self._frame_hop_s = features.hop_samples / features.sample_rate_hz
         self._frame_len_s = features.window_samples / features.sample_rate_hz
         self._level_reference = full_scale_reference(features)
+        # The last `history_s` of audio at the model rate, for a second stage to hear what was scored.
+        self.history_s = history_s
+        self._history = np.zeros(0, dtype=np.float32)
+        self._history_start = 0  # model-rate sample index of self._history[0]
+
+    def audio(self, start: int, length: int) -> npt.NDArray[np.float32]:
+        """`length` model-rate samples from sample `start` of this session; silence where none are kept."""
+        out = np.zeros(length, dtype=np.float32)
+        lo, hi = max(start, self._history_start), min(start + length, self._history_start + self._history.size)
+        if hi > lo:
+            out[lo - start : hi - start] = self._history[lo - self._history_start : hi - self._history_start]
+        return out
+
+    def _remember(self, samples: npt.NDArray[np.float32]) -> None:
+        keep = int(self.history_s * self.features.sample_rate_hz) + samples.size  # a long chunk stays whole
+        self._history = np.concatenate([self._history, samples])
+        if self._history.size > 2 * keep:  # trim now and then, not on every chunk
+            drop = self._history.size - keep
+            self._history = self._history[drop:]
+            self._history_start += drop
 
     def window_bounds(self, index: int) -> tuple[float, float]:
         first = index * self.hop_frames
@@ -97,6 +131,8 @@ class StreamingScorer:
     def _consume(self, samples: npt.NDArray[np.float32], *, is_padding: bool = False) -> list[WindowScore]:
         if not is_padding:
             self.samples_in += samples.size
+            if self.history_s > 0:
+                self._remember(samples)
         new_frames = self._logmel.push(samples)
         if new_frames.shape[0]:
             self._frames = np.concatenate([self._frames, new_frames])
@@ -115,6 +151,17 @@ class StreamingScorer:
             self._frames = self._frames[drop:]
             self._frames_start += drop
         return out
+
+
+def raising_windows(
+    start_s: float, detected_s: float, *, hop_s: float, window_s: float, limit: int = MAX_VERIFY_WINDOWS
+) -> list[float]:
+    """Where the windows that raised an event start: from the one at its first hit (`start_s`) to
+    the last that ended by its detection, at most the last `limit` of them. The second stage hears
+    these (live in DetectionPipeline, offline in train/verification.py)."""
+    first = round(start_s / hop_s)
+    last = max(first, int(np.floor((detected_s - window_s + 1e-6) / hop_s)))
+    return [i * hop_s for i in range(max(first, last - limit + 1), last + 1)]
 
 
 Clock = Callable[[float], dt.datetime | None]  # stream time (s) -> wall-clock moment, for schedules
@@ -153,6 +200,11 @@ class StreamResult:
         """The events that ended, in order."""
         return [t.event for t in self.transitions if isinstance(t, EventEnded)]
 
+    @property
+    def vetoed(self) -> list[Event]:
+        """The candidates the second stage turned down, in order."""
+        return [t.event for t in self.transitions if isinstance(t, EventVetoed)]
+
     def extend(self, other: StreamResult) -> None:
         self.windows += other.windows
         self.transitions += other.transitions
@@ -160,7 +212,8 @@ class StreamResult:
 
 class DetectionPipeline:
     """The one composition of a scorer and the decisions: `push` audio, get each window's decision
-    and the event transitions. Stream time runs on across `restart` (a reopened device)."""
+    and the event transitions. Stream time runs on across `restart` (a reopened device). With a
+    `verifier`, each candidate event is confirmed by it on the audio of the windows that raised it."""
 
     def __init__(
         self,
@@ -172,13 +225,40 @@ class DetectionPipeline:
         source_rate_hz: int,
         schedules: Sequence[ScheduleConfig] = (),
         clock: Clock = no_clock,
+        verifier: WindowVerifier | None = None,
     ) -> None:
         self.features = features
         self.hop_frames = hop_frames
-        self.detector = Detector(decisions, schedules)
+        self.verifier = verifier
+        if verifier is not None and features.sample_rate_hz != VERIFIER_RATE_HZ:
+            raise ModelError(f"the verifier hears {VERIFIER_RATE_HZ} Hz audio, the model {features.sample_rate_hz} Hz")
+        self.detector = Detector(
+            decisions,
+            schedules,
+            verify=self._verify if verifier is not None else None,
+            verify_threshold=verifier.threshold if verifier is not None else 0.0,
+        )
         self.clock = clock
         self.offset_s = 0.0  # stream time before the current audio session
-        self.scorer = StreamingScorer(classifier, features, hop_frames=hop_frames, source_rate_hz=source_rate_hz)
+        self.scorer = self._new_scorer(classifier, source_rate_hz)
+
+    def _new_scorer(self, classifier: WindowScorer, source_rate_hz: int) -> StreamingScorer:
+        history_s = 0.0
+        if self.verifier is not None:  # the verified windows, one verifier window and a chunk's slack
+            rate = self.features.sample_rate_hz
+            hop_s = self.hop_frames * self.features.hop_samples / rate
+            history_s = MAX_VERIFY_WINDOWS * hop_s + self.verifier.window_samples / rate + 2.0
+        return StreamingScorer(
+            classifier, self.features, hop_frames=self.hop_frames, source_rate_hz=source_rate_hz, history_s=history_s
+        )
+
+    def _verify(self, start_s: float, detected_s: float) -> float:
+        """The verifier's verdict on the audio of the windows that raised a candidate event."""
+        assert self.verifier is not None
+        scorer, offset, rate = self.scorer, self.offset_s, self.features.sample_rate_hz
+        hop_s, window_s = scorer.window_bounds(1)[0], scorer.window_bounds(0)[1]
+        starts = raising_windows(start_s - offset, detected_s - offset, hop_s=hop_s, window_s=window_s)
+        return self.verifier.judge([scorer.audio(round(t * rate), self.verifier.window_samples) for t in starts])
 
     @classmethod
     def for_model(
@@ -189,9 +269,11 @@ class DetectionPipeline:
         source_rate_hz: int,
         threshold: float | None = None,
         clock: Clock = no_clock,
+        verifier: WindowVerifier | None = None,
     ) -> DetectionPipeline:
         """The pipeline a site runs: the model's features and operating point under the config's
-        `[detector]` and `[[schedule]]` (defaults without a config), optionally another `on`."""
+        `[detector]` and `[[schedule]]` (defaults without a config), optionally another `on`, and the
+        config's `[verifier]` (loaded here unless one is given)."""
         config = config or Config()
         side = classifier.sidecar
         decisions, hop = detection_settings(side, config.detector, threshold=threshold)
@@ -203,6 +285,7 @@ class DetectionPipeline:
             source_rate_hz=source_rate_hz,
             schedules=config.schedule,
             clock=clock,
+            verifier=verifier if verifier is not None else EventVerifier.from_config(config.verifier),
         )
 
     @property
@@ -214,9 +297,7 @@ class DetectionPipeline:
         """A new audio session (a reopened device, maybe at another rate): a fresh scorer, while
         stream time and the decisions (an open event, the cooldown, the noise floor) carry on."""
         self.offset_s = self.stream_s
-        self.scorer = StreamingScorer(
-            self.scorer.classifier, self.features, hop_frames=self.hop_frames, source_rate_hz=source_rate_hz
-        )
+        self.scorer = self._new_scorer(self.scorer.classifier, source_rate_hz)
 
     def use_model(self, classifier: WindowScorer, decisions: DecisionParams) -> None:
         """A reloaded model of the same input shape, with its own operating point."""
@@ -267,6 +348,7 @@ class FileReport:
     windows: list[Decision]
     events: list[Event]
     warnings: list[str]
+    vetoed: list[Event] = field(default_factory=list)  # candidates the second stage turned down
 
     @property
     def peak_score(self) -> float:
@@ -293,7 +375,11 @@ class FileReport:
                     "end_s": round(e.end_s or 0.0, 3),
                     "peak_score": round(e.peak_score, 4),
                 }
+                | ({} if e.verify_score is None else {"verify_score": round(e.verify_score, 4)})
                 for e in self.events
+            ],
+            "vetoed": [
+                {"start_s": round(e.start_s, 3), "verify_score": round(e.verify_score or 0.0, 4)} for e in self.vetoed
             ],
             "warnings": self.warnings,
         }
@@ -306,11 +392,15 @@ def analyse_file(
     *,
     threshold: float | None = None,
     block_frames: int = 65536,
+    verifier: WindowVerifier | None = None,
 ) -> FileReport:
-    """Replay one file through the pipeline a site runs (`config`'s `[detector]`, gate included) as
-    fast as possible. Schedules need a wall-clock time, which a file has not: they do not apply."""
+    """Replay one file through the pipeline a site runs (`config`'s `[detector]`, gate included, and
+    its `[verifier]` unless one already loaded is given) as fast as possible. Schedules need a
+    wall-clock time, which a file has not: they do not apply."""
     audio = open_audio(path)
-    pipeline = DetectionPipeline.for_model(classifier, config, source_rate_hz=audio.sample_rate_hz, threshold=threshold)
+    pipeline = DetectionPipeline.for_model(
+        classifier, config, source_rate_hz=audio.sample_rate_hz, threshold=threshold, verifier=verifier
+    )
     result = pipeline.run(audio.blocks(block_frames))
     return FileReport(
         Path(path),
@@ -321,4 +411,5 @@ def analyse_file(
         result.windows,
         result.events,
         list(audio.warnings),
+        result.vetoed,
     )

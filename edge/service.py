@@ -25,13 +25,14 @@ import numpy.typing as npt
 from edge.classifier import Classifier
 from edge.clips import AudioRing, ClipCutter
 from edge.config import Config
-from edge.detector import Detector, EventEnded, EventStarted, Transition
+from edge.detector import Detector, EventEnded, EventStarted, EventVetoed, Transition
 from edge.health import Health
 from edge.pipeline import DetectionPipeline, StreamResult, detection_settings
 from edge.running_model import RunningModel
 from edge.sinks import AlarmMessage, ClipMessage, SinkWorker, health_of
 from edge.sources import AudioSource, EndOfStream, SourceError
 from edge.systemd import SystemdNotifier
+from edge.verifier import EventVerifier
 
 log = logging.getLogger("scream")
 FloatArray = npt.NDArray[np.float32]
@@ -75,6 +76,14 @@ class DetectorService:
             source_rate_hz=self.model.classifier.sidecar.features.sample_rate_hz,
             clock=lambda _stream_s: dt.datetime.fromtimestamp(self.clock()),
         )
+        verifier = self.pipeline.verifier
+        if isinstance(verifier, EventVerifier):
+            log.info(
+                "verifier %s: a candidate fires only if %s reaches %g",
+                verifier.model_path,
+                " or ".join(verifier.classes),
+                verifier.threshold,
+            )
         self.clips = ClipCutter(config.clips, config.detector.max_event_s)
         self._active_event: dict[str, Any] | None = None  # the open event's record, as the outputs got it
         self._active_outputs: frozenset[str] = frozenset()  # what the schedule in force lets fire
@@ -102,7 +111,9 @@ class DetectorService:
         self.notifier.notify("READY=1")
         return candidate is not None
 
-    def _event_record(self, number: int, start_s: float, detected_s: float) -> dict[str, Any]:
+    def _event_record(
+        self, number: int, start_s: float, detected_s: float, verify_score: float | None = None
+    ) -> dict[str, Any]:
         now_wall, now_stream = self.clock(), self.ring.end_s
         event_id = uuid.uuid4().hex[:12]
         return {
@@ -118,7 +129,7 @@ class DetectorService:
             "model_sha256": self.classifier.sha256,
             "schedule": self.health.schedule,
             "clip": f"{dt.datetime.fromtimestamp(now_wall).strftime('%Y%m%dT%H%M%S')}_{event_id}.wav",
-        }
+        } | ({} if verify_score is None else {"verify_score": round(verify_score, 4)})
 
     def _dispatch(self, message: AlarmMessage | ClipMessage) -> None:
         for worker in self.outputs:
@@ -140,8 +151,15 @@ class DetectorService:
 
     def _transition(self, transition: Transition) -> None:
         event = transition.event
-        if isinstance(transition, EventStarted):
-            record = self._event_record(event.number, event.start_s, event.detected_s)
+        if isinstance(transition, EventVetoed):
+            log.info(
+                "candidate at %.2f s vetoed by the verifier (score %.3f < %g)",
+                event.start_s,
+                event.verify_score or 0.0,
+                self.detector.verify_threshold,
+            )
+        elif isinstance(transition, EventStarted):
+            record = self._event_record(event.number, event.start_s, event.detected_s, event.verify_score)
             self._active_event = record
             self.health.events += 1
             self.health.event_active = True
@@ -209,6 +227,8 @@ class DetectorService:
         outputs = health_of(self.outputs)
         outputs.update({name: {"unavailable": why} for name, why in self.unavailable_outputs.items()})
         self.health.outputs = outputs
+        verifier = self.pipeline.verifier
+        self.health.verifier = verifier.status() if isinstance(verifier, EventVerifier) else {}
         if self.status_path is not None:
             self.health.write(self.status_path)
 

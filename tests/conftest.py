@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import make_synthetic_dataset, small_recipe
+from tests.helpers import make_stand_in_verifier, make_synthetic_dataset, small_recipe
 
 pytest_plugins = ["tests.skipguard"]
 
@@ -51,6 +51,13 @@ def tiny_model(request: pytest.FixtureRequest) -> Path:
         shutil.copyfile(trained.with_suffix(suffix), staged)
         staged.replace(cached.with_suffix(suffix))
     return cached
+
+
+@pytest.fixture(scope="session")
+def stand_in_verifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A YAMNet-shaped second stage whose "Screaming" follows a window's loudness (tests/helpers.py)."""
+    pytest.importorskip("tensorflow")
+    return make_stand_in_verifier(tmp_path_factory.mktemp("verifier"))
 
 
 @pytest.fixture

@@ -64,6 +64,42 @@ def export_random_windows(model: Any, out: Path, windows: np.ndarray, **kwargs: 
     )
 
 
+STAND_IN_CLASSES = ("Speech", "Screaming", "Yell")
+STAND_IN_LEVEL_DB = -25.0  # the stand-in verifier's "Screaming" is 0.5 at this window power (dB)
+
+
+def stand_in_screaming(window: np.ndarray) -> float:
+    """What the stand-in verifier's "Screaming" class gives for one window (numpy, for tests to
+    compare against): a logistic of the window's power in dB around STAND_IN_LEVEL_DB."""
+    power_db = 10 * np.log10(np.mean(window.astype(np.float64) ** 2) + 1e-10)
+    return float(1 / (1 + np.exp(-0.5 * (power_db - STAND_IN_LEVEL_DB))))
+
+
+def make_stand_in_verifier(folder: Path, *, samples: int = 15600) -> Path:
+    """A tiny waveform classifier shaped like YAMNet's TF-Lite release (float32 [samples] in, [1, 3]
+    class scores out, a class map CSV beside it) whose "Screaming" is `stand_in_screaming`: loud
+    windows pass a second stage, quiet ones do not. Built with TensorFlow, converted as a TF-Lite
+    float model."""
+    import tensorflow as tf
+
+    class StandIn(tf.Module):  # type: ignore[misc]
+        @tf.function(input_signature=[tf.TensorSpec([samples], tf.float32)])
+        def __call__(self, waveform: Any) -> Any:
+            power = tf.reduce_mean(tf.square(waveform)) + 1e-10
+            power_db = 10.0 * tf.math.log(power) / tf.math.log(10.0)
+            screaming = tf.sigmoid(0.5 * (power_db - STAND_IN_LEVEL_DB))
+            return tf.reshape(tf.stack([1.0 - screaming, screaming, tf.constant(0.01)]), [1, 3])
+
+    module = StandIn()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.__call__.get_concrete_function()], module)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = folder / "standin.tflite"
+    model.write_bytes(converter.convert())
+    rows = ["index,mid,display_name"] + [f"{i},/m/{i},{name}" for i, name in enumerate(STAND_IN_CLASSES)]
+    (folder / "standin_class_map.csv").write_text("\n".join(rows) + "\n")
+    return model
+
+
 def wait_until(predicate: Callable[[], object], timeout_s: float = 30.0, poll_s: float = 0.05) -> bool:
     """Poll until the predicate holds or the time is up; returns whether it held."""
     deadline = time.monotonic() + timeout_s

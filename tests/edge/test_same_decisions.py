@@ -106,3 +106,31 @@ def test_a_named_pipe_is_refused_by_name(tmp_path: Path, capsys: pytest.CaptureF
     os.mkfifo(fifo)
     assert main(["detect", str(fifo)]) == 1
     assert "not a regular file (a named pipe" in capsys.readouterr().err
+
+
+def test_listen_detect_and_explain_veto_alike(
+    tiny_model: Path, recording: Path, stand_in_verifier: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With `[verifier]` the three commands fire the same events: the stand-in second stage turns the
+    quieter scream down in each, and `listen` logs each fired event's verdict and counts the veto."""
+    state = tmp_path / "state"
+    plain = tmp_path / "plain.toml"
+    base = (
+        f'[paths]\nstate_dir = "{state}"\n[gpio]\nenabled = false\n[clips]\nenabled = false\n[model]\nwatch = false\n'
+    )
+    plain.write_text(base)
+    config = tmp_path / "verified.toml"
+    config.write_text(base + f'[verifier]\nmodel = "{stand_in_verifier}"\nthreshold = 0.5\n')
+    unverified = detect_events(tiny_model, recording, plain, capsys)
+    live = listen_events(tiny_model, recording, config, state)
+    files = detect_events(tiny_model, recording, config, capsys)
+    timeline = build_timeline(recording, Classifier(tiny_model), load_config(config))
+    drawn = [(round(e.start_s, 3), round(e.end_s or 0.0, 3), round(e.peak_score, 4)) for e in timeline.events]
+    assert live == files == drawn
+    assert len(unverified) == 2 and live == [e for e in unverified if e[0] > 5.0]  # the quiet one is vetoed
+    records = [json.loads(line) for line in (state / "events.jsonl").read_text().splitlines()]
+    fired = [r for r in records if r["type"] == "event_start"]
+    assert len(fired) == 1 and fired[0]["verify_score"] > 0.5
+    status = json.loads((state / "status.json").read_text())
+    assert status["verifier"]["checked"] == 2 and status["verifier"]["vetoed"] == 1
+    assert status["verifier"]["model"] == str(stand_in_verifier)

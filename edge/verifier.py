@@ -1,0 +1,173 @@
+"""The optional second stage: a larger audio model confirms each candidate event before it fires.
+
+The int8 student scores every window; only when its decisions would start an event does the verifier
+score the audio of the windows that raised it (from the event's first hit to the window that detected
+it) and keep the event if its best score reaches `[verifier] threshold`. A vetoed candidate still
+runs its course inside the detector (hysteresis, cooldown) but reaches no output, which is exactly
+how `scream teacher-row` measured the cascade on leave-source-out scenes. The cost is one verifier
+invoke per raising window per candidate, never per hop.
+
+The model is a TF-Lite classifier of 16 kHz mono waveform windows with a class map CSV (index, mid,
+display_name), as Google's YAMNet release is (input float32 [15600], output [1, 521] class scores).
+It is not bundled (4 MB, not trained by this project): `[verifier] model` names the file, and the
+edge runs without it. It loads through the same runtime search as the classifier.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.classifier import load_interpreter_class, sha256_file
+from edge.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from edge.config import VerifierConfig
+
+VERIFIER_RATE_HZ = 16000  # YAMNet's rate, and the feature contract's
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifierStats:
+    """What the verifier has done since start: candidates checked and vetoed, invoke time."""
+
+    checked: int
+    vetoed: int
+    windows: int
+    invoke_ms_total: float
+    last_score: float | None
+
+
+def read_class_map(path: Path) -> list[str]:
+    """Display names by class index from a YAMNet-style class map (index, mid, display_name)."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except FileNotFoundError as exc:
+        raise ModelError(f"verifier class map {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ModelError(f"verifier class map {path} cannot be read: {exc}") from exc
+    if not rows or "display_name" not in rows[0]:
+        raise ModelError(f"verifier class map {path} needs the header index,mid,display_name")
+    return [row["display_name"] for row in rows]
+
+
+class EventVerifier:
+    """A waveform classifier that scores one window of 16 kHz audio: the highest score among `classes`."""
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        *,
+        classes: list[str],
+        threshold: float,
+        class_map: str | os.PathLike[str] | None = None,
+        runtime: str | None = None,
+        num_threads: int = 1,
+    ) -> None:
+        self.model_path = Path(model_path)
+        if not self.model_path.is_file():
+            raise ModelError(f"verifier model {self.model_path} does not exist")
+        map_path = Path(class_map) if class_map else self.model_path.with_name(self.model_path.stem + "_class_map.csv")
+        names = read_class_map(map_path)
+        unknown = [c for c in classes if c not in names]
+        if not classes or unknown:
+            raise ConfigError(
+                f"verifier.classes must name classes of {map_path.name}"
+                + (f": {unknown[0]!r} is not one of its {len(names)} classes" if unknown else ", got none")
+            )
+        self.classes = list(classes)
+        self.class_indices = [names.index(c) for c in classes]
+        self.threshold = threshold
+        self.sha256 = sha256_file(self.model_path)
+        interpreter_class, self.runtime = load_interpreter_class(runtime or os.environ.get("SCREAM_TFLITE_RUNTIME"))
+        try:
+            self._interpreter: Any = interpreter_class(model_path=str(self.model_path), num_threads=num_threads)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"verifier model {self.model_path} cannot be loaded by {self.runtime}: {exc}") from exc
+        inputs = self._interpreter.get_input_details()
+        if len(inputs) != 1 or np.dtype(inputs[0]["dtype"]) != np.float32:
+            raise ModelError(f"verifier model {self.model_path} must take one float32 waveform input")
+        self._input = inputs[0]
+        shape = [int(v) for v in self._input["shape"]]
+        if len(shape) not in (1, 2) or (len(shape) == 2 and shape[0] != 1) or shape[-1] < 400:
+            raise ModelError(f"verifier model input shape is {shape}, expected [samples] or [1, samples]")
+        self.window_samples = shape[-1]
+        outputs = [d for d in self._interpreter.get_output_details() if [int(v) for v in d["shape"]] == [1, len(names)]]
+        if not outputs:
+            raise ModelError(
+                f"verifier model {self.model_path} has no [1, {len(names)}] class-score output to match "
+                f"the {len(names)} classes of {map_path.name}"
+            )
+        self._output = outputs[0]
+        self._checked = 0
+        self._vetoed = 0
+        self._windows = 0
+        self._invoke_s = 0.0
+        self._last_score: float | None = None
+
+    @classmethod
+    def from_config(cls, section: VerifierConfig) -> EventVerifier | None:
+        """The `[verifier]` section's model, or None when none is configured."""
+        if not section.model:
+            return None
+        return cls(
+            os.path.expanduser(section.model),
+            classes=list(section.classes),
+            threshold=section.threshold,
+            class_map=os.path.expanduser(section.class_map) if section.class_map else None,
+            num_threads=section.threads,
+        )
+
+    def score(self, window: npt.NDArray[np.float32]) -> float:
+        """The best of the chosen classes' scores for one window of `window_samples` samples."""
+        if window.shape != (self.window_samples,):
+            raise ValueError(f"verifier window has shape {window.shape}, the model takes ({self.window_samples},)")
+        started = time.perf_counter()
+        self._interpreter.set_tensor(self._input["index"], window.reshape(self._input["shape"]).astype(np.float32))
+        self._interpreter.invoke()
+        scores = self._interpreter.get_tensor(self._output["index"])[0]
+        self._invoke_s += time.perf_counter() - started
+        self._windows += 1
+        return float(np.max(scores[self.class_indices]))
+
+    def judge(self, windows: list[npt.NDArray[np.float32]]) -> float:
+        """A candidate event's verification score: the best over the windows that raised it."""
+        best = max((self.score(w) for w in windows), default=0.0)
+        self._checked += 1
+        self._vetoed += int(best < self.threshold)
+        self._last_score = best
+        return best
+
+    def status(self) -> dict[str, Any]:
+        """For the health file: which model, what it checked and vetoed, and what that cost."""
+        s = self.stats
+        return {
+            "model": str(self.model_path),
+            "sha256": self.sha256,
+            "classes": self.classes,
+            "threshold": self.threshold,
+            "checked": s.checked,
+            "vetoed": s.vetoed,
+            "windows": s.windows,
+            "invoke_ms_total": s.invoke_ms_total,
+            "last_score": None if s.last_score is None else round(s.last_score, 4),
+        }
+
+    @property
+    def stats(self) -> VerifierStats:
+        return VerifierStats(
+            checked=self._checked,
+            vetoed=self._vetoed,
+            windows=self._windows,
+            invoke_ms_total=round(self._invoke_s * 1000, 3),
+            last_score=self._last_score,
+        )

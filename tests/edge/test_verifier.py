@@ -1,0 +1,252 @@
+"""The optional second stage: the verifier model, its place in the one decision object, the audio
+the pipeline hands it, and its configuration and failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from edge import synth
+from edge.config import Config, VerifierConfig, parse_config
+from edge.detector import DecisionParams, Detector, EventEnded, EventStarted, EventVetoed
+from edge.errors import ConfigError, ModelError
+from edge.features import FeatureParams
+from edge.pipeline import MAX_VERIFY_WINDOWS, DetectionPipeline, chunked, raising_windows
+from edge.verifier import EventVerifier
+from tests.helpers import STAND_IN_CLASSES, stand_in_screaming
+
+RATE = 16000
+FloatArray = npt.NDArray[np.float32]
+
+
+# -- the verifier model ---------------------------------------------------------------------------
+def test_stand_in_verifier_scores_windows_as_its_formula(stand_in_verifier: Path) -> None:
+    verifier = EventVerifier(stand_in_verifier, classes=["Screaming"], threshold=0.5)
+    assert verifier.window_samples == 15600 and verifier.classes == ["Screaming"]
+    rng = np.random.default_rng(0)
+    windows = [(rng.standard_normal(15600) * a).astype(np.float32) for a in (0.01, 0.05, 0.2)]
+    scores = [verifier.score(w) for w in windows]
+    assert scores == pytest.approx([stand_in_screaming(w) for w in windows], abs=1e-5)
+    assert scores[0] < 0.01 < 0.99 < scores[2]
+    # The verdict on a candidate is the best of its windows; a veto is counted.
+    assert verifier.judge(windows[:2]) == pytest.approx(scores[1], abs=1e-6)
+    assert verifier.judge(windows) == pytest.approx(scores[2], abs=1e-6)
+    stats = verifier.stats
+    assert (stats.checked, stats.vetoed, stats.windows) == (2, 1, 8)
+    assert stats.last_score == pytest.approx(scores[2], abs=1e-6) and stats.invoke_ms_total > 0
+    status = verifier.status()
+    assert status["checked"] == 2 and status["vetoed"] == 1 and status["sha256"] == verifier.sha256
+
+
+def test_several_classes_score_their_best(stand_in_verifier: Path) -> None:
+    """ "Speech" is 1 - "Screaming" in the stand-in: with both, the score is never below 0.5."""
+    verifier = EventVerifier(stand_in_verifier, classes=["Screaming", "Speech"], threshold=0.5)
+    quiet = np.full(15600, 0.001, dtype=np.float32)
+    assert verifier.score(quiet) == pytest.approx(1 - stand_in_screaming(quiet), abs=1e-5)
+    with pytest.raises(ValueError, match=r"shape \(100,\), the model takes \(15600,\)"):
+        verifier.score(quiet[:100])
+
+
+def test_verifier_problems_are_named(stand_in_verifier: Path, tiny_model: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"verifier model .*nothing\.tflite does not exist"):
+        EventVerifier(tmp_path / "nothing.tflite", classes=["Screaming"], threshold=0.5)
+    lonely = tmp_path / "lonely.tflite"
+    lonely.write_bytes(stand_in_verifier.read_bytes())
+    with pytest.raises(ModelError, match=r"class map .*lonely_class_map\.csv does not exist"):
+        EventVerifier(lonely, classes=["Screaming"], threshold=0.5)
+    with pytest.raises(ConfigError, match="'Scream' is not one of its 3 classes"):
+        EventVerifier(stand_in_verifier, classes=["Scream"], threshold=0.5)
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"not a flatbuffer" * 100)
+    (tmp_path / "garbage_class_map.csv").write_text((stand_in_verifier.parent / "standin_class_map.csv").read_text())
+    with pytest.raises(ModelError, match=r"garbage\.tflite cannot be loaded"):
+        EventVerifier(garbage, classes=["Screaming"], threshold=0.5)
+    # The int8 scream model is no waveform classifier.
+    student = tmp_path / "student.tflite"
+    student.write_bytes(tiny_model.read_bytes())
+    (tmp_path / "student_class_map.csv").write_text("index,mid,display_name\n0,/m/0,Screaming\n")
+    with pytest.raises(ModelError, match="must take one float32 waveform input"):
+        EventVerifier(student, classes=["Screaming"], threshold=0.5)
+    # A class map of another model: its class count matches no output.
+    five = tmp_path / "five.csv"
+    five.write_text("index,mid,display_name\n" + "".join(f"{i},/m/{i},Screaming{i or ''}\n" for i in range(5)))
+    with pytest.raises(ModelError, match=r"no \[1, 5\] class-score output"):
+        EventVerifier(stand_in_verifier, classes=["Screaming"], threshold=0.5, class_map=five)
+    headless = tmp_path / "headless.csv"
+    headless.write_text("0,/m/0,Screaming\n")
+    with pytest.raises(ModelError, match="needs the header index,mid,display_name"):
+        EventVerifier(stand_in_verifier, classes=["Screaming"], threshold=0.5, class_map=headless)
+
+
+def test_verifier_config_is_checked_and_off_by_default(stand_in_verifier: Path) -> None:
+    assert Config().verifier.model == "" and EventVerifier.from_config(Config().verifier) is None
+    with pytest.raises(ConfigError, match=r"unknown key verifier\.thresold"):
+        parse_config({"verifier": {"thresold": 0.2}})
+    with pytest.raises(ConfigError, match=r"verifier\.threshold must be in \(0, 1\), got 1\.0"):
+        parse_config({"verifier": {"threshold": 1.0}})
+    with pytest.raises(ConfigError, match=r"verifier\.classes must be a non-empty list of class names"):
+        parse_config({"verifier": {"classes": []}})
+    with pytest.raises(ConfigError, match=r"verifier\.threads must be in 1-8"):
+        parse_config({"verifier": {"threads": 0}})
+    config = parse_config({"verifier": {"model": str(stand_in_verifier), "classes": ["Yell"], "threshold": 0.3}})
+    verifier = EventVerifier.from_config(config.verifier)
+    assert verifier is not None and verifier.classes == ["Yell"] and verifier.threshold == 0.3
+    assert verifier.class_indices == [STAND_IN_CLASSES.index("Yell")]
+    assert VerifierConfig().classes == ["Screaming"]
+
+
+# -- the decision object ---------------------------------------------------------------------------
+def run_detector(scores: list[float], verdicts: list[float], threshold: float = 0.5) -> tuple[Any, list[Any]]:
+    asked: list[tuple[float, float]] = []
+
+    def verify(start_s: float, detected_s: float) -> float:
+        asked.append((start_s, detected_s))
+        return verdicts[len(asked) - 1]
+
+    params = DecisionParams(
+        on_threshold=0.8, off_threshold=0.5, patience_windows=2, patience_of=3, min_event_s=0.5, cooldown_s=1.0
+    )
+    detector = Detector(params, verify=verify, verify_threshold=threshold)
+    out = []
+    for i, score in enumerate(scores):
+        out += detector.update(score, i * 0.25, i * 0.25 + 1.0, level_dbfs=-20.0).transitions
+    out += detector.finish(len(scores) * 0.25 + 1.0)
+    return asked, out
+
+
+def test_a_vetoed_candidate_fires_nothing_but_runs_its_course() -> None:
+    # Candidate 1 (hits in windows 1 and 3) is vetoed; its span ends at window 5's end (2.25 s) and its
+    # 1 s cooldown holds windows 7 and 8 back; candidate 2 (hits from window 7, detected by window 9,
+    # which ends as the cooldown does) is confirmed and fires as event number 1.
+    scores = [0.1, 0.9, 0.2, 0.9, 0.9, 0.9, 0.1, 0.9, 0.9, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1]
+    asked, transitions = run_detector(scores, [0.2, 0.7])
+    assert asked == [(0.25, 1.75), (1.75, 3.25)]  # (first hit's start, the detecting window's end)
+    kinds = [type(t) for t in transitions]
+    assert kinds == [EventVetoed, EventStarted, EventEnded]
+    vetoed, started = transitions[0].event, transitions[1].event
+    assert vetoed.is_vetoed and vetoed.number == 0 and vetoed.verify_score == 0.2
+    assert started.number == 1 and started.verify_score == 0.7 and not started.is_vetoed
+    assert vetoed.end_s == 2.25 and started.start_s == 1.75 and transitions[2].event is started
+
+
+def test_without_a_verifier_the_same_scores_give_the_same_spans() -> None:
+    """The veto changes only what is announced: the confirmed event's span is the one the same
+    scores give with no second stage at all."""
+    scores = [0.1, 0.9, 0.2, 0.9, 0.9, 0.9, 0.1, 0.9, 0.9, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1]
+    _, verified = run_detector(scores, [0.2, 0.7])
+    _, accepted = run_detector(scores, [0.9, 0.9])
+    ends = [t.event for t in accepted if isinstance(t, EventEnded)]
+    assert [(e.start_s, e.end_s) for e in ends][1:] == [
+        (t.event.start_s, t.event.end_s) for t in verified if isinstance(t, EventEnded)
+    ]
+
+
+def test_an_open_vetoed_candidate_ends_silently() -> None:
+    asked, transitions = run_detector([0.9, 0.9, 0.9], [0.1])
+    assert len(asked) == 1 and [type(t) for t in transitions] == [EventVetoed]
+
+
+def test_the_threshold_itself_confirms() -> None:
+    _, transitions = run_detector([0.9, 0.9, 0.1, 0.1, 0.1, 0.1], [0.5])
+    assert [type(t) for t in transitions] == [EventStarted, EventEnded]
+
+
+# -- the windows a candidate is verified on --------------------------------------------------------
+def test_raising_windows_span_first_hit_to_detection() -> None:
+    hop, window = 0.25, 0.975
+    assert raising_windows(2.0, 2.975, hop_s=hop, window_s=window) == [2.0]  # 1 of 1
+    assert raising_windows(2.0, 3.475, hop_s=hop, window_s=window) == [2.0, 2.25, 2.5]  # 2 of 3, a miss between
+    many = raising_windows(0.0, 20 * hop + window, hop_s=hop, window_s=window)
+    assert len(many) == MAX_VERIFY_WINDOWS and many[-1] == 20 * hop and many[0] == (20 - MAX_VERIFY_WINDOWS + 1) * hop
+    assert raising_windows(2.0, 2.5, hop_s=hop, window_s=window) == [2.0]  # never none
+
+
+class LoudnessScorer:
+    """A stand-in student: the window's mean log-mel, squashed (loud windows score high)."""
+
+    input_shape = (96, 40)
+
+    def score(self, window: FloatArray) -> float:
+        return float(1 / (1 + np.exp(-(float(np.mean(window)) + 6.0))))
+
+
+class RecordingVerifier:
+    """A second stage that keeps what it was handed and confirms only candidates after `after_s`."""
+
+    threshold = 0.5
+    window_samples = 15600
+
+    def __init__(self) -> None:
+        self.heard: list[list[FloatArray]] = []
+
+    def judge(self, windows: list[FloatArray]) -> float:
+        self.heard.append([w.copy() for w in windows])
+        return 0.9 if len(self.heard) % 2 == 0 else 0.1
+
+
+def bursts() -> FloatArray:
+    rng = np.random.default_rng(5)
+    audio = synth.room_tone(24.0, RATE, rng, level=0.0005)
+    for at in (3.0, 9.0, 15.0, 21.0):
+        noise = rng.standard_normal(int(1.2 * RATE)).astype(np.float32) * 0.3
+        audio[int(at * RATE) : int(at * RATE) + noise.size] += noise
+    return audio
+
+
+def pipeline_with(verifier: Any, source_rate_hz: int = RATE) -> DetectionPipeline:
+    decisions = DecisionParams(on_threshold=0.8, off_threshold=0.5, min_event_s=0.5, cooldown_s=0.5)
+    return DetectionPipeline(
+        LoudnessScorer(), FeatureParams(), decisions, hop_frames=25, source_rate_hz=source_rate_hz, verifier=verifier
+    )
+
+
+@pytest.mark.parametrize("chunk_ms", [30, 100, 2500, 24000])
+def test_the_verifier_hears_the_raising_windows_audio_in_any_chunking(chunk_ms: int) -> None:
+    audio = bursts()
+    verifier = RecordingVerifier()
+    result = pipeline_with(verifier).run(chunked(audio, RATE * chunk_ms // 1000))
+    assert len(verifier.heard) == 4  # one verdict per candidate, never per window
+    assert [e.number for e in result.events] == [1, 2] and len(result.vetoed) == 2
+    assert [round(e.start_s) for e in result.vetoed] == [2, 14] and [round(e.start_s) for e in result.events] == [8, 20]
+    for event, heard in zip(
+        sorted(result.vetoed + result.events, key=lambda e: e.start_s), verifier.heard, strict=True
+    ):
+        starts = raising_windows(event.start_s, event.detected_s, hop_s=0.25, window_s=0.975)
+        assert len(heard) == len(starts)
+        for start_s, window in zip(starts, heard, strict=True):
+            at = round(start_s * RATE)
+            np.testing.assert_array_equal(window, audio[at : at + 15600])
+
+
+def test_the_verifier_hears_resampled_audio_and_across_a_restart() -> None:
+    """48 kHz in: the verifier gets the model-rate audio the student scored; after a restart (a
+    reopened device) stream time runs on and the windows are cut from the new session's audio."""
+    audio = bursts()
+    resampled = np.repeat(audio, 3)  # 48 kHz, as a microphone might give it
+    verifier = RecordingVerifier()
+    pipeline = pipeline_with(verifier, source_rate_hz=48000)
+    first = pipeline.run(chunked(resampled[: 12 * 48000], 4800))
+    pipeline.restart(RATE)
+    second = pipeline.run(chunked(audio[12 * RATE :], 1600))
+    assert len(first.vetoed) == 1 and len(first.events) == 1 and len(verifier.heard) == 4
+    assert [round(e.start_s) for e in second.vetoed + second.events] == [14, 20]
+    at = round((second.vetoed[0].start_s - 12.0) * RATE)
+    np.testing.assert_array_equal(verifier.heard[2][0], audio[12 * RATE + at : 12 * RATE + at + 15600])
+    # Resampling 3x repeated samples is not the identity, but the verifier heard what the student did.
+    assert float(np.max(np.abs(verifier.heard[0][0]))) > 0.2
+
+
+def test_a_verifier_needs_the_model_rate_it_hears() -> None:
+    with pytest.raises(ModelError, match="the verifier hears 16000 Hz audio, the model 8000 Hz"):
+        DetectionPipeline(
+            LoudnessScorer(),
+            FeatureParams(sample_rate_hz=8000, fmax_hz=3800.0),
+            DecisionParams(),
+            hop_frames=25,
+            source_rate_hz=8000,
+            verifier=RecordingVerifier(),
+        )
