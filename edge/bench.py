@@ -209,6 +209,77 @@ def bench_stream(classifier: Classifier, decisions: DecisionParams, minutes: int
     }
 
 
+PI4_VERIFIER_WINDOW_MS = 50.0  # YAMNet on a Raspberry Pi 4, per window (../shared/models/yamnet/README.md)
+
+
+def _rss_mb() -> float:
+    """Current resident memory of this process (VmRSS), MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def bench_verifier(
+    verifier_path: Path,
+    classifier: Classifier,
+    decisions: DecisionParams,
+    *,
+    hop_frames: int,
+    minutes: int,
+    repeats: int,
+    classes: list[str] | None = None,
+) -> dict[str, Any]:
+    """The second stage's cost (`[verifier]`, edge.verifier): memory to load it, one invoke on one
+    thread, what a candidate costs (one invoke per raising window) and, over the benchmark stream at
+    the model's operating point, candidates and verifier time per hour of audio. The Pi 4 figures
+    scale the windows counted here by PI4_VERIFIER_WINDOW_MS (YAMNet's measured Pi 4 time, not ours)."""
+    from edge.verifier import EventVerifier
+
+    rss_before = _rss_mb()
+    started = time.perf_counter()
+    verifier = EventVerifier(verifier_path, classes=classes or ["Screaming"], threshold=0.5)
+    load_ms = (time.perf_counter() - started) * 1000
+    window = (0.1 * np.random.default_rng(2).standard_normal(verifier.window_samples)).astype(np.float32)
+    invoke_ms = _median_ms(lambda: verifier.score(window), max(repeats, 5))
+    rss_added = _rss_mb() - rss_before
+    side = classifier.sidecar
+    rate = 48000
+    pipeline = DetectionPipeline(
+        classifier, side.features, decisions, hop_frames=hop_frames, source_rate_hz=rate, verifier=verifier
+    )
+    counted = verifier.stats
+    elapsed = 0.0
+    for audio in scene_seconds(minutes, rate):
+        t0 = time.perf_counter()
+        for i in range(0, audio.size, rate // 10):
+            pipeline.push(audio[i : i + rate // 10])
+        elapsed += time.perf_counter() - t0
+    stats = verifier.stats
+    candidates = stats.checked - counted.checked
+    windows = stats.windows - counted.windows
+    hours = minutes / 60
+    per_candidate = windows / max(candidates, 1)
+    return {
+        "model": str(verifier_path),
+        "size_bytes": verifier_path.stat().st_size,
+        "classes": verifier.classes,
+        "load_ms": round(load_ms, 1),
+        "rss_added_mb": round(rss_added, 1),
+        "invoke_ms": round(invoke_ms, 3),
+        "audio_s": minutes * 60.0,
+        "decisions": decisions.describe(),
+        "candidates": candidates,
+        "candidates_per_hour": round(candidates / hours, 1),
+        "windows_per_candidate": round(per_candidate, 2),
+        "ms_per_candidate": round(per_candidate * invoke_ms, 3),
+        "verifier_ms_per_hour": round(windows / hours * invoke_ms, 3),
+        "real_time_factor_with_verifier": round(elapsed / (minutes * 60.0), 5),
+        "pi4_ms_per_candidate": round(per_candidate * PI4_VERIFIER_WINDOW_MS, 1),
+        "pi4_cpu_share": round(windows / hours * PI4_VERIFIER_WINDOW_MS / 3.6e6, 6),
+    }
+
+
 def _write_scene(path: Path, seconds: float, rate: int) -> list[float]:
     """A scene for the live benchmarks: room tone with a scream-like sound every 10 s from 3-4 s
     (`scream_onsets`)."""
@@ -406,7 +477,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_bench(model: Path, *, quick: bool = False) -> dict[str, Any]:
+def run_bench(
+    model: Path, *, quick: bool = False, verifier: Path | None = None, verifier_classes: list[str] | None = None
+) -> dict[str, Any]:
     classifier = Classifier(model, expected_features=FeatureParams())
     side = classifier.sidecar
     # The decisions `listen` runs with the default config (the model's operating point, the gate).
@@ -423,6 +496,19 @@ def run_bench(model: Path, *, quick: bool = False) -> dict[str, Any]:
         faster.append(bench_stream(classifier, fastest, 2 if quick else 10, hop_frames=fast_hop))
     invoke = bench_invoke(classifier, repeats)
     edge_rss = round(peak_rss_mb(), 1)
+    second_stage = (
+        bench_verifier(
+            verifier,
+            classifier,
+            decisions,
+            hop_frames=hop,
+            minutes=2 if quick else 60,
+            repeats=repeats,
+            classes=verifier_classes,
+        )
+        if verifier is not None
+        else None
+    )
     result: dict[str, Any] = {
         "machine": machine_description(),
         "model": {"path": str(model), "size_bytes": model.stat().st_size, "sha256": classifier.sha256[:16]},
@@ -430,6 +516,7 @@ def run_bench(model: Path, *, quick: bool = False) -> dict[str, Any]:
         "stream_faster": faster,
         "invoke": invoke,
         "edge_peak_rss_mb": edge_rss,
+        "verifier": second_stage,
         "listen": bench_listen(model, 8.0 if quick else 60.0),
         "review": bench_review(model, clips=20 if quick else 200, repeats=repeats),
         "logmel": [
@@ -479,6 +566,21 @@ def format_table(result: dict[str, Any]) -> str:
         if row is not st:
             add("  real-time factor", row["real_time_factor"])
     add("edge pipeline peak resident memory (MB)", result["edge_peak_rss_mb"])
+    ve = result["verifier"]
+    if ve is None:
+        lines.append("verifier: not measured (scream bench --verifier MODEL.tflite)")
+    else:
+        add(f"verifier {Path(ve['model']).name} ({ve['size_bytes']} bytes): load (ms)", ve["load_ms"])
+        add("  resident memory it adds (MB)", ve["rss_added_mb"])
+        add("  invoke per window, 1 thread (ms, median)", ve["invoke_ms"])
+        add(f"  candidates per hour of the stream ({ve['decisions']})", ve["candidates_per_hour"])
+        add("  windows per candidate", ve["windows_per_candidate"])
+        add("  cost per candidate, added before its alarm (ms)", ve["ms_per_candidate"])
+        add("  verifier time per hour of audio (ms)", ve["verifier_ms_per_hour"])
+        add("  stream real-time factor with the verifier", ve["real_time_factor_with_verifier"])
+        pi4 = f"  Pi 4 estimate at {PI4_VERIFIER_WINDOW_MS:g} ms a window: per candidate (ms)"
+        add(pi4, ve["pi4_ms_per_candidate"])
+        add("  Pi 4 estimate: share of one core", ve["pi4_cpu_share"])
     li = result["listen"]
     add(f"scream listen, {int(li['audio_s'])} s real time: peak RSS (MB)", li["listen_peak_rss_mb"])
     add("scream listen: CPU share of one core", li["listen_cpu_share"])

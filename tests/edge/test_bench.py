@@ -99,3 +99,38 @@ def test_bench_scenes_put_screams_at_random_phases_of_the_window_grid() -> None:
     for start, clip in ((5 * rate, first), (25 * rate, second), (at, scream)):
         expected[start : start + clip.size] += clip
     np.testing.assert_array_equal(blocks, expected)
+
+
+def test_bench_measures_the_second_stage(
+    tiny_model: Path, stand_in_verifier: Path, quick_result: dict[str, Any]
+) -> None:
+    """`scream bench --verifier`: one verdict per candidate of the stream, whose count is the
+    candidates the same stream raises without a verifier; its cost per candidate and per hour."""
+    from edge.bench import PI4_VERIFIER_WINDOW_MS, bench_verifier, scene_seconds
+    from edge.classifier import Classifier
+    from edge.detector import EventStarted
+    from edge.pipeline import DetectionPipeline, detection_settings
+
+    classifier = Classifier(tiny_model)
+    decisions, hop = detection_settings(classifier.sidecar)
+    plain = DetectionPipeline(classifier, classifier.sidecar.features, decisions, hop_frames=hop, source_rate_hz=48000)
+    candidates = sum(
+        isinstance(t, EventStarted)
+        for block in scene_seconds(2, 48000)
+        for i in range(0, block.size, 4800)
+        for t in plain.push(block[i : i + 4800]).transitions
+    )
+    row = bench_verifier(stand_in_verifier, classifier, decisions, hop_frames=hop, minutes=2, repeats=3)
+    assert candidates > 0 and row["candidates"] == candidates and row["candidates_per_hour"] == candidates * 30
+    assert row["windows_per_candidate"] >= 1 and row["invoke_ms"] > 0 and row["load_ms"] > 0
+    assert row["ms_per_candidate"] == pytest.approx(row["windows_per_candidate"] * row["invoke_ms"], rel=0.01)
+    assert row["pi4_ms_per_candidate"] == pytest.approx(row["windows_per_candidate"] * PI4_VERIFIER_WINDOW_MS, rel=0.01)
+    assert row["verifier_ms_per_hour"] == pytest.approx(
+        row["candidates_per_hour"] * row["ms_per_candidate"], rel=0.02, abs=0.05
+    )
+    assert row["rss_added_mb"] >= 0 and 0 < row["real_time_factor_with_verifier"] < 1
+    assert quick_result["verifier"] is None
+    assert "verifier: not measured (scream bench --verifier MODEL.tflite)" in format_table(quick_result)
+    table = format_table({**quick_result, "verifier": row})
+    assert f"verifier standin.tflite ({stand_in_verifier.stat().st_size} bytes): load (ms)" in table
+    assert "cost per candidate, added before its alarm (ms)" in table
