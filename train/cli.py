@@ -108,6 +108,37 @@ def cmd_teacher_row(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_verification(args: argparse.Namespace) -> int:
+    _require_train_extra("scream verification", "scipy")
+    from edge.verifier import EventVerifier
+    from train.verification import verification_report
+
+    verifier = EventVerifier(args.verifier, classes=args.classes, threshold=0.5, class_map=args.class_map)
+    report = verification_report(
+        args.model,
+        args.data,
+        splits_file=args.splits,
+        verifier=verifier,
+        out_dir=args.out,
+        cache_dir=args.cache or "",
+        seed=args.seed,
+        scenes=args.scenes,
+        budget=args.budget,
+    )
+    points = report["points"]
+    print(
+        f"chosen on validation at <= {args.budget:g} false alarms/h: student alone on {points['student']['on']:g}, "
+        f"with the verifier on {points['verified']['on']:g} and verifier threshold "
+        f"{points['verified']['verifier_threshold']:g}; on the test split: scene recall "
+        f"{points['student']['test']['scene_event_recall']:g} -> {points['verified']['test']['scene_event_recall']:g}, "
+        f"scene false alarms/h {points['student']['test']['scene_false_alarms_per_hour']:g} -> "
+        f"{points['verified']['test']['scene_false_alarms_per_hour']:g}, stream false alarms/h "
+        f"{points['student']['test']['stream_false_alarms_per_hour']:g} -> "
+        f"{points['verified']['test']['stream_false_alarms_per_hour']:g}; {args.out}/report.md"
+    )
+    return EXIT_OK
+
+
 def cmd_corpus_build(args: argparse.Namespace) -> int:
     _require_train_extra("scream corpus build", "soundfile")
     from train.corpus.build import build
@@ -326,6 +357,35 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     tr.add_argument("--out", required=True, help="folder for report.md and report.json")
     tr.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
     tr.set_defaults(func=cmd_teacher_row)
+
+    ve = sub.add_parser(
+        "verification",
+        help="measure a second stage ([verifier]) behind a model and choose its threshold on validation",
+        formatter_class=formatter,
+        epilog="Builds the model's validation and test streams and scenes as `scream evaluate` does, decides them "
+        "at the model's operating point, judges every candidate event with the verifier as `listen` would, and "
+        "chooses on validation the student's `on` alone, and the pair of `on` and verifier threshold, with the "
+        "most scene recall within --budget false alarms per hour, then replays both on the test split "
+        "(train/verification.py).\n\nexample:\n  scream verification --model models/scream-v5.tflite "
+        "--data ../shared/data/scream-corpus-v1 \\\n      --splits models/scream-v5-run/splits.tsv "
+        "--verifier ../shared/models/yamnet/yamnet.tflite --out models/scream-v5-verifier",
+    )
+    ve.add_argument("--model", required=True)
+    ve.add_argument("--data", required=True)
+    ve.add_argument("--splits", required=True, help="the model's splits.tsv (validation chooses, test reports)")
+    ve.add_argument("--verifier", required=True, metavar="TFLITE", help="the verifier model (YAMNet: yamnet.tflite)")
+    ve.add_argument("--class-map", help="its class map CSV (default: <model stem>_class_map.csv beside it)")
+    ve.add_argument(
+        "--classes", nargs="+", default=["Screaming"], metavar="NAME", help="the verification score is their best"
+    )
+    ve.add_argument(
+        "--budget", type=float, default=5.0, help="false alarms per hour on validation scenes the choice may cost"
+    )
+    ve.add_argument("--out", required=True, help="folder for report.md and report.json")
+    ve.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
+    ve.add_argument("--seed", type=int, default=0)
+    ve.add_argument("--scenes", type=int, default=4, help="scenes per split, as scream evaluate")
+    ve.set_defaults(func=cmd_verification)
 
     corpus = sub.add_parser(
         "corpus",

@@ -1,0 +1,129 @@
+"""`scream verification`: the second stage measured offline exactly as `listen` runs it, its settings
+chosen on validation and replayed on test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge import synth
+from edge.classifier import Classifier
+from edge.cli import main
+from edge.config import Config
+from edge.detector import EventStarted
+from edge.pipeline import DetectionPipeline, chunked, detection_settings
+from edge.verifier import EventVerifier
+from tests.helpers import stand_in_screaming
+from train.scenes import decide, score_stream
+from train.verification import Judged, judge_candidates
+
+RATE = 16000
+
+
+def scene_with_screams(seed: int) -> np.ndarray:
+    """Room tone with scream-like sounds at four levels: the quieter ones fail the stand-in verifier."""
+    rng = np.random.default_rng(seed)
+    audio = synth.room_tone(28.0, RATE, rng, level=0.0005)
+    for at, level in ((2.0, 0.05), (9.0, 0.5), (16.0, 0.1), (23.0, 0.8)):
+        scream = synth.scream_like(1.5, RATE, rng, level=level)
+        audio[int(at * RATE) : int(at * RATE) + scream.size] += scream
+    return audio
+
+
+def test_offline_verdicts_are_the_live_pipelines(tiny_model: Path, stand_in_verifier: Path) -> None:
+    """The same audio through `listen`'s pipeline with the verifier, and through evaluate's scoring,
+    decisions and train/verification.py's judging: the same candidates, verdicts and fired events."""
+    classifier = Classifier(tiny_model)
+    audio = scene_with_screams(11)
+    live_verifier = EventVerifier(stand_in_verifier, classes=["Screaming"], threshold=0.5)
+    pipeline = DetectionPipeline.for_model(classifier, Config(), source_rate_hz=RATE, verifier=live_verifier)
+    live = pipeline.run(chunked(audio, 1600))
+    side = classifier.sidecar
+    decisions, hop = detection_settings(side)
+    scored = score_stream(classifier, audio)
+    starts, spans, seconds = decide(scored, decisions)
+    offline_verifier = EventVerifier(stand_in_verifier, classes=["Screaming"], threshold=0.5)
+    verdicts = judge_candidates(
+        offline_verifier, audio, starts, hop_s=hop * side.features.hop_samples / RATE, window_s=side.window_s, rate=RATE
+    )
+    judged = Judged(starts, spans, verdicts, [], seconds)
+    fired, fired_spans = judged.kept(0.5)
+    candidates = sorted(live.events + live.vetoed, key=lambda e: e.start_s)
+    assert len(candidates) == len(starts) >= 3
+    assert [(e.start_s, e.detected_s) for e in candidates] == [(s.event.start_s, s.event.detected_s) for s in starts]
+    assert [e.verify_score for e in candidates] == pytest.approx(list(verdicts), abs=1e-6)
+    assert [(e.start_s, e.end_s) for e in live.events] == fired_spans
+    assert [e.start_s for e in live.events] == [s.event.start_s for s in fired]
+    assert live.vetoed and live.events  # the stand-in vetoes the quiet ones and keeps the loud ones
+    # Each verdict is the stand-in's formula on the audio from the raising window's start.
+    first = starts[0].event
+    at = round(first.start_s * RATE)
+    assert verdicts[0] >= stand_in_screaming(audio[at : at + 15600]) - 1e-5
+    assert offline_verifier.stats.checked == live_verifier.stats.checked == len(starts)
+
+
+def test_judged_keeps_candidates_at_or_above_the_threshold() -> None:
+    from edge.detector import Event
+
+    starts = [EventStarted(Event(i + 1, float(i), float(i) + 1, 0.9)) for i in range(3)]
+    judged = Judged(starts, [(0.0, 1.0), (1.0, 2.0)], np.array([0.2, 0.5, 0.7]), [], 10.0)
+    kept, spans = judged.kept(0.5)
+    assert [s.event.number for s in kept] == [2, 3] and spans == [(1.0, 2.0)]  # the open third has no span
+    assert [s.event.number for s in judged.kept(0.0)[0]] == [1, 2, 3]
+
+
+def test_verification_report_chooses_on_validation_and_replays_on_test(
+    tiny_training: Any,
+    synthetic_dataset: Path,
+    stand_in_verifier: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from train.evaluate import evaluate
+
+    model = tiny_training.model_path
+    splits = model.parent / f"{model.stem}-run" / "splits.tsv"
+    cache = str(tmp_path / "waves")
+    out = tmp_path / "verification"
+    argv = ["verification", "--model", str(model), "--data", str(synthetic_dataset), "--splits", str(splits)]
+    argv += ["--verifier", str(stand_in_verifier), "--out", str(out), "--cache", cache, "--scenes", "2"]
+    assert main([*argv, "--budget", "40"]) == 0
+    printed = capsys.readouterr().out
+    assert "chosen on validation at <= 40 false alarms/h" in printed
+    report = json.loads((out / "report.json").read_text())
+    points = report["points"]
+    # The model's own point without a verifier is what `scream evaluate` measures on the same split.
+    evaluated = evaluate(
+        model,
+        synthetic_dataset,
+        out_dir=tmp_path / "evaluate",
+        splits_file=splits,
+        cache_dir=cache,
+        scenes=2,
+        make_plots=False,
+    )
+    own = points["model"]["test"]
+    assert own["stream_false_alarms"] == evaluated["stream"]["false_alarms"]
+    assert (own["scene_detected"], own["scene_false_alarms"]) == (
+        evaluated["scene"]["detected"],
+        evaluated["scene"]["false_alarms"],
+    )
+    assert points["model"]["verifier_threshold"] == 0 and points["model"]["on"] == pytest.approx(
+        Classifier(model).sidecar.operating_point.on_threshold
+    )
+    # Each choice keeps within the budget on validation (the scenes' false alarms per hour).
+    for name in ("student", "verified"):
+        validation = points[name]["validation"]
+        assert validation["scene_false_alarms_per_hour"] <= 40 + 1e-9
+    assert 0 < points["verified"]["verifier_threshold"] < 1
+    assert report["test_recall_difference"]["difference"] == pytest.approx(
+        points["verified"]["test"]["scene_event_recall"] - points["student"]["test"]["scene_event_recall"], abs=1e-3
+    )
+    markdown = (out / "report.md").read_text()
+    assert f"threshold = {points['verified']['verifier_threshold']:g}" in markdown
+    assert f"on_threshold = {points['verified']['on']:g}" in markdown
+    assert report["candidates_judged"] > 0 and report["verifier_windows"] >= report["candidates_judged"]

@@ -1,0 +1,357 @@
+"""`scream verification`: what the optional second stage (`[verifier]`, edge.verifier) does for a
+model on its own validation and test audio, and the settings a site that enables it should run.
+
+Each split's non-screams back to back (the stream) and the same with its screams inserted at 0-20 dB
+(scenes) are built and scored exactly as `scream evaluate` builds and scores them (train/scenes.py).
+The verifier scores every window of the live grid too, so every pair of the student's `on` and the
+verifier's threshold can be replayed (train/teacher_row.py `cascade_curve`: a candidate is kept when
+the verifier's best score over the windows that raised it reaches the threshold).
+
+Chosen on validation, by one rule for both: the most scene event recall at or under `budget` false
+alarms per hour, for the student alone (its `on`) and for the student with the verifier (its `on`
+and the verifier threshold). On the test split both operating points are then replayed as `listen`
+runs them: the live `Detector` at that `on`, each candidate judged by the edge's own `EventVerifier`
+on the audio of its raising windows (edge.pipeline `raising_windows`), the stream's false alarms and
+the scenes' recall side by side, the recall difference paired scream by scream. A vetoed candidate
+runs its course in the detector without firing, so a threshold's events are exactly the candidates
+whose verdict reaches it (tests/train/test_verification.py checks this against the live pipeline).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.classifier import Classifier
+from edge.detector import EventStarted
+from edge.features import FeatureParams
+from edge.pipeline import detection_settings, raising_windows
+from edge.verifier import EventVerifier
+from train import metrics
+from train.data import WaveformCache, load_dataset
+from train.evaluate import restrict_to_split
+from train.scenes import (
+    StreamScores,
+    _source_interval,
+    _within_budget,
+    curve_headline,
+    curve_thresholds,
+    decide,
+    match_events,
+    paired_headline,
+    pooled_scene_metrics,
+    scene_curve,
+    score_stream,
+    stream_and_scene,
+)
+from train.teacher_row import cascade_curve
+
+FloatArray = npt.NDArray[np.float32]
+SPLITS = ("validation", "test")
+Scene = tuple[StreamScores, list[dict[str, Any]]]
+
+
+@dataclass
+class Replayed:
+    """One split's audio, scored once: the stream and scenes (audio, student scores, verifier scores
+    per window, inserted screams; the stream has none)."""
+
+    stream: tuple[FloatArray, StreamScores, StreamScores]
+    scenes: list[tuple[FloatArray, StreamScores, StreamScores, list[dict[str, Any]]]]
+
+    def student(self) -> list[Scene]:
+        return [(scored, truth) for _, scored, _, truth in self.scenes]
+
+    def verifier(self) -> list[Scene]:
+        return [(verified, truth) for _, _, verified, truth in self.scenes]
+
+
+@dataclass
+class Judged:
+    """One replayed audio at one `on`: the candidate events, their spans, the verifier's verdict on
+    each, the inserted screams (none for the stream) and its length."""
+
+    starts: list[EventStarted]
+    spans: list[tuple[float, float]]
+    verify_scores: npt.NDArray[np.float64]
+    truth: list[dict[str, Any]]
+    seconds: float
+
+    def kept(self, threshold: float) -> tuple[list[EventStarted], list[tuple[float, float]]]:
+        """The events that fire with the verifier at `threshold` (0: every candidate, no verifier).
+        Starts and spans pair by position, as train/scenes.py match_events pairs them."""
+        n = min(len(self.starts), len(self.spans))
+        keep = [i for i in range(len(self.starts)) if self.verify_scores[i] >= threshold]
+        return [self.starts[i] for i in keep], [self.spans[i] for i in keep if i < n]
+
+
+def cut_window(audio: FloatArray, start_s: float, samples: int, rate: int) -> FloatArray:
+    """`samples` of `audio` from `start_s`, silence past its end (as the live history gives them)."""
+    at = round(start_s * rate)
+    out = np.zeros(samples, dtype=np.float32)
+    piece = audio[at : at + samples]
+    out[: piece.size] = piece
+    return out
+
+
+def judge_candidates(
+    verifier: EventVerifier, audio: FloatArray, starts: list[EventStarted], *, hop_s: float, window_s: float, rate: int
+) -> npt.NDArray[np.float64]:
+    """The verifier's verdict on each candidate, from the audio of its raising windows, as `listen`."""
+    n = verifier.window_samples
+    return np.array(
+        [
+            verifier.judge(
+                [
+                    cut_window(audio, t, n, rate)
+                    for t in raising_windows(s.event.start_s, s.event.detected_s, hop_s=hop_s, window_s=window_s)
+                ]
+            )
+            for s in starts
+        ],
+        dtype=np.float64,
+    )
+
+
+def verifier_windows(verifier: EventVerifier, audio: FloatArray, scored: StreamScores, rate: int) -> StreamScores:
+    """The verifier's score of every window the student scored (for curves over every `on`)."""
+    windows = [
+        replace(w, score=verifier.score(cut_window(audio, w.start_s, verifier.window_samples, rate)))
+        for w in scored.windows
+    ]
+    return StreamScores(windows, scored.seconds)
+
+
+def at_budget(curve: dict[str, Any], budget: float) -> dict[str, Any]:
+    """The curve row with the most recall within `budget` false alarms per hour (the fewest false
+    alarms when no row gets within it)."""
+    best = _within_budget(curve, budget)
+    return best or min(curve["rows"], key=lambda r: (r["false_alarms"], -sum(r["hits"])))
+
+
+def outcome(stream: Judged, scenes: list[Judged], threshold: float) -> tuple[dict[str, Any], list[int]]:
+    """The stream's false alarms and the pooled scene metrics with the verifier at `threshold`, and
+    each inserted scream's 0/1 (scene after scene)."""
+    stream_starts, _ = stream.kept(threshold)
+    hours = stream.seconds / 3600
+    low, high = metrics.poisson_rate_interval(len(stream_starts), hours)
+    kept = [(*s.kept(threshold), s.truth, s.seconds) for s in scenes]
+    scene = pooled_scene_metrics(kept)
+    scene.pop("missed_snr_db")
+    hits = []
+    for starts, spans, truth, _ in kept:
+        found = match_events(starts, spans, truth).detected
+        hits += [int(i in found) for i in range(len(truth))]
+    row = {
+        "stream_false_alarms": len(stream_starts),
+        "stream_hours": round(hours, 3),
+        "stream_false_alarms_per_hour": round(len(stream_starts) / max(hours, 1e-9), 3),
+        "stream_false_alarms_per_hour_interval_95": [round(low, 3), round(high, 3)],
+        **{f"scene_{k}": v for k, v in scene.items()},
+    }
+    return row, hits
+
+
+def verification_report(
+    model: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    *,
+    splits_file: str | os.PathLike[str],
+    verifier: EventVerifier,
+    out_dir: str | os.PathLike[str],
+    cache_dir: str = "",
+    seed: int = 0,
+    scenes: int = 4,
+    budget: float = 5.0,
+) -> dict[str, Any]:
+    """Measure `verifier` behind `model` and choose its settings on validation; writes report.json/.md."""
+    started = time.monotonic()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    classifier = Classifier(model, expected_features=FeatureParams())
+    side = classifier.sidecar
+    decisions, hop = detection_settings(side)
+    rate = side.features.sample_rate_hz
+    hop_s = hop * side.features.hop_samples / rate
+    dataset = load_dataset(data)
+    cache = WaveformCache(cache_dir or Path.home() / ".cache" / "scream-detector" / "waves", rate)
+    replayed: dict[str, Replayed] = {}
+    for split in SPLITS:
+        clips = restrict_to_split(dataset.clips, Path(splits_file), split, dataset.base)
+        waves = [cache.load(c.path) for c in clips]
+        parts = []
+        for k in range(scenes):  # as scream evaluate: scene k reorders the split with seed + k
+            stream_audio, scene_audio, truth, _ = stream_and_scene(clips, waves, side.features, seed + k)
+            if k == 0:
+                scored = score_stream(classifier, stream_audio)
+                stream = (stream_audio, scored, verifier_windows(verifier, stream_audio, scored, rate))
+            scored = score_stream(classifier, scene_audio)
+            parts.append((scene_audio, scored, verifier_windows(verifier, scene_audio, scored, rate), truth))
+        replayed[split] = Replayed(stream, parts)
+
+    def curves(split: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        student, verified = replayed[split].student(), replayed[split].verifier()
+        thresholds = curve_thresholds(student)
+        return (
+            scene_curve(student, decisions, thresholds),
+            cascade_curve(student, verified, decisions, thresholds, curve_thresholds(verified)),
+        )
+
+    def judged_at(split: str, on: float) -> tuple[Judged, list[Judged]]:
+        params = decisions.with_threshold(on)
+        runs = []
+        for audio, scored, _, truth in [(*replayed[split].stream, []), *replayed[split].scenes]:
+            starts, spans, seconds = decide(scored, params)
+            verdicts = judge_candidates(verifier, audio, starts, hop_s=hop_s, window_s=side.window_s, rate=rate)
+            runs.append(Judged(starts, spans, verdicts, truth, seconds))
+        return runs[0], runs[1:]
+
+    student_validation, verified_validation = curves("validation")
+    student_pick, verified_pick = at_budget(student_validation, budget), at_budget(verified_validation, budget)
+    points: dict[str, dict[str, Any]] = {}
+    hits: dict[str, list[int]] = {}
+    for name, on, threshold in (
+        ("model", decisions.on_threshold, 0.0),
+        ("student", student_pick["on"], 0.0),
+        ("verified", verified_pick["on"], verified_pick["verify_on"]),
+    ):
+        row: dict[str, Any] = {"on": on, "verifier_threshold": threshold}
+        for split in SPLITS:
+            measured, split_hits = outcome(*judged_at(split, on), threshold)
+            row[split] = measured
+            if split == "test":
+                hits[name] = split_hits
+        points[name] = row
+    sources = np.array([t.get("source", "") for _, truth in replayed["test"].student() for t in truth], dtype=str)
+    difference = np.array(hits["verified"]) - np.array(hits["student"])
+    student_test, verified_test = curves("test")
+    stats = verifier.stats
+    report = {
+        "model": str(model),
+        "model_sha256": classifier.sha256,
+        "verifier": {"model": str(verifier.model_path), "sha256": verifier.sha256, "classes": verifier.classes},
+        "decisions": decisions.describe(),
+        "scenes_per_split": scenes,
+        "seed": seed,
+        "budget_false_alarms_per_hour": budget,
+        "points": points,
+        "test_recall_difference": {
+            "difference": round(float(difference.mean()), 4) if difference.size else None,
+            "interval_95": _source_interval(difference, sources, seed) if difference.size else None,
+        },
+        "test_curves": {
+            "student": curve_headline([student_test], seed=seed),
+            "student_verified": curve_headline([verified_test], seed=seed),
+            "paired": paired_headline([verified_test], [student_test], seed=seed),
+        },
+        "candidates_judged": stats.checked,
+        "verifier_windows": stats.windows,
+        "verifier_ms_per_window": round(stats.invoke_ms_total / max(stats.windows, 1), 3),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.md").write_text(verification_markdown(report))
+    return report
+
+
+def recommended_settings(report: dict[str, Any]) -> str:
+    """The config lines that run the chosen pair."""
+    point = report["points"]["verified"]
+    return (
+        f'[detector]\non_threshold = {point["on"]:g}\n\n[verifier]\nmodel = "{report["verifier"]["model"]}"\n'
+        f"classes = {json.dumps(report['verifier']['classes'])}\nthreshold = {point['verifier_threshold']:g}\n"
+    )
+
+
+def _cell(h: dict[str, Any], key: str) -> str:
+    value, interval = h[key], h.get(f"{key}_interval_95")
+    if value is None:
+        return "not reached"
+    return f"{value:g}" + (f" ({interval[0]:g}-{interval[1]:g})" if interval else "")
+
+
+def verification_markdown(report: dict[str, Any]) -> str:
+    budget = report["budget_false_alarms_per_hour"]
+    rows = [
+        "| operating point | `on` | verifier threshold | split | stream false alarms/h (95% interval) "
+        "| scene event recall | scene false alarms/h | median onset to alarm (s) |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    names = {
+        "model": "the model's own (no verifier)",
+        "student": f"student alone, chosen at <= {budget:g} FA/h",
+        "verified": f"with the verifier, chosen at <= {budget:g} FA/h",
+    }
+    for key, label in names.items():
+        point = report["points"][key]
+        for split in SPLITS:
+            r = point[split]
+            low, high = r["stream_false_alarms_per_hour_interval_95"]
+            threshold = f"{point['verifier_threshold']:g}" if point["verifier_threshold"] else "-"
+            rows.append(
+                f"| {label} | {point['on']:g} | {threshold} | {split} | {r['stream_false_alarms_per_hour']:g} "
+                f"({r['stream_false_alarms']} in {r['stream_hours']:g} h; {low:g}-{high:g}) "
+                f"| {r['scene_event_recall']:g} ({r['scene_detected']} of {r['scene_screams']}) "
+                f"| {r['scene_false_alarms_per_hour']:g} | {r['scene_median_onset_to_alarm_s']} |"
+            )
+    curves = report["test_curves"]
+    headline = [
+        "| test scenes, best threshold(s) on them | recall at <= 2 FA/h | recall at <= 5 FA/h | FA/h at recall 0.8 |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, key in (("student alone, every `on`", "student"), ("with the verifier, every pair", "student_verified")):
+        h = curves[key]
+        headline.append(
+            f"| {name} | {_cell(h, 'recall_at_2_fa_per_hour')} | {_cell(h, 'recall_at_5_fa_per_hour')} "
+            f"| {_cell(h, 'fa_per_hour_at_recall_0.8')} |"
+        )
+    diffs = []
+    for budget_key in ("recall_at_2_fa_per_hour", "recall_at_5_fa_per_hour"):
+        d = curves["paired"][budget_key]
+        interval = d.get("interval_95")
+        diffs.append(f"{d['difference']:+g}" + (f" ({interval[0]:+g} to {interval[1]:+g})" if interval else ""))
+    headline.append(f"| paired difference (with minus without) | {diffs[0]} | {diffs[1]} | |")
+    d = report["test_recall_difference"]
+    interval = d["interval_95"]
+    v = report["verifier"]
+    return "\n".join(
+        [
+            "# The second stage behind the model",
+            "",
+            f"Model `{report['model']}` (sha256 {report['model_sha256'][:12]}), {report['decisions']}. Verifier "
+            f"`{v['model']}` (sha256 {v['sha256'][:12]}); a candidate's score is the best of "
+            f"{', '.join(v['classes'])} over the windows that raised it. {report['scenes_per_split']} scenes per "
+            f"split (seed {report['seed']}), built as `scream evaluate` builds them.",
+            "",
+            f"Each operating point is chosen on the validation scenes (the most event recall at <= {budget:g} false "
+            "alarms per hour) and replayed on the test split as `listen` runs it:",
+            "",
+            *rows,
+            "",
+            f"Test scene recall, with the verifier minus the student alone at their chosen points: "
+            f"{d['difference']:+g}"
+            + (f" (95% interval {interval[0]:+g} to {interval[1]:+g}, resampling sources)." if interval else "."),
+            "",
+            "The settings chosen:",
+            "",
+            "```toml",
+            recommended_settings(report).rstrip(),
+            "```",
+            "",
+            "Curves on the test scenes: each row at the threshold(s) these scenes allow best (not an operating "
+            "point); intervals resample scream sources.",
+            "",
+            *headline,
+            "",
+            f"{report['candidates_judged']} candidates judged, {report['verifier_windows']} verifier windows "
+            f"({report['verifier_ms_per_window']} ms each here), {report['seconds']:.0f} s in all.",
+            "",
+        ]
+    )
