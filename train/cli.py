@@ -28,6 +28,7 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         procedural_fraction=args.procedural_fraction,
         distill_weight=args.distill_weight,
         teacher_dir=args.teacher,
+        min_teacher_scream=args.min_teacher_scream,
         cache_dir=args.cache or "",
         verbose=2,
         max_false_alarms_per_hour=args.max_false_alarms_per_hour,
@@ -228,6 +229,13 @@ def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="> 0: also learn the teacher's embedding of every augmented excerpt, with this loss weight "
         "(an auxiliary head dropped at export; train/distill.py; default 0, off)",
+    )
+    parser.add_argument(
+        "--min-teacher-scream",
+        type=float,
+        default=0.0,
+        help="> 0: leave out of train and validation the screams whose teacher audit (manifest column "
+        "teacher_scream) is below this; the test split keeps every clip (default 0, off)",
     )
     parser.add_argument(
         "--teacher", default="../shared/models/yamnet", help="the teacher for --distill-weight (YAMNet TF-Lite folder)"

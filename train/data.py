@@ -71,6 +71,7 @@ class Clip:
     licence: str = ""
     sample_rate_hz: int = 0
     duration_s: float = 0.0
+    teacher_scream: float | None = None  # the corpus builder's audit: the teacher's peak "Screaming"
 
     @property
     def is_scream(self) -> bool:
@@ -146,9 +147,17 @@ def _read_manifest(manifest: Path) -> tuple[list[Clip], list[tuple[str, str]]]:
                 category=(row.get("category") or "").strip(),
                 source=(row.get("source") or "").strip(),
                 licence=(row.get("licence") or "").strip(),
+                teacher_scream=_optional_float(row.get("teacher_scream")),
             )
         )
     return clips, skipped
+
+
+def _optional_float(text: str | None) -> float | None:
+    try:
+        return float(text) if text and text.strip() else None
+    except ValueError:
+        return None
 
 
 def _read_folders(root: Path) -> tuple[list[Clip], list[tuple[str, str]]]:

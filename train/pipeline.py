@@ -55,6 +55,10 @@ class TrainConfig:
     distill_weight: float = 0.0
     teacher_dir: str = "../shared/models/yamnet"  # YAMNet as TF-Lite, for distill_weight > 0
     label_smoothing: float = 0.1
+    # > 0: screams of the train and validation splits whose teacher audit (the manifest's
+    # teacher_scream, YAMNet's peak "Screaming") is below this are left out of training; the test split
+    # keeps every clip, so a crossval with it pairs with one without.
+    min_teacher_scream: float = 0.0
     target_fpr: float = 0.01  # window-level false-positive rate of the first `on` (the fallback)
     off_fpr: float = 0.03
     # The operating point (on, k-of-n patience) is then chosen on validation streams: see
@@ -98,6 +102,17 @@ class TrainResult:
 
 def _log(message: str) -> None:
     print(message, flush=True)
+
+
+def audited_splits(splits: dict[str, list[Clip]], min_teacher_scream: float) -> tuple[dict[str, list[Clip]], int]:
+    """The splits without the train and validation screams whose teacher audit is below
+    `min_teacher_scream` (clips the audit never scored stay); the test split untouched."""
+
+    def kept(clip: Clip) -> bool:
+        return not (clip.is_scream and clip.teacher_scream is not None and clip.teacher_scream < min_teacher_scream)
+
+    out = {name: clips if name == "test" else [c for c in clips if kept(c)] for name, clips in splits.items()}
+    return out, sum(len(splits[n]) - len(out[n]) for n in splits)
 
 
 def prepare(clips: list[Clip], cache: WaveformCache, skipped: list[tuple[str, str]]) -> PreparedSplit:
@@ -310,6 +325,9 @@ def train(
         )
     else:
         splits = split_by_group(dataset.clips, seed=config.effective_split_seed)
+    if config.min_teacher_scream > 0:
+        splits, dropped = audited_splits(splits, config.min_teacher_scream)
+        _log(f"left out of train/validation: {dropped} screams the teacher scores below {config.min_teacher_scream:g}")
     write_splits(splits, run_dir / "splits.tsv", dataset.base)
     leaks = set.intersection(*({c.group for c in splits[s]} for s in ("train", "test"))) | set.intersection(
         *({c.group for c in splits[s]} for s in ("train", "validation"))

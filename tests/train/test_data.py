@@ -165,3 +165,31 @@ def test_sources_that_share_a_recording_are_one_unit_when_splitting_by_source() 
         assert len(homes) == 1, group
     tested = [{originals[c.path] for c in part} for part in parts]
     assert all(not (tested[i] & tested[j]) for i in range(3) for j in range(i + 1, 3))  # no recording on two sides
+
+
+def test_the_teacher_audit_leaves_out_training_screams_only(tmp_path: Path) -> None:
+    """--min-teacher-scream: the manifest's teacher_scream column is read (blank or junk: not
+    audited); screams below the bound leave train and validation, never the test split."""
+    from train.pipeline import audited_splits
+
+    rng = np.random.default_rng(0)
+    # clip i: a scream when i is odd; its teacher score (blank: not audited, "x": unreadable).
+    teacher = ["0.01", "0.02", "0.9", "", "0.01", "0.6", "", "x", "0.01", "0.03", "", "0.01"]
+    rows = []
+    for i, score in enumerate(teacher):
+        label = "scream" if i % 2 else "non_scream"
+        write_wav(tmp_path / f"c{i}.wav", (0.1 * rng.standard_normal(8000)).astype(np.float32), 16000)
+        rows.append(f"c{i}.wav\t{label}\tg{i}\t{score}")
+    dataset = load_dataset(_manifest(tmp_path / "manifest.tsv", "path\tlabel\tgroup\tteacher_scream", rows))
+    clips = {int(c.path.stem[1:]): c for c in dataset.clips}
+    assert [clips[i].teacher_scream for i in (0, 5, 3, 7)] == [0.01, 0.6, None, None]
+    splits = {
+        "train": [clips[i] for i in range(6)],
+        "validation": [clips[i] for i in range(6, 9)],
+        "test": [clips[i] for i in range(9, 12)],
+    }
+    out, dropped = audited_splits(splits, 0.05)
+    assert [c.path.name for c in out["train"]] == ["c0.wav", "c2.wav", "c3.wav", "c4.wav", "c5.wav"]
+    assert [c.path.name for c in out["validation"]] == ["c6.wav", "c7.wav", "c8.wav"]  # c7 was never audited
+    assert out["test"] == splits["test"] and clips[9].teacher_scream == 0.03  # a low scream stays in test
+    assert dropped == 1
