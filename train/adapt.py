@@ -8,8 +8,11 @@ and fine-tuned at a low learning rate on augmented batches whose negatives are t
 non-screams for a set share and a replay sample of the base model's own training clips for the
 rest; the screams come from the replay sample and any site screams. The operating point is chosen
 again (train/operating_point.py) on the site's validation part together with the base model's
-validation clips, for the most recall within the base model's own false-alarm rate there, and
-the model is exported int8 with a sidecar naming the base model and the site data.
+validation clips, for the most recall within the base model's own false-alarm rate there, or, with
+operating_point "matched", keeps the base model's patience with `on` and `off` where the adapted model
+has the base model's window false-positive rates on the corpus validation non-screams
+(`matched_operating_point`: the guard then compares recall at the base model's alarm rate and
+latency). The model is exported int8 with a sidecar naming the base model and the site data.
 
 Before it is published the adapted model is scored beside the base model on the same scenes of the
 base model's held-out test clips (corpus scene recall) and on the site's report part (false alarms
@@ -70,11 +73,15 @@ class AdaptConfig:
     max_false_alarm_rise: float | None = (
         0.25  # corpus scene false alarms/h it may add, relative (plus one alarm); None: no guard
     )
-    scenes: int = 2
+    scenes: int = 4  # as scream evaluate: 2 scenes (74 of v5's test screams) left the guard within noise
     train: str = "all"  # "head": only the dense layers learn; the convolutions keep the base model's features
     # "labels": the replay clips are learnt from their labels; "base": from the base model's own scores
     # (learning without forgetting), and half of every batch is the site's clips with their labels.
     keep: str = "labels"
+    # "rechoose": chosen again as training chooses it, on the site's and the corpus's validation scenes;
+    # "matched": the base model's patience, with `on` and `off` where the adapted model has the base
+    # model's window false-positive rates on the corpus validation non-screams (matched_operating_point).
+    operating_point: str = "rechoose"
     seed: int = 0
     cache_dir: str = ""
     verbose: int = 2
@@ -102,6 +109,42 @@ def split_site(clips: list[Clip], config: AdaptConfig) -> SiteSplit:
         out.validation += picked[n_test : n_test + n_val]
         out.train += picked[n_test + n_val :]
     return out
+
+
+def matched_operating_point(base: Classifier, adapted: Classifier, negatives: np.ndarray) -> dict[str, Any]:
+    """The base model's decision rule carried over to the adapted model: its patience and smoothing,
+    and `on` and `off` at the window false-positive rates the base model's own `on` and `off` have on
+    `negatives` (the corpus validation split's non-scream windows, thousands of them: steadier than
+    a choice on a few validation scenes). So the adapted model alarms as often as the base model on the
+    audio the base model was tuned on, and as late; what it learnt at the site is not matched away."""
+    own = base.sidecar.operating_point
+    base_scores = np.array([base.score(w) for w in negatives])
+    scores = np.sort(np.array([adapted.score(w) for w in negatives]))
+
+    def at_rate_of(threshold: float) -> tuple[float, float]:
+        rate = float(np.mean(base_scores >= threshold))
+        # The lowest threshold that lets through at most `rate` of the adapted model's windows.
+        above = int(np.floor(rate * scores.size))
+        if above > 0:  # rounded down, so the window at the threshold still reaches it
+            value = math.floor(float(scores[scores.size - above]) * 1e4) / 1e4
+        else:  # above every window
+            value = math.floor(float(scores[-1]) * 1e4 + 1) / 1e4
+        return min(max(value, 1e-4), 0.9999), rate
+
+    on, on_rate = at_rate_of(own.on_threshold)
+    off, off_rate = at_rate_of(own.off_threshold)
+    return {
+        "on": on,
+        "off": min(off, on),
+        "patience_windows": own.patience_windows,
+        "patience_of": own.patience_of,
+        "smoothing_windows": own.smoothing_windows,
+        "chosen_by": (
+            f"matched to the base model {base.model_path.name}: its patience ({own.describe()}), 'on' and 'off' "
+            f"at its window false-positive rates ({on_rate:.2%} and {off_rate:.2%}) on {len(negatives)} corpus "
+            "validation non-scream windows"
+        ),
+    }
 
 
 def _base_files(model: Path) -> tuple[Path, Path]:
@@ -315,6 +358,8 @@ def adapt(
     )
     if config.keep not in ("labels", "base"):
         raise DataError(f"keep must be 'labels' or 'base', got {config.keep!r}")
+    if config.operating_point not in ("matched", "rechoose"):
+        raise DataError(f"operating_point must be 'matched' or 'rechoose', got {config.operating_point!r}")
     batches = AugmentedBatches(pool, features, recipe, AugmentParams())
     if config.keep == "base":
         half = replace(recipe, batch_size=max(2, recipe.batch_size // 2))
@@ -363,6 +408,8 @@ def adapt(
         recipe,
     )
     val_scores = network.predict(val.windows[..., None], batch_size=256, verbose=0).reshape(-1)
+    corpus_windows = eval_windows(corpus_val, features, recipe)
+    corpus_negatives = corpus_windows.windows[~corpus_windows.labels]
     representative = np.concatenate([*(batches.batch(1000 + i)[0][..., 0] for i in range(4)), val.windows[:400]])
     site_manifest_sha = hashlib.sha256(manifest.read_bytes()).hexdigest()
     sidecar = export_model(
@@ -386,7 +433,11 @@ def adapt(
             },
             "training": {"config": asdict(recipe), "adapted_from": base.sha256},
         },
-        operating_point=lambda int8: _operating_point(int8, validation, val, recipe),
+        operating_point=(
+            (lambda int8: _operating_point(int8, validation, val, recipe))
+            if config.operating_point == "rechoose"
+            else (lambda int8: matched_operating_point(base, int8, corpus_negatives))
+        ),
     )
     (staging / "model-float.tflite").write_bytes(convert_float(network))
 

@@ -70,6 +70,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         scenes=args.scenes,
         train=args.train,
         keep=args.keep,
+        operating_point=args.operating_point,
         seed=args.seed,
         cache_dir=args.cache or "",
     )
@@ -307,7 +308,7 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
         default=0.25,
         help="corpus scene false alarms/h the adapted model may add, relative to the base model's (plus one alarm)",
     )
-    ad.add_argument("--scenes", type=positive_int, default=2, help="corpus test scenes per model")
+    ad.add_argument("--scenes", type=positive_int, default=4, help="corpus test scenes per model")
     ad.add_argument(
         "--train", choices=("all", "head"), default="all", help="what learns: every layer, or only the dense head"
     )
@@ -316,6 +317,13 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
         choices=("labels", "base"),
         default="labels",
         help="replay clips learnt from their labels, or from the base model's own scores (learning without forgetting)",
+    )
+    ad.add_argument(
+        "--operating-point",
+        choices=("rechoose", "matched"),
+        default="rechoose",
+        help="chosen again on validation scenes as training chooses (rechoose), or the base model's patience with "
+        "on/off at its window false-positive rates on the corpus validation non-screams (matched)",
     )
     ad.add_argument("--seed", type=int, default=0)
     ad.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")

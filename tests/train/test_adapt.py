@@ -228,3 +228,44 @@ def test_keeping_the_base_model_learns_replay_from_its_scores(tiny_model: Path) 
     assert np.allclose(y[8:, 0], expected, atol=1e-6) and not np.isin(y[8:, 0], [0.0, 1.0]).all()
     sequence.on_epoch_end()
     assert site.epoch == replay.epoch == 1
+
+
+def test_the_matched_operating_point_keeps_the_base_models_alarm_rate(tiny_model: Path) -> None:
+    """An adapted model whose scores moved (here: squared, a monotone change) gets the `on` and `off`
+    at which it passes exactly the base model's share of the same non-scream windows, and the base
+    model's patience; with no window above the base model's `on`, `on` sits above them all."""
+    from train.adapt import matched_operating_point
+
+    base = Classifier(tiny_model)
+
+    class Moved:
+        def __init__(self, power: float) -> None:
+            self.power = power
+
+        def score(self, window: np.ndarray) -> float:
+            return base.score(window) ** self.power
+
+    from edge.features import LogMelExtractor
+
+    rng = np.random.default_rng(3)
+    sounds = [synth.room_tone(2.0, RATE, rng, level=0.01)]
+    for _ in range(6):
+        sounds += [synth.speech_like(2.0, RATE, rng), synth.scream_like(1.0, RATE, rng, level=0.2)]
+    frames = LogMelExtractor(base.sidecar.features).compute(np.concatenate(sounds))
+    windows = np.stack([frames[i : i + 96] for i in range(0, frames.shape[0] - 96, 5)])
+    base_scores = np.array([base.score(w) for w in windows])
+    own = base.sidecar.operating_point
+    point = matched_operating_point(base, Moved(2.0), windows)  # type: ignore[arg-type]
+    moved = base_scores**2
+    for key, threshold in (("on", own.on_threshold), ("off", own.off_threshold)):
+        rate = np.mean(base_scores >= threshold)
+        assert np.mean(moved >= point[key]) == pytest.approx(rate, abs=1.5 / len(windows)), key
+    assert (point["patience_windows"], point["patience_of"]) == (own.patience_windows, own.patience_of)
+    assert point["smoothing_windows"] == own.smoothing_windows and point["off"] <= point["on"]
+    assert (
+        "matched to the base model" in point["chosen_by"] and f"{len(windows)} corpus validation" in point["chosen_by"]
+    )
+    quiet = windows[base_scores < own.off_threshold][:50]
+    assert quiet.size
+    silent = matched_operating_point(base, Moved(1.0), quiet)  # type: ignore[arg-type]
+    assert silent["on"] > max(base.score(w) for w in quiet)

@@ -300,12 +300,18 @@ def test_the_training_commands_hand_their_options_over(command: str, monkeypatch
         assert main(["crossval", "--data", "d", "--out", "o", "--folds", "4", "--by", "source", "--scenes", "2"]) == 0
         assert (seen["data"], seen["out"], seen["folds"], seen["scenes"]) == ("d", "o", 4, 2)
         assert seen["config"].split_by == "source"  # type: ignore[attr-defined]
+        assert seen["config"].min_teacher_scream == 0.0  # type: ignore[attr-defined]
+        assert main(["crossval", "--data", "d", "--out", "o", "--min-teacher-scream", "0.05"]) == 0
+        assert seen["config"].min_teacher_scream == 0.05  # type: ignore[attr-defined]
     else:
         argv = ["adapt", "--model", "m.tflite", "--site", "s", "--corpus", "c", "--out", "models/x.tflite"]
         assert main([*argv, "--train", "head", "--keep", "base", "--max-false-alarm-rise", "0.5"]) == 0
         config = seen["config"]
         assert seen["out"] == "models/x" and (config.train, config.keep) == ("head", "base")  # type: ignore[attr-defined]
         assert config.max_false_alarm_rise == 0.5  # type: ignore[attr-defined]
+        assert (config.operating_point, config.scenes) == ("rechoose", 4)  # type: ignore[attr-defined]
+        assert main([*argv, "--operating-point", "matched"]) == 0
+        assert seen["config"].operating_point == "matched"  # type: ignore[attr-defined]
 
 
 def test_crossval_refuses_more_folds_than_groups_before_training(tmp_path: Path) -> None:
