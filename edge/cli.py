@@ -326,6 +326,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"device      {status['device']} ({status['device_state']}), overflows {status['overflows']}")
         print(f"model       {status['model_path']} sha256 {status['model_sha256'][:12]}")
         print(f"events      {status['events']} (active: {status['event_active']}), uptime {status['uptime_s']:.0f} s")
+        verifier = status.get("verifier") or {}
+        if verifier:
+            print(
+                f"verifier    {verifier['model']}: {verifier['checked']} candidates checked, {verifier['vetoed']} "
+                f"vetoed (threshold {verifier['threshold']:g}), {verifier['invoke_ms_total']:.0f} ms in all"
+            )
         for name, out in sorted(status.get("outputs", {}).items()):
             detail = ", ".join(f"{k} {v}" for k, v in sorted(out.items()) if v not in ("", None))
             print(f"output      {name}: {detail}")

@@ -134,3 +134,7 @@ def test_listen_detect_and_explain_veto_alike(
     status = json.loads((state / "status.json").read_text())
     assert status["verifier"]["checked"] == 2 and status["verifier"]["vetoed"] == 1
     assert status["verifier"]["model"] == str(stand_in_verifier)
+    capsys.readouterr()
+    assert main(["status", "--config", str(config)]) == 1  # the replay has ended: "audio device stopped"
+    shown = capsys.readouterr().out
+    assert f"verifier    {stand_in_verifier}: 2 candidates checked, 1 vetoed (threshold 0.5)" in shown
