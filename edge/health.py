@@ -72,6 +72,12 @@ def problems_in(status: dict[str, Any], now: float | None = None) -> list[str]:
             f"model reload refused ({status.get('reload_errors', 0)} so far), still running "
             f"{str(status.get('model_sha256', ''))[:12]}: {status['last_reload_error']}"
         )
+    verifier = status.get("verifier") or {}
+    if verifier.get("errors"):
+        problems.append(
+            f"verifier failed {verifier['errors']} time(s), those candidates fired unverified: "
+            f"{verifier.get('last_error', '')}"
+        )
     for name, out in status.get("outputs", {}).items():
         if not isinstance(out, dict):
             continue

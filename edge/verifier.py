@@ -16,6 +16,7 @@ edge runs without it. It loads through the same runtime search as the classifier
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from edge.config import VerifierConfig
 
 VERIFIER_RATE_HZ = 16000  # YAMNet's rate, and the feature contract's
+UNVERIFIED_SCORE = 1.0  # the verdict when the verifier fails: a fault never silences an alarm
+log = logging.getLogger("scream")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +46,8 @@ class VerifierStats:
     windows: int
     invoke_ms_total: float
     last_score: float | None
+    errors: int = 0  # candidates let through unverified because the verifier failed
+    last_error: str = ""
 
 
 def read_class_map(path: Path) -> list[str]:
@@ -113,6 +118,8 @@ class EventVerifier:
         self._windows = 0
         self._invoke_s = 0.0
         self._last_score: float | None = None
+        self._errors = 0
+        self._last_error = ""
 
     @classmethod
     def from_config(cls, section: VerifierConfig) -> EventVerifier | None:
@@ -140,8 +147,15 @@ class EventVerifier:
         return float(np.max(scores[self.class_indices]))
 
     def judge(self, windows: list[npt.NDArray[np.float32]]) -> float:
-        """A candidate event's verification score: the best over the windows that raised it."""
-        best = max((self.score(w) for w in windows), default=0.0)
+        """A candidate event's verification score: the best over the windows that raised it. If the
+        verifier fails, the candidate is confirmed (UNVERIFIED_SCORE) and the failure counted."""
+        try:
+            best = max((self.score(w) for w in windows), default=0.0)
+        except (RuntimeError, ValueError) as exc:
+            self._errors += 1
+            self._last_error = str(exc)
+            log.error("verifier failed, the candidate fires unverified: %s", exc)
+            best = UNVERIFIED_SCORE
         self._checked += 1
         self._vetoed += int(best < self.threshold)
         self._last_score = best
@@ -160,6 +174,8 @@ class EventVerifier:
             "windows": s.windows,
             "invoke_ms_total": s.invoke_ms_total,
             "last_score": None if s.last_score is None else round(s.last_score, 4),
+            "errors": s.errors,
+            "last_error": s.last_error,
         }
 
     @property
@@ -170,4 +186,6 @@ class EventVerifier:
             windows=self._windows,
             invoke_ms_total=round(self._invoke_s * 1000, 3),
             last_score=self._last_score,
+            errors=self._errors,
+            last_error=self._last_error,
         )

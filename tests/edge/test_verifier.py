@@ -250,3 +250,31 @@ def test_a_verifier_needs_the_model_rate_it_hears() -> None:
             source_rate_hz=8000,
             verifier=RecordingVerifier(),
         )
+
+
+def test_a_failing_verifier_lets_every_candidate_fire_and_says_so(
+    stand_in_verifier: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A verifier fault (the runtime failing an invoke) never silences an alarm: the candidate fires
+    unverified, and the failure is counted and named in the status problems."""
+    import time
+
+    from edge.health import problems_in
+
+    verifier = EventVerifier(stand_in_verifier, classes=["Screaming"], threshold=0.5)
+
+    def broken() -> None:
+        raise RuntimeError("invoke failed: delegate error")
+
+    monkeypatch.setattr(verifier._interpreter, "invoke", broken)
+    result = pipeline_with(verifier).run(chunked(bursts(), 1600))
+    assert len(result.events) == 4 and not result.vetoed  # every burst fires, none is turned down
+    assert all(e.verify_score == 1.0 for e in result.events)
+    stats = verifier.stats
+    assert (stats.checked, stats.vetoed, stats.errors) == (4, 0, 4) and "delegate error" in stats.last_error
+    now = time.time()
+    status = {"updated_at": now, "device_state": "ok", "last_audio_at": now, "verifier": verifier.status()}
+    assert problems_in(status, now) == [
+        "verifier failed 4 time(s), those candidates fired unverified: invoke failed: delegate error"
+    ]
+    assert problems_in({**status, "verifier": {}}, now) == []
