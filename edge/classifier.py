@@ -132,6 +132,19 @@ def load_interpreter_class(preferred: str | None = None) -> tuple[Any, str]:
     raise RuntimeMissingError("no TFLite runtime is importable (" + "; ".join(errors) + "): pip install ai-edge-litert")
 
 
+def open_interpreter(model_path: Path, *, runtime: str | None, num_threads: int, what: str) -> tuple[Any, str]:
+    """`model_path` opened by `runtime` (else $SCREAM_TFLITE_RUNTIME, else the first importable one)
+    with its tensors allocated, and the runtime's name; a file it cannot load is a ModelError that
+    calls it `what`."""
+    interpreter_class, name = load_interpreter_class(runtime or os.environ.get("SCREAM_TFLITE_RUNTIME"))
+    try:
+        interpreter = interpreter_class(model_path=str(model_path), num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"{what} {model_path} cannot be loaded by {name}: {exc}") from exc
+    return interpreter, name
+
+
 class Classifier:
     """An int8 TFLite scream classifier: `score(window)` returns a probability in [0, 1]."""
 
@@ -159,12 +172,9 @@ class Classifier:
                 f"this detector computes {expected_features.contract_hash}: "
                 + _describe_difference(expected_features, self.sidecar.features)
             )
-        interpreter_class, self.runtime = load_interpreter_class(runtime or os.environ.get("SCREAM_TFLITE_RUNTIME"))
-        try:
-            self._interpreter = interpreter_class(model_path=str(self.model_path), num_threads=num_threads)
-            self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"model {self.model_path} cannot be loaded by {self.runtime}: {exc}") from exc
+        self._interpreter, self.runtime = open_interpreter(
+            self.model_path, runtime=runtime, num_threads=num_threads, what="model"
+        )
         self._check_tensors()
 
     def _check_tensors(self) -> None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from edge.classifier import load_interpreter_class, sha256_file
+from edge.classifier import open_interpreter, sha256_file
 from edge.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
@@ -92,12 +92,9 @@ class EventVerifier:
         self.class_indices = [names.index(c) for c in classes]
         self.threshold = threshold
         self.sha256 = sha256_file(self.model_path)
-        interpreter_class, self.runtime = load_interpreter_class(runtime or os.environ.get("SCREAM_TFLITE_RUNTIME"))
-        try:
-            self._interpreter: Any = interpreter_class(model_path=str(self.model_path), num_threads=num_threads)
-            self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"verifier model {self.model_path} cannot be loaded by {self.runtime}: {exc}") from exc
+        self._interpreter, self.runtime = open_interpreter(
+            self.model_path, runtime=runtime, num_threads=num_threads, what="verifier model"
+        )
         inputs = self._interpreter.get_input_details()
         if len(inputs) != 1 or np.dtype(inputs[0]["dtype"]) != np.float32:
             raise ModelError(f"verifier model {self.model_path} must take one float32 waveform input")
