@@ -408,8 +408,11 @@ def adapt(
         recipe,
     )
     val_scores = network.predict(val.windows[..., None], batch_size=256, verbose=0).reshape(-1)
-    corpus_windows = eval_windows(corpus_val, features, recipe)
-    corpus_negatives = corpus_windows.windows[~corpus_windows.labels]
+
+    def matched(int8: Classifier) -> dict[str, Any]:  # the corpus validation windows, cut only when needed
+        corpus_windows = eval_windows(corpus_val, features, recipe)
+        return matched_operating_point(base, int8, corpus_windows.windows[~corpus_windows.labels])
+
     representative = np.concatenate([*(batches.batch(1000 + i)[0][..., 0] for i in range(4)), val.windows[:400]])
     site_manifest_sha = hashlib.sha256(manifest.read_bytes()).hexdigest()
     sidecar = export_model(
@@ -436,7 +439,7 @@ def adapt(
         operating_point=(
             (lambda int8: _operating_point(int8, validation, val, recipe))
             if config.operating_point == "rechoose"
-            else (lambda int8: matched_operating_point(base, int8, corpus_negatives))
+            else matched
         ),
     )
     (staging / "model-float.tflite").write_bytes(convert_float(network))

@@ -51,7 +51,7 @@ from train.scenes import (
     score_stream,
     stream_and_scene,
 )
-from train.teacher_row import cascade_curve
+from train.teacher_row import cascade_curve, excerpt
 
 FloatArray = npt.NDArray[np.float32]
 SPLITS = ("validation", "test")
@@ -92,15 +92,6 @@ class Judged:
         return [self.starts[i] for i in keep], [self.spans[i] for i in keep if i < n]
 
 
-def cut_window(audio: FloatArray, start_s: float, samples: int, rate: int) -> FloatArray:
-    """`samples` of `audio` from `start_s`, silence past its end (as the live history gives them)."""
-    at = round(start_s * rate)
-    out = np.zeros(samples, dtype=np.float32)
-    piece = audio[at : at + samples]
-    out[: piece.size] = piece
-    return out
-
-
 def judge_candidates(
     verifier: EventVerifier, audio: FloatArray, starts: list[EventStarted], *, hop_s: float, window_s: float, rate: int
 ) -> npt.NDArray[np.float64]:
@@ -110,7 +101,7 @@ def judge_candidates(
         [
             verifier.judge(
                 [
-                    cut_window(audio, t, n, rate)
+                    excerpt(audio, round(t * rate), n)
                     for t in raising_windows(s.event.start_s, s.event.detected_s, hop_s=hop_s, window_s=window_s)
                 ]
             )
@@ -123,7 +114,7 @@ def judge_candidates(
 def verifier_windows(verifier: EventVerifier, audio: FloatArray, scored: StreamScores, rate: int) -> StreamScores:
     """The verifier's score of every window the student scored (for curves over every `on`)."""
     windows = [
-        replace(w, score=verifier.score(cut_window(audio, w.start_s, verifier.window_samples, rate)))
+        replace(w, score=verifier.score(excerpt(audio, round(w.start_s * rate), verifier.window_samples)))
         for w in scored.windows
     ]
     return StreamScores(windows, scored.seconds)
