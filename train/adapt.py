@@ -308,6 +308,7 @@ def adapt(
         steps_per_epoch=config.steps_per_epoch,
         seed=config.seed,
         procedural_fraction=0.0,
+        spoken_fraction=0.0,
         distill_weight=0.0,
         verbose=config.verbose,
     )

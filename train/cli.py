@@ -26,6 +26,7 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         seed=args.seed,
         split_by=args.split_by,
         procedural_fraction=args.procedural_fraction,
+        spoken_fraction=args.spoken_fraction,
         distill_weight=args.distill_weight,
         teacher_dir=args.teacher,
         min_teacher_scream=args.min_teacher_scream,
@@ -37,6 +38,22 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     )
 
 
+def fraction(text: str) -> float:
+    """A share of excerpts: a number from 0 to 1."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
+    return value
+
+
+def _require_recipe_tools(args: argparse.Namespace) -> None:
+    """The programs a recipe option needs, found before any data is read."""
+    if args.spoken_fraction:
+        from train.spoken import espeak_version
+
+        espeak_version()
+
+
 def _require_train_extra(command: str, *modules: str) -> None:
     """Import the heavy modules a train/ command needs before it starts, so a missing one is a clear
     error naming the extra, not a traceback halfway through a run."""
@@ -46,6 +63,7 @@ def _require_train_extra(command: str, *modules: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     _require_train_extra("scream train", "tensorflow", "scipy")
+    _require_recipe_tools(args)
     from train.pipeline import train
 
     if args.out.endswith(".tflite"):
@@ -86,6 +104,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
 def cmd_crossval(args: argparse.Namespace) -> int:
     _require_train_extra("scream crossval", "tensorflow", "scipy")
+    _require_recipe_tools(args)
     from train.crossval import crossval
 
     crossval(
@@ -219,10 +238,17 @@ def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--procedural-fraction",
-        type=float,
+        type=fraction,
         default=0.0,
         help="share of negative excerpts drawn from procedural vocal non-screams, alarms and ringtones "
         "(train/procedural.py; default 0, off)",
+    )
+    parser.add_argument(
+        "--spoken-fraction",
+        type=fraction,
+        default=0.0,
+        help="share of negative excerpts drawn from vowels, hums, laughs, sighs and words said by espeak-ng "
+        "(train/spoken.py; needs the espeak-ng package; default 0, off)",
     )
     parser.add_argument(
         "--distill-weight",

@@ -50,6 +50,10 @@ class TrainConfig:
     # a pool of `procedural_pool` made once per run. 0 (off) keeps the recipe's random stream as it was.
     procedural_fraction: float = 0.0
     procedural_pool: int = 600
+    # Of negatives: a vowel, hum, laugh, sigh or word said by espeak-ng (train/spoken.py), drawn from
+    # a pool of `spoken_pool` said once per run. 0 (off) keeps the random stream as it was.
+    spoken_fraction: float = 0.0
+    spoken_pool: int = 600
     # > 0: the student also learns the teacher's embedding of every augmented excerpt (an auxiliary
     # head dropped at export, train/distill.py), with this weight beside the scream loss.
     distill_weight: float = 0.0
@@ -148,6 +152,13 @@ def procedural_pool(rate: int, config: TrainConfig) -> list[FloatArray]:
     ]
 
 
+def spoken_pool(rate: int, config: TrainConfig) -> list[FloatArray]:
+    """`config.spoken_pool` spoken negatives (train/spoken.py), seeded by the run's seed."""
+    from train.spoken import pool
+
+    return pool(config.spoken_pool, rate, config.seed)
+
+
 class AugmentedBatches:
     """Balanced, freshly augmented batches; batch (epoch, i) is the same whatever the threading."""
 
@@ -171,6 +182,7 @@ class AugmentedBatches:
         self.negative_p = weights / weights.sum()
         self.backgrounds = self.negatives
         self.procedural = procedural_pool(features.sample_rate_hz, config) if config.procedural_fraction else []
+        self.spoken = spoken_pool(features.sample_rate_hz, config) if config.spoken_fraction else []
         self.epoch = 0
 
     def _speed(self, rng: np.random.Generator) -> float:
@@ -205,6 +217,9 @@ class AugmentedBatches:
                 source = colored_noise(self.length, color, rate, rng) * np.float32(10 ** rng.uniform(-4, -1))
             elif self.procedural and rng.random() < self.config.procedural_fraction:
                 source = self.procedural[rng.integers(len(self.procedural))]
+                speed = self._speed(rng)
+            elif self.spoken and rng.random() < self.config.spoken_fraction:
+                source = self.spoken[rng.integers(len(self.spoken))]
                 speed = self._speed(rng)
             else:
                 source = self.negatives[rng.choice(len(self.negatives), p=self.negative_p)]
