@@ -19,6 +19,7 @@ VENV="$PREFIX/venv"
 CONFIG_DIR=/etc/scream-detector
 STATE_DIR=/var/lib/scream-detector
 MODELS_DIR="$STATE_DIR/models"
+BUNDLED_MODEL=scream-v6  # models/NAME.tflite + .json; the same name as edge/cli.py's DEFAULT_MODEL_NAME
 UNIT=/etc/systemd/system/scream-detector.service
 SERVICE_USER=scream
 START_SERVICE=1
@@ -87,8 +88,8 @@ if [ ! -f "$SOURCE_DIR/pyproject.toml" ]; then
     echo "install.sh: $SOURCE_DIR is not a scream-detector checkout (no pyproject.toml)" >&2
     exit 1
 fi
-if [ ! -f "$SOURCE_DIR/models/scream-v5.tflite" ] || [ ! -f "$SOURCE_DIR/models/scream-v5.json" ]; then
-    echo "install.sh: the bundled model models/scream-v5.tflite (+ .json) is missing from $SOURCE_DIR" >&2
+if [ ! -f "$SOURCE_DIR/models/$BUNDLED_MODEL.tflite" ] || [ ! -f "$SOURCE_DIR/models/$BUNDLED_MODEL.json" ]; then
+    echo "install.sh: the bundled model models/$BUNDLED_MODEL.tflite (+ .json) is missing from $SOURCE_DIR" >&2
     exit 1
 fi
 
@@ -151,10 +152,10 @@ fi
 step "models and state in $STATE_DIR"
 run mkdir -p "$MODELS_DIR/releases"
 if [ ! -e "$MODELS_DIR/current" ]; then
-    SHA="$(sha256sum "$SOURCE_DIR/models/scream-v5.tflite" | cut -c1-12)"
+    SHA="$(sha256sum "$SOURCE_DIR/models/$BUNDLED_MODEL.tflite" | cut -c1-12)"
     run mkdir -p "$MODELS_DIR/releases/$SHA"
-    run cp "$SOURCE_DIR/models/scream-v5.tflite" "$MODELS_DIR/releases/$SHA/model.tflite"
-    run cp "$SOURCE_DIR/models/scream-v5.json" "$MODELS_DIR/releases/$SHA/model.json"
+    run cp "$SOURCE_DIR/models/$BUNDLED_MODEL.tflite" "$MODELS_DIR/releases/$SHA/model.tflite"
+    run cp "$SOURCE_DIR/models/$BUNDLED_MODEL.json" "$MODELS_DIR/releases/$SHA/model.json"
     run ln -sfn "releases/$SHA" "$MODELS_DIR/current"
 else
     echo "    a model is installed ($MODELS_DIR/current); kept"

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from edge.sinks import Sink
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_FATAL = 0, 1, 2
-DEFAULT_MODEL_NAME = "scream-v5.tflite"
+DEFAULT_MODEL_NAME = "scream-v6.tflite"  # deploy/install.sh BUNDLED_MODEL names it too
 COMMANDS_GROUP = "scream.commands"
 
 
@@ -84,7 +84,7 @@ def _load_classifier(model: str | None):  # type: ignore[no-untyped-def]
     if not model and not path.exists():
         raise ScreamError(
             f"no default model is installed yet ({path} is missing): train one with "
-            "'scream train --data ../shared/data/scream-corpus-v1 --out models/scream-v5' or pass --model"
+            "'scream train --data CORPUS --out models/scream-v6 --min-teacher-scream 0.05' or pass --model"
         )
     # The edge computes the project's one feature contract; a model trained on others is refused.
     return Classifier(path, expected_features=FeatureParams())
@@ -529,7 +529,7 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
         "check-model",
         help="load a model and its sidecar, verify sha256 and contract, run one window",
         formatter_class=formatter,
-        epilog="example:\n  scream check-model models/scream-v5.tflite\n\n"
+        epilog="example:\n  scream check-model models/scream-v6.tflite\n\n"
         "exit status: 0 safe to use, 2 not (the reason is printed)",
     )
     check.add_argument("model")

@@ -291,7 +291,8 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
         "train",
         help="train and export an int8 model (needs the 'train' extra)",
         formatter_class=formatter,
-        epilog="example:\n  scream train --data ../shared/data/scream-corpus-v1 --out models/scream-v5",
+        epilog="example:\n  scream train --data /data/scream-corpus-v2 --out models/scream-v6 "
+        "--min-teacher-scream 0.05",
     )
     train.add_argument(
         "--data", required=True, help="manifest (TSV/CSV: path, label[, group]) or folder with scream/ and non_scream/"
@@ -311,8 +312,8 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
         "sample of its own training corpus, exported int8, and published only if its scene recall on the "
         "corpus test clips stays within --max-recall-drop of the base model's.",
         epilog="example:\n  scream deploy pull pi@hall.local --out site-data/hall\n"
-        "  scream adapt --model models/scream-v5.tflite --site site-data/hall --corpus /data/scream-corpus-v2 "
-        "--out models/scream-v5-hall\n  scream deploy push pi@hall.local --model models/scream-v5-hall.tflite",
+        "  scream adapt --model models/scream-v6.tflite --site site-data/hall --corpus /data/scream-corpus-v2 "
+        "--out models/scream-v6-hall\n  scream deploy push pi@hall.local --model models/scream-v6-hall.tflite",
     )
     ad.add_argument("--model", required=True, help="the base .tflite (its NAME-run/ folder must be beside it)")
     ad.add_argument("--site", required=True, help="the pulled site folder (manifest.tsv) or its manifest")

@@ -341,6 +341,24 @@ def _speed_text(training: dict[str, Any]) -> str:
     return f", speed and pitch {low}-{high}x on {augment['speed_probability']:.0%} of excerpts"
 
 
+def _recipe_text(config: dict[str, Any]) -> str:
+    """How `scream train` was called, as far as the recipe options that change training go."""
+    options = []
+    if config.get("min_teacher_scream"):
+        options.append(
+            f"`--min-teacher-scream {config['min_teacher_scream']:g}` (train and validation leave out the screams "
+            "whose teacher audit is below it; the split counts above are after that)"
+        )
+    for key, flag in (
+        ("procedural_fraction", "--procedural-fraction"),
+        ("spoken_fraction", "--spoken-fraction"),
+        ("distill_weight", "--distill-weight"),
+    ):
+        if config.get(key):
+            options.append(f"`{flag} {config[key]:g}`")
+    return "with its defaults" if not options else "with its defaults and " + ", ".join(options)
+
+
 def model_card(report: dict[str, Any], sidecar: dict[str, Any], *, report_dir: Path) -> str:
     """The README's model card section, rendered from the sidecar and the evaluation report."""
     training = sidecar.get("training", {})
@@ -370,7 +388,7 @@ def model_card(report: dict[str, Any], sidecar: dict[str, Any], *, report_dir: P
             for k, v in data.get("splits", {}).items()
         )
         + ".",
-        f"- **Training**: `scream train` with its defaults: balanced batches, hard negatives weighted "
+        f"- **Training**: `scream train` {_recipe_text(config)}: balanced batches, hard negatives weighted "
         f"x{config.get('hard_negative_weight')}, augmentation (gain, background and coloured-noise mixing at random "
         f"SNR, band-limiting incl. the telephone band, reverberation, time shift{_speed_text(training)}, "
         f"SpecAugment), Adam, binary "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.cli import DEFAULT_MODEL_NAME
 from tests.helpers import require_program
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -61,13 +63,22 @@ def test_shell_scripts_are_shellcheck_clean(script: str) -> None:
     assert proc.returncode == 0, proc.stdout
 
 
+def test_the_installer_bundles_the_edge_default_model() -> None:
+    """install.sh installs the model `scream` loads when no --model is given, and it is checked in."""
+    names = re.findall(r"^BUNDLED_MODEL=(\S+)", (DEPLOY / "install.sh").read_text(), re.MULTILINE)
+    assert names == [Path(DEFAULT_MODEL_NAME).stem]
+    root = DEPLOY.parent / "models"
+    assert (root / DEFAULT_MODEL_NAME).is_file() and (root / DEFAULT_MODEL_NAME).with_suffix(".json").is_file()
+
+
 def _fake_source(tmp_path: Path) -> Path:
     src = tmp_path / "src"
     (src / "models").mkdir(parents=True)
     (src / "deploy").mkdir()
     (src / "pyproject.toml").write_text("[project]\nname = 'x'\n")
-    (src / "models" / "scream-v5.tflite").write_bytes(b"model bytes")
-    (src / "models" / "scream-v5.json").write_text("{}")
+    bundled = Path(DEFAULT_MODEL_NAME)
+    (src / "models" / bundled.name).write_bytes(b"model bytes")
+    (src / "models" / bundled.with_suffix(".json").name).write_text("{}")
     return src
 
 

@@ -25,10 +25,11 @@ import pytest
 
 from deploy.remote import DeployError, Device, Outcome, Target, push, rollback, run_many, status, summary_table
 from edge.classifier import sha256_file
+from edge.cli import DEFAULT_MODEL_NAME
 from tests.deploy.conftest import install_release
 
 ROOT = Path(__file__).resolve().parents[2]
-BUNDLED = ROOT / "models" / "scream-v5.tflite"
+BUNDLED = ROOT / "models" / DEFAULT_MODEL_NAME
 
 
 class ShellDevice(Device):

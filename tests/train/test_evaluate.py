@@ -182,6 +182,15 @@ def test_model_card_describes_an_ensemble() -> None:
     assert _epochs_text([12, 20, 9]) == "12/20/9 epochs (per member)" and _epochs_text(14) == "14 epochs"
 
 
+def test_model_card_names_the_recipe_options_a_model_was_trained_with() -> None:
+    from train.report import _recipe_text
+
+    assert _recipe_text({"min_teacher_scream": 0.0, "procedural_fraction": 0.0}) == "with its defaults"
+    text = _recipe_text({"min_teacher_scream": 0.05, "spoken_fraction": 0.1, "distill_weight": 0.0})
+    assert text.startswith("with its defaults and `--min-teacher-scream 0.05` (train and validation leave out")
+    assert text.endswith(", `--spoken-fraction 0.1`") and "distill" not in text
+
+
 def test_recording_conditions_do_what_they_say() -> None:
     from train.evaluate import RECORDING_CONDITIONS
 
