@@ -51,6 +51,7 @@ from train.pipeline import (
     choose_thresholds,
     eval_windows,
     keras_batches,
+    negative_weight,
     prepare,
 )
 
@@ -347,9 +348,7 @@ def adapt(
     site_screams = [
         (c, w) for c, w in zip(prepared_site["train"].clips, prepared_site["train"].waves, strict=True) if c.is_scream
     ]
-    replay_weight = sum(
-        recipe.hard_negative_weight if c.family != "other" else 1.0 for c in prepared_replay.clips if not c.is_scream
-    )
+    replay_weight = sum(negative_weight(c, recipe) for c in prepared_replay.clips if not c.is_scream)
     repeat = max(
         1, math.ceil(config.site_share / (1 - config.site_share) * replay_weight / max(len(site_negatives), 1))
     )

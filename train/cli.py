@@ -30,6 +30,7 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         distill_weight=args.distill_weight,
         teacher_dir=args.teacher,
         min_teacher_scream=args.min_teacher_scream,
+        teacher_hard_negative=args.teacher_hard_negatives,
         cache_dir=args.cache or "",
         verbose=2,
         max_false_alarms_per_hour=args.max_false_alarms_per_hour,
@@ -263,6 +264,13 @@ def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="> 0: leave out of train and validation the screams whose teacher audit (manifest column "
         "teacher_scream) is below this; the test split keeps every clip (default 0, off)",
+    )
+    parser.add_argument(
+        "--teacher-hard-negatives",
+        type=float,
+        default=0.0,
+        help="> 0: mine as hard negatives the non-screams whose teacher audit (manifest column teacher_scream) "
+        "reaches this: drawn at twice the hard-negative weight (default 0, off)",
     )
     parser.add_argument(
         "--teacher", default="../shared/models/yamnet", help="the teacher for --distill-weight (YAMNet TF-Lite folder)"

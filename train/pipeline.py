@@ -63,6 +63,9 @@ class TrainConfig:
     # teacher_scream, YAMNet's peak "Screaming") is below this are left out of training; the test split
     # keeps every clip, so a crossval with it pairs with one without.
     min_teacher_scream: float = 0.0
+    # > 0: non-screams whose teacher audit reaches this are mined as hard negatives: drawn at twice
+    # hard_negative_weight, whatever their family (negative_weight).
+    teacher_hard_negative: float = 0.0
     target_fpr: float = 0.01  # window-level false-positive rate of the first `on` (the fallback)
     off_fpr: float = 0.03
     # The operating point (on, k-of-n patience) is then chosen on validation streams: see
@@ -159,6 +162,16 @@ def spoken_pool(rate: int, config: TrainConfig) -> list[FloatArray]:
     return pool(config.spoken_pool, rate, config.seed)
 
 
+def negative_weight(clip: Clip, config: TrainConfig) -> float:
+    """How often a non-scream is drawn, against 1 for an ordinary one: `hard_negative_weight` for the
+    confusable families (alarms, vocal sounds, cries, animals, ...), and with `teacher_hard_negative`
+    > 0 twice that for the clips the teacher itself hears as screaming (teacher_scream at or above it)."""
+    teacher = clip.teacher_scream
+    if config.teacher_hard_negative > 0 and teacher is not None and teacher >= config.teacher_hard_negative:
+        return 2 * config.hard_negative_weight
+    return config.hard_negative_weight if clip.family != "other" else 1.0
+
+
 class AugmentedBatches:
     """Balanced, freshly augmented batches; batch (epoch, i) is the same whatever the threading."""
 
@@ -178,7 +191,7 @@ class AugmentedBatches:
         self.screams = [w for c, w in zip(split.clips, split.waves, strict=True) if c.is_scream]
         negatives = [(c, w) for c, w in zip(split.clips, split.waves, strict=True) if not c.is_scream]
         self.negatives = [w for _, w in negatives]
-        weights = np.array([config.hard_negative_weight if c.family != "other" else 1.0 for c, _ in negatives])
+        weights = np.array([negative_weight(c, config) for c, _ in negatives])
         self.negative_p = weights / weights.sum()
         self.backgrounds = self.negatives
         self.procedural = procedural_pool(features.sample_rate_hz, config) if config.procedural_fraction else []

@@ -350,6 +350,7 @@ def _recipe_text(config: dict[str, Any]) -> str:
             "whose teacher audit is below it; the split counts above are after that)"
         )
     for key, flag in (
+        ("teacher_hard_negative", "--teacher-hard-negatives"),
         ("procedural_fraction", "--procedural-fraction"),
         ("spoken_fraction", "--spoken-fraction"),
         ("distill_weight", "--distill-weight"),

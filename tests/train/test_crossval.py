@@ -303,6 +303,9 @@ def test_the_training_commands_hand_their_options_over(command: str, monkeypatch
         assert seen["config"].min_teacher_scream == 0.0  # type: ignore[attr-defined]
         assert main(["crossval", "--data", "d", "--out", "o", "--min-teacher-scream", "0.05"]) == 0
         assert seen["config"].min_teacher_scream == 0.05  # type: ignore[attr-defined]
+        assert seen["config"].teacher_hard_negative == 0.0  # type: ignore[attr-defined]
+        assert main(["crossval", "--data", "d", "--out", "o", "--teacher-hard-negatives", "0.02"]) == 0
+        assert seen["config"].teacher_hard_negative == 0.02  # type: ignore[attr-defined]
     else:
         argv = ["adapt", "--model", "m.tflite", "--site", "s", "--corpus", "c", "--out", "models/x.tflite"]
         assert main([*argv, "--train", "head", "--keep", "base", "--max-false-alarm-rise", "0.5"]) == 0

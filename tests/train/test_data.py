@@ -193,3 +193,33 @@ def test_the_teacher_audit_leaves_out_training_screams_only(tmp_path: Path) -> N
     assert [c.path.name for c in out["validation"]] == ["c6.wav", "c7.wav", "c8.wav"]  # c7 was never audited
     assert out["test"] == splits["test"] and clips[9].teacher_scream == 0.03  # a low scream stays in test
     assert dropped == 1
+
+
+def test_the_teacher_mines_hard_negatives_only_when_asked() -> None:
+    """--teacher-hard-negatives: a non-scream the teacher hears as screaming is drawn at twice the
+    hard-negative weight, whatever its family; off, or unaudited, the family decides as before."""
+    from train.data import Clip
+    from train.pipeline import AugmentedBatches, PreparedSplit, TrainConfig, negative_weight
+
+    def clip(category: str, teacher: float | None) -> Clip:
+        return Clip(path=Path(f"/d/{category}{teacher}.wav"), label="non_scream", group="g", category=category,
+                    teacher_scream=teacher)  # fmt: skip
+
+    music, loud_music, cry, unaudited = (
+        clip("music", 0.001),
+        clip("music", 0.3),
+        clip("baby_cry", 0.3),
+        clip("sfx", None),
+    )
+    off, on = TrainConfig(), TrainConfig(teacher_hard_negative=0.2)
+    assert [negative_weight(c, off) for c in (music, loud_music, cry, unaudited)] == [1.0, 1.0, 3.0, 1.0]
+    assert [negative_weight(c, on) for c in (music, loud_music, cry, unaudited)] == [1.0, 6.0, 6.0, 1.0]
+    # The batches draw by these weights.
+    scream = Clip(path=Path("/d/s.wav"), label="scream", group="s")
+    waves = [np.zeros(16000, np.float32)] * 5
+    split = PreparedSplit([scream, music, loud_music, cry, unaudited], waves)
+    from edge.features import FeatureParams
+    from train.augment import AugmentParams
+
+    batches = AugmentedBatches(split, FeatureParams(), on, AugmentParams())
+    np.testing.assert_allclose(batches.negative_p, np.array([1, 6, 6, 1]) / 14)
