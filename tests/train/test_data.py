@@ -198,6 +198,8 @@ def test_the_teacher_audit_leaves_out_training_screams_only(tmp_path: Path) -> N
 def test_the_teacher_mines_hard_negatives_only_when_asked() -> None:
     """--teacher-hard-negatives: a non-scream the teacher hears as screaming is drawn at twice the
     hard-negative weight, whatever its family; off, or unaudited, the family decides as before."""
+    from edge.features import FeatureParams
+    from train.augment import AugmentParams
     from train.data import Clip
     from train.pipeline import AugmentedBatches, PreparedSplit, TrainConfig, negative_weight
 
@@ -218,8 +220,5 @@ def test_the_teacher_mines_hard_negatives_only_when_asked() -> None:
     scream = Clip(path=Path("/d/s.wav"), label="scream", group="s")
     waves = [np.zeros(16000, np.float32)] * 5
     split = PreparedSplit([scream, music, loud_music, cry, unaudited], waves)
-    from edge.features import FeatureParams
-    from train.augment import AugmentParams
-
     batches = AugmentedBatches(split, FeatureParams(), on, AugmentParams())
     np.testing.assert_allclose(batches.negative_p, np.array([1, 6, 6, 1]) / 14)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import require_program
+from tests.train.negative_pools import assert_pool_drawn_only_when_asked
 from train import spoken
 
 
@@ -70,45 +71,7 @@ def test_a_failing_missing_or_short_espeak_is_named(monkeypatch: pytest.MonkeyPa
 
 
 def test_batches_draw_spoken_negatives_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
-    import train.pipeline as pipeline
-    from edge.features import FeatureParams
-    from train.augment import AugmentParams
-    from train.data import Clip
-
-    clips = [
-        Clip(path=pipeline.Path(f"/d/{label}{i}.wav"), label=label, group=f"{label}{i}")
-        for label in ("scream", "non_scream")
-        for i in range(4)
-    ]
-    waves = [np.full(20000, 0.01 * (i + 1), np.float32) for i in range(len(clips))]
-    split = pipeline.PreparedSplit(clips, waves)
-    drawn: list[int] = []
-    real_window = pipeline.random_window
-
-    def spy(source: np.ndarray, **kwargs: object) -> np.ndarray:
-        drawn.append(id(source))
-        return real_window(source, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(pipeline, "random_window", spy)
-    off = pipeline.TrainConfig(batch_size=16, noise_only_fraction=0.0)
-    monkeypatch.setattr(spoken, "sound", lambda *a: pytest.fail("said although off"))
-    batches = pipeline.AugmentedBatches(split, FeatureParams(), off, AugmentParams())
-    assert batches.spoken == []
-    before = batches.batch(0)
-    monkeypatch.undo()
-    monkeypatch.setattr(pipeline, "random_window", spy)
-    drawn.clear()
-    on = pipeline.TrainConfig(batch_size=16, noise_only_fraction=0.0, spoken_fraction=1.0, spoken_pool=9)
-    batches = pipeline.AugmentedBatches(split, FeatureParams(), on, AugmentParams())
-    assert len(batches.spoken) == 9
-    windows, labels = batches.batch(0)
-    pool = {id(x) for x in batches.spoken}
-    negatives = drawn[8:]  # the first half of a batch is screams
-    assert negatives and all(source in pool for source in negatives)
-    assert windows.shape[0] == 16 and labels[:8].all() and not labels[8:].any()
-    assert not np.array_equal(windows[8:], before[0][8:])
-    again = pipeline.spoken_pool(16000, on)
-    assert all(np.array_equal(a, b) for a, b in zip(again, batches.spoken, strict=True))
+    assert_pool_drawn_only_when_asked(monkeypatch, spoken, "spoken", 9)
 
 
 def test_the_cli_checks_the_share_and_espeak_before_reading_data(
