@@ -8,11 +8,13 @@ and fine-tuned at a low learning rate on augmented batches whose negatives are t
 non-screams for a set share and a replay sample of the base model's own training clips for the
 rest; the screams come from the replay sample and any site screams. The operating point is chosen
 again (train/operating_point.py) on the site's validation part together with the base model's
-validation clips, for the most recall within the base model's own false-alarm rate there, or, with
-operating_point "matched", keeps the base model's patience with `on` and `off` where the adapted model
-has the base model's window false-positive rates on the corpus validation non-screams
-(`matched_operating_point`: the guard then compares recall at the base model's alarm rate and
-latency). The model is exported int8 with a sidecar naming the base model and the site data.
+validation clips, for the most recall within the base model's own false-alarm rate there. With
+operating_point "held" it keeps the base model's patience and takes the `on` with the most recall at
+no more false alarms than the base model raises in the same corpus validation scenes
+(`held_operating_point`: the guards then compare recall at the base model's alarm rate); with
+"matched", `on` and `off` where the adapted model has the base model's window false-positive rates on
+the corpus validation non-screams (`matched_operating_point`). The model is exported int8 with a
+sidecar naming the base model and the site data.
 
 Before it is published the adapted model is scored beside the base model on the same scenes of the
 base model's held-out test clips (corpus scene recall) and on the site's report part (false alarms
@@ -60,6 +62,9 @@ class AdaptRefused(ScreamError, RuntimeError):
     """The adapted model would lose too much of the base model's scream recall; nothing was published."""
 
 
+OPERATING_POINTS = ("rechoose", "held", "matched")
+
+
 @dataclass(frozen=True)
 class AdaptConfig:
     epochs: int = 10
@@ -80,6 +85,8 @@ class AdaptConfig:
     # (learning without forgetting), and half of every batch is the site's clips with their labels.
     keep: str = "labels"
     # "rechoose": chosen again as training chooses it, on the site's and the corpus's validation scenes;
+    # "held": the base model's patience, and the `on` with the most recall at no more false alarms than
+    # the base model's on the same corpus validation scenes (held_operating_point);
     # "matched": the base model's patience, with `on` and `off` where the adapted model has the base
     # model's window false-positive rates on the corpus validation non-screams (matched_operating_point).
     operating_point: str = "rechoose"
@@ -112,6 +119,16 @@ def split_site(clips: list[Clip], config: AdaptConfig) -> SiteSplit:
     return out
 
 
+def _passing(sorted_scores: np.ndarray, rate: float) -> float:
+    """The lowest threshold (to 4 decimals) that lets through at most `rate` of `sorted_scores`."""
+    above = int(np.floor(rate * sorted_scores.size))
+    if above > 0:  # rounded down, so the window at the threshold still reaches it
+        value = math.floor(float(sorted_scores[sorted_scores.size - above]) * 1e4) / 1e4
+    else:  # above every window
+        value = math.floor(float(sorted_scores[-1]) * 1e4 + 1) / 1e4
+    return min(max(value, 1e-4), 0.9999)
+
+
 def matched_operating_point(base: Classifier, adapted: Classifier, negatives: np.ndarray) -> dict[str, Any]:
     """The base model's decision rule carried over to the adapted model: its patience and smoothing,
     and `on` and `off` at the window false-positive rates the base model's own `on` and `off` have on
@@ -121,19 +138,9 @@ def matched_operating_point(base: Classifier, adapted: Classifier, negatives: np
     own = base.sidecar.operating_point
     base_scores = np.array([base.score(w) for w in negatives])
     scores = np.sort(np.array([adapted.score(w) for w in negatives]))
-
-    def at_rate_of(threshold: float) -> tuple[float, float]:
-        rate = float(np.mean(base_scores >= threshold))
-        # The lowest threshold that lets through at most `rate` of the adapted model's windows.
-        above = int(np.floor(rate * scores.size))
-        if above > 0:  # rounded down, so the window at the threshold still reaches it
-            value = math.floor(float(scores[scores.size - above]) * 1e4) / 1e4
-        else:  # above every window
-            value = math.floor(float(scores[-1]) * 1e4 + 1) / 1e4
-        return min(max(value, 1e-4), 0.9999), rate
-
-    on, on_rate = at_rate_of(own.on_threshold)
-    off, off_rate = at_rate_of(own.off_threshold)
+    on_rate = float(np.mean(base_scores >= own.on_threshold))
+    off_rate = float(np.mean(base_scores >= own.off_threshold))
+    on, off = _passing(scores, on_rate), _passing(scores, off_rate)
     return {
         "on": on,
         "off": min(off, on),
@@ -146,6 +153,91 @@ def matched_operating_point(base: Classifier, adapted: Classifier, negatives: np
             "validation non-scream windows"
         ),
     }
+
+
+# Candidate `on`s of the held operating point: the base model's window false-positive rate on the
+# corpus validation non-screams times these factors (1/8 to 4, 21 steps), on the adapted model's scores.
+HELD_RATE_FACTORS = tuple(float(f) for f in 2.0 ** np.linspace(-3, 2, 21))
+
+
+def held_operating_point(
+    base: Classifier,
+    adapted: Classifier,
+    clips: list[Clip],
+    waves: list[np.ndarray],
+    negatives: np.ndarray,
+    *,
+    scenes: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The base model's trade held: both models score the same `scenes` scenes of the corpus
+    validation split (its non-screams back to back, its screams inserted, as training chooses its
+    operating point) and the base model is decided at its own operating point there. The adapted model
+    keeps the base model's patience and smoothing, `off` at the base model's window false-positive
+    rate for `off` on `negatives` (as matched_operating_point), and takes the `on` (among thresholds
+    at multiples of the base `on`'s window rate) with the most scene recall at no more false alarms
+    than the base model raised in the same scenes; fewer alarms, then less latency, break ties. If
+    no candidate is that quiet, the quietest. So the guards compare recall at the base model's alarm
+    rate on audio both were tuned on, whatever the fine-tuning did to the scores' scale."""
+    from train.scenes import decide, pooled_scene_metrics, score_stream, stream_and_scene
+
+    own = base.sidecar.operating_point
+    base_scores = np.array([base.score(w) for w in negatives])
+    scores = np.sort(np.array([adapted.score(w) for w in negatives]))
+    on_rate = float(np.mean(base_scores >= own.on_threshold))
+    off = _passing(scores, float(np.mean(base_scores >= own.off_threshold)))
+    scored: tuple[list[Any], list[Any]] = ([], [])  # per model: (stream scores, inserted screams) per scene
+    for k in range(scenes):
+        _, scene, truth, _ = stream_and_scene(clips, waves, base.sidecar.features, seed + k)
+        for model, runs in zip((base, adapted), scored, strict=True):
+            runs.append((score_stream(model, scene), truth))
+
+    def outcome(which: int, params: Any) -> dict[str, Any]:
+        return pooled_scene_metrics([(*decide(s, params)[:2], truth, s.seconds) for s, truth in scored[which]])
+
+    held = outcome(0, own)
+    candidates = []
+    for on in sorted({_passing(scores, on_rate * factor) for factor in HELD_RATE_FACTORS}):
+        m = outcome(1, replace(own, on_threshold=on, off_threshold=min(off, on)))
+        candidates.append({"on": on, "off": min(off, on), **{k: m[k] for k in ROW_KEYS}})
+
+    best, clause = hold(candidates, held["false_alarms_per_hour"])
+    hours = sum(s.seconds for s, _ in scored[0]) / 3600
+    return {
+        "on": best["on"],
+        "off": best["off"],
+        "patience_windows": own.patience_windows,
+        "patience_of": own.patience_of,
+        "smoothing_windows": own.smoothing_windows,
+        "chosen_by": (
+            f"held to the base model {base.model_path.name}'s trade on {scenes} corpus validation scenes "
+            f"({hours * 60:.1f} min in all, {held['screams']} screams inserted): there it finds "
+            f"{held['event_recall']:.1%} at {held['false_alarms_per_hour']:.1f} false alarms/h with {own.describe()}; "
+            f"same patience, {clause}"
+        ),
+        "validation": {k: best[k] for k in ROW_KEYS},
+        "base_validation": {k: held[k] for k in ROW_KEYS},
+        "candidates": candidates,
+    }
+
+
+ROW_KEYS = ("event_recall", "false_alarms_per_hour", "median_onset_to_alarm_s")
+
+
+def hold(candidates: list[dict[str, Any]], false_alarms_per_hour: float) -> tuple[dict[str, Any], str]:
+    """The candidate with the most scene recall at no more than `false_alarms_per_hour` (then fewer
+    false alarms, then less latency); if none is that quiet, the quietest (then more recall, less
+    latency). Returns it and which clause chose it."""
+
+    def latency(c: dict[str, Any]) -> float:
+        return c["median_onset_to_alarm_s"] if c["median_onset_to_alarm_s"] is not None else 1e9
+
+    quiet = [c for c in candidates if c["false_alarms_per_hour"] <= false_alarms_per_hour]
+    if quiet:
+        best = max(quiet, key=lambda c: (c["event_recall"], -c["false_alarms_per_hour"], -latency(c)))
+        return best, "the most scene recall at no more false alarms than the base model's"
+    best = min(candidates, key=lambda c: (c["false_alarms_per_hour"], -c["event_recall"], latency(c)))
+    return best, "no candidate was as quiet as the base model; the fewest false alarms"
 
 
 def _base_files(model: Path) -> tuple[Path, Path]:
@@ -358,8 +450,10 @@ def adapt(
     )
     if config.keep not in ("labels", "base"):
         raise DataError(f"keep must be 'labels' or 'base', got {config.keep!r}")
-    if config.operating_point not in ("matched", "rechoose"):
-        raise DataError(f"operating_point must be 'matched' or 'rechoose', got {config.operating_point!r}")
+    if config.operating_point not in OPERATING_POINTS:
+        raise DataError(
+            f"operating_point must be one of {', '.join(map(repr, OPERATING_POINTS))}, got {config.operating_point!r}"
+        )
     batches = AugmentedBatches(pool, features, recipe, AugmentParams())
     if config.keep == "base":
         half = replace(recipe, batch_size=max(2, recipe.batch_size // 2))
@@ -409,9 +503,21 @@ def adapt(
     )
     val_scores = network.predict(val.windows[..., None], batch_size=256, verbose=0).reshape(-1)
 
-    def matched(int8: Classifier) -> dict[str, Any]:  # the corpus validation windows, cut only when needed
+    def carried_over(int8: Classifier) -> dict[str, Any]:  # the corpus validation windows, cut only when needed
         corpus_windows = eval_windows(corpus_val, features, recipe)
-        return matched_operating_point(base, int8, corpus_windows.windows[~corpus_windows.labels])
+        negatives = corpus_windows.windows[~corpus_windows.labels]
+        if config.operating_point == "matched":
+            return matched_operating_point(base, int8, negatives)
+        point = held_operating_point(
+            base, int8, corpus_val.clips, corpus_val.waves, negatives, scenes=config.scenes, seed=config.seed
+        )
+        b, a = point["base_validation"], point["validation"]
+        _log(
+            f"operating point held to the base model's trade: on {point['on']}, off {point['off']}; validation scenes "
+            f"{a['event_recall']} recall at {a['false_alarms_per_hour']} false alarms/h (base {b['event_recall']} at "
+            f"{b['false_alarms_per_hour']})"
+        )
+        return point
 
     representative = np.concatenate([*(batches.batch(1000 + i)[0][..., 0] for i in range(4)), val.windows[:400]])
     site_manifest_sha = hashlib.sha256(manifest.read_bytes()).hexdigest()
@@ -439,7 +545,7 @@ def adapt(
         operating_point=(
             (lambda int8: _operating_point(int8, validation, val, recipe))
             if config.operating_point == "rechoose"
-            else matched
+            else carried_over
         ),
     )
     (staging / "model-float.tflite").write_bytes(convert_float(network))

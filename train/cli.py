@@ -355,10 +355,12 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     )
     ad.add_argument(
         "--operating-point",
-        choices=("rechoose", "matched"),
+        choices=("rechoose", "held", "matched"),  # train.adapt.OPERATING_POINTS, not imported here
         default="rechoose",
-        help="chosen again on validation scenes as training chooses (rechoose), or the base model's patience with "
-        "on/off at its window false-positive rates on the corpus validation non-screams (matched)",
+        help="chosen again on validation scenes as training chooses (rechoose); the base model's patience with the "
+        "on that finds most at no more false alarms than the base model in the same corpus validation scenes "
+        "(held); or the base model's patience with on/off at its window false-positive rates on the corpus "
+        "validation non-screams (matched)",
     )
     ad.add_argument("--seed", type=int, default=0)
     ad.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")

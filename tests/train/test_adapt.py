@@ -269,3 +269,62 @@ def test_the_matched_operating_point_keeps_the_base_models_alarm_rate(tiny_model
     assert quiet.size
     silent = matched_operating_point(base, Moved(1.0), quiet)  # type: ignore[arg-type]
     assert silent["on"] > max(base.score(w) for w in quiet)
+
+
+def test_the_held_operating_point_keeps_the_base_models_trade(
+    tiny_model: Path, synthetic_dataset: Path, tmp_path: Path
+) -> None:
+    """Both models decide the same corpus validation scenes. An adapted model whose scores only moved
+    (squared: the same ranking) gets an `on` at which it finds what the base model finds there at no
+    more false alarms, with the base model's patience (here: its own `on`, squared)."""
+    from train.adapt import HELD_RATE_FACTORS, held_operating_point
+    from train.data import WaveformCache, load_dataset
+    from train.pipeline import TrainConfig, eval_windows, prepare
+
+    base = Classifier(tiny_model)
+    own = base.sidecar.operating_point
+
+    class Moved:
+        def __init__(self, change: Any) -> None:
+            self.change, self.sidecar, self.input_shape = change, base.sidecar, base.input_shape
+
+        def score(self, window: np.ndarray) -> float:
+            return float(self.change(base.score(window)))
+
+    dataset = load_dataset(synthetic_dataset)
+    split = prepare(dataset.clips, WaveformCache(tmp_path / "cache", RATE), [])
+    windows = eval_windows(split, base.sidecar.features, TrainConfig())
+    negatives = windows.windows[~windows.labels]
+    moved: Any = Moved(lambda s: s**2)
+    point = held_operating_point(base, moved, split.clips, split.waves, negatives, scenes=2, seed=4)
+    held, got = point["base_validation"], point["validation"]
+    assert held["event_recall"] > 0.5  # the base model finds the synthetic screams: a trade worth holding
+    assert got["false_alarms_per_hour"] <= held["false_alarms_per_hour"]
+    assert got["event_recall"] >= held["event_recall"]  # the base model's own `on`, squared, is a candidate
+    assert any(abs(c["on"] - own.on_threshold**2) < 0.002 for c in point["candidates"])
+    assert (point["patience_windows"], point["patience_of"], point["smoothing_windows"]) == (
+        own.patience_windows,
+        own.patience_of,
+        own.smoothing_windows,
+    )
+    assert point["off"] <= point["on"] and 1 < len(point["candidates"]) <= len(HELD_RATE_FACTORS)
+    quiet = [c for c in point["candidates"] if c["false_alarms_per_hour"] <= held["false_alarms_per_hour"]]
+    assert got["event_recall"] == max(c["event_recall"] for c in quiet)
+    assert "held to the base model" in point["chosen_by"] and "2 corpus validation scenes" in point["chosen_by"]
+    assert "most scene recall at no more false alarms" in point["chosen_by"]
+
+
+def test_holding_takes_the_most_recall_within_the_base_models_alarms_or_else_the_quietest() -> None:
+    from train.adapt import hold
+
+    def c(on: float, recall: float, fa: float, latency: float | None = 0.5) -> dict[str, Any]:
+        return {"on": on, "event_recall": recall, "false_alarms_per_hour": fa, "median_onset_to_alarm_s": latency}
+
+    candidates = [c(0.5, 0.9, 30.0), c(0.6, 0.8, 20.0), c(0.7, 0.8, 18.0, 0.9), c(0.8, 0.8, 18.0, 0.6), c(0.9, 0.4, 2)]
+    best, clause = hold(candidates, 20.0)
+    assert best["on"] == 0.8 and clause.startswith("the most scene recall")  # 0.8 recall, fewer alarms, sooner
+    assert hold(candidates, 30.0)[0]["on"] == 0.5
+    best, clause = hold(candidates, 1.0)
+    assert best["on"] == 0.9 and clause.startswith("no candidate was as quiet")
+    tie = [c(0.9, 0.0, 2.0, None), c(0.95, 0.1, 2.0, 1.5)]
+    assert hold(tie, 1.0)[0]["on"] == 0.95  # equally quiet: more recall

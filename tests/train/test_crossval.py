@@ -313,8 +313,11 @@ def test_the_training_commands_hand_their_options_over(command: str, monkeypatch
         assert seen["out"] == "models/x" and (config.train, config.keep) == ("head", "base")  # type: ignore[attr-defined]
         assert config.max_false_alarm_rise == 0.5  # type: ignore[attr-defined]
         assert (config.operating_point, config.scenes) == ("rechoose", 4)  # type: ignore[attr-defined]
-        assert main([*argv, "--operating-point", "matched"]) == 0
-        assert seen["config"].operating_point == "matched"  # type: ignore[attr-defined]
+        from train.adapt import OPERATING_POINTS
+
+        for choice in OPERATING_POINTS:  # the command line offers every one adapt knows
+            assert main([*argv, "--operating-point", choice]) == 0
+            assert seen["config"].operating_point == choice  # type: ignore[attr-defined]
 
 
 def test_crossval_refuses_more_folds_than_groups_before_training(tmp_path: Path) -> None:
