@@ -213,7 +213,7 @@ def held_operating_point(
             f"held to the base model {base.model_path.name}'s trade on {scenes} corpus validation scenes "
             f"({hours * 60:.1f} min in all, {held['screams']} screams inserted): there it finds "
             f"{held['event_recall']:.1%} at {held['false_alarms_per_hour']:.1f} false alarms/h with {own.describe()}; "
-            f"same patience, {clause}"
+            f"same patience, {clause}: {best['event_recall']:.1%} at {best['false_alarms_per_hour']:.1f} false alarms/h"
         ),
         "validation": {k: best[k] for k in ROW_KEYS},
         "base_validation": {k: held[k] for k in ROW_KEYS},
@@ -592,7 +592,9 @@ def adapt(
         "max_recall_drop": config.max_recall_drop,
         "max_false_alarms_per_hour": round(allowed_fa, 3) if rise is not None else None,
         "refused_because": problems,
-        "operating_point": {k: sidecar["thresholds"].get(k) for k in ("on", "off", "patience_windows", "patience_of")},
+        "operating_point": {
+            k: sidecar["thresholds"].get(k) for k in ("on", "off", "patience_windows", "patience_of", "chosen_by")
+        },
         "int8_check": sidecar.get("int8_check"),
         "published": not problems,
     }
@@ -614,7 +616,7 @@ def adapt(
 
 
 def render(report: dict[str, Any]) -> str:
-    s, c = report["site"], report["corpus"]
+    s, c, point = report["site"], report["corpus"], report["operating_point"]
     rows = [
         ("site false alarms per hour of non-scream audio", "false_alarms_per_hour", s),
         ("site non-scream clips that fire", "non_scream_clips_firing", s),
@@ -643,9 +645,11 @@ def render(report: dict[str, Any]) -> str:
             else "**refused, not exported**: " + "; ".join(report["refused_because"]) + "."
         ),
         "",
-        f"Fine-tuning {report['fine_tune_seconds']} s, all {report['seconds']} s; operating point "
-        f"{report['operating_point']}; int8 check {report['int8_check']}; the rebuilt network matched the base "
-        f"float model to {report['rebuild_max_score_difference']:.1e}.",
+        f"Operating point: on {point['on']}, off {point['off']}, {point['patience_windows']} of "
+        f"{point['patience_of']} windows; {point.get('chosen_by') or 'chosen as training chooses'}.",
+        "",
+        f"Fine-tuning {report['fine_tune_seconds']} s, all {report['seconds']} s; int8 check {report['int8_check']}; "
+        f"the rebuilt network matched the base float model to {report['rebuild_max_score_difference']:.1e}.",
         "",
     ]
     return "\n".join(lines)
