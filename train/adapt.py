@@ -4,16 +4,19 @@ The site's clips (`scream deploy pull` writes them as a corpus manifest) are spl
 label and seeded, into a part to learn from, a part for the operating point and a part for the
 before/after report that neither training nor the operating point saw. The base model is rebuilt
 as a trainable network from its float file (train/rebuild.py, checked to compute the same scores)
-and fine-tuned at a low learning rate on augmented batches whose negatives are the site's
-non-screams for a set share and a replay sample of the base model's own training clips for the
-rest; the screams come from the replay sample and any site screams. The operating point is chosen
-again (train/operating_point.py) on the site's validation part together with the base model's
-validation clips, for the most recall within the base model's own false-alarm rate there. With
-operating_point "held" it keeps the base model's patience and takes the `on` with the most recall at
-no more false alarms than the base model raises in the same corpus validation scenes
-(`held_operating_point`: the guards then compare recall at the base model's alarm rate); with
-"matched", `on` and `off` where the adapted model has the base model's window false-positive rates on
-the corpus validation non-screams (`matched_operating_point`). The model is exported int8 with a
+and fine-tuned on augmented batches whose negatives are the site's non-screams for a set share and
+a replay sample of the base model's own training clips for the rest; the screams come from the
+replay sample and any site screams. By default only the dense head learns (train "head"), on the
+convolutions' features as the base model has them; train "all" lets every layer learn.
+
+The operating point is by default held to the base model's trade (operating_point "held",
+`held_operating_point`): the base model's patience, and the `on` with the most scene recall at no
+more false alarms than the base model raises in the same corpus validation scenes, so the guards
+below compare recall at the base model's alarm rate. "rechoose" chooses it again as training does
+(train/operating_point.py) on the site's validation part together with the base model's validation
+clips, for the most recall within the base model's own false-alarm rate there; "matched" puts `on`
+and `off` where the adapted model has the base model's window false-positive rates on the corpus
+validation non-screams (`matched_operating_point`). The model is exported int8 with a
 sidecar naming the base model and the site data.
 
 Before it is published the adapted model is scored beside the base model on the same scenes of the
@@ -62,7 +65,7 @@ class AdaptRefused(ScreamError, RuntimeError):
     """The adapted model would lose too much of the base model's scream recall; nothing was published."""
 
 
-OPERATING_POINTS = ("rechoose", "held", "matched")
+OPERATING_POINTS = ("held", "rechoose", "matched")
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,9 @@ class AdaptConfig:
         0.25  # corpus scene false alarms/h it may add, relative (plus one alarm); None: no guard
     )
     scenes: int = 4  # as scream evaluate: 2 scenes (74 of v5's test screams) left the guard within noise
-    train: str = "all"  # "head": only the dense layers learn; the convolutions keep the base model's features
+    # "head": only the dense layers learn, on the convolutions' features as the base model has them;
+    # "all": every layer learns.
+    train: str = "head"
     # "labels": the replay clips are learnt from their labels; "base": from the base model's own scores
     # (learning without forgetting), and half of every batch is the site's clips with their labels.
     keep: str = "labels"
@@ -89,7 +94,7 @@ class AdaptConfig:
     # the base model's on the same corpus validation scenes (held_operating_point);
     # "matched": the base model's patience, with `on` and `off` where the adapted model has the base
     # model's window false-positive rates on the corpus validation non-screams (matched_operating_point).
-    operating_point: str = "rechoose"
+    operating_point: str = "held"
     seed: int = 0
     cache_dir: str = ""
     verbose: int = 2

@@ -345,7 +345,10 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     )
     ad.add_argument("--scenes", type=positive_int, default=4, help="corpus test scenes per model")
     ad.add_argument(
-        "--train", choices=("all", "head"), default="all", help="what learns: every layer, or only the dense head"
+        "--train",
+        choices=("head", "all"),
+        default="head",
+        help="what learns: only the dense head, on the base model's convolutional features (head), or every layer",
     )
     ad.add_argument(
         "--keep",
@@ -355,11 +358,11 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     )
     ad.add_argument(
         "--operating-point",
-        choices=("rechoose", "held", "matched"),  # train.adapt.OPERATING_POINTS, not imported here
-        default="rechoose",
-        help="chosen again on validation scenes as training chooses (rechoose); the base model's patience with the "
-        "on that finds most at no more false alarms than the base model in the same corpus validation scenes "
-        "(held); or the base model's patience with on/off at its window false-positive rates on the corpus "
+        choices=("held", "rechoose", "matched"),  # train.adapt.OPERATING_POINTS, not imported here
+        default="held",
+        help="the base model's patience with the on that finds most at no more false alarms than the base model in "
+        "the same corpus validation scenes (held); chosen again on validation scenes as training chooses "
+        "(rechoose); or the base model's patience with on/off at its window false-positive rates on the corpus "
         "validation non-screams (matched)",
     )
     ad.add_argument("--seed", type=int, default=0)
