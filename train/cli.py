@@ -97,8 +97,9 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     site, corpus = report["site"], report["corpus"]
     print(
         f"adapted {out}.tflite: site false alarms/h {site['before']['false_alarms_per_hour']} -> "
-        f"{site['after']['false_alarms_per_hour']}, corpus scene recall {corpus['before']['event_recall']} -> "
-        f"{corpus['after']['event_recall']} (report {out}-report/adapt.md)"
+        f"{site['after']['false_alarms_per_hour']}; corpus scenes: recall {corpus['before']['event_recall']} -> "
+        f"{corpus['after']['event_recall']} at {corpus['before']['false_alarms_per_hour']} -> "
+        f"{corpus['after']['false_alarms_per_hour']} false alarms/h (report {out}-report/adapt.md)"
     )
     return EXIT_OK
 

@@ -276,7 +276,9 @@ def test_crossval_command_takes_the_train_recipe_options() -> None:
 
 
 @pytest.mark.parametrize("command", ["crossval", "adapt"])
-def test_the_training_commands_hand_their_options_over(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_training_commands_hand_their_options_over(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Each command's handler runs to the function it wraps with what was parsed (a handler once
     passed adapt's options to crossval, and `scream crossval` died on an AttributeError)."""
     import train.adapt
@@ -292,7 +294,8 @@ def test_the_training_commands_hand_their_options_over(command: str, monkeypatch
     def fake_adapt(model: str, site: str, corpus: str, out: str, *, config: object) -> dict[str, object]:
         seen.update(model=model, site=site, corpus=corpus, out=out, config=config)
         before = {"false_alarms_per_hour": 1.0, "event_recall": 0.5}
-        return {"site": {"before": before, "after": before}, "corpus": {"before": before, "after": before}}
+        after = {"false_alarms_per_hour": 0.8, "event_recall": 0.55}
+        return {"site": {"before": before, "after": after}, "corpus": {"before": before, "after": after}}
 
     monkeypatch.setattr(train.crossval, "crossval", fake_crossval)
     monkeypatch.setattr(train.adapt, "adapt", fake_adapt)
@@ -309,6 +312,7 @@ def test_the_training_commands_hand_their_options_over(command: str, monkeypatch
     else:
         argv = ["adapt", "--model", "m.tflite", "--site", "s", "--corpus", "c", "--out", "models/x.tflite"]
         assert main([*argv, "--train", "head", "--keep", "base", "--max-false-alarm-rise", "0.5"]) == 0
+        assert "corpus scenes: recall 0.5 -> 0.55 at 1.0 -> 0.8 false alarms/h" in capsys.readouterr().out
         config = seen["config"]
         assert seen["out"] == "models/x" and (config.train, config.keep) == ("head", "base")  # type: ignore[attr-defined]
         assert config.max_false_alarm_rise == 0.5  # type: ignore[attr-defined]
