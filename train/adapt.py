@@ -134,6 +134,15 @@ def _passing(sorted_scores: np.ndarray, rate: float) -> float:
     return min(max(value, 1e-4), 0.9999)
 
 
+def _at_base_rates(base: Classifier, adapted: Classifier, negatives: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """The adapted model's scores of `negatives`, sorted, and the shares of `negatives` the base
+    model's own `on` and `off` let through (its window false-positive rates there)."""
+    own = base.sidecar.operating_point
+    base_scores = np.array([base.score(w) for w in negatives])
+    scores = np.sort(np.array([adapted.score(w) for w in negatives]))
+    return scores, float(np.mean(base_scores >= own.on_threshold)), float(np.mean(base_scores >= own.off_threshold))
+
+
 def matched_operating_point(base: Classifier, adapted: Classifier, negatives: np.ndarray) -> dict[str, Any]:
     """The base model's decision rule carried over to the adapted model: its patience and smoothing,
     and `on` and `off` at the window false-positive rates the base model's own `on` and `off` have on
@@ -141,10 +150,7 @@ def matched_operating_point(base: Classifier, adapted: Classifier, negatives: np
     a choice on a few validation scenes). So the adapted model alarms as often as the base model on the
     audio the base model was tuned on, and as late; what it learnt at the site is not matched away."""
     own = base.sidecar.operating_point
-    base_scores = np.array([base.score(w) for w in negatives])
-    scores = np.sort(np.array([adapted.score(w) for w in negatives]))
-    on_rate = float(np.mean(base_scores >= own.on_threshold))
-    off_rate = float(np.mean(base_scores >= own.off_threshold))
+    scores, on_rate, off_rate = _at_base_rates(base, adapted, negatives)
     on, off = _passing(scores, on_rate), _passing(scores, off_rate)
     return {
         "on": on,
@@ -160,6 +166,8 @@ def matched_operating_point(base: Classifier, adapted: Classifier, negatives: np
     }
 
 
+# What a held operating point records of a candidate's scenes.
+ROW_KEYS = ("event_recall", "false_alarms_per_hour", "median_onset_to_alarm_s")
 # Candidate `on`s of the held operating point: the base model's window false-positive rate on the
 # corpus validation non-screams times these factors (1/8 to 4, 21 steps), on the adapted model's scores.
 HELD_RATE_FACTORS = tuple(float(f) for f in 2.0 ** np.linspace(-3, 2, 21))
@@ -187,10 +195,8 @@ def held_operating_point(
     from train.scenes import decide, pooled_scene_metrics, score_stream, stream_and_scene
 
     own = base.sidecar.operating_point
-    base_scores = np.array([base.score(w) for w in negatives])
-    scores = np.sort(np.array([adapted.score(w) for w in negatives]))
-    on_rate = float(np.mean(base_scores >= own.on_threshold))
-    off = _passing(scores, float(np.mean(base_scores >= own.off_threshold)))
+    scores, on_rate, off_rate = _at_base_rates(base, adapted, negatives)
+    off = _passing(scores, off_rate)
     scored: tuple[list[Any], list[Any]] = ([], [])  # per model: (stream scores, inserted screams) per scene
     for k in range(scenes):
         _, scene, truth, _ = stream_and_scene(clips, waves, base.sidecar.features, seed + k)
@@ -224,9 +230,6 @@ def held_operating_point(
         "base_validation": {k: held[k] for k in ROW_KEYS},
         "candidates": candidates,
     }
-
-
-ROW_KEYS = ("event_recall", "false_alarms_per_hour", "median_onset_to_alarm_s")
 
 
 def hold(candidates: list[dict[str, Any]], false_alarms_per_hour: float) -> tuple[dict[str, Any], str]:

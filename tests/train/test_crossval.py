@@ -311,17 +311,15 @@ def test_the_training_commands_hand_their_options_over(
         assert seen["config"].teacher_hard_negative == 0.02  # type: ignore[attr-defined]
     else:
         argv = ["adapt", "--model", "m.tflite", "--site", "s", "--corpus", "c", "--out", "models/x.tflite"]
-        assert main([*argv, "--train", "head", "--keep", "base", "--max-false-alarm-rise", "0.5"]) == 0
+        from train.adapt import OPERATING_POINTS, AdaptConfig
+
+        assert main([*argv, "--train", "all", "--keep", "base", "--max-false-alarm-rise", "0.5"]) == 0
         assert "corpus scenes: recall 0.5 -> 0.55 at 1.0 -> 0.8 false alarms/h" in capsys.readouterr().out
         config = seen["config"]
-        assert seen["out"] == "models/x" and (config.train, config.keep) == ("head", "base")  # type: ignore[attr-defined]
+        assert seen["out"] == "models/x" and (config.train, config.keep) == ("all", "base")  # type: ignore[attr-defined]
         assert config.max_false_alarm_rise == 0.5  # type: ignore[attr-defined]
         assert main(argv) == 0
-        from train.adapt import AdaptConfig
-
         assert seen["config"] == AdaptConfig()  # the command line's defaults are adapt's own
-        from train.adapt import OPERATING_POINTS
-
         for choice in OPERATING_POINTS:  # the command line offers every one adapt knows
             assert main([*argv, "--operating-point", choice]) == 0
             assert seen["config"].operating_point == choice  # type: ignore[attr-defined]
