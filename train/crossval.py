@@ -120,7 +120,7 @@ def check_baseline(baseline: Path, parts: list[list[Clip]], base: Path) -> dict[
         if not tests_fold(model, part, base):
             raise DataError(
                 f"baseline {baseline}: fold-{k} tests other clips than this data set's fold {k} "
-                "(another data set, split seed or number of folds)"
+                "(another data set, split seed or number of folds, or folds dealt by an older version)"
             )
         recipes.append(recipe)
     return recipes[0]
