@@ -212,7 +212,7 @@ def source_units(clips: list[Clip]) -> dict[str, str]:
     recording that several sources ship (the corpus builder's audit gives its copies one group),
     the source holding most of its copies (ties: the first by name). So no recording is on two
     sides of a split, and one shared recording does not weld two sources into one unit: on
-    corpus-v2, five such recordings joined eight sources, 111 of its 204 screams, into one unit,
+    corpus-v2, six such recordings joined eight sources, 111 of its 264 screams, into one unit,
     and the fold that tested it trained on 26 screams."""
     counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for clip in clips:
