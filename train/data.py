@@ -7,8 +7,11 @@ import csv
 import dataclasses
 import hashlib
 import os
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -265,6 +268,21 @@ def decode_at(path: Path, rate_hz: int) -> npt.NDArray[np.float32]:
     return np.concatenate(parts).astype(np.float32)
 
 
+def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write `path` through a temporary file of this writer's own beside it, then move it into place:
+    runs sharing a cache may write the same entry at once, and none may move another's half-written
+    file (a fixed temporary name let one run rename the file another was still writing)."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class WaveformCache:
     """Decoded clips at the model rate, cached on disk as .npy so epochs never decode again."""
 
@@ -283,7 +301,7 @@ class WaveformCache:
         if cached.exists():
             return np.load(cached)
         samples = decode_at(path, self.rate_hz)
-        tmp = cached.with_suffix(".tmp.npy")
-        np.save(tmp, samples)
-        tmp.replace(cached)
+        # A temporary file of this writer's own: two runs sharing the cache may decode the same clip at
+        # once, and one must never move the other's half-written file into place.
+        write_atomically(cached, lambda f: np.save(f, samples))
         return samples

@@ -232,3 +232,49 @@ def test_the_teacher_mines_hard_negatives_only_when_asked() -> None:
     split = PreparedSplit([scream, music, loud_music, cry, unaudited], waves)
     batches = AugmentedBatches(split, FeatureParams(), on, AugmentParams())
     np.testing.assert_allclose(batches.negative_p, np.array([1, 6, 6, 1]) / 14)
+
+
+def test_two_runs_decoding_one_clip_into_a_shared_cache_never_move_each_others_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two crossvals beside each other share the decoded-audio cache. The first writer is held after
+    writing its temporary file while the second writes and moves its own: with one fixed temporary
+    name the first then found its file gone (FileNotFoundError, a crashed run)."""
+    import threading
+
+    from train.data import WaveformCache
+
+    wav = tmp_path / "clip.wav"
+    write_wav(wav, (0.1 * np.sin(np.arange(8000) / 5)).astype(np.float32), 16000)
+    cache = WaveformCache(tmp_path / "cache", 16000)
+    real_save = np.save
+    first_written, second_done = threading.Event(), threading.Event()
+    writers: list[str] = []
+
+    def held_save(file, array, *args, **kwargs):  # type: ignore[no-untyped-def]
+        real_save(file, array, *args, **kwargs)
+        writers.append(threading.current_thread().name)
+        if len(writers) == 1:
+            first_written.set()
+            assert second_done.wait(30)
+
+    monkeypatch.setattr(np, "save", held_save)
+    outcome: dict[str, object] = {}
+
+    def first() -> None:
+        try:
+            outcome["first"] = cache.load(wav)
+        except Exception as exc:  # reported below, not lost in the thread
+            outcome["first"] = exc
+
+    thread = threading.Thread(target=first, name="first")
+    thread.start()
+    assert first_written.wait(30)
+    second = cache.load(wav)  # the first has not moved its file yet: this one decodes and writes too
+    second_done.set()
+    thread.join(30)
+    assert writers == ["first", "MainThread"]
+    assert isinstance(outcome["first"], np.ndarray), outcome["first"]
+    np.testing.assert_array_equal(outcome["first"], second)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [cache._key(wav).name]  # no temporary left
+    np.testing.assert_array_equal(np.load(cache._key(wav)), second)

@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from edge.classifier import load_interpreter_class, sha256_file
 from edge.errors import ScreamError
+from train.data import write_atomically
 
 RATE_HZ = 16000
 WINDOW_SAMPLES = 15600  # YAMNet's input: 0.975 s at 16 kHz
@@ -134,6 +135,9 @@ class ScoreCache:
 
     def put(self, sha1: str, scores: TeacherScores, excerpt: str = "") -> None:
         path = self._path(sha1, excerpt)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, max_scores=scores.max_scores, mean_scores=scores.mean_scores, embedding=scores.embedding)
-        tmp.replace(path)
+        write_atomically(
+            path,
+            lambda f: np.savez(
+                f, max_scores=scores.max_scores, mean_scores=scores.mean_scores, embedding=scores.embedding
+            ),
+        )
