@@ -4,12 +4,16 @@
 #   sudo deploy/install.sh              # from a checkout of this repository on the Pi
 #   sudo deploy/install.sh --dry-run    # print every step, change nothing
 #   deploy/install.sh --config-only DIR # only write the config a fresh install gets, into DIR
+#   sudo deploy/install.sh --verifier DIR  # also the second stage: DIR holds YAMNet's yamnet.tflite
+#                                          # and yamnet_class_map.csv (README: An optional second stage)
 #
 # Safe to run again: every step checks before it acts. What it does:
 #   apt packages (PortAudio, venv, the Pi 5 GPIO backend python3-lgpio), a system user `scream` in the
 #   `audio` and `gpio` groups, a virtual environment in /opt/scream-detector/venv with the `edge`
 #   extra, config in /etc/scream-detector, models and state in /var/lib/scream-detector, and the
-#   systemd unit, enabled and started.
+#   systemd unit, enabled and started. With --verifier, YAMNet in /opt/scream-detector/yamnet and, in a
+#   fresh config, the [verifier] section with the pair measured for the bundled model. The config is
+#   checked (`scream listen --check-config`, as the service user) before the service starts.
 set -euo pipefail
 
 DRY_RUN=0
@@ -24,10 +28,17 @@ UNIT=/etc/systemd/system/scream-detector.service
 SERVICE_USER=scream
 START_SERVICE=1
 CONFIG_ONLY=""
+VERIFIER_DIR=""
+VERIFIER_HOME="$PREFIX/yamnet"
+# The second stage the bundled model was measured with (models/scream-v6-verifier/report.json): YAMNet
+# as Google released it (its sha256), and the pair `scream verification` chose on validation scenes.
+VERIFIER_SHA256=469be6a3421cbc52cf97e9f2f966cba984198e8e7af9854d68b3e3ebb1e04194
+VERIFIER_ON=0.9229
+VERIFIER_THRESHOLD=0.01
 
 usage() {
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
-    echo "options: --dry-run  --source DIR  --no-start  --config-only DIR"
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    echo "options: --dry-run  --source DIR  --no-start  --config-only DIR  --verifier DIR"
 }
 
 while [ "$#" -gt 0 ]; do
@@ -36,6 +47,7 @@ while [ "$#" -gt 0 ]; do
         --source) SOURCE_DIR="$2"; shift ;;
         --no-start) START_SERVICE=0 ;;
         --config-only) CONFIG_ONLY="$2"; shift ;;
+        --verifier) VERIFIER_DIR="$2"; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "install.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -71,8 +83,45 @@ path = "$MODELS_DIR/current/model.tflite"
 [paths]
 state_dir = "$STATE_DIR"
 EOF
+    if [ -n "$VERIFIER_DIR" ]; then
+        verifier_section >>"$dir/config.toml"
+    fi
     cp "$SOURCE_DIR/deploy/config.example.toml" "$dir/config.example.toml"
 }
+
+# The lines that turn the second stage on, with the pair measured for the bundled model. A model
+# deployed later keeps this on_threshold until it is changed to the pair its own verification gives.
+verifier_section() {
+    cat <<EOF
+
+[detector]
+# chosen with the verifier for $BUNDLED_MODEL (models/$BUNDLED_MODEL-verifier/report.md); another
+# model needs its own pair from 'scream verification'
+on_threshold = $VERIFIER_ON
+
+[verifier]
+model = "$VERIFIER_HOME/yamnet.tflite"
+classes = ["Screaming"]
+threshold = $VERIFIER_THRESHOLD
+EOF
+}
+
+# --verifier DIR: both files of YAMNet's release, checked before anything is changed.
+if [ -n "$VERIFIER_DIR" ]; then
+    for file in yamnet.tflite yamnet_class_map.csv; do
+        if [ ! -r "$VERIFIER_DIR/$file" ]; then
+            echo "install.sh: --verifier $VERIFIER_DIR has no readable $file (YAMNet's TF-Lite release:" \
+                "yamnet.tflite and yamnet_class_map.csv)" >&2
+            exit 1
+        fi
+    done
+    VERIFIER_FILE_SHA="$(sha256sum "$VERIFIER_DIR/yamnet.tflite" | cut -d' ' -f1)"
+    if [ "$VERIFIER_FILE_SHA" != "$VERIFIER_SHA256" ]; then
+        echo "install.sh: warning: $VERIFIER_DIR/yamnet.tflite (sha256 ${VERIFIER_FILE_SHA:0:12}) is not the" \
+            "YAMNet that on_threshold = $VERIFIER_ON with threshold = $VERIFIER_THRESHOLD was measured with" \
+            "(${VERIFIER_SHA256:0:12}); check the pair with 'scream verification'" >&2
+    fi
+fi
 
 if [ -n "$CONFIG_ONLY" ]; then
     write_config "$CONFIG_ONLY"
@@ -149,6 +198,16 @@ else
     echo "    $CONFIG_DIR/config.toml exists; kept"
 fi
 
+if [ -n "$VERIFIER_DIR" ]; then
+    step "second stage (verifier) in $VERIFIER_HOME"
+    run install -d -m 0755 "$VERIFIER_HOME"
+    run install -m 0644 "$VERIFIER_DIR/yamnet.tflite" "$VERIFIER_DIR/yamnet_class_map.csv" "$VERIFIER_HOME/"
+    if [ -f "$CONFIG_DIR/config.toml" ] && ! grep -q '^\[verifier\]' "$CONFIG_DIR/config.toml"; then
+        echo "    $CONFIG_DIR/config.toml was kept and names no verifier; to turn it on, add:"
+        verifier_section | sed 's/^/        /'
+    fi
+fi
+
 step "models and state in $STATE_DIR"
 run mkdir -p "$MODELS_DIR/releases"
 if [ ! -e "$MODELS_DIR/current" ]; then
@@ -163,6 +222,9 @@ fi
 if id "$SERVICE_USER" >/dev/null 2>&1 || [ "$DRY_RUN" -eq 1 ]; then
     run chown -R "$SERVICE_USER:$SERVICE_USER" "$STATE_DIR"
 fi
+
+step "config check, as $SERVICE_USER"
+run runuser -u "$SERVICE_USER" -- "$VENV/bin/scream" listen --config "$CONFIG_DIR/config.toml" --check-config
 
 step "systemd unit $UNIT"
 run install -m 0644 "$SOURCE_DIR/deploy/scream-detector.service" "$UNIT"

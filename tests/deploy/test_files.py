@@ -170,3 +170,121 @@ def test_a_fresh_install_runs_with_the_defaults_not_the_example(tmp_path: Path) 
         assert getattr(config, section) == getattr(defaults, section), section
     example = load_config(out / "config.example.toml")
     assert example.site.name == "hallway-pi" and example.schedule  # the reference, unchanged
+
+
+def _installer_constant(name: str) -> str:
+    values = re.findall(rf"^{name}=(\S+)", (DEPLOY / "install.sh").read_text(), re.MULTILINE)
+    assert len(values) == 1, name
+    return values[0]
+
+
+def test_the_installer_turns_the_verifier_on_with_the_pair_measured_for_the_bundled_model() -> None:
+    """install.sh --verifier writes the pair `scream verification` chose for the bundled model, with
+    the YAMNet it was measured with: the constants follow the checked-in report."""
+    import hashlib
+    import json
+
+    root = DEPLOY.parent / "models"
+    bundled = Path(DEFAULT_MODEL_NAME).stem
+    report = json.loads((root / f"{bundled}-verifier" / "report.json").read_text())
+    assert report["model_sha256"] == hashlib.sha256((root / DEFAULT_MODEL_NAME).read_bytes()).hexdigest()
+    assert report["verifier"]["classes"] == ["Screaming"]
+    assert _installer_constant("VERIFIER_SHA256") == report["verifier"]["sha256"]
+    verified = report["points"]["verified"]
+    assert float(_installer_constant("VERIFIER_ON")) == verified["on"]
+    assert float(_installer_constant("VERIFIER_THRESHOLD")) == verified["verifier_threshold"]
+
+
+def _verifier_folder(stand_in_verifier: Path, tmp_path: Path) -> Path:
+    """The stand-in second stage under the names of YAMNet's release, as --verifier takes them."""
+    folder = tmp_path / "yamnet"
+    folder.mkdir()
+    shutil.copyfile(stand_in_verifier, folder / "yamnet.tflite")
+    shutil.copyfile(stand_in_verifier.with_name("standin_class_map.csv"), folder / "yamnet_class_map.csv")
+    return folder
+
+
+def test_a_fresh_install_with_a_verifier_configures_it_and_its_config_passes_the_check(
+    tiny_model: Path, stand_in_verifier: Path, tmp_path: Path
+) -> None:
+    from edge.config import load_config
+
+    folder = _verifier_folder(stand_in_verifier, tmp_path)
+    out = tmp_path / "etc"
+    proc = subprocess.run(
+        ["bash", str(DEPLOY / "install.sh"), "--config-only", str(out), "--verifier", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    # Not the YAMNet the pair was measured with: said, not refused.
+    assert "warning" in proc.stderr and "is not the YAMNet" in proc.stderr
+    config = load_config(out / "config.toml")
+    assert config.verifier.model == "/opt/scream-detector/yamnet/yamnet.tflite"
+    assert config.verifier.classes == ["Screaming"] and config.verifier.threshold == 0.01
+    assert config.detector.on_threshold == 0.9229
+    # The same file, with the paths of this machine, is what `listen --check-config` loads.
+    text = (
+        (out / "config.toml")
+        .read_text()
+        .replace("/opt/scream-detector/yamnet", str(folder))
+        .replace("/var/lib/scream-detector/models/current/model.tflite", str(tiny_model))
+        .replace("/var/lib/scream-detector", str(tmp_path / "state"))
+    )
+    (out / "config.toml").write_text(text)
+    check = subprocess.run(
+        [SCREAM, "listen", "--config", str(out / "config.toml"), "--check-config"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert check.returncode == 0, check.stderr
+    assert f"verifier {folder / 'yamnet.tflite'} (Screaming >= 0.01)" in check.stdout
+
+
+def test_installer_dry_run_with_a_verifier_installs_both_files_and_checks_the_config(
+    stand_in_verifier: Path, tmp_path: Path
+) -> None:
+    src = _fake_source(tmp_path)
+    folder = _verifier_folder(stand_in_verifier, tmp_path)
+    proc = subprocess.run(
+        ["bash", str(DEPLOY / "install.sh"), "--dry-run", "--source", str(src), "--verifier", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    steps = [line for line in lines if line.startswith("==> ")]
+    at = steps.index("==> second stage (verifier) in /opt/scream-detector/yamnet")
+    assert steps[at - 1].startswith("==> config in") and steps[at + 1].startswith("==> models and state")
+    assert (
+        f"    $ install -m 0644 {folder}/yamnet.tflite {folder}/yamnet_class_map.csv /opt/scream-detector/yamnet/"
+        in lines
+    )
+    check = steps.index("==> config check, as scream")
+    assert steps[check + 1].startswith("==> systemd unit")
+    assert (
+        "    $ runuser -u scream -- /opt/scream-detector/venv/bin/scream listen"
+        " --config /etc/scream-detector/config.toml --check-config" in lines
+    )
+
+
+def test_installer_refuses_a_verifier_folder_without_both_files_before_any_step(
+    stand_in_verifier: Path, tmp_path: Path
+) -> None:
+    src = _fake_source(tmp_path)
+    folder = _verifier_folder(stand_in_verifier, tmp_path)
+    (folder / "yamnet_class_map.csv").unlink()
+    for extra in (["--dry-run", "--source", str(src)], ["--config-only", str(tmp_path / "etc")]):
+        proc = subprocess.run(
+            ["bash", str(DEPLOY / "install.sh"), *extra, "--verifier", str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 1
+        assert f"--verifier {folder} has no readable yamnet_class_map.csv" in proc.stderr
+        assert "==>" not in proc.stdout
+        assert not (tmp_path / "etc").exists()
