@@ -147,6 +147,26 @@ def test_ansible_playbook_syntax() -> None:
     site = (DEPLOY / "ansible" / "site.yml").read_text()
     assert "max_fail_percentage: 0" in site and "serial:" in site and "rescue:" in site
 
+    # The second stage reaches a fleet as it reaches one Pi: its files, then the installer's --verifier.
+    import jinja2
+    import yaml
+
+    tasks = {task["name"]: task for task in yaml.safe_load(site)[0]["tasks"]}
+    upload = tasks["Upload the second stage for the installer"]
+    assert upload["when"] == "verifier_dir is defined"
+    assert upload["loop"] == ["yamnet.tflite", "yamnet_class_map.csv"]
+    command = jinja2.Environment().from_string(tasks["Run the installer (safe to repeat)"]["ansible.builtin.command"])
+    src = "/opt/scream-detector/src"
+    assert upload["ansible.builtin.copy"]["dest"] == "{{ src_dir }}/verifier/{{ item }}"
+    assert command.render(src_dir=src).split() == [f"{src}/deploy/install.sh", "--source", src]
+    assert command.render(src_dir=src, verifier_dir="yamnet").split() == [
+        f"{src}/deploy/install.sh",
+        "--source",
+        src,
+        "--verifier",
+        f"{src}/verifier",
+    ]
+
 
 def test_a_fresh_install_runs_with_the_defaults_not_the_example(tmp_path: Path) -> None:
     """The config install.sh writes: the site named after the host, every output on, no schedule
