@@ -212,6 +212,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         scenes=args.scenes,
         baseline=args.baseline,
+        level_spread_db=args.level_spread,
+        hop_ms=args.hop_ms,
     )
     return EXIT_OK
 
@@ -497,5 +499,19 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
         "--baseline",
         metavar="MODEL",
         help="a second model scored on the same clips: each metric's difference with a paired 95%% interval",
+    )
+    evaluate.add_argument(
+        "--level-spread",
+        type=float,
+        default=0.0,
+        metavar="DB",
+        help="each stream and scene non-scream at a random gain within +-DB (crossval --by source uses 10)",
+    )
+    evaluate.add_argument(
+        "--hop-ms",
+        type=int,
+        default=0,
+        help="decide the stream and scenes as `listen` does with `[detector] hop_ms` set to this "
+        "(a multiple of 10 in 10-1000; 0, the default: the model's own hop)",
     )
     evaluate.set_defaults(func=cmd_evaluate)

@@ -19,7 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.classifier import Classifier
-from edge.errors import ModelError
+from edge.config import DetectorConfig
+from edge.errors import ConfigError, ModelError
 from edge.features import FeatureParams
 from edge.pipeline import detection_settings
 from train import metrics
@@ -208,18 +209,27 @@ def evaluate_with_scores(
     make_plots: bool = True,
     baseline: str | os.PathLike[str] | None = None,
     level_spread_db: float = 0.0,
+    hop_ms: int = 0,
 ) -> Evaluation:
     """Evaluate a model on a data set (or one split of it); writes report.md, report.json and plots.
 
     With `baseline`, a second model is scored on the same clips, stream and scenes, and the report adds
     each ranking metric's difference with a paired 95% interval (`compare_with_baseline`).
     `level_spread_db`: the stream's and scenes' non-screams each at a random gain within +-that
-    many dB (train/scenes.py stream_and_scene); 0 keeps their recorded levels."""
+    many dB (train/scenes.py stream_and_scene); 0 keeps their recorded levels. `hop_ms` > 0: the
+    stream and scenes are decided as `listen` decides with `[detector] hop_ms` set to it (windows that
+    often, patience and smoothing over the same span of time); the clips' window metrics keep the
+    model's hop."""
+    site = DetectorConfig(hop_ms=hop_ms)
+    hop_ok, hop_rule = site._check()["hop_ms"]
+    if not hop_ok:
+        raise ConfigError(f"hop_ms must be {hop_rule}, got {hop_ms}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     classifier = Classifier(model, expected_features=FeatureParams())
     side = classifier.sidecar
-    decisions, _ = detection_settings(side)  # what `listen` runs with the default config, gate included
+    # What `listen` runs with the default config (and `hop_ms`), gate included.
+    decisions, hop = detection_settings(side, site)
     dataset = load_dataset(data)
     clips = restrict_to_split(dataset.clips, Path(splits_file), split, dataset.base) if splits_file else dataset.clips
     cache = WaveformCache(
@@ -281,16 +291,17 @@ def evaluate_with_scores(
     # Scored once; the shipped decisions and each variant replay the same scores.
     other = Classifier(baseline, expected_features=FeatureParams()) if baseline else None
     stream, scene, truth, layout = stream_and_scene(clips, waves, side.features, seed, level_spread_db=level_spread_db)
-    stream_scores = score_stream(classifier, stream)
+    stream_scores = score_stream(classifier, stream, hop_frames=hop)
+    base_hop = detection_settings(other.sidecar, site)[1] if other is not None else 0
     scene_scores, base_scene_scores = [], []
     for k in range(scenes):  # the first scene is built on the stream above; the others reorder it
         if k:
             _, scene, truth, _ = stream_and_scene(
                 clips, waves, side.features, seed + k, level_spread_db=level_spread_db
             )
-        scene_scores.append((score_stream(classifier, scene), truth))
+        scene_scores.append((score_stream(classifier, scene, hop_frames=hop), truth))
         if other is not None:  # scored now: a scene's audio is not kept
-            base_scene_scores.append((score_stream(other, scene), truth))
+            base_scene_scores.append((score_stream(other, scene, hop_frames=base_hop), truth))
     del scene
     curve = scene_curve(scene_scores, decisions, curve_thresholds(scene_scores))
     stream_starts, stream_result, scene_result = decision_outcome(stream_scores, scene_scores, decisions)
@@ -300,7 +311,9 @@ def evaluate_with_scores(
     variants = decision_variants(stream_scores, scene_scores, decisions, shipped=(stream_result, scene_result))
     against, base_scored = None, None
     if other is not None:
-        against, base_scored = compare_with_baseline(other, clips, waves, scored, stream, base_scene_scores, seed)
+        against, base_scored = compare_with_baseline(
+            other, clips, waves, scored, stream, base_scene_scores, seed, site=site
+        )
 
     report: dict[str, Any] = {
         "model": {
@@ -312,6 +325,8 @@ def evaluate_with_scores(
                 "describe": decisions.describe(),
                 "loudness_gate_dbfs": decisions.loudness_gate_dbfs,
                 "noise_floor_margin_db": decisions.noise_floor_margin_db,
+                "hop_ms": round(hop * side.features.hop_ms),
+                "model_hop_ms": round(side.hop_frames * side.features.hop_ms),
             },
             "operating_point": side.raw["thresholds"].get("validation"),
             "runtime": classifier.runtime,
@@ -355,12 +370,15 @@ def compare_with_baseline(
     stream: FloatArray,
     scenes: list[tuple[StreamScores, list[dict[str, Any]]]],
     seed: int,
+    *,
+    site: DetectorConfig | None = None,
 ) -> tuple[dict[str, Any], list[ClipScores]]:
     """The evaluated model against `baseline` on the same clips: each ranking metric of windows and
     clips for both, and their difference with a paired bootstrap interval over recording groups; and
     the continuous stream's false alarms under each model's own shipped decisions, and the baseline's
-    operating curve on the same scenes (`scenes`: as the baseline scored them). Also returns the
-    baseline's scores, window by window as `scored`."""
+    operating curve on the same scenes (`scenes`: as the baseline scored them), both decided with
+    `site` (the default config if None). Also returns the baseline's scores, window by window as
+    `scored`."""
     base_side = baseline.sidecar
     base_scored = score_clips(baseline, clips, waves)
     labels, scores = split_windows(scored)
@@ -372,8 +390,8 @@ def compare_with_baseline(
             f"({base_side.window_frames} frames every {base_side.hop_frames}): only models with the same "
             "window and hop can be compared window by window"
         )
-    base_stream = score_stream(baseline, stream)
-    base_decisions = detection_settings(base_side)[0]
+    base_decisions, base_hop = detection_settings(base_side, site)
+    base_stream = score_stream(baseline, stream, hop_frames=base_hop)
     base_starts, _, _ = decide(base_stream, base_decisions)
     base_curve = scene_curve(scenes, base_decisions, curve_thresholds(scenes))
     comparison = {

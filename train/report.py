@@ -99,8 +99,11 @@ def gate_text(report: dict[str, Any]) -> str:
     if not d:  # a report written before the gate was applied outside `listen`
         return "the shipped thresholds and patience, without the loudness gate"
     floor = f", noise floor + {d['noise_floor_margin_db']:g} dB" if d.get("noise_floor_margin_db") else ""
+    config = "the default config"
+    if d.get("hop_ms") and d["hop_ms"] != d.get("model_hop_ms"):
+        config = f"`[detector] hop_ms = {d['hop_ms']}` (the model's own hop: {d['model_hop_ms']} ms)"
     return (
-        f"those `scream listen` runs with the default config: {d['describe']}, loudness gate "
+        f"those `scream listen` runs with {config}: {d['describe']}, loudness gate "
         f"{d['loudness_gate_dbfs']:g} dBFS{floor} (windows quieter than it start no event)"
     )
 

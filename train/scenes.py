@@ -39,12 +39,12 @@ class StreamScores:
         return np.array([w.start_s for w in self.windows])
 
 
-def score_stream(classifier: Classifier, audio: FloatArray) -> StreamScores:
+def score_stream(classifier: Classifier, audio: FloatArray, *, hop_frames: int = 0) -> StreamScores:
     """Replay audio (at the model rate) in 100 ms chunks through the edge's streaming scorer, at the
-    hop `listen` uses with the default config."""
+    hop `listen` uses with the default config, or every `hop_frames` feature frames."""
     side = classifier.sidecar
     rate = side.features.sample_rate_hz
-    _, hop = detection_settings(side)
+    hop = hop_frames or detection_settings(side)[1]
     scorer = StreamingScorer(classifier, side.features, hop_frames=hop, source_rate_hz=rate)
     windows = [w for chunk in chunked(audio, rate // 10) for w in scorer.push(chunk)] + scorer.flush()
     return StreamScores(windows, audio.size / rate)

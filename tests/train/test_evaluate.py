@@ -361,3 +361,65 @@ def test_scenes_carry_each_screams_source_and_vary_levels_when_asked() -> None:
     )
     again, _, _, _ = stream_and_scene(clips, waves, features, seed=4, level_spread_db=10.0)
     np.testing.assert_array_equal(again, varied)  # seeded
+
+
+def test_evaluate_decides_streams_and_scenes_at_a_sites_hop(  # type: ignore[no-untyped-def]
+    tiny_training, synthetic_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--hop-ms replays the stream and scenes as `listen` runs with `[detector] hop_ms` (the model's
+    patience over the same span of time), for the model and its baseline alike; a hop the config
+    would refuse is refused before anything is written."""
+    from edge.classifier import Classifier
+    from edge.config import DetectorConfig
+    from edge.errors import ConfigError
+    from edge.pipeline import detection_settings
+    from train import evaluate as evaluation
+    from train.scenes import score_stream
+
+    model = tiny_training.model_path
+    side = Classifier(model).sidecar
+    common = {
+        "splits_file": model.parent / f"{model.stem}-run" / "splits.tsv",
+        "cache_dir": str(tmp_path / "cache"),
+        "scenes": 2,
+        "make_plots": False,
+    }
+    hops: list[int] = []
+
+    def spy(classifier, audio, *, hop_frames=0):  # type: ignore[no-untyped-def]
+        hops.append(hop_frames)
+        return score_stream(classifier, audio, hop_frames=hop_frames)
+
+    monkeypatch.setattr(evaluation, "score_stream", spy)
+    report = evaluation.evaluate(model, synthetic_dataset, out_dir=tmp_path / "r", baseline=model, hop_ms=100, **common)
+    # the stream, two scenes, and the same for the baseline: all 10 frames (100 ms) apart
+    assert hops == [10] * 6 and side.hop_frames * side.features.hop_ms != 100
+    decisions = report["model"]["decisions"]
+    assert decisions["hop_ms"] == 100 and decisions["model_hop_ms"] == round(side.hop_frames * side.features.hop_ms)
+    site, _ = detection_settings(side, DetectorConfig(hop_ms=100))
+    assert decisions["describe"] == site.describe()  # (patience rescaled: tests/edge/test_classifier.py)
+    assert report["decision_variants"][0]["decisions"] == site.describe()
+    assert "`[detector] hop_ms = 100` (the model's own hop:" in (tmp_path / "r" / "report.md").read_text()
+
+    hops.clear()
+    own = evaluation.evaluate(model, synthetic_dataset, out_dir=tmp_path / "o", **common)
+    assert hops == [side.hop_frames] * 3
+    assert own["model"]["decisions"]["hop_ms"] == own["model"]["decisions"]["model_hop_ms"]
+    assert "with the default config" in (tmp_path / "o" / "report.md").read_text()
+
+    with pytest.raises(ConfigError, match=r"hop_ms must be 0 .* got 15"):
+        evaluation.evaluate(model, synthetic_dataset, out_dir=tmp_path / "bad", hop_ms=15, **common)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_stream_scored_at_a_hop_has_its_windows_that_far_apart(tiny_model: Path) -> None:
+    from edge.classifier import Classifier
+    from train.scenes import score_stream
+
+    classifier = Classifier(tiny_model)
+    audio = np.random.default_rng(1).normal(0, 0.05, 16000 * 4).astype(np.float32)
+    for hop in (5, 10, classifier.sidecar.hop_frames):
+        starts = score_stream(classifier, audio, hop_frames=hop).start_s
+        np.testing.assert_allclose(np.diff(starts), hop * classifier.sidecar.features.hop_ms / 1000)
+    own = score_stream(classifier, audio).start_s
+    np.testing.assert_allclose(np.diff(own), classifier.sidecar.hop_frames * classifier.sidecar.features.hop_ms / 1000)
