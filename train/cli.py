@@ -118,6 +118,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         seed=args.seed,
         baseline=args.baseline,
         level_spread_db=args.level_spread,
+        hop_ms=args.hop_ms,
     )
     return EXIT_OK
 
@@ -390,6 +391,13 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
         type=float,
         metavar="DB",
         help="each scene non-scream at a random gain within +-DB (default 10 with --by source, else 0)",
+    )
+    cv.add_argument(
+        "--hop-ms",
+        type=int,
+        default=0,
+        help="decide every fold's streams and scenes as `listen` does with `[detector] hop_ms` set to this "
+        "(as scream evaluate --hop-ms; fold models already in --out are reused)",
     )
     cv.add_argument(
         "--baseline",

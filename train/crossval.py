@@ -137,6 +137,7 @@ def run_fold(
     seed: int,
     baseline: Path | None = None,
     level_spread_db: float = 0.0,
+    hop_ms: int = 0,
 ) -> FoldResult:
     model = out / f"fold-{config.fold}.tflite"
     trained_now = not reusable(model, config, test_clips, base)
@@ -157,6 +158,7 @@ def run_fold(
         make_plots=False,
         baseline=baseline / f"fold-{config.fold}.tflite" if baseline else None,
         level_spread_db=level_spread_db,
+        hop_ms=hop_ms,
     )
     scored, base_scored = evaluation.scored, evaluation.baseline_scored
     labels, scores = split_windows(scored)
@@ -186,6 +188,7 @@ def crossval(
     seed: int = 0,
     baseline: str | os.PathLike[str] | None = None,
     level_spread_db: float | None = None,
+    hop_ms: int = 0,
 ) -> dict[str, Any]:
     """Train and evaluate `folds` fold models; writes report.md and report.json to `out_dir`.
 
@@ -195,7 +198,11 @@ def crossval(
 
     `baseline`: the folder of another cross-validation of the same data set and folds (another
     recipe); each fold's baseline model is scored on the same test fold, and the report adds every
-    pooled metric's difference with a paired interval over recording groups."""
+    pooled metric's difference with a paired interval over recording groups.
+
+    `hop_ms` > 0: every fold's streams and scenes (the baseline's too) are decided as `listen` decides
+    with `[detector] hop_ms` set to it (`scream evaluate --hop-ms`); the fold models are the same, so
+    a finished run evaluated again at another hop trains nothing."""
     config = config or TrainConfig()
     if level_spread_db is None:
         level_spread_db = LEVEL_SPREAD_DB if config.split_by == "source" else 0.0
@@ -220,6 +227,7 @@ def crossval(
             seed=seed,
             baseline=base_dir,
             level_spread_db=level_spread_db,
+            hop_ms=hop_ms,
         )
         for k in range(folds)
     ]
@@ -230,6 +238,7 @@ def crossval(
                 raise RuntimeError(f"folds {i} and {j} both test group {sorted(tested[i] & tested[j])[0]!r}")
     report = pooled_report(results, config=config, data=data, folds=folds, scenes=scenes, seed=seed)
     report["level_spread_db"] = level_spread_db
+    report["hop_ms"] = hop_ms or None  # None: each fold model's own hop
     if base_dir and base_recipe is not None:
         report["baseline"] = pooled_baseline(results, base_dir, base_recipe, report["recipe"], seed=seed)
     report["seconds"] = round(time.monotonic() - started, 1)

@@ -590,6 +590,8 @@ def _crossval_headline(report: dict[str, Any], unit: str) -> list[str]:
         return []
     spread = report.get("level_spread_db")
     what = f"each fold's own test {unit}" + (f", non-screams within +-{spread:g} dB" if spread else "")
+    if report.get("hop_ms"):
+        what += f", decided with `[detector] hop_ms = {report['hop_ms']}`"
     return [*headline_lines(report["headline"], what=what), ""]
 
 

@@ -179,6 +179,17 @@ def test_crossval_scores_every_group_once_pools_the_folds_and_resumes(
     assert "fold 1 of 3: reusing" in log and "fold 2 of 3: training" in log
     assert (out / "fold-1.tflite").read_bytes() == model_bytes  # seeded: the retrained fold is the same model
     assert again["pooled"] == report["pooled"]
+    # Evaluated again at a site's hop: the same fold models, nothing trained, every fold decided at it.
+    hop_out = tmp_path / "cv-hop"
+    shutil.copytree(out, hop_out)
+    at_hop = crossval(data, hop_out, folds=3, config=config, scenes=1, hop_ms=100)
+    assert not any(r["trained_this_run"] for r in at_hop["fold_rows"]) and at_hop["hop_ms"] == 100
+    for k in range(3):
+        decisions = json.loads((hop_out / f"fold-{k}-report" / "report.json").read_text())["model"]["decisions"]
+        assert decisions["hop_ms"] == 100 != decisions["model_hop_ms"]
+    assert at_hop["pooled"]["windows"] == report["pooled"]["windows"]  # the clips' windows keep the model's hop
+    assert "decided with `[detector] hop_ms = 100`" in (hop_out / "report.md").read_text()
+    assert report["hop_ms"] is None
     # Against a baseline run: a copy of this one whose fold 1 is fold 0's model (trained without
     # fold 1 too) and whose sidecars say another epoch count.
     base = tmp_path / "baseline"
@@ -309,6 +320,9 @@ def test_the_training_commands_hand_their_options_over(
         assert seen["config"].teacher_hard_negative == 0.0  # type: ignore[attr-defined]
         assert main(["crossval", "--data", "d", "--out", "o", "--teacher-hard-negatives", "0.02"]) == 0
         assert seen["config"].teacher_hard_negative == 0.02  # type: ignore[attr-defined]
+        assert seen["hop_ms"] == 0
+        assert main(["crossval", "--data", "d", "--out", "o", "--hop-ms", "100"]) == 0
+        assert seen["hop_ms"] == 100
     else:
         argv = ["adapt", "--model", "m.tflite", "--site", "s", "--corpus", "c", "--out", "models/x.tflite"]
         from train.adapt import OPERATING_POINTS, AdaptConfig
