@@ -301,7 +301,5 @@ class WaveformCache:
         if cached.exists():
             return np.load(cached)
         samples = decode_at(path, self.rate_hz)
-        # A temporary file of this writer's own: two runs sharing the cache may decode the same clip at
-        # once, and one must never move the other's half-written file into place.
         write_atomically(cached, lambda f: np.save(f, samples))
         return samples

@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.classifier import Classifier
-from edge.config import DetectorConfig
-from edge.errors import ConfigError, ModelError
+from edge.config import DetectorConfig, parse_config
+from edge.errors import ModelError
 from edge.features import FeatureParams
 from edge.pipeline import detection_settings
 from train import metrics
@@ -220,10 +220,7 @@ def evaluate_with_scores(
     stream and scenes are decided as `listen` decides with `[detector] hop_ms` set to it (windows that
     often, patience and smoothing over the same span of time); the clips' window metrics keep the
     model's hop."""
-    site = DetectorConfig(hop_ms=hop_ms)
-    hop_ok, hop_rule = site._check()["hop_ms"]
-    if not hop_ok:
-        raise ConfigError(f"hop_ms must be {hop_rule}, got {hop_ms}")
+    site = parse_config({"detector": {"hop_ms": hop_ms}}).detector  # validated as a config file's would be
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     classifier = Classifier(model, expected_features=FeatureParams())
