@@ -240,11 +240,13 @@ class Receiver(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         action = Receiver.script.pop(0) if Receiver.script else "200"
+        # Recorded on arrival: a "sleep" request outlives the client's timeout, and the retries that
+        # follow it may be answered before it wakes.
+        Receiver.received.append((body, dict(self.headers)))
+        Receiver.times.append(time.monotonic())
         if action == "sleep":
             time.sleep(1.0)
             action = "200"
-        Receiver.received.append((body, dict(self.headers)))
-        Receiver.times.append(time.monotonic())
         if ":" in action:  # "429:2": that status with "Retry-After: 2"
             code, after = action.split(":")
             self.send_response(int(code))
