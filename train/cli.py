@@ -28,6 +28,7 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         procedural_fraction=args.procedural_fraction,
         spoken_fraction=args.spoken_fraction,
         distill_weight=args.distill_weight,
+        distill_target=args.distill_target,
         teacher_dir=args.teacher,
         min_teacher_scream=args.min_teacher_scream,
         teacher_hard_negative=args.teacher_hard_negatives,
@@ -259,8 +260,15 @@ def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
         "--distill-weight",
         type=float,
         default=0.0,
-        help="> 0: also learn the teacher's embedding of every augmented excerpt, with this loss weight "
-        "(an auxiliary head dropped at export; train/distill.py; default 0, off)",
+        help="> 0: also learn the teacher's view (--distill-target) of every augmented excerpt, with this loss "
+        "weight (an auxiliary head dropped at export; train/distill.py; default 0, off)",
+    )
+    parser.add_argument(
+        "--distill-target",
+        choices=("embedding", "scores"),
+        default="embedding",
+        help="what --distill-weight learns: the teacher's 1024-d embedding (cosine loss, the default) or its "
+        "521 AudioSet class scores (binary cross-entropy to them)",
     )
     parser.add_argument(
         "--min-teacher-scream",

@@ -1,10 +1,18 @@
 """Distillation: the student learns the teacher's view of the same augmented audio.
 
 Every training excerpt (0.975 s at 16 kHz, exactly YAMNet's input) goes through the teacher after
-augmentation, so the target is the teacher's embedding of what the student hears. The student gets
-an auxiliary head (train/model.py `distill_dim`): a unit-length projection of its pooled features,
-trained with a cosine loss towards the teacher's unit-length embedding, weighted
-`TrainConfig.distill_weight` beside the scream loss. Early stopping and the learning-rate schedule
+augmentation, so the target is the teacher's view of what the student hears, one of two
+(`TrainConfig.distill_target`):
+
+- "embedding": YAMNet's unit-length 1024-d embedding. The student's auxiliary head
+  (train/model.py `distill_dim`) is a unit-length projection of its pooled features, trained with a
+  cosine loss.
+- "scores": YAMNet's 521 AudioSet class scores (sigmoid probabilities). The auxiliary head is one
+  sigmoid per class on the pooled features, trained with the binary cross-entropy to the teacher's
+  scores (soft labels), averaged over classes: what the teacher hears in the excerpt, named (a sigh,
+  a baby's cry, a ringtone), not only a point in its embedding space.
+
+Either is weighted `TrainConfig.distill_weight` beside the scream loss. Early stopping and the learning-rate schedule
 follow validation PR AUC of the scream output alone, and export keeps only that output
 (`scream_only`): the edge runs the same single-output int8 model, and never the teacher.
 """
@@ -19,7 +27,7 @@ import numpy.typing as npt
 
 from edge.features import FeatureParams
 from train import metrics
-from train.corpus.teacher import RATE_HZ, WINDOW_SAMPLES, Teacher
+from train.corpus.teacher import RATE_HZ, WINDOW_SAMPLES, Teacher, TeacherScores
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -30,10 +38,15 @@ def load_teacher(directory: str) -> Teacher:
     return YamnetTeacher(Path(directory), threads=1)
 
 
-class TeacherTargets:
-    """The teacher's unit-length embedding of each excerpt of a batch."""
+TARGETS = ("embedding", "scores")
 
-    def __init__(self, teacher: Teacher, features: FeatureParams, window_frames: int) -> None:
+
+class TeacherTargets:
+    """The teacher's unit-length embedding, or its class scores, of each excerpt of a batch."""
+
+    def __init__(self, teacher: Teacher, features: FeatureParams, window_frames: int, target: str = "embedding") -> None:
+        if target not in TARGETS:
+            raise ValueError(f"unknown distillation target {target!r}: expected one of {', '.join(TARGETS)}")
         length = (window_frames - 1) * features.hop_samples + features.window_samples
         if features.sample_rate_hz != RATE_HZ or length != WINDOW_SAMPLES:
             raise ValueError(
@@ -42,11 +55,19 @@ class TeacherTargets:
             )
         self.teacher = teacher
         self.identity = teacher.identity
-        probe = teacher.analyse(np.zeros(WINDOW_SAMPLES, np.float32)).embedding
-        self.dim = int(probe.size)
+        self.target = target
+        self.dim = int(self._of(teacher.analyse(np.zeros(WINDOW_SAMPLES, np.float32))).size)
+
+    def _of(self, analysed: TeacherScores) -> FloatArray:
+        # One teacher window per excerpt, so its maximum over windows is its score.
+        return analysed.embedding if self.target == "embedding" else analysed.max_scores
+
+    def describe(self) -> str:
+        return f"{self.dim}-d embedding" if self.target == "embedding" else f"{self.dim} class scores"
 
     def embed(self, excerpts: list[FloatArray]) -> FloatArray:
-        return np.stack([self.teacher.analyse(x).embedding for x in excerpts]).astype(np.float32)
+        """The target of each excerpt: (n, dim)."""
+        return np.stack([self._of(self.teacher.analyse(x)) for x in excerpts]).astype(np.float32)
 
 
 def fit_distilled(model: Any, batches: Any, val: Any, config: Any) -> tuple[Any, Any, dict[str, list[float]]]:
@@ -58,11 +79,14 @@ def fit_distilled(model: Any, batches: Any, val: Any, config: Any) -> tuple[Any,
     from train.pipeline import _keras_sequence
 
     student = scream_only(model)
+    teacher_loss = (
+        keras.losses.CosineSimilarity() if config.distill_target == "embedding" else keras.losses.BinaryCrossentropy()
+    )
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss={
             "scream": keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
-            "teacher": keras.losses.CosineSimilarity(),
+            "teacher": teacher_loss,
         },
         loss_weights={"scream": 1.0, "teacher": config.distill_weight},
     )

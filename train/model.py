@@ -17,6 +17,7 @@ def build_model(
     head: str = "global",
     name: str = "scream_cnn",
     distill_dim: int = 0,
+    distill_target: str = "embedding",
 ) -> Any:
     """A Keras model: log-mel window (frames, mels, 1) -> scream probability.
 
@@ -24,8 +25,9 @@ def build_model(
     time only and keeps each mel region apart, so the classifier knows where in the spectrum (how
     high) a sound is, not only what its local texture looks like.
 
-    `distill_dim` > 0 adds a second output, "teacher": a unit-length `distill_dim`-d projection of
-    the pooled features, trained towards the teacher's embedding of the same audio (train/distill.py).
+    `distill_dim` > 0 adds a second output, "teacher", trained towards the teacher's view of the same
+    audio (train/distill.py): for `distill_target` "embedding" a unit-length `distill_dim`-d
+    projection of the pooled features, for "scores" `distill_dim` sigmoids (one per teacher class).
     `scream_only` drops it again for export and ensembles."""
     if head not in ("global", "frequency"):
         raise ValueError(f"unknown model head {head!r}: expected 'global' or 'frequency'")
@@ -56,8 +58,13 @@ def build_model(
     outputs = layers.Dense(1, activation="sigmoid", name="scream")(x)
     if distill_dim <= 0:
         return keras.Model(inputs, outputs, name=name)
-    projected = layers.Dense(distill_dim, name="teacher_projection")(features)
-    teacher = layers.UnitNormalization(name="teacher")(projected)
+    if distill_target == "scores":
+        teacher = layers.Dense(distill_dim, activation="sigmoid", name="teacher")(features)
+    elif distill_target == "embedding":
+        projected = layers.Dense(distill_dim, name="teacher_projection")(features)
+        teacher = layers.UnitNormalization(name="teacher")(projected)
+    else:
+        raise ValueError(f"unknown distillation target {distill_target!r}: expected 'embedding' or 'scores'")
     return keras.Model(inputs, {"scream": outputs, "teacher": teacher}, name=name)
 
 

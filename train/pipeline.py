@@ -54,9 +54,11 @@ class TrainConfig:
     # a pool of `spoken_pool` said once per run. 0 (off) keeps the random stream as it was.
     spoken_fraction: float = 0.0
     spoken_pool: int = 600
-    # > 0: the student also learns the teacher's embedding of every augmented excerpt (an auxiliary
-    # head dropped at export, train/distill.py), with this weight beside the scream loss.
+    # > 0: the student also learns the teacher's view of every augmented excerpt (an auxiliary head
+    # dropped at export, train/distill.py), with this weight beside the scream loss: its embedding
+    # (distill_target "embedding", cosine loss) or its AudioSet class scores ("scores", cross-entropy).
     distill_weight: float = 0.0
+    distill_target: str = "embedding"
     teacher_dir: str = "../shared/models/yamnet"  # YAMNet as TF-Lite, for distill_weight > 0
     label_smoothing: float = 0.1
     # > 0: screams of the train and validation splits whose teacher audit (the manifest's
@@ -209,7 +211,8 @@ class AugmentedBatches:
         return windows, labels
 
     def batch_with_teacher(self, index: int) -> tuple[FloatArray, dict[str, FloatArray]]:
-        """The same batch, with the teacher's embedding of each augmented excerpt as a second target."""
+        """The same batch, with the teacher's embedding or class scores of each augmented excerpt as a
+        second target."""
         assert self.teacher is not None
         windows, labels, excerpts = self._batch(index)
         return windows, {"scream": labels, "teacher": self.teacher.embed(excerpts)}
@@ -379,8 +382,10 @@ def train(
     if config.distill_weight > 0:
         from train.distill import TeacherTargets, load_teacher
 
-        targets = TeacherTargets(teacher or load_teacher(config.teacher_dir), features, config.window_frames)
-        _log(f"distilling {targets.identity} ({targets.dim}-d embedding) with weight {config.distill_weight}")
+        targets = TeacherTargets(
+            teacher or load_teacher(config.teacher_dir), features, config.window_frames, target=config.distill_target
+        )
+        _log(f"distilling {targets.identity} ({targets.describe()}) with weight {config.distill_weight}")
     names = [f"member_{k}" for k in range(config.members)] if config.members > 1 else ["scream_cnn"]
     fits = [
         _fit_member(
@@ -474,6 +479,7 @@ def _fit_member(
         head=config.head,
         name=name,
         distill_dim=teacher.dim if teacher is not None else 0,
+        distill_target=teacher.target if teacher is not None else "embedding",
     )
     if teacher is not None:
         from train.distill import fit_distilled

@@ -360,6 +360,8 @@ def _recipe_text(config: dict[str, Any]) -> str:
     ):
         if config.get(key):
             options.append(f"`{flag} {config[key]:g}`")
+    if config.get("distill_weight") and config.get("distill_target", "embedding") != "embedding":
+        options.append(f"`--distill-target {config['distill_target']}`")
     return "with its defaults" if not options else "with its defaults and " + ", ".join(options)
 
 

@@ -1,5 +1,6 @@
 """Distillation end to end on synthetic audio with a small stand-in teacher: the student learns
-the teacher's embedding beside the scream label, and the export keeps only the scream output."""
+the teacher's embedding or class scores beside the scream label, and the export keeps only the
+scream output."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from train.corpus.teacher import TeacherScores
 
 
 class BandTeacher:
-    """A deterministic stand-in for YAMNet: the unit vector of 256 log band energies of the audio."""
+    """A deterministic stand-in for YAMNet: the unit vector of 256 log band energies of the audio
+    as its embedding, and as its 8 class scores each eighth of the spectrum's share of the energy."""
 
     identity = "band-teacher:1"
-    class_names = ("scream", "other")
+    class_names = tuple(f"band {k}" for k in range(8))
 
     def __init__(self) -> None:
         self.calls = 0
@@ -27,7 +29,8 @@ class BandTeacher:
         bands = np.log(np.array([band.sum() for band in np.array_split(spectrum, 256)]) + 1e-6)
         bands -= bands.mean()
         unit = bands / (np.linalg.norm(bands) + 1e-9)
-        scores = np.zeros(2, np.float32)
+        energy = np.array([part.sum() for part in np.array_split(spectrum, 8)])
+        scores = (energy / (energy.sum() + 1e-12)).astype(np.float32)
         return TeacherScores(scores, scores, unit.astype(np.float32))
 
 
@@ -72,3 +75,37 @@ def test_distillation_needs_the_teachers_window() -> None:
         TeacherTargets(BandTeacher(), FeatureParams(), window_frames=64)
     targets = TeacherTargets(BandTeacher(), FeatureParams(), window_frames=96)
     assert targets.dim == 256 and targets.embed([np.ones(15600, np.float32)] * 2).shape == (2, 256)
+    scores = TeacherTargets(BandTeacher(), FeatureParams(), window_frames=96, target="scores")
+    tone = np.sin(2 * np.pi * 440 * np.arange(15600) / 16000).astype(np.float32)
+    got = scores.embed([tone, tone])
+    assert scores.dim == 8 and got.shape == (2, 8) and got[0].argmax() == 0 and np.isclose(got[0].sum(), 1.0)
+    with pytest.raises(ValueError, match="unknown distillation target 'logits'"):
+        TeacherTargets(BandTeacher(), FeatureParams(), window_frames=96, target="logits")
+
+
+def test_a_student_distilled_on_class_scores_follows_them_and_exports_one_output(tmp_path: Path, tiny_training) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("tensorflow")
+    from edge.classifier import load_interpreter_class
+    from tests.helpers import make_synthetic_dataset, small_recipe
+    from train.pipeline import train
+    from train.report import _recipe_text
+
+    data = make_synthetic_dataset(tmp_path / "data", per_class=45, seed=3)
+    teacher = BandTeacher()
+    config = small_recipe(
+        tmp_path / "cache", epochs=4, steps=10, early_stopping_patience=4, distill_weight=2.0, distill_target="scores"
+    )
+    result = train(data, tmp_path / "distilled", config=config, teacher=teacher)
+    (history,) = result.histories
+    # Binary cross-entropy to the teacher's scores: it falls as the student learns them.
+    assert len(history["teacher_loss"]) == 4 and history["teacher_loss"][-1] < history["teacher_loss"][0]
+    interpreter_class, _ = load_interpreter_class()
+    interpreter = interpreter_class(model_path=str(result.model_path))
+    interpreter.allocate_tensors()
+    outputs = interpreter.get_output_details()
+    assert len(outputs) == 1 and [int(v) for v in outputs[0]["shape"]] == [1, 1]
+    # Same size as the undistilled tiny model: the 8-class head (and its bias) is not exported.
+    sidecar = json.loads(result.model_path.with_suffix(".json").read_text())
+    assert abs(sidecar["size_bytes"] - tiny_training.sidecar["size_bytes"]) < 1000
+    assert sidecar["training"]["config"]["distill_target"] == "scores"
+    assert _recipe_text(sidecar["training"]["config"]).endswith("`--distill-weight 2`, `--distill-target scores`")
