@@ -44,7 +44,9 @@ TARGETS = ("embedding", "scores")
 class TeacherTargets:
     """The teacher's unit-length embedding, or its class scores, of each excerpt of a batch."""
 
-    def __init__(self, teacher: Teacher, features: FeatureParams, window_frames: int, target: str = "embedding") -> None:
+    def __init__(
+        self, teacher: Teacher, features: FeatureParams, window_frames: int, target: str = "embedding"
+    ) -> None:
         if target not in TARGETS:
             raise ValueError(f"unknown distillation target {target!r}: expected one of {', '.join(TARGETS)}")
         length = (window_frames - 1) * features.hop_samples + features.window_samples

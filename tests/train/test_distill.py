@@ -34,9 +34,18 @@ class BandTeacher:
         return TeacherScores(scores, scores, unit.astype(np.float32))
 
 
+def output_shapes(model: Path) -> list[list[int]]:
+    from edge.classifier import load_interpreter_class
+
+    interpreter_class, _ = load_interpreter_class()
+    interpreter = interpreter_class(model_path=str(model))
+    interpreter.allocate_tensors()
+    return [[int(v) for v in output["shape"]] for output in interpreter.get_output_details()]
+
+
 def test_a_distilled_student_exports_the_same_single_output_model(tmp_path: Path, tiny_training) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("tensorflow")
-    from edge.classifier import Classifier, load_interpreter_class
+    from edge.classifier import Classifier
     from tests.helpers import make_synthetic_dataset, small_recipe
     from train.pipeline import train
 
@@ -52,12 +61,7 @@ def test_a_distilled_student_exports_the_same_single_output_model(tmp_path: Path
     for history in result.histories:
         assert {"teacher_loss", "scream_loss", "val_pr_auc"} <= set(history) and len(history["val_pr_auc"]) >= 1
         assert history["teacher_loss"][-1] < 0  # cosine similarity, negated: the student follows the teacher
-    # The export is the edge's usual model: one int8 input, one [1, 1] output, no teacher head.
-    interpreter_class, _ = load_interpreter_class()
-    interpreter = interpreter_class(model_path=str(result.model_path))
-    interpreter.allocate_tensors()
-    outputs = interpreter.get_output_details()
-    assert len(outputs) == 1 and [int(v) for v in outputs[0]["shape"]] == [1, 1]
+    assert output_shapes(result.model_path) == [[1, 1]]  # the edge's usual model, no teacher head
     sidecar = json.loads(result.model_path.with_suffix(".json").read_text())
     assert sidecar["training"]["config"]["distill_weight"] == 0.5
     # Two members of width 8 without the 256-d head (8,192 weights each): twice the tiny member, not more.
@@ -85,7 +89,6 @@ def test_distillation_needs_the_teachers_window() -> None:
 
 def test_a_student_distilled_on_class_scores_follows_them_and_exports_one_output(tmp_path: Path, tiny_training) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("tensorflow")
-    from edge.classifier import load_interpreter_class
     from tests.helpers import make_synthetic_dataset, small_recipe
     from train.pipeline import train
     from train.report import _recipe_text
@@ -99,11 +102,7 @@ def test_a_student_distilled_on_class_scores_follows_them_and_exports_one_output
     (history,) = result.histories
     # Binary cross-entropy to the teacher's scores: it falls as the student learns them.
     assert len(history["teacher_loss"]) == 4 and history["teacher_loss"][-1] < history["teacher_loss"][0]
-    interpreter_class, _ = load_interpreter_class()
-    interpreter = interpreter_class(model_path=str(result.model_path))
-    interpreter.allocate_tensors()
-    outputs = interpreter.get_output_details()
-    assert len(outputs) == 1 and [int(v) for v in outputs[0]["shape"]] == [1, 1]
+    assert output_shapes(result.model_path) == [[1, 1]]
     # Same size as the undistilled tiny model: the 8-class head (and its bias) is not exported.
     sidecar = json.loads(result.model_path.with_suffix(".json").read_text())
     assert abs(sidecar["size_bytes"] - tiny_training.sidecar["size_bytes"]) < 1000
