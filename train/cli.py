@@ -19,9 +19,11 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The TrainConfig that `scream train`'s and `scream crossval`'s recipe options describe."""
     from train.pipeline import TrainConfig
 
-    shape = {k: v for k, v in (("members", args.members), ("width", args.width)) if v is not None}
+    given = (("members", args.members), ("width", args.width), ("onset_window_fraction", args.onset_fraction))
+    # Unset: TrainConfig's default, so the parser need not import the training stack.
+    chosen = {k: v for k, v in given if v is not None}
     return TrainConfig(
-        **shape,
+        **chosen,
         epochs=args.epochs,
         seed=args.seed,
         split_by=args.split_by,
@@ -255,6 +257,12 @@ def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="share of negative excerpts drawn from vowels, hums, laughs, sighs and words said by espeak-ng "
         "(train/spoken.py; needs the espeak-ng package; default 0, off)",
+    )
+    parser.add_argument(
+        "--onset-fraction",
+        type=fraction,
+        help="share of scream excerpts that end 0.25-0.6 s after the scream's onset, as the live detector "
+        "hears a scream that has just begun (train/windows.py; default 0.3)",
     )
     parser.add_argument(
         "--distill-weight",

@@ -360,6 +360,9 @@ def _recipe_text(config: dict[str, Any]) -> str:
     ):
         if config.get(key):
             options.append(f"`{flag} {config[key]:g}`")
+    onset = config.get("onset_window_fraction", 0.3)
+    if onset != 0.3:
+        options.append(f"`--onset-fraction {onset:g}`")
     if config.get("distill_weight") and config.get("distill_target", "embedding") != "embedding":
         options.append(f"`--distill-target {config['distill_target']}`")
     return "with its defaults" if not options else "with its defaults and " + ", ".join(options)

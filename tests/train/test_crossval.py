@@ -286,6 +286,22 @@ def test_crossval_command_takes_the_train_recipe_options() -> None:
         build_parser().parse_args(["crossval", "--data", "d", "--out", "o", "--scenes", "0"])
 
 
+def test_recipe_options_reach_the_train_config() -> None:
+    from train.cli import _train_config
+    from train.pipeline import TrainConfig
+
+    def config(*options: str) -> TrainConfig:
+        return _train_config(build_parser().parse_args(["crossval", "--data", "d", "--out", "o", *options]))
+
+    plain = config()
+    assert (plain.onset_window_fraction, plain.distill_target, plain.members) == (0.3, "embedding", 3)
+    changed = config("--onset-fraction", "0.6", "--distill-weight", "20", "--distill-target", "scores")
+    assert (changed.onset_window_fraction, changed.distill_weight, changed.distill_target) == (0.6, 20.0, "scores")
+    for wrong in (["--onset-fraction", "1.5"], ["--distill-target", "logits"]):
+        with pytest.raises(SystemExit):
+            config(*wrong)
+
+
 @pytest.mark.parametrize("command", ["crossval", "adapt"])
 def test_the_training_commands_hand_their_options_over(
     command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -189,6 +189,8 @@ def test_model_card_names_the_recipe_options_a_model_was_trained_with() -> None:
     text = _recipe_text({"min_teacher_scream": 0.05, "spoken_fraction": 0.1, "distill_weight": 0.0})
     assert text.startswith("with its defaults and `--min-teacher-scream 0.05` (train and validation leave out")
     assert text.endswith(", `--spoken-fraction 0.1`") and "distill" not in text
+    assert _recipe_text({"onset_window_fraction": 0.3}) == "with its defaults"
+    assert _recipe_text({"onset_window_fraction": 0.6}) == "with its defaults and `--onset-fraction 0.6`"
 
 
 def test_recording_conditions_do_what_they_say() -> None:
