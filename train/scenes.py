@@ -107,6 +107,7 @@ def stream_and_scene(
     scene, truth = build_scene(stream, [w for _, w in screams], features, rng)
     for t, (clip, _) in zip(truth, screams, strict=True):
         t["source"] = clip.source or clip.group  # whose recording it is, for intervals over sources
+        t["teacher_scream"] = clip.teacher_scream  # the corpus audit, for the headline on audited screams
     return stream, scene, truth, layout
 
 
@@ -302,6 +303,7 @@ def scene_curve(
     ratio to on): false alarms, hours and which inserted screams were detected (one 0/1 per scream,
     scene after scene, beside each scream's source) so folds can be pooled and resampled exactly."""
     sources = [t.get("source", "") for _, truth in scenes for t in truth]
+    audit = [t.get("teacher_scream") for _, truth in scenes for t in truth]
     hours = sum(scored.seconds for scored, _ in scenes) / 3600
     rows = []
     for on in thresholds:
@@ -314,7 +316,35 @@ def scene_curve(
             hits += [int(i in m.detected) for i in range(len(truth))]
             false_alarms += m.false_alarms
         rows.append({"on": on, "false_alarms": false_alarms, "hits": hits})
-    return {"decisions": decisions.describe(), "hours": round(hours, 4), "sources": sources, "rows": rows}
+    return {
+        "decisions": decisions.describe(),
+        "hours": round(hours, 4),
+        "sources": sources,
+        "teacher_scream": audit,
+        "rows": rows,
+    }
+
+
+def audited_curves(curves: list[dict[str, Any]], at: float) -> list[dict[str, Any]] | None:
+    """The curves with only the inserted screams whose teacher audit (the manifest's teacher_scream)
+    reaches `at`: the others stay in the scenes, and an alarm on one is neither a hit nor a false
+    alarm, so each row keeps its false alarms and drops those screams' hits. None if a curve predates
+    the audit column or a scream has no audit."""
+    out = []
+    for curve in curves:
+        audit = curve.get("teacher_scream")
+        if audit is None or any(a is None for a in audit):
+            return None
+        keep = [i for i, a in enumerate(audit) if a >= at]
+        out.append(
+            curve
+            | {
+                "sources": [curve["sources"][i] for i in keep],
+                "teacher_scream": [audit[i] for i in keep],
+                "rows": [row | {"hits": [row["hits"][i] for i in keep]} for row in curve["rows"]],
+            }
+        )
+    return out
 
 
 def _source_interval(per_scream: npt.NDArray[np.int64], sources: npt.NDArray[np.str_], seed: int) -> list[float] | None:

@@ -314,6 +314,7 @@ def cascade_curve(
     on the curve's Pareto front. An event is matched as `match_events` matches it
     (`matched_scream`); a second alarm on a scream already found is neither a hit nor false."""
     sources = [t.get("source", "") for _, truth in recipe for t in truth]
+    audit = [t.get("teacher_scream") for _, truth in recipe for t in truth]
     hours = sum(scored.seconds for scored, _ in recipe) / 3600
     grid: dict[tuple[float, float], dict[str, Any]] = {
         (on, v): {"on": on, "verify_on": v, "false_alarms": 0, "hits": []}
@@ -335,7 +336,13 @@ def cascade_curve(
                 row["hits"] += [int(i in found) for i in range(len(truth))]
                 row["false_alarms"] += int(np.sum(kept & (matched < 0)))
     rows = pareto_rows(list(grid.values()))
-    return {"decisions": decisions.describe(), "hours": round(hours, 4), "sources": sources, "rows": rows}
+    return {
+        "decisions": decisions.describe(),
+        "hours": round(hours, 4),
+        "sources": sources,
+        "teacher_scream": audit,
+        "rows": rows,
+    }
 
 
 def _crossval_settings(crossval_dir: Path) -> dict[str, Any]:

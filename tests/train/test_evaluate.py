@@ -317,6 +317,44 @@ def test_the_headline_takes_each_folds_best_threshold_within_the_budget() -> Non
         paired_headline([a], [b])
 
 
+def test_the_audited_headline_counts_only_the_screams_the_teacher_does_not_reject() -> None:
+    from train.crossval import audited_headline
+    from train.report import _audited_caption, _paired_headline_lines, audited_headline_lines
+    from train.scenes import audited_curves, curve_headline
+
+    # The curves of the test above, with an audit per scream: fold A's second and fourth screams are
+    # ones the teacher hears as something else (0.01, 0.0), fold B's first (0.049, under 0.05).
+    a = _curve([(0.5, 9, [1, 1, 1, 1]), (0.7, 4, [1, 1, 1, 0]), (0.9, 1, [1, 0, 0, 0])], ["a", "a", "b", "b"], 1.0)
+    b = _curve([(0.6, 12, [1, 1]), (0.8, 3, [0, 1]), (0.95, 0, [0, 0])], ["c", "d"], 2.0)
+    a["teacher_scream"], b["teacher_scream"] = [0.6, 0.01, 0.2, 0.0], [0.049, 0.05]
+    kept = audited_curves([a, b], 0.05)
+    assert kept is not None
+    assert [c["sources"] for c in kept] == [["a", "b"], ["d"]]
+    assert [r["hits"] for r in kept[0]["rows"]] == [[1, 1], [1, 1], [1, 0]]
+    assert [r["false_alarms"] for r in kept[1]["rows"]] == [12, 3, 0]  # alarms stay as they were
+    h = audited_headline([a, b])
+    assert h is not None and (h["at"], h["of"], h["screams"]) == (0.05, 6, 3)
+    # <= 2/h: A at 0.9 finds its first (1 of 2 kept); B at 0.8 (3 in 2 h) finds d -> 2 of 3.
+    assert h["recall_at_2_fa_per_hour"] == round(2 / 3, 4) and h == {"at": 0.05, "of": 6} | curve_headline(kept)
+    # <= 5/h: A at 0.7 finds both kept screams (the missed fourth no longer counts) -> 3 of 3.
+    assert h["recall_at_5_fa_per_hour"] == 1.0
+    # A baseline's curves are cut by the model's audit (the same screams in the same order).
+    never = _curve([(0.5, 0, [1, 0, 0, 0])], ["a", "a", "b", "b"], 1.0)
+    paired = audited_headline([a, b], [never, b])
+    assert paired is not None and paired["baseline"]["recall_at_5_fa_per_hour"] == round(2 / 3, 4)
+    assert paired["recall_at_5_fa_per_hour"]["difference"] == round(1 - 2 / 3, 4)
+    # Scenes built from data without an audit: no such headline, and no paragraph.
+    assert audited_headline([_curve([(0.5, 0, [1])], ["a"], 1.0)]) is None
+    b["teacher_scream"] = [None, 0.05]
+    assert audited_curves([a, b], 0.05) is None
+    assert audited_headline_lines(None) == []
+    text = "\n".join(audited_headline_lines(h))
+    assert text.startswith("Among the 3 of 6 inserted screams whose teacher audit") and "1.0" in text
+    lines = _paired_headline_lines(paired, _audited_caption(paired))
+    assert "| scenes, the 3 of 6 screams with teacher audit >= 0.05 | this recipe | baseline |" in lines[1]
+    assert lines[3].startswith("| event recall at <= 2 false alarms/h | 0.6667 | ")
+
+
 def test_scene_curve_replays_each_threshold_through_the_live_decisions() -> None:
     from train.scenes import curve_thresholds, scene_curve
 
@@ -334,7 +372,7 @@ def test_scene_curve_replays_each_threshold_through_the_live_decisions() -> None
         (0.8, 0, [1]),
         (0.95, 0, [0]),
     ]
-    assert curve["sources"] == ["x"] and curve["hours"] == round(61 / 3600, 4)
+    assert curve["sources"] == ["x"] and curve["hours"] == round(61 / 3600, 4) and curve["teacher_scream"] == [None]
     quiet = scored(scores, starts, 61.0, level_dbfs=-80.0)  # under the gate: nothing starts
     assert scene_curve([(quiet, truth)], decisions, [0.6])["rows"][0] == {"on": 0.6, "false_alarms": 0, "hits": [0]}
     grid = curve_thresholds([(stream, truth)])
@@ -348,10 +386,13 @@ def test_scenes_carry_each_screams_source_and_vary_levels_when_asked() -> None:
     features = FeatureParams()
     rng = np.random.default_rng(1)
     clips = [Clip(path=Path(f"/d/n{i}.wav"), label="non_scream", group=f"g{i}", source=f"s{i % 2}") for i in range(6)]
-    clips += [Clip(path=Path(f"/d/s{i}.wav"), label="scream", group=f"h{i}", source=f"t{i}") for i in range(2)]
+    clips += [
+        Clip(path=Path(f"/d/s{i}.wav"), label="scream", group=f"h{i}", source=f"t{i}", teacher_scream=a)
+        for i, a in enumerate((0.01, None))
+    ]
     waves = [(0.05 * rng.standard_normal(16000)).astype(np.float32) for _ in clips]
     stream, _, truth, layout = stream_and_scene(clips, waves, features, seed=4)
-    assert [t["source"] for t in truth] == ["t0", "t1"]
+    assert [t["source"] for t in truth] == ["t0", "t1"] and [t["teacher_scream"] for t in truth] == [0.01, None]
     varied, _, _, varied_layout = stream_and_scene(clips, waves, features, seed=4, level_spread_db=10.0)
     assert [c for _, c in varied_layout] == [c for _, c in layout]  # the same order, other levels
     ratios = [
