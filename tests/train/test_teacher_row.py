@@ -99,9 +99,12 @@ def test_the_head_is_the_balanced_l2_logistic_optimum() -> None:
 def _manifest_with_sources(data: Path, sources: int) -> Path:
     with (data / "manifest.tsv").open("w", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t")
-        writer.writerow(["path", "label", "group", "source"])
+        writer.writerow(["path", "label", "group", "source", "teacher_scream"])
         for k, path in enumerate(sorted(data.rglob("*.wav"))):
-            writer.writerow([path.relative_to(data).as_posix(), path.parent.name, path.stem, f"source-{k % sources}"])
+            # An audit as the corpus builder writes it: every third clip one the teacher rejects.
+            audit = "0.01" if k % 3 == 0 else "0.5"
+            row = [path.relative_to(data).as_posix(), path.parent.name, path.stem, f"source-{k % sources}", audit]
+            writer.writerow(row)
     return data / "manifest.tsv"
 
 
@@ -157,6 +160,7 @@ def crossval_folder(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) 
 def test_the_teacher_row_rebuilds_the_crossvals_scenes_and_pairs_with_its_recipe(
     crossval_folder: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
+    from train.data import load_dataset
     from train.teacher_row import CASCADES, ROWS, teacher_row
 
     cv, manifest, cache = crossval_folder
@@ -188,6 +192,13 @@ def test_the_teacher_row_rebuilds_the_crossvals_scenes_and_pairs_with_its_recipe
     assert "| crossval-recipe verified by yamnet-screaming |" in markdown
     assert all(report["rows"][name]["clip_roc_auc"] is None for name in CASCADES)
     assert "exactly the headline of its report" in markdown
+    # The same rows over only the screams the audit keeps, each paired with the recipe on them.
+    kept = 2 * sum(c.is_scream and (c.teacher_scream or 0) >= 0.05 for c in load_dataset(manifest).clips)
+    assert 0 < kept < screams
+    for row in report["rows"]:
+        audited = report["rows"][row]["audited_paired_with_crossval"]
+        assert (audited["at"], audited["of"], audited["model"]["screams"]) == (0.05, screams, kept)
+    assert f"Over only the {kept} of {screams} inserted screams whose teacher audit" in markdown
 
 
 def test_a_clip_is_scored_by_the_teacher_once_however_many_folds_use_it(
