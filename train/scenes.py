@@ -302,9 +302,6 @@ def scene_curve(
     """Each threshold's outcome on the scenes, the rest of the rule as `decisions` (off keeps its
     ratio to on): false alarms, hours and which inserted screams were detected (one 0/1 per scream,
     scene after scene, beside each scream's source) so folds can be pooled and resampled exactly."""
-    sources = [t.get("source", "") for _, truth in scenes for t in truth]
-    audit = [t.get("teacher_scream") for _, truth in scenes for t in truth]
-    hours = sum(scored.seconds for scored, _ in scenes) / 3600
     rows = []
     for on in thresholds:
         params = decisions.with_threshold(on)
@@ -316,11 +313,19 @@ def scene_curve(
             hits += [int(i in m.detected) for i in range(len(truth))]
             false_alarms += m.false_alarms
         rows.append({"on": on, "false_alarms": false_alarms, "hits": hits})
+    return curve_of(scenes, decisions, rows)
+
+
+def curve_of(
+    scenes: list[tuple[StreamScores, list[dict[str, Any]]]], decisions: DecisionParams, rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A curve as scene_curve writes it: its rows beside what pools and resamples them (hours, and
+    each inserted scream's source and teacher audit, scene after scene)."""
     return {
         "decisions": decisions.describe(),
-        "hours": round(hours, 4),
-        "sources": sources,
-        "teacher_scream": audit,
+        "hours": round(sum(scored.seconds for scored, _ in scenes) / 3600, 4),
+        "sources": [t.get("source", "") for _, truth in scenes for t in truth],
+        "teacher_scream": [t.get("teacher_scream") for _, truth in scenes for t in truth],
         "rows": rows,
     }
 

@@ -43,6 +43,7 @@ from train.evaluate import restrict_to_split, score_clips
 from train.scenes import (
     StreamScores,
     curve_headline,
+    curve_of,
     curve_thresholds,
     decide,
     matched_scream,
@@ -313,9 +314,6 @@ def cascade_curve(
     """`scene_curve` for the recipe's events verified by the teacher: a row per (`on`, `verify_on`)
     on the curve's Pareto front. An event is matched as `match_events` matches it
     (`matched_scream`); a second alarm on a scream already found is neither a hit nor false."""
-    sources = [t.get("source", "") for _, truth in recipe for t in truth]
-    audit = [t.get("teacher_scream") for _, truth in recipe for t in truth]
-    hours = sum(scored.seconds for scored, _ in recipe) / 3600
     grid: dict[tuple[float, float], dict[str, Any]] = {
         (on, v): {"on": on, "verify_on": v, "false_alarms": 0, "hits": []}
         for on in thresholds
@@ -335,14 +333,7 @@ def cascade_curve(
                 row = grid[(on, v)]
                 row["hits"] += [int(i in found) for i in range(len(truth))]
                 row["false_alarms"] += int(np.sum(kept & (matched < 0)))
-    rows = pareto_rows(list(grid.values()))
-    return {
-        "decisions": decisions.describe(),
-        "hours": round(hours, 4),
-        "sources": sources,
-        "teacher_scream": audit,
-        "rows": rows,
-    }
+    return curve_of(recipe, decisions, pareto_rows(list(grid.values())))
 
 
 def _crossval_settings(crossval_dir: Path) -> dict[str, Any]:
