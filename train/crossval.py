@@ -41,7 +41,7 @@ from train.evaluate import (
 )
 from train.pipeline import TrainConfig, train
 from train.report import crossval_markdown
-from train.scenes import audited_curves, curve_headline, paired_headline
+from train.scenes import audited_headline, curve_headline, paired_headline
 from train.splits import group_folds, read_split, source_folds
 
 LEVEL_SPREAD_DB = 10.0  # leave-source-out scenes: each non-scream within +-10 dB of its recorded level
@@ -378,33 +378,6 @@ def pooled_baseline(
         "model_stream_false_alarms": sum(r.report["stream"]["false_alarms"] for r in results),
         "stream_hours": round(sum(r.report["stream"]["hours"] for r in results), 3),
     }
-
-
-# The corpus audit's line under which a named scream is one the teacher hears as something else
-# (train/corpus/recipe.toml `non_scream_below`; scream-v6's recipe trains without those screams).
-AUDITED_AT = 0.05
-
-
-def audited_headline(
-    curves: list[dict[str, Any]], baseline_curves: list[dict[str, Any]] | None = None, *, seed: int = 0
-) -> dict[str, Any] | None:
-    """The headline (paired with the baseline's, if given) over only the inserted screams whose
-    teacher audit reaches AUDITED_AT: many game death cries named screams are heard by the teacher
-    as speech, groans or burps. The teacher chose these screams, so a teacher row is flattered by the
-    cut; a recipe's is not. None when the scenes carry no audit (data without teacher_scream)."""
-    kept = audited_curves(curves, AUDITED_AT)
-    if kept is None:
-        return None
-    out: dict[str, Any] = {"at": AUDITED_AT, "of": sum(len(c["sources"]) for c in curves)}
-    if baseline_curves is None:
-        return out | curve_headline(kept, seed=seed)
-    if [c["sources"] for c in curves] != [c["sources"] for c in baseline_curves]:
-        raise ValueError("the baseline's scenes hold other screams: not the same folds and scenes")
-    # The model's audit for both: the same screams, in the same order (checked just above).
-    base = [b | {"teacher_scream": c["teacher_scream"]} for b, c in zip(baseline_curves, curves, strict=True)]
-    base_kept = audited_curves(base, AUDITED_AT)
-    assert base_kept is not None
-    return out | paired_headline(kept, base_kept, seed=seed)
 
 
 def pooled_decision_variants(results: list[FoldResult]) -> list[dict[str, Any]]:

@@ -552,10 +552,7 @@ def headline_lines(headline: dict[str, Any], *, what: str) -> list[str]:
         return []
 
     def cell(key: str) -> str:
-        value, interval = headline.get(key), headline.get(f"{key}_interval_95")
-        if value is None:
-            return "not reached"
-        return f"**{value}**" + (f" ({interval[0]}-{interval[1]})" if interval else "")
+        return _headline_value(headline, key, bold=True)
 
     return [
         f"Scenes of {what} ({headline['screams']} screams inserted at 0-20 dB into {headline['hours']} h of "
@@ -591,11 +588,19 @@ def _paired_headline_lines(paired: dict[str, Any] | None, what: str = "scenes") 
     return lines
 
 
-def _audited_caption(audited: dict[str, Any] | None) -> str:
-    if not audited:
+def _headline_value(headline: dict[str, Any], key: str, *, bold: bool = False) -> str:
+    """A headline's value with its interval, or "not reached"."""
+    value, interval = headline.get(key), headline.get(f"{key}_interval_95")
+    if value is None:
+        return "not reached"
+    return (f"**{value}**" if bold else f"{value}") + (f" ({interval[0]}-{interval[1]})" if interval else "")
+
+
+def _audited_caption(paired: dict[str, Any] | None) -> str:
+    """The first column's title of the paired table over audited screams."""
+    if not paired:
         return ""
-    screams = audited["model"]["screams"] if "model" in audited else audited["screams"]
-    return f"scenes, the {screams} of {audited['of']} screams with teacher audit >= {audited['at']:g}"
+    return f"scenes, the {paired['model']['screams']} of {paired['of']} screams with teacher audit >= {paired['at']:g}"
 
 
 def audited_headline_lines(audited: dict[str, Any] | None) -> list[str]:
@@ -605,8 +610,7 @@ def audited_headline_lines(audited: dict[str, Any] | None) -> list[str]:
         return []
 
     def value(key: str) -> str:
-        v, interval = audited.get(key), audited.get(f"{key}_interval_95")
-        return "not reached" if v is None else f"{v}" + (f" ({interval[0]}-{interval[1]})" if interval else "")
+        return _headline_value(audited, key)
 
     return [
         f"Among the {audited['screams']} of {audited['of']} inserted screams whose teacher audit (the manifest's "

@@ -428,9 +428,8 @@ def paired_headline(
     """The headline of a recipe and of a baseline on the same scenes (the same inserted screams, fold
     by fold), and each budget's recall difference (recipe minus baseline) with a paired 95% interval
     resampling scream sources: both recipes meet the same resamples."""
+    _same_screams(curves, baseline_curves)
     sources = np.array([s for c in curves for s in c["sources"]], dtype=str)
-    if [c["sources"] for c in curves] != [c["sources"] for c in baseline_curves]:
-        raise ValueError("the baseline's scenes hold other screams: not the same folds and scenes")
     out: dict[str, Any] = {
         "model": curve_headline(curves, seed=seed),
         "baseline": curve_headline(baseline_curves, seed=seed),
@@ -445,3 +444,34 @@ def paired_headline(
             row["interval_95"] = interval
         out[key] = row
     return out
+
+
+def _same_screams(curves: list[dict[str, Any]], baseline_curves: list[dict[str, Any]]) -> None:
+    if [c["sources"] for c in curves] != [c["sources"] for c in baseline_curves]:
+        raise ValueError("the baseline's scenes hold other screams: not the same folds and scenes")
+
+
+# The corpus audit's line under which a named scream is one the teacher hears as something else
+# (train/corpus/recipe.toml `non_scream_below`; scream-v6's recipe trains without those screams).
+AUDITED_AT = 0.05
+
+
+def audited_headline(
+    curves: list[dict[str, Any]], baseline_curves: list[dict[str, Any]] | None = None, *, seed: int = 0
+) -> dict[str, Any] | None:
+    """The headline (paired with the baseline's, if given) over only the inserted screams whose
+    teacher audit reaches AUDITED_AT: many game death cries named screams are heard by the teacher
+    as speech, groans or burps. The teacher chose these screams, so a teacher row is flattered by the
+    cut; a recipe's is not. None when the scenes carry no audit (data without teacher_scream)."""
+    kept = audited_curves(curves, AUDITED_AT)
+    if kept is None:
+        return None
+    out: dict[str, Any] = {"at": AUDITED_AT, "of": sum(len(c["sources"]) for c in curves)}
+    if baseline_curves is None:
+        return out | curve_headline(kept, seed=seed)
+    _same_screams(curves, baseline_curves)
+    # The model's audit for both: the same screams, in the same order (checked just above).
+    base = [b | {"teacher_scream": c["teacher_scream"]} for b, c in zip(baseline_curves, curves, strict=True)]
+    base_kept = audited_curves(base, AUDITED_AT)
+    assert base_kept is not None
+    return out | paired_headline(kept, base_kept, seed=seed)

@@ -37,11 +37,12 @@ from edge.pipeline import StreamingScorer, WindowScore, chunked, detection_setti
 from train import metrics
 from train.augment import mix_at_snr
 from train.corpus.teacher import WINDOW_SAMPLES, Teacher, clip_windows
-from train.crossval import audited_headline, tests_fold
+from train.crossval import tests_fold
 from train.data import Clip, DataError, WaveformCache, load_dataset
 from train.evaluate import restrict_to_split, score_clips
 from train.scenes import (
     StreamScores,
+    audited_headline,
     curve_headline,
     curve_of,
     curve_thresholds,

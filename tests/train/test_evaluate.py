@@ -318,9 +318,8 @@ def test_the_headline_takes_each_folds_best_threshold_within_the_budget() -> Non
 
 
 def test_the_audited_headline_counts_only_the_screams_the_teacher_does_not_reject() -> None:
-    from train.crossval import audited_headline
     from train.report import _audited_caption, _paired_headline_lines, audited_headline_lines
-    from train.scenes import audited_curves, curve_headline
+    from train.scenes import audited_curves, audited_headline, curve_headline
 
     # The curves of the test above, with an audit per scream: fold A's second and fourth screams are
     # ones the teacher hears as something else (0.01, 0.0), fold B's first (0.049, under 0.05).
