@@ -26,6 +26,7 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         **chosen,
         epochs=args.epochs,
         seed=args.seed,
+        split_seed=args.split_seed,
         split_by=args.split_by,
         procedural_fraction=args.procedural_fraction,
         spoken_fraction=args.spoken_fraction,
@@ -227,6 +228,13 @@ def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
         "--epochs", type=int, default=30, help="at most this many (early stopping on validation PR AUC)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        help="the seed that deals the splits (and crossval's folds); default --seed. Keep it to train a recipe "
+        "again at another --seed on the same folds (crossval's scenes follow --seed, and a --baseline is "
+        "scored on them too, so the pairing holds)",
+    )
     parser.add_argument(
         "--split-by",
         "--by",

@@ -298,6 +298,10 @@ def test_recipe_options_reach_the_train_config() -> None:
     assert (plain.onset_window_fraction, plain.distill_target, plain.members) == (0.3, "embedding", 3)
     changed = config("--onset-fraction", "0.6", "--distill-weight", "20", "--distill-target", "scores")
     assert (changed.onset_window_fraction, changed.distill_weight, changed.distill_target) == (0.6, 20.0, "scores")
+    assert (plain.seed, plain.effective_split_seed) == (0, 0)
+    again = config("--seed", "1", "--split-seed", "0")
+    assert (again.seed, again.effective_split_seed) == (1, 0)
+    assert config("--seed", "3").effective_split_seed == 3
     for wrong in (["--onset-fraction", "1.5"], ["--distill-target", "logits"]):
         with pytest.raises(SystemExit):
             config(*wrong)
