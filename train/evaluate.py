@@ -29,11 +29,13 @@ from train.data import Clip, WaveformCache, load_dataset
 from train.report import model_card, plots, render_markdown
 from train.scenes import (
     StreamScores,
+    audited_headline,
     curve_headline,
     curve_thresholds,
     decide,
     decision_outcome,
     decision_variants,
+    paired_headline,
     scene_curve,
     score_stream,
     stream_and_scene,
@@ -311,6 +313,9 @@ def evaluate_with_scores(
         against, base_scored = compare_with_baseline(
             other, clips, waves, scored, stream, base_scene_scores, seed, site=site
         )
+        # The two curves over the same scenes, paired as crossval pairs its folds' (one split here).
+        against["headline"] = paired_headline([curve], [against["scene_curve"]], seed=seed)
+        against["headline_audited"] = audited_headline([curve], [against["scene_curve"]], seed=seed)
 
     report: dict[str, Any] = {
         "model": {
@@ -348,6 +353,7 @@ def evaluate_with_scores(
         "decision_variants": variants,
         "scene_curve": curve,
         "scene_headline": curve_headline([curve], seed=seed),
+        "scene_headline_audited": audited_headline([curve], seed=seed),
         "level_spread_db": level_spread_db,
         **({"baseline": against} if against else {}),
     }

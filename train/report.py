@@ -177,6 +177,9 @@ def baseline_section(report: dict[str, Any]) -> list[str]:
         "",
         *paired_table(base, "this model"),
         "",
+        *_paired_headline_lines(base.get("headline")),
+        *_paired_headline_lines(base.get("headline_audited"), _audited_caption(base.get("headline_audited"))),
+        "",
         f"Continuous non-scream stream, each model with its own shipped decisions: "
         f"{report['stream']['false_alarms']} false alarms against the baseline's {base['stream_false_alarms']}.",
     ]
@@ -241,6 +244,7 @@ def render_markdown(report: dict[str, Any], *, has_plots: bool) -> str:
     ]
     if report.get("scene_headline"):
         lines += [*headline_lines(report["scene_headline"], what="this split"), ""]
+        lines += audited_headline_lines(report.get("scene_headline_audited"))
     if variants := report.get("decision_variants"):
         lines += [
             "Other decisions a site can set in `[detector]` (`patience_windows`/`patience_of`, `smoothing_windows`), "
@@ -579,9 +583,10 @@ def _paired_headline_lines(paired: dict[str, Any] | None, what: str = "scenes") 
         row = paired[key]
         interval = row.get("interval_95")
         span = f" ({interval[0]:+.3f} to {interval[1]:+.3f})" if interval else ""
+        difference = "-" if row["difference"] is None else f"{row['difference']:+.4f}{span}"  # no screams
         lines.append(
             f"| event recall at <= {budget} false alarms/h | {paired['model'][key]} | {paired['baseline'][key]} "
-            f"| {row['difference']:+.4f}{span} |"
+            f"| {difference} |"
         )
     key = "fa_per_hour_at_recall_0.8"
     lines.append(f"| false alarms/h at recall 0.8 | {paired['model'][key]} | {paired['baseline'][key]} | |")

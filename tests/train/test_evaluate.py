@@ -258,9 +258,43 @@ def test_evaluate_against_a_baseline_reports_paired_differences(  # type: ignore
     assert base["stream_false_alarms"] == alone["stream"]["false_alarms"]
     assert "## Against the baseline `untrained.tflite`" in (tmp_path / "r" / "report.md").read_text()
 
+    # The scene headlines paired over the same scenes: each side is that model's own curve.
+    assert base["headline"]["model"] == report["scene_headline"]
+    assert base["headline"]["baseline"] == alone["scene_headline"]
+    # A folder data set has no teacher audit: no audited headline, alone or paired.
+    assert report["scene_headline_audited"] is None and base["headline_audited"] is None
+
     # Against itself every difference is exactly zero.
     same = evaluate(model, synthetic_dataset, out_dir=tmp_path / "s", baseline=model, **common)["baseline"]
     assert all(row["interval_95"] == [0.0, 0.0] for row in same["windows"].values())
+    assert all(same["headline"][f"recall_at_{b}_fa_per_hour"]["difference"] == 0 for b in (2, 5))
+
+    # A manifest with the audit: every other scream below AUDITED_AT leaves the audited headline.
+    manifest = tmp_path / "audited.tsv"
+    rows = ["path\tlabel\tgroup\tsource\tteacher_scream"]
+    for i, path in enumerate(sorted((synthetic_dataset / "scream").glob("*.wav"))):
+        rows.append(f"{path}\tscream\ts{i}\tsrc{i % 4}\t{0.9 if i % 2 else 0.01}")
+    for i, path in enumerate(sorted((synthetic_dataset / "non_scream").glob("*.wav"))):
+        rows.append(f"{path}\tnon_scream\tn{i}\tsrc{i % 4}\t")
+    manifest.write_text("\n".join(rows) + "\n")
+    audited = evaluate(
+        model,
+        manifest,
+        out_dir=tmp_path / "a",
+        baseline=model,
+        cache_dir=str(tmp_path / "cache"),
+        scenes=1,
+        make_plots=False,
+    )
+    screams = len(rows[1:]) // 2
+    assert audited["scene_headline_audited"]["of"] == screams
+    assert audited["scene_headline_audited"]["screams"] == screams // 2
+    paired = audited["baseline"]["headline_audited"]
+    assert paired["model"] == paired["baseline"] and paired["model"]["screams"] == screams // 2
+    assert all(paired[f"recall_at_{b}_fa_per_hour"]["difference"] == 0 for b in (2, 5))
+    text = (tmp_path / "a" / "report.md").read_text()
+    assert f"Among the {screams // 2} of {screams} inserted screams" in text
+    assert f"scenes, the {screams // 2} of {screams} screams with teacher audit >= 0.05" in text
 
     short = build_model(window_frames=48, mel_bands=40, feature_mean=-8.0, feature_std=3.0, width=4)
     export_model(
@@ -352,6 +386,11 @@ def test_the_audited_headline_counts_only_the_screams_the_teacher_does_not_rejec
     lines = _paired_headline_lines(paired, _audited_caption(paired))
     assert "| scenes, the 3 of 6 screams with teacher audit >= 0.05 | this recipe | baseline |" in lines[1]
     assert lines[3].startswith("| event recall at <= 2 false alarms/h | 0.6667 | ")
+    # Every scream rejected: no recall to pair, and the table says so instead of failing.
+    a["teacher_scream"], b["teacher_scream"] = [0.0] * 4, [0.01, 0.0]
+    nothing = audited_headline([a, b], [a, b])
+    assert nothing is not None and nothing["recall_at_2_fa_per_hour"]["difference"] is None
+    assert _paired_headline_lines(nothing)[3].endswith("| - |")
 
 
 def test_scene_curve_replays_each_threshold_through_the_live_decisions() -> None:
