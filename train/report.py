@@ -570,6 +570,20 @@ def headline_lines(headline: dict[str, Any], *, what: str) -> list[str]:
         "Intervals: recall resamples whole scream sources, false alarms are an exact Poisson interval. The "
         "threshold is picked on the scenes measured, so this is the curve the scores allow, not an operating "
         "point a site gets (that is the stream and scene rows below, at each model's own `on`).",
+        *_onset_sentence(headline),
+    ]
+
+
+def _onset_sentence(headline: dict[str, Any]) -> list[str]:
+    """The median onset to alarm of the screams each budget's recall counts, if the curves carry onsets."""
+    onsets = {b: headline.get(f"median_onset_at_{b}_fa_per_hour_s") for b in (2, 5)}
+    if all(v is None for v in onsets.values()):
+        return []
+    said = " and ".join(f"{'-' if v is None else v} s at <= {b}" for b, v in onsets.items())
+    return [
+        "",
+        f"Median scream onset to alarm of the screams found there: {said} false alarms/h (each fold at that "
+        "threshold, so recipes compare at one false-alarm rate).",
     ]
 
 
@@ -590,6 +604,11 @@ def _paired_headline_lines(paired: dict[str, Any] | None, what: str = "scenes") 
         )
     key = "fa_per_hour_at_recall_0.8"
     lines.append(f"| false alarms/h at recall 0.8 | {paired['model'][key]} | {paired['baseline'][key]} | |")
+    for budget in (2, 5):
+        key = f"median_onset_at_{budget}_fa_per_hour_s"
+        model, base = paired["model"].get(key), paired["baseline"].get(key)
+        if model is not None or base is not None:
+            lines.append(f"| median onset to alarm (s) at <= {budget} false alarms/h | {model} | {base} | |")
     return lines
 
 

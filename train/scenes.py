@@ -149,9 +149,12 @@ def where_false_alarms_fire(
 class SceneMatch:
     """Alarms of a scene matched to its inserted screams."""
 
-    detected: set[int]
-    latencies_s: list[float]
+    detected: dict[int, float]  # inserted scream -> its onset to the alarm that found it (s)
     false_alarms: int
+
+    @property
+    def latencies_s(self) -> list[float]:
+        return list(self.detected.values())
 
 
 def matched_scream(span: tuple[float, float], truth: list[dict[str, float]]) -> int | None:
@@ -166,14 +169,13 @@ def match_events(
     starts: list[EventStarted], spans: list[tuple[float, float]], truth: list[dict[str, float]]
 ) -> SceneMatch:
     """An alarm whose span meets a scream (0.5 s slack either side) detects it; any other is false."""
-    match = SceneMatch(set(), [], 0)
+    match = SceneMatch({}, 0)
     for start, span in zip(starts, spans, strict=False):
         hit = matched_scream(span, truth)
         if hit is None:
             match.false_alarms += 1
         elif hit not in match.detected:
-            match.detected.add(hit)
-            match.latencies_s.append(start.event.detected_s - truth[hit]["onset_s"])
+            match.detected[hit] = start.event.detected_s - truth[hit]["onset_s"]
     return match
 
 
@@ -301,19 +303,27 @@ def scene_curve(
 ) -> dict[str, Any]:
     """Each threshold's outcome on the scenes, the rest of the rule as `decisions` (off keeps its
     ratio to on): false alarms, hours and which inserted screams were detected (one 0/1 per scream,
-    scene after scene, beside each scream's source) so folds can be pooled and resampled exactly."""
+    scene after scene, beside each scream's source) so folds can be pooled and resampled exactly, and
+    each found scream's onset to alarm (None where missed)."""
     rows = []
     for on in thresholds:
         params = decisions.with_threshold(on)
         hits: list[int] = []
+        onsets: list[float | None] = []
         false_alarms = 0
         for scored, truth in scenes:
             starts, spans, _ = decide(scored, params)
             m = match_events(starts, spans, truth)
             hits += [int(i in m.detected) for i in range(len(truth))]
+            onsets += [rounded_onset(m.detected.get(i)) for i in range(len(truth))]
             false_alarms += m.false_alarms
-        rows.append({"on": on, "false_alarms": false_alarms, "hits": hits})
+        rows.append({"on": on, "false_alarms": false_alarms, "hits": hits, "onset_s": onsets})
     return curve_of(scenes, decisions, rows)
+
+
+def rounded_onset(seconds: float | None) -> float | None:
+    """An onset to alarm as curves store it (ms), None for a missed scream."""
+    return None if seconds is None else round(seconds, 3)
 
 
 def curve_of(
@@ -346,7 +356,10 @@ def audited_curves(curves: list[dict[str, Any]], at: float) -> list[dict[str, An
             | {
                 "sources": [curve["sources"][i] for i in keep],
                 "teacher_scream": [audit[i] for i in keep],
-                "rows": [row | {"hits": [row["hits"][i] for i in keep]} for row in curve["rows"]],
+                "rows": [
+                    row | {key: [row[key][i] for i in keep] for key in ("hits", "onset_s") if key in row}
+                    for row in curve["rows"]
+                ],
             }
         )
     return out
@@ -383,6 +396,21 @@ def _hits_within(curves: list[dict[str, Any]], budget: float) -> tuple[npt.NDArr
     return np.array(hits, dtype=np.int64), alarms
 
 
+def _median_onset_within(curves: list[dict[str, Any]], budget: float) -> float | None:
+    """The median onset to alarm of the screams found at the folds' rows within `budget` (the rows
+    the recall at that budget counts): onsets compared at one false-alarm rate, where each fold
+    model's own `on` puts recipes at different ones. None if a curve predates onsets, or none found."""
+    onsets: list[float] = []
+    for c in curves:
+        best = _within_budget(c, budget)
+        if best is None:
+            continue
+        if "onset_s" not in best:
+            return None
+        onsets += [o for o in best["onset_s"] if o is not None]
+    return round(float(np.median(onsets)), 3) if onsets else None
+
+
 def _alarms_at_recall(curves: list[dict[str, Any]]) -> int | None:
     """The folds' false alarms at their rows with the fewest alarms reaching RECALL_TARGET."""
     alarms = 0
@@ -413,6 +441,7 @@ def curve_headline(curves: list[dict[str, Any]], *, seed: int = 0) -> dict[str, 
         out[key] = round(float(found.mean()), 4) if found.size else None
         out[f"{key}_interval_95"] = _source_interval(found, sources, seed) if found.size else None
         out[f"{key}_false_alarms_per_hour"] = round(alarms / max(hours, 1e-9), 3)
+        out[f"median_onset_at_{budget:g}_fa_per_hour_s"] = _median_onset_within(curves, budget)
     key = f"fa_per_hour_at_recall_{RECALL_TARGET:g}"
     alarms_at = _alarms_at_recall(curves) if curves else None
     out[key], out[f"{key}_interval_95"] = None, None

@@ -49,6 +49,7 @@ from train.scenes import (
     decide,
     matched_scream,
     paired_headline,
+    rounded_onset,
     scene_curve,
     score_stream,
     stream_and_scene,
@@ -316,7 +317,7 @@ def cascade_curve(
     on the curve's Pareto front. An event is matched as `match_events` matches it
     (`matched_scream`); a second alarm on a scream already found is neither a hit nor false."""
     grid: dict[tuple[float, float], dict[str, Any]] = {
-        (on, v): {"on": on, "verify_on": v, "false_alarms": 0, "hits": []}
+        (on, v): {"on": on, "verify_on": v, "false_alarms": 0, "hits": [], "onset_s": []}
         for on in thresholds
         for v in verify_thresholds
     }
@@ -330,9 +331,13 @@ def cascade_curve(
             )
             for v in verify_thresholds:
                 kept = verified >= v
-                found = set(matched[kept & (matched >= 0)].tolist())
+                found: dict[int, float] = {}  # scream -> onset to the first kept alarm on it
+                for j in np.flatnonzero(kept & (matched >= 0)):
+                    hit = int(matched[j])
+                    found.setdefault(hit, starts[j].event.detected_s - truth[hit]["onset_s"])
                 row = grid[(on, v)]
                 row["hits"] += [int(i in found) for i in range(len(truth))]
+                row["onset_s"] += [rounded_onset(found.get(i)) for i in range(len(truth))]
                 row["false_alarms"] += int(np.sum(kept & (matched < 0)))
     return curve_of(recipe, decisions, pareto_rows(list(grid.values())))
 

@@ -351,6 +351,35 @@ def test_the_headline_takes_each_folds_best_threshold_within_the_budget() -> Non
         paired_headline([a], [b])
 
 
+def test_the_headline_gives_the_onset_of_the_screams_each_budget_finds() -> None:
+    from train.report import _paired_headline_lines, headline_lines
+    from train.scenes import audited_headline, curve_headline, paired_headline
+
+    # The folds above, each found scream with an onset to alarm: a higher `on`, later.
+    a = _curve([(0.5, 9, [1, 1, 1, 1]), (0.7, 4, [1, 1, 1, 0]), (0.9, 1, [1, 0, 0, 0])], ["a", "a", "b", "b"], 1.0)
+    b = _curve([(0.6, 12, [1, 1]), (0.8, 3, [0, 1]), (0.95, 0, [0, 0])], ["c", "d"], 2.0)
+    assert curve_headline([a, b])["median_onset_at_5_fa_per_hour_s"] is None  # curves written before onsets
+    onsets = {0.5: [0.3, 0.4, 0.5, 0.6], 0.7: [0.4, 0.5, 0.9, None], 0.9: [0.7, None, None, None]}
+    onsets |= {0.6: [0.2, 0.3], 0.8: [None, 0.6], 0.95: [None, None]}
+    for row in a["rows"] + b["rows"]:
+        row["onset_s"] = onsets[row["on"]]
+    h = curve_headline([a, b])
+    # <= 2/h: A at 0.9 (0.7), B at 0.8 (0.6) -> 0.65. <= 5/h: A at 0.7 (0.4, 0.5, 0.9), B at 0.8 (0.6) -> 0.55.
+    assert (h["median_onset_at_2_fa_per_hour_s"], h["median_onset_at_5_fa_per_hour_s"]) == (0.65, 0.55)
+    assert "0.65 s at <= 2 and 0.55 s at <= 5 false alarms/h" in "\n".join(headline_lines(h, what="folds"))
+    # A fold with no row within the budget adds no onset; none found at all gives None.
+    silent = _curve([(0.5, 9, [0, 0])], ["e", "f"], 1.0)
+    silent["rows"][0]["onset_s"] = [None, None]
+    assert curve_headline([silent, b])["median_onset_at_2_fa_per_hour_s"] == 0.6
+    assert curve_headline([silent])["median_onset_at_5_fa_per_hour_s"] is None
+    # Paired: both sides' onsets in the table; audited: only the kept screams' onsets.
+    lines = _paired_headline_lines(paired_headline([a, b], [a, b]))
+    assert "| median onset to alarm (s) at <= 5 false alarms/h | 0.55 | 0.55 | |" in lines
+    a["teacher_scream"], b["teacher_scream"] = [0.6, 0.6, 0.01, 0.6], [0.6, 0.6]
+    audited = audited_headline([a, b])
+    assert audited is not None and audited["median_onset_at_5_fa_per_hour_s"] == 0.5  # 0.4, 0.5 and B's 0.6
+
+
 def test_the_audited_headline_counts_only_the_screams_the_teacher_does_not_reject() -> None:
     from train.report import _audited_caption, _paired_headline_lines, audited_headline_lines
     from train.scenes import audited_curves, audited_headline, curve_headline
@@ -400,19 +429,26 @@ def test_scene_curve_replays_each_threshold_through_the_live_decisions() -> None
     starts = np.arange(0, 60, hop)
     scores = np.full(starts.size, 0.1)
     scores[40] = 0.7  # a false alarm at 0.6, not at 0.8
-    scores[120:123] = 0.9  # the scream at 30 s
+    scores[119] = 0.7  # the scream at 30 s, rising: the window ending at 30.75 s ...
+    scores[120:123] = 0.9  # ... then those ending at 31 s and after
     stream = scored(scores, starts, 61.0)
     truth = [{"onset_s": 30.0, "end_s": 31.5, "snr_db": 10.0, "source": "x"}]
     decisions = DecisionParams(on_threshold=0.8, off_threshold=0.4, min_event_s=0.0)
     curve = scene_curve([(stream, truth)], decisions, [0.6, 0.8, 0.95])
-    assert [(r["on"], r["false_alarms"], r["hits"]) for r in curve["rows"]] == [
-        (0.6, 1, [1]),
-        (0.8, 0, [1]),
-        (0.95, 0, [0]),
+    # Each row: its alarms, and each scream found with its onset to alarm (a lower `on`, sooner).
+    assert [(r["on"], r["false_alarms"], r["hits"], r["onset_s"]) for r in curve["rows"]] == [
+        (0.6, 1, [1], [0.75]),
+        (0.8, 0, [1], [1.0]),
+        (0.95, 0, [0], [None]),
     ]
     assert curve["sources"] == ["x"] and curve["hours"] == round(61 / 3600, 4) and curve["teacher_scream"] == [None]
     quiet = scored(scores, starts, 61.0, level_dbfs=-80.0)  # under the gate: nothing starts
-    assert scene_curve([(quiet, truth)], decisions, [0.6])["rows"][0] == {"on": 0.6, "false_alarms": 0, "hits": [0]}
+    assert scene_curve([(quiet, truth)], decisions, [0.6])["rows"][0] == {
+        "on": 0.6,
+        "false_alarms": 0,
+        "hits": [0],
+        "onset_s": [None],
+    }
     grid = curve_thresholds([(stream, truth)])
     assert grid == sorted(set(grid)) and all(0.01 <= t <= 0.995 for t in grid) and grid[-1] >= 0.7
 

@@ -307,9 +307,12 @@ def test_a_verifier_that_passes_everything_is_the_recipe_and_one_that_passes_not
     thresholds = curve_thresholds(recipe)
     everything = cascade_curve(recipe, teacher, decisions, thresholds, [0.0])
     plain = scene_curve(recipe, decisions, thresholds)
-    assert [(r["false_alarms"], r["hits"]) for r in everything["rows"]] == [
-        (r["false_alarms"], r["hits"]) for r in pareto_rows(plain["rows"])
+    # The same alarms, screams found and onsets to alarm (the verifier adds no latency).
+    assert [(r["false_alarms"], r["hits"], r["onset_s"]) for r in everything["rows"]] == [
+        (r["false_alarms"], r["hits"], r["onset_s"]) for r in pareto_rows(plain["rows"])
     ]
+    assert any(o is not None for r in everything["rows"] for o in r["onset_s"])
     assert everything["sources"] == plain["sources"] and everything["hours"] == plain["hours"]
     nothing = cascade_curve(recipe, teacher, decisions, thresholds, [0.6])
     assert [(r["false_alarms"], sum(r["hits"])) for r in nothing["rows"]] == [(0, 0)]
+    assert nothing["rows"][0]["onset_s"] == [None] * len(truth)
