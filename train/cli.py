@@ -19,7 +19,12 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The TrainConfig that `scream train`'s and `scream crossval`'s recipe options describe."""
     from train.pipeline import TrainConfig
 
-    given = (("members", args.members), ("width", args.width), ("onset_window_fraction", args.onset_fraction))
+    given = (
+        ("members", args.members),
+        ("width", args.width),
+        ("window_frames", args.window_frames),
+        ("onset_window_fraction", args.onset_fraction),
+    )
     # Unset: TrainConfig's default, so the parser need not import the training stack.
     chosen = {k: v for k, v in given if v is not None}
     return TrainConfig(
@@ -41,6 +46,14 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         min_event_recall=args.min_event_recall,
         max_latency_s=args.max_latency,
     )
+
+
+def window_frames(text: str) -> int:
+    """A window length in feature frames: 16 (0.16 s) to 300 (3 s)."""
+    value = int(text)
+    if not 16 <= value <= 300:
+        raise argparse.ArgumentTypeError(f"must be from 16 to 300 frames, got {text}")
+    return value
 
 
 def fraction(text: str) -> float:
@@ -251,6 +264,12 @@ def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--width", type=positive_int, help="channels of the first convolution; later blocks use 2x and 4x"
+    )
+    parser.add_argument(
+        "--window-frames",
+        type=window_frames,
+        help="feature frames per classified window (default 96, 0.96 s at the 10 ms hop): a shorter window "
+        "hears a scream's start sooner; distillation needs 96, the teacher's window",
     )
     parser.add_argument(
         "--procedural-fraction",

@@ -173,7 +173,10 @@ def run_fold(
         clip_scores=np.array([s.peak for s in scored]),
         clip_groups=np.array([s.clip.group for s in scored], dtype=str),
         trained_now=trained_now,
-        baseline_window_scores=split_windows(base_scored)[1] if base_scored else None,
+        # None also when the baseline cuts other windows (evaluate then pairs clips and scenes only).
+        baseline_window_scores=split_windows(base_scored)[1]
+        if base_scored and evaluation.report["baseline"]["windows"] is not None
+        else None,
         baseline_clip_scores=np.array([s.peak for s in base_scored]) if base_scored else None,
     )
 
@@ -337,12 +340,14 @@ def pooled_baseline(
     """This recipe against the baseline run's, out of fold: the pooled ranking metrics of both on the
     same windows and clips with paired differences, and both runs' stream false alarms."""
     cat = np.concatenate
-    base_windows, base_clips = [], []
+    base_clips = []
     for r in results:
-        if r.baseline_window_scores is None or r.baseline_clip_scores is None:
+        if r.baseline_clip_scores is None:
             raise ValueError(f"fold {r.fold} was evaluated without its baseline model")
-        base_windows.append(r.baseline_window_scores)
         base_clips.append(r.baseline_clip_scores)
+    # A baseline with another window or hop cuts other windows: those are not paired.
+    base_windows = [r.baseline_window_scores for r in results]
+    same_windows = all(w is not None for w in base_windows)
     return {
         "path": str(baseline),
         "recipe_differences": {
@@ -353,10 +358,13 @@ def pooled_baseline(
         "windows": paired_rows(
             cat([r.window_labels for r in results]),
             cat([r.window_scores for r in results]),
-            cat(base_windows),
+            cat([w for w in base_windows if w is not None]),
             cat([r.window_groups for r in results]),
             seed=seed,
-        ),
+        )
+        if same_windows
+        else None,
+        "window_cut": results[0].report["baseline"].get("window_cut") if results else None,
         "clips": paired_rows(
             cat([r.clip_labels for r in results]),
             cat([r.clip_scores for r in results]),

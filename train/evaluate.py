@@ -20,7 +20,6 @@ import numpy.typing as npt
 
 from edge.classifier import Classifier
 from edge.config import DetectorConfig, parse_config
-from edge.errors import ModelError
 from edge.features import FeatureParams
 from edge.pipeline import detection_settings
 from train import metrics
@@ -380,19 +379,15 @@ def compare_with_baseline(
     clips for both, and their difference with a paired bootstrap interval over recording groups; and
     the continuous stream's false alarms under each model's own shipped decisions, and the baseline's
     operating curve on the same scenes (`scenes`: as the baseline scored them), both decided with
-    `site` (the default config if None). Also returns the baseline's scores, window by window as
-    `scored`."""
+    `site` (the default config if None). Also returns the baseline's scores, clip by clip as
+    `scored`. A baseline that cuts the clips into other windows (another window or hop) is compared
+    on clips, stream and scenes only: its "windows" block is None and `window_cut` says why."""
     base_side = baseline.sidecar
     base_scored = score_clips(baseline, clips, waves)
     labels, scores = split_windows(scored)
     base_labels, base_scores = split_windows(base_scored)
     same_cuts = [c.window_scores.size for c in scored] == [c.window_scores.size for c in base_scored]
-    if not same_cuts or not np.array_equal(labels, base_labels):
-        raise ModelError(
-            f"baseline {baseline.model_path.name} cuts the clips into other windows "
-            f"({base_side.window_frames} frames every {base_side.hop_frames}): only models with the same "
-            "window and hop can be compared window by window"
-        )
+    same_windows = same_cuts and np.array_equal(labels, base_labels)
     base_decisions, base_hop = detection_settings(base_side, site)
     base_stream = score_stream(baseline, stream, hop_frames=base_hop)
     base_starts, _, _ = decide(base_stream, base_decisions)
@@ -400,7 +395,8 @@ def compare_with_baseline(
     comparison = {
         "path": str(baseline.model_path),
         "sha256": baseline.sha256,
-        "windows": paired_rows(labels, scores, base_scores, window_groups(scored), seed=seed),
+        "windows": paired_rows(labels, scores, base_scores, window_groups(scored), seed=seed) if same_windows else None,
+        "window_cut": window_cut(base_side),
         "clips": paired_rows(
             np.array([c.clip.is_scream for c in scored]),
             np.array([c.peak for c in scored]),
@@ -413,6 +409,11 @@ def compare_with_baseline(
         "scene_headline": curve_headline([base_curve], seed=seed),
     }
     return comparison, base_scored
+
+
+def window_cut(side: Any) -> str:
+    """How a model cuts audio into windows, as reports name it."""
+    return f"{side.window_frames} frames every {side.hop_frames}"
 
 
 def paired_rows(

@@ -153,6 +153,8 @@ def paired_table(comparison: dict[str, Any], this: str) -> list[str]:
     the difference with its interval."""
     lines = [f"| metric | {this} | baseline | difference (95% interval) |", "| --- | ---: | ---: | ---: |"]
     for block in ("windows", "clips"):
+        if comparison[block] is None:  # another window or hop: windows are not the same items
+            continue
         for key, label in RANKING_LABELS.items():
             row = comparison[block][key]
             low, high = row["interval_95"]
@@ -160,6 +162,12 @@ def paired_table(comparison: dict[str, Any], this: str) -> list[str]:
                 f"| {block[:-1]} {label} | {row['model']} | {row['baseline']} | "
                 f"{row['difference']:+.4f} ({low:+.3f} to {high:+.3f}) |"
             )
+    if comparison["windows"] is None:
+        lines += [
+            "",
+            f"No window rows: the baseline cuts the clips into other windows ({comparison.get('window_cut')}), "
+            "so windows are not the same items; clips, the stream and the scenes are.",
+        ]
     return lines
 
 

@@ -287,6 +287,48 @@ def test_crossval_command_takes_the_train_recipe_options() -> None:
         build_parser().parse_args(["crossval", "--data", "d", "--out", "o", "--scenes", "0"])
 
 
+def test_a_baseline_cut_into_other_windows_is_paired_on_clips_and_scenes_only() -> None:
+    from train.crossval import FoldResult, pooled_baseline
+
+    def fold(k: int, base_windows: bool) -> FoldResult:
+        rng = np.random.default_rng(k)  # the same scores whichever side lacks windows
+        labels = np.arange(40) % 2 == 0
+        windows = rng.random(40)
+        curve = {
+            "decisions": "1 of 1 window",
+            "hours": 1.0,
+            "sources": ["a", "b"],
+            "rows": [{"on": 0.9, "false_alarms": 1, "hits": [1, 0]}],
+        }
+        report = {
+            "scene_curve": curve,
+            "stream": {"false_alarms": 2, "hours": 1.0},
+            "baseline": {"scene_curve": curve, "stream_false_alarms": 3, "window_cut": "48 frames every 25"},
+        }
+        return FoldResult(
+            fold=k,
+            report=report,
+            sidecar={},
+            window_labels=labels,
+            window_scores=rng.random(40),
+            window_groups=np.array([f"g{k}-{i % 8}" for i in range(40)]),
+            clip_labels=labels[:10],
+            clip_scores=rng.random(10),
+            clip_groups=np.array([f"g{k}-{i % 8}" for i in range(10)]),
+            trained_now=False,
+            baseline_window_scores=windows if base_windows else None,
+            baseline_clip_scores=rng.random(10),
+        )
+
+    paired = pooled_baseline([fold(0, True), fold(1, True)], Path("b"), {}, {}, seed=0)
+    assert paired["windows"]["roc_auc"]["interval_95"] is not None
+    other_cut = pooled_baseline([fold(0, False), fold(1, True)], Path("b"), {}, {}, seed=0)
+    assert other_cut["windows"] is None and other_cut["window_cut"] == "48 frames every 25"
+    assert other_cut["clips"] == paired["clips"] is not None  # clips and scenes stay paired
+    assert other_cut["headline"]["recall_at_2_fa_per_hour"]["difference"] == 0.0
+    assert (other_cut["stream_false_alarms"], other_cut["model_stream_false_alarms"]) == (6, 4)
+
+
 def test_recipe_options_reach_the_train_config() -> None:
     from train.cli import _train_config
     from train.pipeline import TrainConfig
@@ -298,11 +340,12 @@ def test_recipe_options_reach_the_train_config() -> None:
     assert (plain.onset_window_fraction, plain.distill_target, plain.members) == (0.3, "embedding", 3)
     changed = config("--onset-fraction", "0.6", "--distill-weight", "20", "--distill-target", "scores")
     assert (changed.onset_window_fraction, changed.distill_weight, changed.distill_target) == (0.6, 20.0, "scores")
-    assert (plain.seed, plain.effective_split_seed) == (0, 0)
+    assert (plain.seed, plain.effective_split_seed, plain.window_frames) == (0, 0, 96)
+    assert config("--window-frames", "64").window_frames == 64
     again = config("--seed", "1", "--split-seed", "0")
     assert (again.seed, again.effective_split_seed) == (1, 0)
     assert config("--seed", "3").effective_split_seed == 3
-    for wrong in (["--onset-fraction", "1.5"], ["--distill-target", "logits"]):
+    for wrong in (["--onset-fraction", "1.5"], ["--distill-target", "logits"], ["--window-frames", "8"]):
         with pytest.raises(SystemExit):
             config(*wrong)
 

@@ -230,7 +230,6 @@ def test_evaluate_against_a_baseline_reports_paired_differences(  # type: ignore
     """--baseline scores a second model on the same clips; each metric's difference is this model
     minus the baseline with a paired interval, and a baseline cut into other windows is refused."""
     pytest.importorskip("tensorflow")
-    from edge.errors import ModelError
     from edge.features import FeatureParams
     from tests.helpers import export_random_windows
     from train.evaluate import evaluate
@@ -307,8 +306,18 @@ def test_evaluate_against_a_baseline_reports_paired_differences(  # type: ignore
         check_windows=windows[:, :48],
         thresholds={"on": 0.99, "off": 0.9},
     )
-    with pytest.raises(ModelError, match="other windows"):
-        evaluate(model, synthetic_dataset, out_dir=tmp_path / "x", baseline=tmp_path / "short.tflite", **common)
+    # A baseline with another window (a shorter one here) cuts other windows: clips, stream and scenes
+    # are paired, windows are not.
+    shorter = evaluate(model, synthetic_dataset, out_dir=tmp_path / "x", baseline=tmp_path / "short.tflite", **common)
+    short_alone = evaluate(tmp_path / "short.tflite", synthetic_dataset, out_dir=tmp_path / "y", **common)
+    against_short = shorter["baseline"]
+    assert against_short["windows"] is None and against_short["window_cut"] == "48 frames every 25"
+    assert against_short["clips"]["roc_auc"]["baseline"] == short_alone["clips"]["roc_auc"]
+    assert against_short["stream_false_alarms"] == short_alone["stream"]["false_alarms"]
+    assert against_short["headline"]["baseline"] == short_alone["scene_headline"]
+    text = (tmp_path / "x" / "report.md").read_text()
+    assert "No window rows: the baseline cuts the clips into other windows (48 frames every 25)" in text
+    assert "\n| clip ROC AUC |" in text and "\n| window ROC AUC |" not in text  # the paired table's rows
 
 
 def _curve(rows: list[tuple[float, int, list[int]]], sources: list[str], hours: float) -> dict:  # type: ignore[type-arg]
