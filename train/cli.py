@@ -140,6 +140,28 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_crossval_pool(args: argparse.Namespace) -> int:
+    from train.pool import RECALL_KEYS, pool
+
+    report = pool(args.runs, args.out, against=args.against or [])
+    head = report["headline"]
+    for key in RECALL_KEYS:
+        budget = key.removeprefix("recall_at_").removesuffix("_fa_per_hour")
+        if "model" in head:
+            row, spread = head[key], report["seed_spread"][key]
+            interval = row.get("interval_95")
+            span = f" ({interval[0]:+.3f} to {interval[1]:+.3f})" if interval else ""
+            print(
+                f"recall at <= {budget} false alarms/h over seeds {report['seeds']}: {head['model'][key]} against "
+                f"{head['baseline'][key]}, difference {row['difference']:+.4f}{span}, per seed "
+                f"{spread['difference']}: {spread['verdict']}"
+            )
+        else:
+            print(f"recall at <= {budget} false alarms/h over seeds {report['seeds']}: {head[key]}")
+    print(f"report: {os.path.join(args.out, 'report.md')}")
+    return EXIT_OK
+
+
 def cmd_teacher_row(args: argparse.Namespace) -> int:
     _require_train_extra("scream teacher-row", "scipy")
     from train.distill import load_teacher
@@ -450,6 +472,29 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     )
     _add_recipe_arguments(cv)
     cv.set_defaults(func=cmd_crossval)
+
+    cp = sub.add_parser(
+        "crossval-pool",
+        help="pool one recipe's crossval runs at several training seeds, each against its own baseline run",
+        formatter_class=formatter,
+        epilog="A training seed alone moves the scene headline as much as a recipe change, so screen a change "
+        "at two or more seeds: `scream crossval --seed S --split-seed 0 --baseline BASELINE_AT_S` for each S, "
+        "then pool the runs. The runs must share data, folds and scenes' making, one recipe and one baseline "
+        "recipe, at distinct seeds; their fold scene curves pool into one paired headline (scream sources "
+        "resampled across all seeds at once) with each seed's row and the seed spread. Nothing is trained or "
+        "scored again (train/pool.py).\n\nexample:\n  scream crossval-pool runs/w64-s0 runs/w64-s1 \\\n"
+        "      --against runs/base-s1 --out runs/w64-pooled",
+    )
+    cp.add_argument("runs", nargs="+", metavar="RUN", help="the --out of each `scream crossval` (two or more)")
+    cp.add_argument(
+        "--against",
+        nargs="+",
+        metavar="BASELINE_RUN",
+        help="crossval runs of the baseline recipe; each pairs with the RUN of its training seed (the same scenes), "
+        "in place of that RUN's own --baseline",
+    )
+    cp.add_argument("--out", required=True, help="folder for report.md and report.json")
+    cp.set_defaults(func=cmd_crossval_pool)
 
     tr = sub.add_parser(
         "teacher-row",

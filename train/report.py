@@ -789,3 +789,102 @@ def crossval_markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+# -- scream crossval-pool ----------------------------------------------------------------------------
+def _signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.4f}"
+
+
+def _range_text(pair: list[float] | None) -> str:
+    return "-" if not pair else f"{pair[0]} to {pair[1]}"
+
+
+def _pool_run_line(row: dict[str, Any]) -> str:
+    """One seed's row: recall at each budget (this / baseline / difference) and its secondary differences."""
+    head = row["headline"]
+    if "model" not in head:
+        alone = " | ".join(str(head[f"recall_at_{b}_fa_per_hour"]) for b in (2, 5))
+        return f"| `{row['path']}` | {row['seed']} | {alone} |"
+    cells = []
+    for budget in (2, 5):
+        key = f"recall_at_{budget}_fa_per_hour"
+        cells.append(f"{head['model'][key]} / {head['baseline'][key]} / {_signed(head[key]['difference'])}")
+    secondary = []
+    for block, metric in (("clips", "roc_auc"), ("windows", "pr_auc")):
+        value = (row.get(block) or {}).get(metric)
+        secondary.append(_signed(value["difference"]) if value else "-")
+    ours, theirs = row.get("stream_false_alarms") or [None, None]
+    return (
+        f"| `{row['path']}` | {row['seed']} | `{row['baseline']['path']}` ({row['baseline']['seed']}) "
+        f"| {' | '.join(cells)} | {' | '.join(secondary)} | {ours} / {theirs} |"
+    )
+
+
+def pool_markdown(report: dict[str, Any]) -> str:
+    """`scream crossval-pool`'s report (train/pool.py)."""
+    paired = "recipe_differences" in report
+    recipe = report["recipe"]
+    lines = [
+        f"# One recipe at {len(report['seeds'])} training seeds, pooled",
+        "",
+        f"- data: `{report['data']}`, {report['folds']} folds by {report['split_by']} (split seed "
+        f"{report['split_seed']}), {report['scenes_per_fold']} scene(s) per fold; training seeds "
+        f"{', '.join(str(s) for s in report['seeds'])}",
+        f"- recipe: {recipe.get('members')} network(s) of width {recipe.get('width')}, window "
+        f"{recipe.get('window_frames')} frames, at most {recipe.get('epochs')} epochs",
+    ]
+    if paired:
+        differences = report["recipe_differences"].items()
+        changes = "; ".join(f"{k} {ours!r} (baseline {theirs!r})" for k, (ours, theirs) in differences)
+        lines.append(f"- against the baseline recipe: {changes or 'the same fields (code or data differ)'}")
+    lines += ["", "## Each seed", ""]
+    if paired:
+        lines += [
+            "Each run's scenes follow its seed; its baseline (the baseline recipe at that seed) is scored on "
+            "the same scenes. Recall: this recipe / baseline / difference.",
+            "",
+            "| run | seed | baseline (seed) | recall at <= 2 false alarms/h | recall at <= 5 false alarms/h "
+            "| clip ROC AUC difference | window PR AUC difference | stream false alarms (this / baseline) |",
+            "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+    else:
+        lines += [
+            "| run | seed | recall at <= 2 false alarms/h | recall at <= 5 false alarms/h |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+    lines += [_pool_run_line(row) for row in report["runs"]]
+    lines += ["", "## Pooled over the seeds", ""]
+    if paired:
+        head = report["headline"]
+        lines += [
+            f"{head['model']['screams']} inserted screams in {head['model']['hours']} h of scenes over all seeds. "
+            "Every seed tests the same sources, so each resample draws a source's screams at every seed at once; "
+            "the interval still holds no training variance beyond the seeds pooled, so read a difference as "
+            "resolved only when the interval excludes 0 and every seed's difference has its sign.",
+            *_paired_headline_lines(head),
+            *_paired_headline_lines(report.get("headline_audited"), _audited_caption(report.get("headline_audited"))),
+            "",
+            "| seed spread | this recipe | baseline | difference | verdict |",
+            "| --- | ---: | ---: | ---: | --- |",
+        ]
+        for budget in (2, 5):
+            s = report["seed_spread"][f"recall_at_{budget}_fa_per_hour"]
+            lines.append(
+                f"| event recall at <= {budget} false alarms/h | {_range_text(s['model_range'])} "
+                f"| {_range_text(s['baseline_range'])} | {_range_text(s['difference_range'])} | {s['verdict']} |"
+            )
+    else:
+        lines += [
+            *headline_lines(report["headline"], what=f"all {len(report['seeds'])} seeds"),
+            "",
+            *audited_headline_lines(report.get("headline_audited")),
+            "| seed spread | this recipe |",
+            "| --- | ---: |",
+            *(
+                f"| event recall at <= {b} false alarms/h "
+                f"| {_range_text(report['seed_spread'][f'recall_at_{b}_fa_per_hour']['model_range'])} |"
+                for b in (2, 5)
+            ),
+        ]
+    return "\n".join(lines) + "\n"

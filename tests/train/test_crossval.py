@@ -246,6 +246,16 @@ def test_crossval_scores_every_group_once_pools_the_folds_and_resumes(
         assert row["difference"] == pytest.approx(expected, abs=2e-4)
         assert row["interval_95"][0] <= row["difference"] <= row["interval_95"][1]
     assert "paired over scream sources" in text
+    # `scream crossval-pool` reads this run back as crossval wrote it: its fold curves, its baseline's
+    # curves, and the baseline's recipe from the differences the report lists.
+    from train.pool import load_run
+
+    run = load_run(out)
+    assert run.curves == [
+        json.loads((out / f"fold-{k}-report" / "report.json").read_text())["scene_curve"] for k in range(3)
+    ]
+    assert run.baseline_curves == [f["scene_curve"] for f in fold_against]
+    assert run.baseline_recipe == {**compared["recipe"], "epochs": 99} and run.seed == 0
     # A baseline without every fold, or dealt other folds, is refused before anything runs.
     (base / "fold-2.tflite").unlink()
     with pytest.raises(DataError, match=r"no fold-2\.tflite"):
