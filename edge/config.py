@@ -186,6 +186,9 @@ class ClipsConfig:
     max_count: int = 200
     max_bytes: int = 200_000_000
     min_free_bytes: int = 500_000_000
+    # With a [verifier]: keep the clips of the candidates it vetoes too (no alarm fires for them),
+    # marked vetoed in the event log, for `scream review` to label (site hard negatives, or misses).
+    keep_vetoed: bool = False
 
     def _check(self) -> dict[str, tuple[bool, str]]:
         return {

@@ -12,7 +12,8 @@ Pure and clock-free: times come in with the scores (and the wall-clock moment, f
 replay and live decide identically. An optional second stage (`verify`, edge.verifier through
 edge.pipeline) scores each candidate event once, when it would start: below `verify_threshold` the
 candidate is vetoed. It still runs its course here (hysteresis, cooldown) but is announced only as
-`EventVetoed`, so outputs never see it and the events that do fire are decided exactly as without it.
+`EventVetoed` and, when its span closes, `VetoedEnded`, so alarm outputs never see it (the service
+may keep its clip for review) and the events that do fire are decided exactly as without it.
 """
 
 from __future__ import annotations
@@ -173,7 +174,15 @@ class EventVetoed:
     event: Event
 
 
-Transition = EventStarted | EventEnded | EventVetoed
+@dataclass(frozen=True)
+class VetoedEnded:
+    """A vetoed candidate's span closing (its end and peak known now): no alarm output fires for it
+    either; the service keeps its clip for review with `[clips] keep_vetoed`."""
+
+    event: Event
+
+
+Transition = EventStarted | EventEnded | EventVetoed | VetoedEnded
 Verify = Callable[[float, float], float]  # (first hit start, detection time) in stream s -> score
 
 
@@ -286,8 +295,8 @@ class Detector:
                 ended = self._end(event.start_s + p.max_event_s, "max_event_s")
             elif decision_score < p.off_threshold and end_s >= min_end:
                 ended = self._end(max(self._last_above_off_s, min_end), "score")
-            if ended is not None and not event.is_vetoed:
-                out.append(ended)
+            if ended is not None:
+                out.append(VetoedEnded(event) if event.is_vetoed else ended)
         else:
             self._recent.append((start_s, decision_score >= p.on_threshold))
             hits = [start for start, hit in self._recent if hit]
@@ -324,7 +333,7 @@ class Detector:
         p = self.params
         end = min(max(self._last_above_off_s, self._active.start_s + p.min_event_s), end_s)
         ended = self._end(max(end, self._active.start_s), "end_of_stream")
-        return [] if ended.event.is_vetoed else [ended]
+        return [VetoedEnded(ended.event) if ended.event.is_vetoed else ended]
 
     def _end(self, end_s: float, reason: str) -> EventEnded:
         assert self._active is not None

@@ -159,6 +159,8 @@ class ClipEvent:
     event_id: str = ""
     model_sha256: str = ""
     schedule: str = ""
+    verify_score: float | None = None  # the second stage's verdict, with a [verifier]
+    vetoed: bool = False  # a candidate the verifier turned down: no alarm fired ([clips] keep_vetoed)
     label: Label | None = None
 
     @property
@@ -181,6 +183,8 @@ class ClipEvent:
             "event_id": self.event_id,
             "model_sha256": self.model_sha256,
             "schedule": self.schedule,
+            "verify_score": self.verify_score,
+            "vetoed": self.vetoed,
             "label": self.label.label if self.label else "",
             "note": self.label.note if self.label else "",
             "labelled": self.label.time if self.label else "",
@@ -249,6 +253,7 @@ class EventIndex:
             record = records.get(name, {})
             file = on_disk.get(name)
             start, end, peak = record.get("start"), record.get("end"), record.get("peak_score")
+            verdict = record.get("verify_score")
             events.append(
                 ClipEvent(
                     clip=name,
@@ -262,6 +267,8 @@ class EventIndex:
                     event_id=str(record.get("id", "")),
                     model_sha256=str(record.get("model_sha256", "")),
                     schedule=str(record.get("schedule", "")),
+                    verify_score=float(verdict) if isinstance(verdict, int | float) else None,
+                    vetoed=record.get("vetoed") is True,
                     label=labels.get(name),
                 )
             )

@@ -25,7 +25,7 @@ import numpy.typing as npt
 from edge.classifier import Classifier
 from edge.clips import AudioRing, ClipCutter
 from edge.config import Config
-from edge.detector import Detector, EventEnded, EventStarted, EventVetoed, Transition
+from edge.detector import Detector, EventEnded, EventStarted, EventVetoed, Transition, VetoedEnded
 from edge.health import Health
 from edge.pipeline import DetectionPipeline, StreamResult, detection_settings
 from edge.running_model import RunningModel
@@ -87,6 +87,8 @@ class DetectorService:
         self.clips = ClipCutter(config.clips, config.detector.max_event_s)
         self._active_event: dict[str, Any] | None = None  # the open event's record, as the outputs got it
         self._active_outputs: frozenset[str] = frozenset()  # what the schedule in force lets fire
+        # The open vetoed candidate's record and the outputs it may reach (the event log and clips only).
+        self._vetoed: tuple[dict[str, Any], frozenset[str]] | None = None
         self._last_housekeeping = 0.0
 
     @property
@@ -158,6 +160,10 @@ class DetectorService:
                 event.verify_score or 0.0,
                 self.detector.verify_threshold,
             )
+            record = self._event_record(event.number, event.start_s, event.detected_s, event.verify_score)
+            self._vetoed = (record | {"vetoed": True}, self._active_outputs & {"event_log", "clips"})
+        elif isinstance(transition, VetoedEnded) and self._vetoed is not None:
+            self._finish_vetoed(event.end_s if event.end_s is not None else self.ring.end_s, event.peak_score)
         elif isinstance(transition, EventStarted):
             record = self._event_record(event.number, event.start_s, event.detected_s, event.verify_score)
             self._active_event = record
@@ -178,6 +184,21 @@ class DetectorService:
         self.health.last_event = dict(record)
         self.health.event_active = False
         self._active_event = None
+
+    def _finish_vetoed(self, end_s: float, peak: float) -> None:
+        """A vetoed candidate's line in the event log (`event_vetoed`), and with `[clips] keep_vetoed`
+        its clip, for `scream review`: the verifier's calls, to be labelled like any event's."""
+        assert self._vetoed is not None
+        record, outputs = self._vetoed
+        self._vetoed = None
+        record["end"] = round(record["start"] + (end_s - record["start_stream_s"]), 3)
+        record["end_stream_s"] = round(end_s, 3)
+        record["peak_score"] = round(peak, 4)
+        if not (self.config.clips.keep_vetoed and self.config.clips.enabled and "clips" in outputs):
+            del record["clip"]  # the event log names no clip that is not kept
+        self._dispatch(AlarmMessage("vetoed", dict(record), outputs))
+        if "clip" in record:
+            self.clips.event_ended(record, end_s, outputs)
 
     # -- audio -----------------------------------------------------------------------------
     def _start_session(self) -> None:

@@ -34,7 +34,7 @@ log = logging.getLogger("scream")
 class AlarmMessage:
     """An event starting or ending; `outputs` are the outputs the active schedule allows."""
 
-    kind: Literal["start", "end"]
+    kind: Literal["start", "end", "vetoed"]  # vetoed: a candidate the second stage turned down, ended
     event: dict[str, Any]
     outputs: frozenset[str]
 
@@ -155,7 +155,7 @@ class GpioAlarm:
                     self.buzzer.blink(on_time=c.buzzer_max_s, off_time=0.0, n=1, background=True)
                 else:
                     self.buzzer.beep(on_time=c.buzzer_on_s, off_time=c.buzzer_off_s, n=cycles, background=True)
-        else:
+        elif message.kind == "end":
             self.led.off()
             self.buzzer.off()
 
@@ -272,7 +272,7 @@ class ConsoleLog:
             e = message.event
             if message.kind == "start":
                 print(f"ALARM ON   event {e['id']} at {e['start_stream_s']:.2f} s ({e['site']})", flush=True)
-            else:
+            elif message.kind == "end":
                 print(
                     f"alarm off  event {e['id']} {e['start_stream_s']:.2f}-{e['end_stream_s']:.2f} s "
                     f"peak {e['peak_score']:.2f}",

@@ -75,7 +75,7 @@ function renderList() {
     row.dataset.clip = e.clip;
     if (!e.exists) row.classList.add("missing");
     const cells = [e.start_text.replace("T", " ").slice(0, 19) || e.clip, e.site,
-      e.peak_score == null ? "" : e.peak_score.toFixed(2)];
+      (e.peak_score == null ? "" : e.peak_score.toFixed(2)) + (e.vetoed ? " (vetoed)" : "")];
     for (const text of cells) {
       const td = document.createElement("td");
       td.textContent = text;
@@ -104,7 +104,9 @@ function select(i) {
   detail.hidden = false;
   detail.dataset.clip = e.clip;
   $("d-time").textContent = (e.start_text || e.clip).replace("T", " ");
-  const parts = [e.site && `site ${e.site}`, e.location, e.peak_score != null && `peak score ${e.peak_score.toFixed(3)}`,
+  const verdict = e.verify_score != null && `verifier ${e.verify_score.toFixed(3)}`;
+  const parts = [e.vetoed && "vetoed by the verifier: no alarm fired", e.site && `site ${e.site}`, e.location,
+    e.peak_score != null && `peak score ${e.peak_score.toFixed(3)}`, verdict,
     e.duration_s != null && `event ${e.duration_s.toFixed(1)} s`, e.schedule && `schedule ${e.schedule}`,
     e.model_sha256 && `model ${e.model_sha256.slice(0, 12)}`, e.clip];
   $("d-meta").textContent = parts.filter(Boolean).join(" · ");

@@ -83,3 +83,23 @@ def test_a_schedule_that_drops_the_buzzer_leaves_its_pin_alone(pins: Any) -> Non
     created, _, _ = run_event(pins, GpioConfig(), 0.3, outputs=frozenset({"led"}))
     assert states(pin_timeline(pins, 17, created)) == [False, True, False]
     assert states(pin_timeline(pins, 27, created)) == [False]
+
+
+def test_a_vetoed_candidates_message_leaves_every_pin_as_it_is(pins: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """A vetoed candidate ending (kind "vetoed", even one whose outputs were to name the pins) is
+    not an event's end: a lit LED stays lit and the console prints nothing for it."""
+    from edge.sinks import ConsoleLog
+
+    config = GpioConfig(led_pin=17, buzzer_pin=27, buzzer_max_s=0.0)
+    created = time.monotonic()
+    alarm = GpioAlarm(config, pin_factory=pins)
+    alarm.handle(AlarmMessage("vetoed", {}, ALL))
+    alarm.handle(AlarmMessage("start", {}, ALL))
+    alarm.handle(AlarmMessage("vetoed", {}, ALL))
+    time.sleep(0.05)
+    assert states(pin_timeline(pins, 17, created)) == [False, True]  # still on
+    alarm.handle(AlarmMessage("end", {}, ALL))
+    assert states(pin_timeline(pins, 17, created)) == [False, True, False]
+    alarm.close()
+    ConsoleLog().handle(AlarmMessage("vetoed", {"id": "x", "start_stream_s": 1.0}, ALL))
+    assert capsys.readouterr().out == ""

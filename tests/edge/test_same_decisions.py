@@ -138,3 +138,46 @@ def test_listen_detect_and_explain_veto_alike(
     assert main(["status", "--config", str(config)]) == 1  # the replay has ended: "audio device stopped"
     shown = capsys.readouterr().out
     assert f"verifier    {stand_in_verifier}: 2 candidates checked, 1 vetoed (threshold 0.5)" in shown
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["keep-vetoed", "default"])
+def test_listen_logs_each_vetoed_candidate_and_keeps_its_clip_only_when_asked(
+    tiny_model: Path, recording: Path, stand_in_verifier: Path, tmp_path: Path, keep: bool
+) -> None:
+    """The quiet scream is vetoed: no alarm, but an `event_vetoed` line with its verdict and span; with
+    `[clips] keep_vetoed` its clip is saved beside the fired event's, and the review index marks it."""
+    from edge.labels import EventIndex
+
+    state = tmp_path / "state"
+    config = tmp_path / "verified.toml"
+    config.write_text(
+        f'[paths]\nstate_dir = "{state}"\n[gpio]\nenabled = false\n[model]\nwatch = false\n'
+        f"[clips]\npre_roll_s = 0.5\npost_roll_s = 0.5\nmin_free_bytes = 0\nkeep_vetoed = {str(keep).lower()}\n"
+        f'[verifier]\nmodel = "{stand_in_verifier}"\nthreshold = 0.5\n'
+    )
+    fired = listen_events(tiny_model, recording, config, state)
+    assert len(fired) == 1 and fired[0][0] > 5.0  # the loud scream alone fires, as without clips
+    records = [json.loads(line) for line in (state / "events.jsonl").read_text().splitlines()]
+    vetoed = [r for r in records if r["type"] == "event_vetoed"]
+    assert len(vetoed) == 1 and [r["type"] for r in records].count("event_start") == 1
+    candidate = vetoed[0]
+    assert candidate["vetoed"] is True and candidate["number"] == 0 and candidate["verify_score"] < 0.5
+    assert 0.5 < candidate["start_stream_s"] < candidate["end_stream_s"] < 5.0 and candidate["peak_score"] > 0
+    clips = sorted(p.name for p in (state / "clips").glob("*.wav"))
+    started = next(r for r in records if r["type"] == "event_start")
+    if not keep:
+        assert "clip" not in candidate and clips == [started["clip"]]
+        assert [e.vetoed for e in EventIndex(state / "clips", state / "events.jsonl").events()[0]] == [False]
+        return
+    assert clips == sorted([started["clip"], candidate["clip"]])
+    events, problems = EventIndex(state / "clips", state / "events.jsonl").events()
+    by_clip = {e.clip: e for e in events}
+    assert not problems and by_clip[candidate["clip"]].vetoed and not by_clip[started["clip"]].vetoed
+    assert by_clip[candidate["clip"]].to_json()["verify_score"] == candidate["verify_score"]
+    assert by_clip[started["clip"]].verify_score == started["verify_score"] > 0.5
+    # The clip holds the candidate's span with its pre- and post-roll.
+    import soundfile
+
+    seconds = soundfile.info(str(state / "clips" / candidate["clip"])).duration
+    span = candidate["end_stream_s"] - candidate["start_stream_s"]
+    assert seconds == pytest.approx(span + 1.0, abs=0.15)

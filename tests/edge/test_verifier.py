@@ -12,7 +12,7 @@ import pytest
 
 from edge import synth
 from edge.config import Config, VerifierConfig, parse_config
-from edge.detector import DecisionParams, Detector, EventEnded, EventStarted, EventVetoed
+from edge.detector import DecisionParams, Detector, EventEnded, EventStarted, EventVetoed, VetoedEnded
 from edge.errors import ConfigError, ModelError
 from edge.features import FeatureParams
 from edge.pipeline import MAX_VERIFY_WINDOWS, DetectionPipeline, chunked, raising_windows
@@ -126,11 +126,12 @@ def test_a_vetoed_candidate_fires_nothing_but_runs_its_course() -> None:
     asked, transitions = run_detector(scores, [0.2, 0.7])
     assert asked == [(0.25, 1.75), (1.75, 3.25)]  # (first hit's start, the detecting window's end)
     kinds = [type(t) for t in transitions]
-    assert kinds == [EventVetoed, EventStarted, EventEnded]
-    vetoed, started = transitions[0].event, transitions[1].event
+    assert kinds == [EventVetoed, VetoedEnded, EventStarted, EventEnded]
+    vetoed, started = transitions[0].event, transitions[2].event
     assert vetoed.is_vetoed and vetoed.number == 0 and vetoed.verify_score == 0.2
     assert started.number == 1 and started.verify_score == 0.7 and not started.is_vetoed
-    assert vetoed.end_s == 2.25 and started.start_s == 1.75 and transitions[2].event is started
+    assert transitions[1].event is vetoed and vetoed.end_s == 2.25 and vetoed.peak_score == 0.9
+    assert started.start_s == 1.75 and transitions[3].event is started
 
 
 def test_without_a_verifier_the_same_scores_give_the_same_spans() -> None:
@@ -145,9 +146,10 @@ def test_without_a_verifier_the_same_scores_give_the_same_spans() -> None:
     ]
 
 
-def test_an_open_vetoed_candidate_ends_silently() -> None:
+def test_an_open_vetoed_candidate_ends_as_vetoed_at_the_end_of_the_stream() -> None:
     asked, transitions = run_detector([0.9, 0.9, 0.9], [0.1])
-    assert len(asked) == 1 and [type(t) for t in transitions] == [EventVetoed]
+    assert len(asked) == 1 and [type(t) for t in transitions] == [EventVetoed, VetoedEnded]
+    assert transitions[1].event.ended_by == "end_of_stream" and transitions[1].event.end_s == 1.5
 
 
 def test_the_threshold_itself_confirms() -> None:
