@@ -140,7 +140,9 @@ def pull(target: Target, out: Path, *, config: str | None = None) -> Outcome:
             rows[rel] = {
                 "path": rel,
                 "label": str(LABELS[entry["label"]]),
-                "category": f"site_{LABELS[entry['label']]}",
+                # A candidate the device's verifier vetoed ([clips] keep_vetoed): a miss of the second
+                # stage if labelled scream, a hard negative it already catches if not.
+                "category": f"site_{'vetoed_' if entry.get('vetoed') else ''}{LABELS[entry['label']]}",
                 "group": f"site:{site}/{day}",
                 "source": f"site:{site}",
                 "licence": LICENCE,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,9 @@ def test_pull_fetches_labelled_clips_into_a_manifest_and_marks_them(
     store.set(names[0], "scream", note="child fell")
     store.set(names[1], "non_scream", note="the parrot")
     store.set(names[2], "unsure")  # not training data: stays on the device, unfetched
+    # The second clip was a candidate the verifier vetoed (`[clips] keep_vetoed`): its log line says so.
+    with config.state_path("events.jsonl").open("a") as log:
+        log.write(json.dumps({"type": "event_vetoed", "clip": names[1], "vetoed": True, "verify_score": 0.003}) + "\n")
     out = tmp_path / "desk" / "hall"
 
     first = pull(target, out)
@@ -54,6 +58,7 @@ def test_pull_fetches_labelled_clips_into_a_manifest_and_marks_them(
         day = row["path"].split("/")[2]
         assert row["path"] == f"audio/hall/{day}/{name}" and row["group"] == f"site:hall/{day}"
         assert row["sample_rate"] == "16000" and float(row["duration_s"]) > 1.0
+    assert (rows[names[0]]["category"], rows[names[1]]["category"]) == ("site_scream", "site_vetoed_non_scream")
     labels = store.load()
     assert labels[names[0]].exported and labels[names[1]].exported and not labels[names[2]].exported
     assert store.protected() == set()  # retention may delete the fetched clips again
