@@ -73,7 +73,7 @@ class FoldResult:
     baseline_clip_scores: npt.NDArray[np.float64] | None = None
 
 
-def _recipe(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
+def recipe_fields(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
     """The fields that decide what a fold model learns; a sidecar written before a field existed
     counts as that field's default (fields are added with the old behaviour as default)."""
     fields = asdict(config) if isinstance(config, TrainConfig) else {**asdict(TrainConfig()), **config}
@@ -86,7 +86,7 @@ def trained_recipe(model: Path) -> dict[str, Any] | None:
     if not (model.is_file() and sidecar.is_file()):
         return None
     try:
-        return _recipe(json.loads(sidecar.read_text())["training"]["config"])
+        return recipe_fields(json.loads(sidecar.read_text())["training"]["config"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -103,7 +103,7 @@ def tests_fold(model: Path, test_clips: list[Clip], base: Path) -> bool:
 def reusable(model: Path, config: TrainConfig, test_clips: list[Clip], base: Path) -> bool:
     """Whether `model` was trained by this recipe for this fold, on the fold the data set deals now
     (a data set that changed since deals other folds), and its sidecar is readable."""
-    return trained_recipe(model) == _recipe(config) and tests_fold(model, test_clips, base)
+    return trained_recipe(model) == recipe_fields(config) and tests_fold(model, test_clips, base)
 
 
 def check_baseline(baseline: Path, parts: list[list[Clip]], base: Path) -> dict[str, Any]:
@@ -295,7 +295,7 @@ def pooled_report(
         "conditions": pooled_conditions(results),
         "negative_families": _summed(r.report["negatives"]["family"] for r in results),
         "sources": _summed(r.report["sources"] for r in results),
-        "recipe": _recipe(config) | {"folds": folds},
+        "recipe": recipe_fields(config) | {"folds": folds},
         "split_seed": config.effective_split_seed,
         "scenes_per_fold": scenes,
         "seed": seed,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from train.crossval import recipe_fields
 from train.data import DataError
 from train.scenes import FALSE_ALARM_BUDGETS, audited_headline, curve_headline, paired_headline
 
@@ -79,6 +80,9 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     missing = [key for key in (*_SHARED, "recipe") if key not in report]
     if missing:
         raise DataError(f"{folder}: report.json lacks {', '.join(missing)} (written by an older scream crossval?)")
+    # A run written before a recipe field existed was trained with that field's default, as crossval
+    # reads its fold models' sidecars.
+    report["recipe"] = recipe_fields(report["recipe"])
     curves, baseline_curves = [], []
     for k in range(int(report["folds"])):
         fold = _read_json(folder / f"fold-{k}-report" / "report.json", f"fold {k}'s evaluation")

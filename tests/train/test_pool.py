@@ -255,3 +255,15 @@ def test_the_command_prints_the_pooled_differences_and_fails_clearly(
     assert "difference +0.1250 (+0.000 to +0.250), per seed [0.375, -0.125]: not resolved" in out
     assert main(["crossval-pool", str(r0), str(r0), "--out", str(tmp_path / "again")]) == EXIT_FATAL
     assert "share training seed 0" in capsys.readouterr().err
+
+
+def test_a_run_written_before_a_recipe_field_existed_counts_that_fields_default(tmp_path: Path) -> None:
+    """As crossval reads old sidecars: a report without `spoken_fraction` was trained at its default (0)."""
+    r0 = _write_run(tmp_path / "r0", seed=0, hits=RECIPE_S0)
+    assert "spoken_fraction" not in json.loads((r0 / "report.json").read_text())["recipe"]
+    assert load_run(r0).report["recipe"]["spoken_fraction"] == 0.0
+    r1 = _write_run(tmp_path / "r1", seed=1, hits=RECIPE_S1, recipe={"spoken_fraction": 0.0})
+    assert pool([r0, r1], tmp_path / "pooled")["seeds"] == [0, 1]
+    r2 = _write_run(tmp_path / "r2", seed=2, hits=RECIPE_S1, recipe={"spoken_fraction": 0.1})
+    with pytest.raises(DataError, match=r"other recipes .*spoken_fraction"):
+        pool([r0, r2], tmp_path / "refused")
