@@ -173,12 +173,17 @@ class DetectorService:
         elif isinstance(transition, EventEnded) and self._active_event is not None:
             self._finish_event(event.end_s if event.end_s is not None else self.ring.end_s, event.peak_score)
 
-    def _finish_event(self, end_s: float, peak: float) -> None:
-        assert self._active_event is not None
-        record = self._active_event
+    @staticmethod
+    def _close_record(record: dict[str, Any], end_s: float, peak: float) -> None:
+        """An event record's end (wall clock and stream) and peak, once its span has closed."""
         record["end"] = round(record["start"] + (end_s - record["start_stream_s"]), 3)
         record["end_stream_s"] = round(end_s, 3)
         record["peak_score"] = round(peak, 4)
+
+    def _finish_event(self, end_s: float, peak: float) -> None:
+        assert self._active_event is not None
+        record = self._active_event
+        self._close_record(record, end_s, peak)
         self._dispatch(AlarmMessage("end", dict(record), self._active_outputs))
         self.clips.event_ended(record, end_s, self._active_outputs)
         self.health.last_event = dict(record)
@@ -191,9 +196,7 @@ class DetectorService:
         assert self._vetoed is not None
         record, outputs = self._vetoed
         self._vetoed = None
-        record["end"] = round(record["start"] + (end_s - record["start_stream_s"]), 3)
-        record["end_stream_s"] = round(end_s, 3)
-        record["peak_score"] = round(peak, 4)
+        self._close_record(record, end_s, peak)
         if not (self.config.clips.keep_vetoed and self.config.clips.enabled and "clips" in outputs):
             del record["clip"]  # the event log names no clip that is not kept
         self._dispatch(AlarmMessage("vetoed", dict(record), outputs))

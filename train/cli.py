@@ -141,23 +141,24 @@ def cmd_crossval(args: argparse.Namespace) -> int:
 
 
 def cmd_crossval_pool(args: argparse.Namespace) -> int:
-    from train.pool import RECALL_KEYS, pool
+    from train.pool import pool
+    from train.scenes import FALSE_ALARM_BUDGETS
 
     report = pool(args.runs, args.out, against=args.against or [])
     head = report["headline"]
-    for key in RECALL_KEYS:
-        budget = key.removeprefix("recall_at_").removesuffix("_fa_per_hour")
+    for budget in FALSE_ALARM_BUDGETS:
+        key = f"recall_at_{budget:g}_fa_per_hour"
         if "model" in head:
             row, spread = head[key], report["seed_spread"][key]
             interval = row.get("interval_95")
             span = f" ({interval[0]:+.3f} to {interval[1]:+.3f})" if interval else ""
             print(
-                f"recall at <= {budget} false alarms/h over seeds {report['seeds']}: {head['model'][key]} against "
+                f"recall at <= {budget:g} false alarms/h over seeds {report['seeds']}: {head['model'][key]} against "
                 f"{head['baseline'][key]}, difference {row['difference']:+.4f}{span}, per seed "
                 f"{spread['difference']}: {spread['verdict']}"
             )
         else:
-            print(f"recall at <= {budget} false alarms/h over seeds {report['seeds']}: {head[key]}")
+            print(f"recall at <= {budget:g} false alarms/h over seeds {report['seeds']}: {head[key]}")
     print(f"report: {os.path.join(args.out, 'report.md')}")
     return EXIT_OK
 

@@ -141,21 +141,22 @@ def _check_shared(run: Run, first: Run) -> None:
             )
 
 
-def _differing(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+def _differences(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, list[Any]]:
+    """The recipe fields (seeds and fold aside) where two recipes differ: [ours, theirs] by name."""
     ours, theirs = _without(ours, _PER_RUN), _without(theirs, _PER_RUN)
-    return sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    return {k: [ours.get(k), theirs.get(k)] for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)}
 
 
-def pair_runs(runs: list[Run], against: list[Run]) -> list[Side | None]:
-    """Each run's baseline side, after refusing runs that are not one recipe (and one baseline recipe)
-    at distinct seeds on the same folds."""
+def pair_runs(runs: list[Run], against: list[Run]) -> list[Side] | None:
+    """Each run's baseline side (None if no run has one), after refusing runs that are not one recipe
+    (and one baseline recipe) at distinct seeds on the same folds."""
     if len(runs) < 2:
         raise DataError("pooling needs at least two crossval runs (one recipe at two or more training seeds)")
     first = runs[0]
     for run in [*runs[1:], *against]:
         _check_shared(run, first)
     for run in runs[1:]:
-        differ = _differing(run.report["recipe"], first.report["recipe"])
+        differ = _differences(run.report["recipe"], first.report["recipe"])
         if differ:
             raise DataError(f"{run.path} and {first.path} are other recipes (they differ in {', '.join(differ)})")
     _distinct([r.seed for r in runs], [r.path for r in runs], "training seed")
@@ -163,16 +164,18 @@ def pair_runs(runs: list[Run], against: list[Run]) -> list[Side | None]:
     unused = [a.path for a in against if a.seed not in {r.seed for r in runs}]
     if unused:
         raise DataError(f"{unused[0]}: no pooled run has its training seed")
-    sides = [baseline_side(r, against) for r in runs]
-    if any(sides) and not all(sides):
-        lone = next(r.path for r, side in zip(runs, sides, strict=True) if side is None)
+    found = [baseline_side(r, against) for r in runs]
+    sides = [s for s in found if s is not None]
+    if not sides:
+        return None
+    if len(sides) < len(runs):
+        lone = next(r.path for r, side in zip(runs, found, strict=True) if side is None)
         raise DataError(f"{lone} has no baseline at its seed and other pooled runs have one: give it one (--against)")
-    known = [s for s in sides if s is not None]
-    for run, side in zip(runs[1:], known[1:], strict=bool(known)):
-        if _differing(side.recipe, known[0].recipe):
+    for run, side in zip(runs[1:], sides[1:], strict=True):
+        if _differences(side.recipe, sides[0].recipe):
             raise DataError(f"{run.path} and {first.path} are paired with other baseline recipes")
     # A baseline seed twice would count one baseline training as if it were two.
-    _distinct([int(s.recipe["seed"]) for s in known], [r.path for r in runs if known], "baseline seed")
+    _distinct([int(s.recipe["seed"]) for s in sides], [r.path for r in runs], "baseline seed")
     return sides
 
 
@@ -208,8 +211,8 @@ def seed_spread(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Each headline recall over the seeds: this recipe's, the baseline's and their difference's
     range, and whether the pooled difference is resolved (filled in by `pool`)."""
     out: dict[str, Any] = {}
+    heads = [r["headline"] for r in rows]
     for key in RECALL_KEYS:
-        heads = [r["headline"] for r in rows]
         if "model" in heads[0]:
             model = [h["model"][key] for h in heads]
             base = [h["baseline"][key] for h in heads]
@@ -261,22 +264,18 @@ def pool(
     report |= {
         "recipe": _without(first["recipe"], _PER_RUN),
         "seeds": [r.seed for r in runs],
-        "runs": [_run_row(r, side, seed=seed) for r, side in zip(runs, sides, strict=True)],
+        "runs": [_run_row(r, sides[i] if sides else None, seed=seed) for i, r in enumerate(runs)],
     }
-    known = [s for s in sides if s is not None]
-    if not known:
+    if sides is None:
         report["headline"] = curve_headline(curves, seed=seed)
         report["headline_audited"] = audited_headline(curves, seed=seed)
     else:
-        base_curves = [c for s in known for c in s.curves]
-        ours, theirs = report["recipe"], _without(known[0].recipe, _PER_RUN)
-        report["recipe_differences"] = {
-            k: [ours.get(k), theirs.get(k)] for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)
-        }
+        base_curves = [c for s in sides for c in s.curves]
+        report["recipe_differences"] = _differences(first["recipe"], sides[0].recipe)
         report["headline"] = paired_headline(curves, base_curves, seed=seed)
         report["headline_audited"] = audited_headline(curves, base_curves, seed=seed)
     spread = seed_spread(report["runs"])
-    if known:
+    if sides:
         for key in RECALL_KEYS:
             spread[key]["verdict"] = verdict(report["headline"][key], spread[key]["difference"])
     report["seed_spread"] = spread
