@@ -50,6 +50,9 @@ _NOT_RECIPE = ("cache_dir", "verbose")
 # Fields that recipes no longer have, at the value that meant "off": a sidecar holding one at that
 # value was trained as today's recipe is; at another value it was not.
 _REMOVED = {"splice_fraction": 0.0}
+# Fields read only while distilling: without distillation (distill_weight 0) no teacher is loaded,
+# so a recipe that names another teacher path or target learns the same.
+_DISTILL_ONLY = ("teacher_dir", "distill_target")
 
 
 def _log(message: str) -> None:
@@ -75,8 +78,12 @@ class FoldResult:
 
 def recipe_fields(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
     """The fields that decide what a fold model learns; a sidecar written before a field existed
-    counts as that field's default (fields are added with the old behaviour as default)."""
-    fields = asdict(config) if isinstance(config, TrainConfig) else {**asdict(TrainConfig()), **config}
+    counts as that field's default (fields are added with the old behaviour as default), and so does
+    a distillation-only field of a recipe that does not distil."""
+    defaults = asdict(TrainConfig())
+    fields = asdict(config) if isinstance(config, TrainConfig) else {**defaults, **config}
+    if not fields["distill_weight"]:
+        fields.update({k: defaults[k] for k in _DISTILL_ONLY})
     return {k: v for k, v in fields.items() if k not in _NOT_RECIPE and not (k in _REMOVED and v == _REMOVED[k])}
 
 

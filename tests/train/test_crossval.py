@@ -284,6 +284,18 @@ def test_crossval_scores_every_group_once_pools_the_folds_and_resumes(
     sidecar["training"]["config"]["splice_fraction"] = 0.2
     (out / "fold-0.json").write_text(json.dumps(sidecar))
     assert not reusable(out / "fold-0.tflite", replace(config, folds=3, fold=0), fold_0, dataset.base)
+    # The teacher's path and target count only in a recipe that distils (nothing else reads them).
+    trained = sidecar["training"]["config"]
+    assert trained["distill_weight"] == 0
+    trained.update(splice_fraction=0.0, teacher_dir="/elsewhere/yamnet", distill_target="scores")
+    (out / "fold-0.json").write_text(json.dumps(sidecar))
+    assert reusable(out / "fold-0.tflite", replace(config, folds=3, fold=0), fold_0, dataset.base)
+    trained["distill_weight"] = 1.0
+    (out / "fold-0.json").write_text(json.dumps(sidecar))
+    distilled = replace(config, folds=3, fold=0, distill_weight=1.0)
+    assert not reusable(out / "fold-0.tflite", distilled, fold_0, dataset.base)
+    elsewhere = replace(distilled, teacher_dir="/elsewhere/yamnet", distill_target="scores")
+    assert reusable(out / "fold-0.tflite", elsewhere, fold_0, dataset.base)
     (out / "fold-0.json").write_text("{")
     assert not reusable(out / "fold-0.tflite", replace(config, folds=3, fold=0), fold_0, dataset.base)
 

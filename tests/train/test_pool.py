@@ -267,3 +267,15 @@ def test_a_run_written_before_a_recipe_field_existed_counts_that_fields_default(
     r2 = _write_run(tmp_path / "r2", seed=2, hits=RECIPE_S1, recipe={"spoken_fraction": 0.1})
     with pytest.raises(DataError, match=r"other recipes .*spoken_fraction"):
         pool([r0, r2], tmp_path / "refused")
+
+
+def test_a_teacher_path_counts_only_in_a_recipe_that_distils(tmp_path: Path) -> None:
+    """The same teacher spelt as another path is no recipe difference where nothing distils."""
+    r0 = _write_run(tmp_path / "r0", seed=0, hits=RECIPE_S0, recipe={"teacher_dir": "../shared/models/yamnet"})
+    r1 = _write_run(tmp_path / "r1", seed=1, hits=RECIPE_S1, recipe={"teacher_dir": "/work/shared/models/yamnet"})
+    assert pool([r0, r1], tmp_path / "pooled")["seeds"] == [0, 1]
+    distilling = {"distill_weight": 20.0, "distill_target": "scores"}
+    d0 = _write_run(tmp_path / "d0", seed=0, hits=RECIPE_S0, recipe={**distilling, "teacher_dir": "a/yamnet"})
+    d1 = _write_run(tmp_path / "d1", seed=1, hits=RECIPE_S1, recipe={**distilling, "teacher_dir": "b/yamnet"})
+    with pytest.raises(DataError, match=r"other recipes .*teacher_dir"):
+        pool([d0, d1], tmp_path / "refused")
