@@ -411,6 +411,7 @@ def adapt(
         procedural_fraction=0.0,
         spoken_fraction=0.0,
         distill_weight=0.0,
+        output_logit_max=0.0,  # not applied to the fine-tuned network (it has no named scream unit)
         verbose=config.verbose,
     )
     if isinstance(base_rate, int | float) and base_rate > 0:

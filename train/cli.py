@@ -40,6 +40,7 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         teacher_dir=args.teacher,
         min_teacher_scream=args.min_teacher_scream,
         teacher_hard_negative=args.teacher_hard_negatives,
+        output_logit_max=args.output_logit_max,
         cache_dir=args.cache or "",
         verbose=2,
         max_false_alarms_per_hour=args.max_false_alarms_per_hour,
@@ -341,6 +342,13 @@ def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="> 0: mine as hard negatives the non-screams whose teacher audit (manifest column teacher_scream) "
         "reaches this: drawn at twice the hard-negative weight (default 0, off)",
+    )
+    parser.add_argument(
+        "--output-logit-max",
+        type=float,
+        default=0.0,
+        help="> 0: at export divide the scream logit so the largest on representative windows is this (e.g. 3), "
+        "so int8's output steps (1/256, top 0.996) resolve the highest scores instead of tying them (default 0, off)",
     )
     parser.add_argument(
         "--teacher", default="../shared/models/yamnet", help="the teacher for --distill-weight (YAMNet TF-Lite folder)"

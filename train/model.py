@@ -88,3 +88,42 @@ def build_ensemble(members: list[Any]) -> Any:
     outputs = [member(inputs) for member in members]
     averaged = layers.Average(name="scream")(outputs)
     return keras.Model(inputs, averaged, name=f"scream_ensemble_{len(members)}")
+
+
+def _scream_units(model: Any) -> list[Any]:
+    """The sigmoid Dense layers named "scream" in `model` and in the members nested in it."""
+    found = []
+    for layer in model.layers:
+        if hasattr(layer, "layers"):
+            found += _scream_units(layer)
+        elif layer.name == "scream" and getattr(getattr(layer, "activation", None), "__name__", "") == "sigmoid":
+            found.append(layer)
+    return found
+
+
+def output_temperature(scores: Any, logit_max: float) -> float:
+    """How much to soften the scream output so that the largest of `scores` (the model's scream
+    probabilities on representative windows) has logit `logit_max`; 1.0 when it already is at or
+    below it. int8 holds a sigmoid's output in steps of 1/256 up to 0.996 (logit 5.5): scores
+    above that tie, and a threshold among them cannot be chosen."""
+    import numpy as np
+
+    if logit_max <= 0:
+        raise ValueError(f"logit_max must be > 0, got {logit_max}")
+    p = np.clip(np.asarray(scores, dtype=np.float64), 1e-12, 1 - 1e-12)
+    largest = float(np.max(np.log(p) - np.log1p(-p))) if p.size else 0.0
+    return max(1.0, largest / logit_max)
+
+
+def soften_output(model: Any, temperature: float) -> int:
+    """Divide the logit of every scream unit in `model` (each ensemble member's) by `temperature`,
+    in place, by scaling that unit's weights and bias: the same ranking of windows from a single
+    network, the scores spread below 1 where int8 can tell them apart. Returns how many units."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    units = _scream_units(model)
+    if not units:
+        raise ValueError(f"model {model.name} has no sigmoid unit named 'scream'")
+    for unit in units:
+        unit.set_weights([w / temperature for w in unit.get_weights()])
+    return len(units)

@@ -61,6 +61,11 @@ class TrainConfig:
     distill_target: str = "embedding"
     teacher_dir: str = "../shared/models/yamnet"  # YAMNet as TF-Lite, for distill_weight > 0
     label_smoothing: float = 0.1
+    # > 0: at export, the scream unit's logit (each member's) is divided by what brings the largest
+    # logit on the representative windows down to this (never multiplied), so the int8 output, steps
+    # of 1/256 up to 0.996 (logit 5.5), resolves the top scores instead of tying them there
+    # (train/model.py output_temperature). A single network ranks windows as before. 0 (off): as trained.
+    output_logit_max: float = 0.0
     # > 0: screams of the train and validation splits whose teacher audit (the manifest's
     # teacher_scream, YAMNet's peak "Screaming") is below this are left out of training; the test split
     # keeps every clip, so a crossval with it pairs with one without.
@@ -395,15 +400,27 @@ def train(
     ]
     batches = fits[0].batches
     model = fits[0].model if config.members == 1 else build_ensemble([f.model for f in fits])
-    val_scores = model.predict(val.windows[..., None], batch_size=256, verbose=0).reshape(-1)
-    thresholds = choose_thresholds(val.labels, val_scores, config)
-    _log(f"thresholds from validation: on {thresholds['on']}, off {thresholds['off']}")
-
     rng = np.random.default_rng(config.seed)
     representative = np.concatenate([batches.batch(1000 + i)[0][..., 0] for i in range(6)])
     representative = np.concatenate(
         [representative, val.windows[rng.choice(len(val.windows), min(200, len(val.windows)), replace=False)]]
     )
+    temperature = 1.0
+    if config.output_logit_max > 0:
+        from train.model import output_temperature, soften_output
+
+        temperature = output_temperature(
+            model.predict(representative[..., None], batch_size=256, verbose=0), config.output_logit_max
+        )
+        units = soften_output(model, temperature)
+        _log(
+            f"scream logit divided by {temperature:.3f} in {units} unit(s): the largest on representative "
+            f"windows is now about {config.output_logit_max:g}"
+        )
+    val_scores = model.predict(val.windows[..., None], batch_size=256, verbose=0).reshape(-1)
+    thresholds = choose_thresholds(val.labels, val_scores, config)
+    _log(f"thresholds from validation: on {thresholds['on']}, off {thresholds['off']}")
+
     float_test = model.predict(test.windows[..., None], batch_size=256, verbose=0).reshape(-1)
     metadata = {
         "training": {
@@ -414,6 +431,8 @@ def train(
             if config.members > 1
             else len(fits[0].history.get("loss", [])),
             "seconds": round(time.monotonic() - started, 1),
+            # What the exported scream logit was divided by (config.output_logit_max; 1.0: as trained).
+            "output_temperature": round(temperature, 4),
         },
     }
     sidecar = export_model(

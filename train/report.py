@@ -323,7 +323,10 @@ TARGETS = (
 )
 
 
-def _network_text(config: dict[str, Any]) -> str:
+def _network_text(config: dict[str, Any], temperature: float = 1.0) -> str:
+    unit = "one sigmoid unit" + (
+        f" (its logit divided by {temperature:g} at export, so int8 resolves the top scores)" if temperature > 1 else ""
+    )
     one = (
         f"one 3x3 convolution and four depthwise-separable blocks (width {config.get('width')}), "
         + (
@@ -331,7 +334,7 @@ def _network_text(config: dict[str, Any]) -> str:
             if config.get("head") == "frequency"
             else "global average pooling"
         )
-        + ", one sigmoid unit"
+        + f", {unit}"
     )
     members = int(config.get("members", 1))
     if members > 1:
@@ -369,6 +372,7 @@ def _recipe_text(config: dict[str, Any]) -> str:
         ("procedural_fraction", "--procedural-fraction"),
         ("spoken_fraction", "--spoken-fraction"),
         ("distill_weight", "--distill-weight"),
+        ("output_logit_max", "--output-logit-max"),
     ):
         if config.get(key):
             options.append(f"`{flag} {config[key]:g}`")
@@ -394,7 +398,8 @@ def model_card(report: dict[str, Any], sidecar: dict[str, Any], *, report_dir: P
         "",
         f"- **File**: `models/{sidecar['name']}.tflite`, {sidecar['size_bytes']} bytes, full-integer int8 "
         f"(int8 input and output), sha256 `{sidecar['sha256'][:16]}…`; sidecar `models/{sidecar['name']}.json`.",
-        f"- **Network**: {_network_text(config)}; input one log-mel window of "
+        f"- **Network**: {_network_text(config, float(training.get('output_temperature', 1.0)))}; "
+        "input one log-mel window of "
         f"{sidecar['window']['frames']} frames x {features.mel_bands} bands "
         f"({(sidecar['window']['frames'] - 1) * features.hop_ms + features.window_ms:g} ms), scored every "
         f"{sidecar['window']['hop_frames'] * features.hop_ms:g} ms.",

@@ -180,12 +180,16 @@ def test_model_card_describes_an_ensemble() -> None:
     text = _network_text({"members": 3, "seed": 0, "width": 16, "head": "global"})
     assert text.startswith("the mean of 3 CNNs trained alike from seeds 0-2") and "(width 16)" in text
     assert _epochs_text([12, 20, 9]) == "12/20/9 epochs (per member)" and _epochs_text(14) == "14 epochs"
+    assert "divided" not in text
+    softened = _network_text({"members": 1, "width": 16, "head": "global"}, 2.5)
+    assert softened.endswith("one sigmoid unit (its logit divided by 2.5 at export, so int8 resolves the top scores)")
 
 
 def test_model_card_names_the_recipe_options_a_model_was_trained_with() -> None:
     from train.report import _recipe_text
 
     assert _recipe_text({"min_teacher_scream": 0.0, "procedural_fraction": 0.0}) == "with its defaults"
+    assert _recipe_text({"output_logit_max": 3.0}) == "with its defaults and `--output-logit-max 3`"
     text = _recipe_text({"min_teacher_scream": 0.05, "spoken_fraction": 0.1, "distill_weight": 0.0})
     assert text.startswith("with its defaults and `--min-teacher-scream 0.05` (train and validation leave out")
     assert text.endswith(", `--spoken-fraction 0.1`") and "distill" not in text

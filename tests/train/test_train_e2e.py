@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -175,11 +176,21 @@ def test_ensemble_training_ships_one_model_averaging_its_members(synthetic_datas
 
     # As long as the tiny single model trains: less, and the scores of 31 check windows crowd the
     # threshold, where one int8 rounding is 3% of the agreement the export requires.
+    # Softened at export (output_logit_max): both members' units, recorded in the sidecar.
     config = TrainConfig(
-        epochs=6, steps_per_epoch=12, batch_size=32, width=8, members=2, cache_dir=str(tmp_path / "c"), verbose=0
+        epochs=6,
+        steps_per_epoch=12,
+        batch_size=32,
+        width=8,
+        members=2,
+        output_logit_max=2.0,
+        cache_dir=str(tmp_path / "c"),
+        verbose=0,
     )
     result = train(synthetic_dataset, tmp_path / "ens", config=config)
     assert len(result.histories) == 2 and all(h["loss"] for h in result.histories)
+    assert result.sidecar["training"]["config"]["output_logit_max"] == 2.0
+    assert result.sidecar["training"]["output_temperature"] >= 1.0
     history = json.loads((tmp_path / "ens-run" / "history.json").read_text())
     assert [len(m["loss"]) for m in history["members"]] == result.sidecar["training"]["epochs_run"]
     assert result.sidecar["int8_check"]["decision_agreement"] >= 0.99
@@ -197,3 +208,94 @@ def test_ensemble_training_ships_one_model_averaging_its_members(synthetic_datas
     batch = np.random.default_rng(4).normal(-8, 3, size=(5, 96, 40, 1)).astype(np.float32)
     expected = np.mean([m.predict(batch, verbose=0) for m in members], axis=0)
     np.testing.assert_allclose(ensemble.predict(batch, verbose=0), expected, atol=1e-6)
+
+
+def _logits(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p.astype(np.float64), 1e-12, 1 - 1e-12)
+    return np.log(p) - np.log1p(-p)
+
+
+def test_softening_divides_each_scream_logit_and_nothing_else() -> None:
+    """A single network's scores become sigmoid(logit / T) (the same ranking); an ensemble's every
+    member is softened; a distilling network's teacher head is left alone."""
+    pytest.importorskip("tensorflow")
+    from train.model import build_ensemble, build_model, scream_only, soften_output
+
+    def tiny(seed: int, **kw: Any) -> Any:
+        return build_model(
+            window_frames=96,
+            mel_bands=40,
+            feature_mean=-8.0,
+            feature_std=3.0,
+            width=4,
+            seed=seed,
+            name=f"m{seed}",
+            **kw,
+        )
+
+    batch = np.random.default_rng(5).normal(-8, 3, size=(6, 96, 40, 1)).astype(np.float32)
+    single = tiny(0)
+    before = _logits(single.predict(batch, verbose=0).reshape(-1))
+    assert soften_output(single, 2.5) == 1
+    after = single.predict(batch, verbose=0).reshape(-1)
+    np.testing.assert_allclose(after, 1 / (1 + np.exp(-before / 2.5)), atol=1e-5)
+
+    members = [tiny(1), tiny(2)]
+    member_logits = [_logits(m.predict(batch, verbose=0).reshape(-1)) for m in members]
+    ensemble = build_ensemble(members)
+    assert soften_output(ensemble, 4.0) == 2
+    expected = np.mean([1 / (1 + np.exp(-z / 4.0)) for z in member_logits], axis=0)
+    np.testing.assert_allclose(ensemble.predict(batch, verbose=0).reshape(-1), expected, atol=1e-5)
+
+    distilling = tiny(3, distill_dim=5, distill_target="scores")
+    teacher_before = distilling.predict(batch, verbose=0)["teacher"]
+    assert soften_output(scream_only(distilling), 2.0) == 1
+    np.testing.assert_allclose(distilling.predict(batch, verbose=0)["teacher"], teacher_before, atol=1e-6)
+    for wrong in (0.0, -1.0):
+        with pytest.raises(ValueError, match="temperature must be > 0"):
+            soften_output(single, wrong)
+
+
+def test_output_temperature_brings_the_largest_logit_down_and_never_up() -> None:
+    from train.model import output_temperature
+
+    assert output_temperature(np.array([0.2, 0.5, 0.99]), 3.0) == pytest.approx(np.log(99) / 3.0)
+    assert output_temperature(np.array([0.2, 0.9]), 3.0) == 1.0  # logit 2.2: left as trained
+    assert output_temperature(np.array([1.0]), 3.0) == pytest.approx(np.log(1e12) / 3.0, rel=1e-3)  # float32 1.0
+    with pytest.raises(ValueError, match="logit_max must be > 0"):
+        output_temperature(np.array([0.9]), 0.0)
+
+
+def test_a_saturated_int8_output_ties_its_top_scores_and_a_softened_one_ranks_them(tmp_path: Path) -> None:
+    """Why output_logit_max exists: int8 holds a sigmoid in steps of 1/256 up to 0.996, so windows the
+    float model scores from 0.997 to 0.9999 all come out of int8 as one score; softened so the largest
+    logit is 3, int8 keeps them apart in the float model's order."""
+    pytest.importorskip("tensorflow")
+    from train.model import build_model, output_temperature, soften_output
+
+    model = build_model(window_frames=96, mel_bands=40, feature_mean=-8.0, feature_std=3.0, width=4, seed=7)
+    model.compile(loss="binary_crossentropy")
+    unit = model.get_layer("scream")
+    kernel, bias = unit.get_weights()
+    windows = np.random.default_rng(6).normal(-8, 3, size=(60, 96, 40)).astype(np.float32)
+    z = _logits(model.predict(windows[..., None], verbose=0).reshape(-1))
+    # Shift and stretch the logits to 6..9 (scores 0.9975..0.9999): every one above int8's top step.
+    spread = 3.0 / max(float(np.ptp(z)), 1e-6)
+    unit.set_weights([kernel * spread, (bias - z.min()) * spread + 6.0])
+    floats = model.predict(windows[..., None], verbose=0).reshape(-1)
+    assert floats.min() > 0.9961
+
+    def int8_scores(name: str) -> np.ndarray:
+        export_random_windows(model, tmp_path / name, windows, thresholds={"on": 0.5, "off": 0.4})
+        classifier = Classifier(tmp_path / f"{name}.tflite")
+        return np.array([classifier.score(w) for w in windows])
+
+    saturated = int8_scores("saturated")
+    assert np.unique(saturated).size == 1 and saturated[0] == pytest.approx(255 / 256)
+    temperature = output_temperature(floats, 3.0)
+    assert temperature == pytest.approx(9.0 / 3.0, rel=0.02)
+    soften_output(model, temperature)
+    softened = int8_scores("softened")
+    assert np.unique(softened).size >= 12 and softened.max() < 0.96  # p 0.88-0.95: 18 steps of 1/256
+    order = np.corrcoef(np.argsort(np.argsort(softened)), np.argsort(np.argsort(floats)))[0, 1]
+    assert order > 0.95
