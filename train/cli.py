@@ -173,6 +173,21 @@ def cmd_teacher_row(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_float_row(args: argparse.Namespace) -> int:
+    from train.float_row import float_row
+
+    report = float_row(args.crossval, args.data, args.out, cache_dir=args.cache or "")
+    paired = report["float_minus_int8"]
+    for budget in (2, 5):
+        key = f"recall_at_{budget}_fa_per_hour"
+        print(
+            f"recall at <= {budget} false alarms/h: int8 {paired['baseline'][key]}, float {paired['model'][key]}, "
+            f"difference {paired[key]['difference']} {paired[key].get('interval_95')}"
+        )
+    print(f"report: {os.path.join(args.out, 'report.md')}")
+    return EXIT_OK
+
+
 def cmd_verification(args: argparse.Namespace) -> int:
     _require_train_extra("scream verification", "scipy")
     from edge.verifier import EventVerifier
@@ -521,6 +536,21 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     tr.add_argument("--out", required=True, help="folder for report.md and report.json")
     tr.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
     tr.set_defaults(func=cmd_teacher_row)
+
+    fr = sub.add_parser(
+        "float-row",
+        help="what the int8 export costs on a crossval's fold scenes: each fold's float twin against its int8 model",
+        formatter_class=formatter,
+        epilog="Rebuilds each fold's test scenes as the crossval did and scores them with the fold's int8 model and "
+        "with its float32 twin (fold-K-run/model-float.tflite), through the fold model's live decisions, paired "
+        "scream by scream (train/float_row.py).\n\nexample:\n  scream float-row --crossval runs/crossval "
+        "--data DATA --out runs/float-row",
+    )
+    fr.add_argument("--crossval", required=True, metavar="DIR", help="the --out of a `scream crossval`")
+    fr.add_argument("--data", required=True, help="the data set that crossval ran on")
+    fr.add_argument("--out", required=True, help="folder for report.md and report.json")
+    fr.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
+    fr.set_defaults(func=cmd_float_row)
 
     ve = sub.add_parser(
         "verification",

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from edge.classifier import Classifier
+from edge.classifier import ModelSidecar
 from edge.detector import DecisionParams, Detector, EventEnded, EventStarted
 from edge.features import FeatureParams
-from edge.pipeline import StreamingScorer, WindowScore, chunked, decide_windows, detection_settings
+from edge.pipeline import StreamingScorer, WindowScore, WindowScorer, chunked, decide_windows, detection_settings
 from train.data import Clip
 from train.splits import relative_path
 from train.windows import active_span
@@ -25,6 +25,13 @@ FloatArray = npt.NDArray[np.float32]
 
 
 SCENE_SPACING_S = 12.0
+
+
+class SidecarScorer(WindowScorer, Protocol):
+    """A window scorer with its model's sidecar (the int8 Classifier, or a float twin of it)."""
+
+    @property
+    def sidecar(self) -> ModelSidecar: ...
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,7 @@ class StreamScores:
         return np.array([w.start_s for w in self.windows])
 
 
-def score_stream(classifier: Classifier, audio: FloatArray, *, hop_frames: int = 0) -> StreamScores:
+def score_stream(classifier: SidecarScorer, audio: FloatArray, *, hop_frames: int = 0) -> StreamScores:
     """Replay audio (at the model rate) in 100 ms chunks through the edge's streaming scorer, at the
     hop `listen` uses with the default config, or every `hop_frames` feature frames."""
     side = classifier.sidecar
@@ -287,15 +294,21 @@ CURVE_POINTS = 40
 
 
 def curve_thresholds(
-    scenes: list[tuple[StreamScores, list[dict[str, Any]]]], points: int = CURVE_POINTS
+    scenes: list[tuple[StreamScores, list[dict[str, Any]]]],
+    points: int = CURVE_POINTS,
+    *,
+    top: float = 0.995,
+    digits: int = 4,
 ) -> list[float]:
     """Candidate `on`s: the scenes' window scores at quantiles from the 80th to the 99.99th
-    percentile (where alarms start), as distinct thresholds in (0.01, 0.995)."""
+    percentile (where alarms start), as distinct thresholds in (0.01, `top`) to `digits` decimals.
+    The defaults suit an int8 output (steps of 1/256 up to 0.996); a float model's scores run on
+    towards 1 and want a higher top and more digits."""
     scores = np.array([w.score for scored, _ in scenes for w in scored.windows])
     if scores.size == 0:
         return []
     quantiles = 1 - np.geomspace(0.2, 1e-4, points)
-    return sorted({round(float(np.clip(q, 0.01, 0.995)), 4) for q in np.quantile(scores, quantiles)})
+    return sorted({round(float(np.clip(q, 0.01, top)), digits) for q in np.quantile(scores, quantiles)})
 
 
 def scene_curve(

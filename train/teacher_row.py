@@ -342,7 +342,7 @@ def cascade_curve(
     return curve_of(recipe, decisions, pareto_rows(list(grid.values())))
 
 
-def _crossval_settings(crossval_dir: Path) -> dict[str, Any]:
+def crossval_settings(crossval_dir: Path) -> dict[str, Any]:
     path = crossval_dir / "report.json"
     try:
         report = json.loads(path.read_text())
@@ -369,7 +369,7 @@ def teacher_row(
     """Measure the teacher on `crossval_dir`'s folds and scenes; writes report.json and report.md."""
     started = time.monotonic()
     source = Path(crossval_dir)
-    settings = _crossval_settings(source)
+    settings = crossval_settings(source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(data)

@@ -316,3 +316,60 @@ def test_a_verifier_that_passes_everything_is_the_recipe_and_one_that_passes_not
     nothing = cascade_curve(recipe, teacher, decisions, thresholds, [0.6])
     assert [(r["false_alarms"], sum(r["hits"])) for r in nothing["rows"]] == [(0, 0)]
     assert nothing["rows"][0]["onset_s"] == [None] * len(truth)
+
+
+def test_the_float_row_pairs_each_folds_float_twin_with_its_int8_model_on_the_same_scenes(
+    crossval_folder: tuple[Path, Path, Path],
+    tiny_training,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`scream float-row`: the int8 row is the crossval's own headline again; the float twin is scored
+    on the same scenes and paired scream by scream; a fold without its twin is refused."""
+    from edge.cli import EXIT_FATAL, EXIT_OK, main
+    from train.float_row import ROWS
+
+    source, manifest, cache = crossval_folder
+    cv = tmp_path / "cv"
+    shutil.copytree(source, cv)
+    twin = tiny_training.model_path.parent / "tiny-run" / "model-float.tflite"
+    for k in range(3):
+        shutil.copyfile(twin, cv / f"fold-{k}-run" / "model-float.tflite")
+    command = ["float-row", "--crossval", str(cv), "--data", str(manifest), "--cache", str(cache), "--out"]
+    assert main([*command, str(tmp_path / "out")]) == EXIT_OK
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    printed = capsys.readouterr().out
+    assert "recall at <= 2 false alarms/h: int8 " in printed and "recall at <= 5 false alarms/h" in printed
+    assert report["reproduces_crossval_headline"] is True
+    crossval_headline = json.loads((cv / "report.json").read_text())["headline"]
+    assert report["rows"]["int8"]["headline"] == crossval_headline
+    screams = crossval_headline["screams"]
+    assert [report["rows"][row]["headline"]["screams"] for row in ROWS] == [screams, screams]
+    paired = report["float_minus_int8"]
+    assert paired["model"] == report["rows"]["float"]["headline"] and paired["baseline"] == crossval_headline
+    # The twin is the same network: the two decide alike on nearly every scene window at `on`.
+    assert [f["fold"] for f in report["folds"]] == [0, 1, 2]
+    for fold in report["folds"]:
+        assert fold["windows"] > 100 and fold["decision_agreement_at_on"] >= 0.97
+        assert fold["int8_top_step"] == pytest.approx(255 / 256)
+    # The float row's thresholds reach past int8's top step.
+    float_ons = [row["on"] for curve in report["rows"]["float"]["curves"] for row in curve["rows"]]
+    int8_ons = [row["on"] for curve in report["rows"]["int8"]["curves"] for row in curve["rows"]]
+    assert max(int8_ons) <= 0.995 and len(set(float_ons)) >= len(set(int8_ons))
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "| int8 |" in markdown and "| float |" in markdown and "exactly the headline" in markdown
+
+    (cv / "fold-0-run" / "model-float.tflite").unlink()
+    assert main([*command, str(tmp_path / "again")]) == EXIT_FATAL
+    assert "fold 0 is incomplete" in capsys.readouterr().err
+
+
+def test_curve_thresholds_reach_as_high_and_as_fine_as_asked() -> None:
+    from train.scenes import curve_thresholds
+
+    scores = np.concatenate([np.linspace(0.0, 0.9, 900), 1 - np.geomspace(1e-2, 1e-6, 100)])
+    windows = [WindowScore(i, 0.0, 1.0, float(s), -20.0) for i, s in enumerate(scores)]
+    scenes = [(StreamScores(windows, 10.0), [])]
+    assert max(curve_thresholds(scenes)) == 0.995
+    fine = curve_thresholds(scenes, top=1 - 1e-6, digits=7)
+    assert max(fine) > 0.9999 and len(fine) > len(curve_thresholds(scenes))
