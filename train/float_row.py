@@ -26,11 +26,8 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.classifier import Classifier, open_interpreter
-from edge.features import FeatureParams
 from edge.pipeline import detection_settings
-from train.crossval import tests_fold
 from train.data import DataError, WaveformCache, load_dataset
-from train.evaluate import restrict_to_split
 from train.scenes import (
     StreamScores,
     curve_headline,
@@ -40,7 +37,7 @@ from train.scenes import (
     score_stream,
     stream_and_scene,
 )
-from train.teacher_row import crossval_settings
+from train.teacher_row import crossval_settings, fold_model
 
 ROWS = ("int8", "float")
 FLOAT_TOP = 1 - 1e-6  # the float row's highest candidate `on`
@@ -96,17 +93,12 @@ def float_row(
     folds = []
     cache: WaveformCache | None = None
     for k in range(settings["folds"]):
-        model = source / f"fold-{k}.tflite"
-        twin = source / f"fold-{k}-run" / "model-float.tflite"
-        splits_file = source / f"fold-{k}-run" / "splits.tsv"
+        int8, split = fold_model(source, k, dataset)
+        test = split["test"]
         try:
-            int8 = Classifier(model, expected_features=FeatureParams())
-            floats = FloatTwin(twin, int8)
-            test = restrict_to_split(dataset.clips, splits_file, "test", dataset.base)
-        except (OSError, ValueError) as exc:  # a missing or broken model, twin or splits file
+            floats = FloatTwin(source / f"fold-{k}-run" / "model-float.tflite", int8)
+        except (OSError, ValueError) as exc:  # a missing or broken float twin
             raise DataError(f"{source}: fold {k} is incomplete ({exc})") from exc
-        if not tests_fold(model, test, dataset.base):
-            raise DataError(f"{source}: fold-{k} tests clips that are not in {data}")
         side = int8.sidecar
         decisions, _ = detection_settings(side)
         cache = cache or WaveformCache(

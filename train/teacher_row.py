@@ -38,7 +38,7 @@ from train import metrics
 from train.augment import mix_at_snr
 from train.corpus.teacher import WINDOW_SAMPLES, Teacher, clip_windows
 from train.crossval import tests_fold
-from train.data import Clip, DataError, WaveformCache, load_dataset
+from train.data import Clip, DataError, Dataset, WaveformCache, load_dataset
 from train.evaluate import restrict_to_split, score_clips
 from train.scenes import (
     StreamScores,
@@ -358,6 +358,24 @@ def crossval_settings(crossval_dir: Path) -> dict[str, Any]:
         raise DataError(f"{path}: not a `scream crossval` report ({exc})") from exc
 
 
+def fold_model(
+    source: Path, k: int, dataset: Dataset, splits: tuple[str, ...] = ("test",)
+) -> tuple[Classifier, dict[str, list[Clip]]]:
+    """Fold `k` of the crossval in `source`: its int8 model and its splits' clips, refused when the
+    model, its sidecar or its splits file is missing or broken, or its test split is not what the
+    data set holds now."""
+    model = source / f"fold-{k}.tflite"
+    splits_file = source / f"fold-{k}-run" / "splits.tsv"
+    try:
+        classifier = Classifier(model, expected_features=FeatureParams())
+        clips = {s: restrict_to_split(dataset.clips, splits_file, s, dataset.base) for s in splits}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{source}: fold {k} is incomplete ({exc})") from exc
+    if "test" in clips and not tests_fold(model, clips["test"], dataset.base):
+        raise DataError(f"{source}: fold-{k} tests clips that are not in {dataset.base}")
+    return classifier, clips
+
+
 def teacher_row(
     crossval_dir: str | os.PathLike[str],
     data: str | os.PathLike[str],
@@ -382,18 +400,7 @@ def teacher_row(
     recipe_clip_scores: list[float] = []
     folds = []
     for k in range(settings["folds"]):
-        model = source / f"fold-{k}.tflite"
-        splits_file = source / f"fold-{k}-run" / "splits.tsv"
-        try:
-            classifier = Classifier(model, expected_features=FeatureParams())
-            split = {
-                s: restrict_to_split(dataset.clips, splits_file, s, dataset.base)
-                for s in ("train", "validation", "test")
-            }
-        except (OSError, ValueError) as exc:  # a missing or broken fold model, a missing splits file
-            raise DataError(f"{source}: fold {k} is incomplete ({exc})") from exc
-        if not tests_fold(model, split["test"], dataset.base):
-            raise DataError(f"{source}: fold-{k} tests clips that are not in {data}")
+        classifier, split = fold_model(source, k, dataset, ("train", "validation", "test"))
         side = classifier.sidecar
         decisions, hop = detection_settings(side)
         features = side.features
