@@ -426,9 +426,7 @@ def adapt(
         )
     parts = split_site(site_clips, config)
     corpus_parts = _corpus_splits(corpus, base_splits)
-    cache = WaveformCache(
-        config.cache_dir or Path.home() / ".cache" / "scream-detector" / "waves", features.sample_rate_hz
-    )
+    cache = WaveformCache.at(config.cache_dir, features.sample_rate_hz)
     rng = np.random.default_rng(config.seed)
     replay = _replay(corpus_parts["train"], config.replay_clips, rng)
     prepared_site = {name: prepare(getattr(parts, name), cache, skipped) for name in ("train", "validation", "test")}

@@ -291,6 +291,12 @@ class WaveformCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.rate_hz = rate_hz
 
+    @classmethod
+    def at(cls, directory: str | os.PathLike[str] | None, rate_hz: int) -> WaveformCache:
+        """The cache in `directory`, or, when none is given (None or ""), the one every command
+        shares: ~/.cache/scream-detector/waves."""
+        return cls(directory or Path.home() / ".cache" / "scream-detector" / "waves", rate_hz)
+
     def _key(self, path: Path) -> Path:
         stat = path.stat()
         ident = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{self.rate_hz}"

@@ -230,9 +230,7 @@ def evaluate_with_scores(
     decisions, hop = detection_settings(side, site)
     dataset = load_dataset(data)
     clips = restrict_to_split(dataset.clips, Path(splits_file), split, dataset.base) if splits_file else dataset.clips
-    cache = WaveformCache(
-        cache_dir or Path.home() / ".cache" / "scream-detector" / "waves", side.features.sample_rate_hz
-    )
+    cache = WaveformCache.at(cache_dir, side.features.sample_rate_hz)
     waves = [cache.load(c.path) for c in clips]
     scored = score_clips(classifier, clips, waves)
 

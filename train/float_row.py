@@ -35,9 +35,8 @@ from train.scenes import (
     paired_headline,
     scene_curve,
     score_stream,
-    stream_and_scene,
 )
-from train.teacher_row import crossval_settings, fold_model
+from train.teacher_row import crossval_settings, fold_model, format_value, rebuilt_scenes
 
 ROWS = ("int8", "float")
 FLOAT_TOP = 1 - 1e-6  # the float row's highest candidate `on`
@@ -101,15 +100,10 @@ def float_row(
             raise DataError(f"{source}: fold {k} is incomplete ({exc})") from exc
         side = int8.sidecar
         decisions, _ = detection_settings(side)
-        cache = cache or WaveformCache(
-            cache_dir or Path.home() / ".cache" / "scream-detector" / "waves", side.features.sample_rate_hz
-        )
+        cache = cache or WaveformCache.at(cache_dir, side.features.sample_rate_hz)
         waves = [cache.load(c.path) for c in test]
         scenes: dict[str, list[tuple[StreamScores, list[dict[str, Any]]]]] = {row: [] for row in ROWS}
-        for s in range(settings["scenes"]):
-            _, scene, truth, _ = stream_and_scene(
-                test, waves, side.features, settings["seed"] + s, level_spread_db=settings["level_spread_db"]
-            )
+        for scene, truth in rebuilt_scenes(settings, test, waves, side.features):
             scenes["int8"].append((score_stream(int8, scene), truth))
             scenes["float"].append((score_stream(floats, scene), truth))
         curves["int8"].append(scene_curve(scenes["int8"], decisions, curve_thresholds(scenes["int8"])))
@@ -137,14 +131,16 @@ def float_row(
         )
         _log(f"== fold {k + 1} of {settings['folds']}: {folds[-1]}")
     seed = settings["seed"]
-    int8_headline = curve_headline(curves["int8"], seed=seed)
+    rows: dict[str, dict[str, Any]] = {
+        row: {"headline": curve_headline(curves[row], seed=seed), "curves": curves[row]} for row in ROWS
+    }
     report: dict[str, Any] = {
         "crossval": str(source),
         "data": str(data),
         "settings": {k: settings[k] for k in ("folds", "seed", "scenes", "level_spread_db", "split_by")},
-        "rows": {row: {"headline": curve_headline(curves[row], seed=seed), "curves": curves[row]} for row in ROWS},
+        "rows": rows,
         "float_minus_int8": paired_headline(curves["float"], curves["int8"], seed=seed),
-        "reproduces_crossval_headline": _same_recall(int8_headline, settings["headline"]),
+        "reproduces_crossval_headline": _same_recall(rows["int8"]["headline"], settings["headline"]),
         "folds": folds,
         "seconds": round(time.monotonic() - started, 1),
     }
@@ -158,13 +154,6 @@ def _same_recall(ours: dict[str, Any], theirs: dict[str, Any] | None) -> bool:
     """Whether the rebuilt int8 row gives the crossval report's headline (the fields both have: a
     report written before a field was added lacks it)."""
     return bool(theirs) and all(ours.get(k) == v for k, v in (theirs or {}).items())
-
-
-def _fmt(value: Any, interval: Any = None) -> str:
-    if value is None:
-        return "not reached"
-    text = f"{value:.4g}" if isinstance(value, float) else str(value)
-    return f"{text} ({interval[0]:.4g}..{interval[1]:.4g})" if interval else text
 
 
 def float_row_markdown(report: dict[str, Any]) -> str:
@@ -184,13 +173,13 @@ def float_row_markdown(report: dict[str, Any]) -> str:
     for row in ROWS:
         h = report["rows"][row]["headline"]
         lines.append(
-            f"| {row} | {_fmt(h['recall_at_2_fa_per_hour'], h.get('recall_at_2_fa_per_hour_interval_95'))} "
-            f"| {_fmt(h['recall_at_5_fa_per_hour'], h.get('recall_at_5_fa_per_hour_interval_95'))} "
-            f"| {_fmt(h['fa_per_hour_at_recall_0.8'], h.get('fa_per_hour_at_recall_0.8_interval_95'))} |"
+            f"| {row} | {format_value(h['recall_at_2_fa_per_hour'], h.get('recall_at_2_fa_per_hour_interval_95'))} "
+            f"| {format_value(h['recall_at_5_fa_per_hour'], h.get('recall_at_5_fa_per_hour_interval_95'))} "
+            f"| {format_value(h['fa_per_hour_at_recall_0.8'], h.get('fa_per_hour_at_recall_0.8_interval_95'))} |"
         )
     p = report["float_minus_int8"]
     cells = [
-        _fmt(p[f"recall_at_{b}_fa_per_hour"]["difference"], p[f"recall_at_{b}_fa_per_hour"].get("interval_95"))
+        format_value(p[f"recall_at_{b}_fa_per_hour"]["difference"], p[f"recall_at_{b}_fa_per_hour"].get("interval_95"))
         for b in (2, 5)
     ]
     lines += [

@@ -371,9 +371,7 @@ def train(
     if leaks:
         raise DataError(f"group leakage between splits: {sorted(leaks)[:5]}")
 
-    cache = WaveformCache(
-        config.cache_dir or Path.home() / ".cache" / "scream-detector" / "waves", features.sample_rate_hz
-    )
+    cache = WaveformCache.at(config.cache_dir, features.sample_rate_hz)
     _log(f"decoding and caching {len(dataset.clips)} clips at {features.sample_rate_hz} Hz in {cache.directory}")
     prepared = {name: prepare(members, cache, dataset.skipped) for name, members in splits.items()}
     val = eval_windows(prepared["validation"], features, config)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -376,6 +377,18 @@ def fold_model(
     return classifier, clips
 
 
+def rebuilt_scenes(
+    settings: dict[str, Any], clips: list[Clip], waves: list[FloatArray], features: FeatureParams
+) -> Iterator[tuple[FloatArray, list[dict[str, Any]]]]:
+    """A fold's test scenes (audio and inserted screams) as its crossval built them: the same
+    clips, orderings, levels and seeds (`crossval_settings`), one at a time."""
+    for s in range(settings["scenes"]):
+        _, scene, truth, _ = stream_and_scene(
+            clips, waves, features, settings["seed"] + s, level_spread_db=settings["level_spread_db"]
+        )
+        yield scene, truth
+
+
 def teacher_row(
     crossval_dir: str | os.PathLike[str],
     data: str | os.PathLike[str],
@@ -404,9 +417,7 @@ def teacher_row(
         side = classifier.sidecar
         decisions, hop = detection_settings(side)
         features = side.features
-        cache = cache or WaveformCache(
-            cache_dir or Path.home() / ".cache" / "scream-detector" / "waves", features.sample_rate_hz
-        )
+        cache = cache or WaveformCache.at(cache_dir, features.sample_rate_hz)
         test_waves = [cache.load(c.path) for c in split["test"]]
         _log(f"== fold {k + 1} of {settings['folds']}: the teacher's head on {len(split['train'])} train clips")
         head, tried = fit_head(
@@ -420,10 +431,7 @@ def teacher_row(
             clip_scores["yamnet-screaming"].append(float(scream.max()))
             clip_scores["yamnet-head"].append(float(head.score(embeddings).max()))
         scenes: dict[str, list[tuple[StreamScores, list[dict[str, Any]]]]] = {row: [] for row in (*ROWS, RECIPE)}
-        for s in range(settings["scenes"]):
-            _, scene, truth, _ = stream_and_scene(
-                split["test"], test_waves, features, settings["seed"] + s, level_spread_db=settings["level_spread_db"]
-            )
+        for s, (scene, truth) in enumerate(rebuilt_scenes(settings, split["test"], test_waves, features)):
             _log(f"   scene {s + 1} of {settings['scenes']}: {scene.size / features.sample_rate_hz / 60:.1f} min")
             for row, scored in score_scene(windows, head, scene, features, side.window_frames, hop).items():
                 scenes[row].append((scored, truth))
@@ -476,7 +484,7 @@ def teacher_row(
     return report
 
 
-def _fmt(value: Any, interval: Any = None) -> str:
+def format_value(value: Any, interval: Any = None) -> str:
     if value is None:
         return "not reached"
     text = f"{value:.4g}" if isinstance(value, float) else str(value)
@@ -502,12 +510,12 @@ def _audited_lines(report: dict[str, Any]) -> list[str]:
 
     def recalls(h: dict[str, Any]) -> str:
         keys = ("recall_at_2_fa_per_hour", "recall_at_5_fa_per_hour")
-        return " | ".join(_fmt(h[key], h.get(f"{key}_interval_95")) for key in keys)
+        return " | ".join(format_value(h[key], h.get(f"{key}_interval_95")) for key in keys)
 
     lines.append(f"| crossval recipe | {recalls(first['baseline'])} | |")
     for row, p in audited.items():
         d = p["recall_at_5_fa_per_hour"]
-        lines.append(f"| {row} | {recalls(p['model'])} | {_fmt(d['difference'], d.get('interval_95'))} |")
+        lines.append(f"| {row} | {recalls(p['model'])} | {format_value(d['difference'], d.get('interval_95'))} |")
     return lines
 
 
@@ -529,17 +537,19 @@ def teacher_row_markdown(report: dict[str, Any]) -> str:
     for name, row in named:
         h = row["headline"]
         lines.append(
-            f"| {name} | {_fmt(h['recall_at_2_fa_per_hour'], h.get('recall_at_2_fa_per_hour_interval_95'))} "
-            f"| {_fmt(h['recall_at_5_fa_per_hour'], h.get('recall_at_5_fa_per_hour_interval_95'))} "
-            f"| {_fmt(h['fa_per_hour_at_recall_0.8'], h.get('fa_per_hour_at_recall_0.8_interval_95'))} "
-            f"| {'-' if row['clip_roc_auc'] is None else _fmt(row['clip_roc_auc'])} |"
+            f"| {name} | {format_value(h['recall_at_2_fa_per_hour'], h.get('recall_at_2_fa_per_hour_interval_95'))} "
+            f"| {format_value(h['recall_at_5_fa_per_hour'], h.get('recall_at_5_fa_per_hour_interval_95'))} "
+            f"| {format_value(h['fa_per_hour_at_recall_0.8'], h.get('fa_per_hour_at_recall_0.8_interval_95'))} "
+            f"| {'-' if row['clip_roc_auc'] is None else format_value(row['clip_roc_auc'])} |"
         )
     lines += ["", "Paired with the crossval recipe (row minus recipe, the same inserted screams):", ""]
     lines += ["| row | recall at <= 2 FA/h | recall at <= 5 FA/h |", "| --- | ---: | ---: |"]
     for row in report["rows"]:
         p = report["rows"][row]["paired_with_crossval"]
         cells = [
-            _fmt(p[f"recall_at_{b}_fa_per_hour"]["difference"], p[f"recall_at_{b}_fa_per_hour"].get("interval_95"))
+            format_value(
+                p[f"recall_at_{b}_fa_per_hour"]["difference"], p[f"recall_at_{b}_fa_per_hour"].get("interval_95")
+            )
             for b in (2, 5)
         ]
         lines.append(f"| {row} | {cells[0]} | {cells[1]} |")

@@ -172,7 +172,7 @@ def verification_report(
     rate = side.features.sample_rate_hz
     hop_s = hop * side.features.hop_samples / rate
     dataset = load_dataset(data)
-    cache = WaveformCache(cache_dir or Path.home() / ".cache" / "scream-detector" / "waves", rate)
+    cache = WaveformCache.at(cache_dir, rate)
     replayed: dict[str, Replayed] = {}
     for split in SPLITS:
         clips = restrict_to_split(dataset.clips, Path(splits_file), split, dataset.base)
