@@ -229,6 +229,7 @@ def bench_verifier(
     minutes: int,
     repeats: int,
     classes: list[str] | None = None,
+    head: Path | None = None,
 ) -> dict[str, Any]:
     """The second stage's cost (`[verifier]`, edge.verifier): memory to load it, one invoke on one
     thread, what a candidate costs (one invoke per raising window) and, over the benchmark stream at
@@ -238,7 +239,7 @@ def bench_verifier(
 
     rss_before = _rss_mb()
     started = time.perf_counter()
-    verifier = EventVerifier(verifier_path, classes=classes or ["Screaming"], threshold=0.5)
+    verifier = EventVerifier(verifier_path, classes=classes or ["Screaming"], threshold=0.5, head=head)
     load_ms = (time.perf_counter() - started) * 1000
     window = (0.1 * np.random.default_rng(2).standard_normal(verifier.window_samples)).astype(np.float32)
     invoke_ms = _median_ms(lambda: verifier.score(window), max(repeats, 5))
@@ -264,6 +265,7 @@ def bench_verifier(
         "model": str(verifier_path),
         "size_bytes": verifier_path.stat().st_size,
         "classes": verifier.classes,
+        "head": str(head) if head is not None else "",
         "load_ms": round(load_ms, 1),
         "rss_added_mb": round(rss_added, 1),
         "invoke_ms": round(invoke_ms, 3),
@@ -478,7 +480,12 @@ def peak_rss_mb() -> float:
 
 
 def run_bench(
-    model: Path, *, quick: bool = False, verifier: Path | None = None, verifier_classes: list[str] | None = None
+    model: Path,
+    *,
+    quick: bool = False,
+    verifier: Path | None = None,
+    verifier_classes: list[str] | None = None,
+    verifier_head: Path | None = None,
 ) -> dict[str, Any]:
     classifier = Classifier(model, expected_features=FeatureParams())
     side = classifier.sidecar
@@ -505,6 +512,7 @@ def run_bench(
             minutes=2 if quick else 60,
             repeats=repeats,
             classes=verifier_classes,
+            head=verifier_head,
         )
         if verifier is not None
         else None
@@ -570,7 +578,8 @@ def format_table(result: dict[str, Any]) -> str:
     if ve is None:
         lines.append("verifier: not measured (scream bench --verifier MODEL.tflite)")
     else:
-        add(f"verifier {Path(ve['model']).name} ({ve['size_bytes']} bytes): load (ms)", ve["load_ms"])
+        head = f", head {Path(ve['head']).name}" if ve.get("head") else ""
+        add(f"verifier {Path(ve['model']).name} ({ve['size_bytes']} bytes{head}): load (ms)", ve["load_ms"])
         add("  resident memory it adds (MB)", ve["rss_added_mb"])
         add("  invoke per window, 1 thread (ms, median)", ve["invoke_ms"])
         add(f"  candidates per hour of the stream ({ve['decisions']})", ve["candidates_per_hour"])

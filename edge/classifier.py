@@ -9,6 +9,7 @@ import hashlib
 import importlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,13 +133,19 @@ def load_interpreter_class(preferred: str | None = None) -> tuple[Any, str]:
     raise RuntimeMissingError("no TFLite runtime is importable (" + "; ".join(errors) + "): pip install ai-edge-litert")
 
 
-def open_interpreter(model_path: Path, *, runtime: str | None, num_threads: int, what: str) -> tuple[Any, str]:
+def open_interpreter(
+    model_path: Path, *, runtime: str | None, num_threads: int, what: str, preserve_all_tensors: bool = False
+) -> tuple[Any, str]:
     """`model_path` opened by `runtime` (else $SCREAM_TFLITE_RUNTIME, else the first importable one)
     with its tensors allocated, and the runtime's name; a file it cannot load is a ModelError that
-    calls it `what`."""
+    calls it `what`. `preserve_all_tensors` keeps intermediate tensors readable after `invoke()`
+    (both runtimes take it; it costs the arena's memory reuse)."""
     interpreter_class, name = load_interpreter_class(runtime or os.environ.get("SCREAM_TFLITE_RUNTIME"))
+    extra = {"experimental_preserve_all_tensors": True} if preserve_all_tensors else {}
     try:
-        interpreter = interpreter_class(model_path=str(model_path), num_threads=num_threads)
+        with warnings.catch_warnings():  # LiteRT warns that preserving every tensor costs memory
+            warnings.simplefilter("ignore", UserWarning)
+            interpreter = interpreter_class(model_path=str(model_path), num_threads=num_threads, **extra)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"{what} {model_path} cannot be loaded by {name}: {exc}") from exc

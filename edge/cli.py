@@ -209,6 +209,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         quick=args.quick,
         verifier=Path(args.verifier) if args.verifier else None,
         verifier_classes=args.verifier_classes,
+        verifier_head=Path(args.verifier_head) if args.verifier_head else None,
     )
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return EXIT_OK
@@ -265,7 +266,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
         classifier = _load_classifier(str(model))
         verifier = EventVerifier.from_config(config.verifier)
         second = (
-            f"verifier {verifier.model_path} ({', '.join(verifier.classes)} >= {verifier.threshold:g})"
+            f"verifier {verifier.model_path} ({verifier.verdict} >= {verifier.threshold:g})"
             if verifier
             else "no verifier"
         )
@@ -567,6 +568,7 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
     bench.add_argument(
         "--verifier-classes", nargs="+", metavar="NAME", help="its classes (default: Screaming), as [verifier] classes"
     )
+    bench.add_argument("--verifier-head", metavar="JSON", help="its head file, as [verifier] head")
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.set_defaults(func=cmd_bench)
     review = sub.add_parser(

@@ -129,6 +129,7 @@ class VerifierConfig:
     model: str = ""  # a .tflite waveform classifier (YAMNet: yamnet.tflite); "" = no second stage
     class_map: str = ""  # its class map CSV; "" = <model stem>_class_map.csv beside it
     classes: list[str] = field(default_factory=lambda: ["Screaming"])  # the best of these is the score
+    head: str = ""  # a head file (scream verifier-head) on the model's embedding; its score replaces `classes`
     threshold: float = 0.01  # vetoed below this; chosen for scream-v6 (models/scream-v6-verifier)
     threads: int = 1
 

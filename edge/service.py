@@ -81,7 +81,7 @@ class DetectorService:
             log.info(
                 "verifier %s: a candidate fires only if %s reaches %g",
                 verifier.model_path,
-                " or ".join(verifier.classes),
+                verifier.verdict,
                 verifier.threshold,
             )
         self.clips = ClipCutter(config.clips, config.detector.max_event_s)

@@ -2,7 +2,9 @@
 
 That test runs this file in a second environment (numpy 1.x and tflite-runtime 2.14, which is what
 a Pi that has only tflite-runtime runs) and compares its output with the same run in the test's own
-environment (numpy 2 and LiteRT). Usage: python tests/compat_probe.py MODEL [RUNTIME]
+environment (numpy 2 and LiteRT). Usage: python tests/compat_probe.py MODEL [RUNTIME], or
+python tests/compat_probe.py --verifier MODEL HEAD: a second stage with a head (its intermediate
+embedding tensor read with every tensor kept) scoring a few windows.
 """
 
 from __future__ import annotations
@@ -38,5 +40,19 @@ def run(model: str, runtime: str | None = None) -> dict[str, Any]:
     return out
 
 
+def verify(model: str, head: str, runtime: str | None = None) -> dict[str, Any]:
+    from edge.synth import scream_like
+    from edge.verifier import EventVerifier
+
+    verifier = EventVerifier(model, classes=["Screaming"], threshold=0.5, head=head, runtime=runtime)
+    rng = np.random.default_rng(5)
+    windows = [(rng.standard_normal(verifier.window_samples) * a).astype(np.float32) for a in (0.003, 0.03, 0.3)]
+    windows.append(scream_like(1.0, 16000, rng, level=0.4)[: verifier.window_samples].astype(np.float32))
+    return {"runtime": verifier.runtime, "scores": [verifier.score(w) for w in windows]}
+
+
 if __name__ == "__main__":
-    json.dump(run(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None), sys.stdout)
+    if sys.argv[1] == "--verifier":
+        json.dump(verify(sys.argv[2], sys.argv[3]), sys.stdout)
+    else:
+        json.dump(run(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None), sys.stdout)

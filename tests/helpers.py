@@ -75,12 +75,35 @@ def stand_in_screaming(window: np.ndarray) -> float:
     return float(1 / (1 + np.exp(-0.5 * (power_db - STAND_IN_LEVEL_DB))))
 
 
-def make_stand_in_verifier(folder: Path, *, samples: int = 15600) -> Path:
+STAND_IN_FRAME = 256  # the stand-in's embedding averages per-frame features over frames of this many samples
+
+
+def stand_in_embedding(window: np.ndarray) -> np.ndarray:
+    """The stand-in verifier's embedding tensor (numpy, for tests to compare against): per frame of
+    STAND_IN_FRAME samples its level (dB / 10), 4 x its zero-crossing rate, 1, and the square root of
+    its mean magnitude, averaged over the frames, as YAMNet's global average pooling averages."""
+    x = window.astype(np.float64)
+    frames = x[: (x.size // STAND_IN_FRAME) * STAND_IN_FRAME].reshape(-1, STAND_IN_FRAME)
+    level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-10)
+    signs = np.sign(frames)
+    zcr = np.mean(np.abs(np.diff(signs, axis=1)), axis=1)
+    per_frame = np.stack([level / 10, 4 * zcr, np.ones_like(zcr), np.sqrt(np.mean(np.abs(frames), axis=1))], axis=1)
+    return np.asarray(per_frame.mean(axis=0), dtype=np.float64)
+
+
+def make_stand_in_verifier(folder: Path, *, samples: int = 15600, stem: str = "standin") -> Path:
     """A tiny waveform classifier shaped like YAMNet's TF-Lite release (float32 [samples] in, [1, 3]
     class scores out, a class map CSV beside it) whose "Screaming" is `stand_in_screaming`: loud
-    windows pass a second stage, quiet ones do not. Built with TensorFlow, converted as a TF-Lite
-    float model."""
+    windows pass a second stage, quiet ones do not. Like YAMNet it holds an intermediate [1, 4]
+    tensor named as YAMNet's embedding (`stand_in_embedding`), which only a head reads (its "Yell"
+    is 0.01 x a sigmoid of it, so that the converter keeps it). Built with TensorFlow, converted as a
+    TF-Lite float model."""
     import tensorflow as tf
+
+    from train.corpus.teacher import EMBEDDING_TENSOR
+
+    scope, name = EMBEDDING_TENSOR.rsplit("/", 1)
+    usable = (samples // STAND_IN_FRAME) * STAND_IN_FRAME
 
     class StandIn(tf.Module):  # type: ignore[misc]
         @tf.function(input_signature=[tf.TensorSpec([samples], tf.float32)])
@@ -88,16 +111,40 @@ def make_stand_in_verifier(folder: Path, *, samples: int = 15600) -> Path:
             power = tf.reduce_mean(tf.square(waveform)) + 1e-10
             power_db = 10.0 * tf.math.log(power) / tf.math.log(10.0)
             screaming = tf.sigmoid(0.5 * (power_db - STAND_IN_LEVEL_DB))
-            return tf.reshape(tf.stack([1.0 - screaming, screaming, tf.constant(0.01)]), [1, 3])
+            frames = tf.reshape(waveform[:usable], [usable // STAND_IN_FRAME, STAND_IN_FRAME])
+            level = 10.0 * tf.math.log(tf.reduce_mean(tf.square(frames), axis=1) + 1e-10) / tf.math.log(10.0)
+            signs = tf.sign(frames)
+            zcr = tf.reduce_mean(tf.abs(signs[:, 1:] - signs[:, :-1]), axis=1)
+            magnitude = tf.sqrt(tf.reduce_mean(tf.abs(frames), axis=1))
+            per_frame = tf.stack([level / 10.0, 4.0 * zcr, tf.ones_like(zcr), magnitude], axis=1)
+            with tf.name_scope(scope):
+                embedding = tf.reduce_mean(per_frame, axis=0, keepdims=True, name=name)
+            yell = 0.01 * tf.sigmoid(tf.reduce_sum(embedding))
+            return tf.reshape(tf.stack([1.0 - screaming, screaming, yell]), [1, 3])
 
     module = StandIn()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([module.__call__.get_concrete_function()], module)
     folder.mkdir(parents=True, exist_ok=True)
-    model = folder / "standin.tflite"
+    model = folder / f"{stem}.tflite"
     model.write_bytes(converter.convert())
     rows = ["index,mid,display_name"] + [f"{i},/m/{i},{name}" for i, name in enumerate(STAND_IN_CLASSES)]
-    (folder / "standin_class_map.csv").write_text("\n".join(rows) + "\n")
+    (folder / f"{stem}_class_map.csv").write_text("\n".join(rows) + "\n")
     return model
+
+
+def write_stand_in_head(path: Path, model: Path, coef: list[Any], intercept: Any = 0.0, **changes: Any) -> Path:
+    """A head file as `scream verifier-head` writes it, on `model`'s embedding tensor (YAMNet's name);
+    `changes` replace or add fields (tests of bad heads)."""
+    import json
+
+    from edge.classifier import sha256_file
+    from edge.verifier import HEAD_FORMAT
+    from train.corpus.teacher import EMBEDDING_TENSOR
+
+    head = {"format": HEAD_FORMAT, "tensor": EMBEDDING_TENSOR, "model_sha256": sha256_file(model)}
+    head |= {"coef": coef, "intercept": intercept, "fit": {"c": 1.0}} | changes
+    path.write_text(json.dumps(head))
+    return path
 
 
 def wait_until(predicate: Callable[[], object], timeout_s: float = 30.0, poll_s: float = 0.05) -> bool:

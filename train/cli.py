@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from edge.cli import EXIT_OK, EXIT_SOME_FAILED, positive_int, require_extra
@@ -188,12 +189,39 @@ def cmd_float_row(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_verifier_head(args: argparse.Namespace) -> int:
+    _require_train_extra("scream verifier-head", "scipy")
+    from edge.classifier import sha256_file
+    from train.distill import load_teacher
+    from train.verifier_head import fit_verifier_head
+
+    teacher = load_teacher(args.teacher)
+    written = fit_verifier_head(
+        args.data,
+        splits_file=args.splits,
+        teacher=teacher,
+        model_sha256=sha256_file(Path(args.teacher) / "yamnet.tflite"),
+        out=args.out,
+        cache_dir=args.cache or "",
+        seed=args.seed,
+    )
+    fit = written["fit"]
+    print(
+        f"head on {fit['train_windows']} windows ({fit['train_scream_windows']} scream) of {fit['train_clips']} train "
+        f"clips, C={fit['c']:g} (validation window PR AUC {fit['validation_window_pr_auc_by_c']}), "
+        f"{fit['seconds']:g} s: {args.out}"
+    )
+    return EXIT_OK
+
+
 def cmd_verification(args: argparse.Namespace) -> int:
     _require_train_extra("scream verification", "scipy")
     from edge.verifier import EventVerifier
     from train.verification import verification_report
 
-    verifier = EventVerifier(args.verifier, classes=args.classes, threshold=0.5, class_map=args.class_map)
+    verifier = EventVerifier(
+        args.verifier, classes=args.classes, threshold=0.5, class_map=args.class_map, head=args.head
+    )
     report = verification_report(
         args.model,
         args.data,
@@ -552,6 +580,25 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     fr.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
     fr.set_defaults(func=cmd_float_row)
 
+    vh = sub.add_parser(
+        "verifier-head",
+        help="fit a head on YAMNet's embedding for the second stage ([verifier] head)",
+        formatter_class=formatter,
+        epilog="Fits a logistic regression on YAMNet's 1024-d embedding of the train split's windows (its "
+        "non-screams; its screams' loud windows, clean and mixed into non-screams at 0-20 dB), chooses its "
+        "strength by window PR AUC on the validation split, and writes a head file for [verifier] head "
+        "(train/verifier_head.py). Choose the pair of `on` and head threshold with scream verification --head.\n\n"
+        "example:\n  scream verifier-head --data DATA --splits models/scream-v6-run/splits.tsv \\\n"
+        "      --teacher ../shared/models/yamnet --out models/scream-v6-yamnet-head.json",
+    )
+    vh.add_argument("--data", required=True)
+    vh.add_argument("--splits", required=True, help="the model's splits.tsv (train fits, validation chooses)")
+    vh.add_argument("--teacher", required=True, metavar="DIR", help="YAMNet's folder (yamnet.tflite, class map)")
+    vh.add_argument("--out", required=True, metavar="JSON", help="the head file to write")
+    vh.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
+    vh.add_argument("--seed", type=int, default=0)
+    vh.set_defaults(func=cmd_verifier_head)
+
     ve = sub.add_parser(
         "verification",
         help="measure a second stage ([verifier]) behind a model and choose its threshold on validation",
@@ -572,6 +619,7 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     ve.add_argument(
         "--classes", nargs="+", default=["Screaming"], metavar="NAME", help="the verification score is their best"
     )
+    ve.add_argument("--head", metavar="JSON", help="score by this head on its embedding, not by classes")
     ve.add_argument(
         "--budget", type=float, default=5.0, help="false alarms per hour on validation scenes the choice may cost"
     )

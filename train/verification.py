@@ -227,7 +227,12 @@ def verification_report(
     report = {
         "model": str(model),
         "model_sha256": classifier.sha256,
-        "verifier": {"model": str(verifier.model_path), "sha256": verifier.sha256, "classes": verifier.classes},
+        "verifier": {
+            "model": str(verifier.model_path),
+            "sha256": verifier.sha256,
+            "classes": verifier.classes,
+            "head": str(verifier.head.path) if verifier.head is not None else "",
+        },
         "decisions": decisions.describe(),
         "scenes_per_split": scenes,
         "seed": seed,
@@ -254,10 +259,11 @@ def verification_report(
 
 def recommended_settings(report: dict[str, Any]) -> str:
     """The config lines that run the chosen pair."""
-    point = report["points"]["verified"]
+    point, verifier = report["points"]["verified"], report["verifier"]
+    verdict = f'head = "{verifier["head"]}"' if verifier.get("head") else f"classes = {json.dumps(verifier['classes'])}"
     return (
-        f'[detector]\non_threshold = {point["on"]:g}\n\n[verifier]\nmodel = "{report["verifier"]["model"]}"\n'
-        f"classes = {json.dumps(report['verifier']['classes'])}\nthreshold = {point['verifier_threshold']:g}\n"
+        f'[detector]\non_threshold = {point["on"]:g}\n\n[verifier]\nmodel = "{verifier["model"]}"\n'
+        f"{verdict}\nthreshold = {point['verifier_threshold']:g}\n"
     )
 
 
@@ -318,7 +324,8 @@ def verification_markdown(report: dict[str, Any]) -> str:
             "",
             f"Model `{report['model']}` (sha256 {report['model_sha256'][:12]}), {report['decisions']}. Verifier "
             f"`{v['model']}` (sha256 {v['sha256'][:12]}); a candidate's score is the best of "
-            f"{', '.join(v['classes'])} over the windows that raised it. {report['scenes_per_split']} scenes per "
+            + (f"head `{v['head']}`'s score" if v.get("head") else ", ".join(v["classes"]))
+            + f" over the windows that raised it. {report['scenes_per_split']} scenes per "
             f"split (seed {report['seed']}), built as `scream evaluate` builds them.",
             "",
             f"Each operating point is chosen on the validation scenes (the most event recall at <= {budget:g} false "

@@ -9,6 +9,7 @@ import pytest
 from edge.bench import format_table
 from edge.cli import main
 from edge.detector import DecisionParams
+from tests.helpers import write_stand_in_head
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +103,7 @@ def test_bench_scenes_put_screams_at_random_phases_of_the_window_grid() -> None:
 
 
 def test_bench_measures_the_second_stage(
-    tiny_model: Path, stand_in_verifier: Path, quick_result: dict[str, Any]
+    tiny_model: Path, stand_in_verifier: Path, quick_result: dict[str, Any], tmp_path: Path
 ) -> None:
     """`scream bench --verifier`: one verdict per candidate of the stream, whose count is the
     candidates the same stream raises without a verifier; its cost per candidate and per hour."""
@@ -133,4 +134,10 @@ def test_bench_measures_the_second_stage(
     assert "verifier: not measured (scream bench --verifier MODEL.tflite)" in format_table(quick_result)
     table = format_table({**quick_result, "verifier": row})
     assert f"verifier standin.tflite ({stand_in_verifier.stat().st_size} bytes): load (ms)" in table
+    # With a head (`--verifier-head`): the same candidates, each scored by the head; said in the table.
+    head = write_stand_in_head(tmp_path / "head.json", stand_in_verifier, [0.0, 1.0, 0.0, 0.0])
+    headed = bench_verifier(stand_in_verifier, classifier, decisions, hop_frames=hop, minutes=2, repeats=3, head=head)
+    assert headed["head"] == str(head) and headed["classes"] == [] and headed["candidates"] == candidates
+    table = format_table({**quick_result, "verifier": headed})
+    assert f"verifier standin.tflite ({stand_in_verifier.stat().st_size} bytes, head head.json): load (ms)" in table
     assert "cost per candidate, added before its alarm (ms)" in table

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from edge.cli import DEFAULT_MODEL_NAME
-from tests.compat_probe import run
+from tests.compat_probe import run, verify
+from tests.helpers import write_stand_in_head
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPAT_PYTHON = Path(os.environ.get("SCREAM_COMPAT_PYTHON", ROOT / ".venv-compat" / "bin" / "python"))
@@ -53,3 +54,21 @@ def test_numpy1_and_tflite_runtime_give_the_same_features_scores_and_alarms(whic
         # step (1/256) per network, two for an ensemble's average; a few steps at most.
         assert np.max(np.abs(ours - theirs)) <= 3 / 256
         assert there[rate]["alarms_s"] == pytest.approx(here[rate]["alarms_s"])
+
+
+def test_a_verifier_head_reads_its_tensor_under_tflite_runtime_too(stand_in_verifier: Path, tmp_path: Path) -> None:
+    """`[verifier] head` keeps every tensor to read an intermediate one: tflite-runtime 2.14 takes
+    the same option, and gives the same verdicts."""
+    head = write_stand_in_head(tmp_path / "head.json", stand_in_verifier, [6.0, 0.5, -1.0, 10.0], intercept=3.0)
+    probe = subprocess.run(
+        [str(COMPAT_PYTHON), str(ROOT / "tests" / "compat_probe.py"), "--verifier", str(stand_in_verifier), str(head)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    there, here = json.loads(probe.stdout), verify(str(stand_in_verifier), str(head))
+    assert there["runtime"] == "tflite_runtime.interpreter" and here["runtime"] == "ai_edge_litert.interpreter"
+    assert there["scores"] == pytest.approx(here["scores"], abs=1e-5)
+    assert max(here["scores"]) - min(here["scores"]) > 0.5

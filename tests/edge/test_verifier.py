@@ -3,6 +3,7 @@ the pipeline hands it, and its configuration and failures."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,8 @@ from edge.detector import DecisionParams, Detector, EventEnded, EventStarted, Ev
 from edge.errors import ConfigError, ModelError
 from edge.features import FeatureParams
 from edge.pipeline import MAX_VERIFY_WINDOWS, DetectionPipeline, chunked, raising_windows
-from edge.verifier import EventVerifier
-from tests.helpers import STAND_IN_CLASSES, stand_in_screaming
+from edge.verifier import EmbeddingHead, EventVerifier
+from tests.helpers import STAND_IN_CLASSES, stand_in_embedding, stand_in_screaming, write_stand_in_head
 
 RATE = 16000
 FloatArray = npt.NDArray[np.float32]
@@ -97,6 +98,90 @@ def test_verifier_config_is_checked_and_off_by_default(stand_in_verifier: Path) 
     assert verifier is not None and verifier.classes == ["Yell"] and verifier.threshold == 0.3
     assert verifier.class_indices == [STAND_IN_CLASSES.index("Yell")]
     assert VerifierConfig().classes == ["Screaming"]
+
+
+def test_a_head_scores_the_models_embedding(stand_in_verifier: Path, tmp_path: Path) -> None:
+    """With a head the verdict is sigmoid(w . e / |e| + b) of the model's intermediate embedding
+    tensor (read with every tensor kept), not a class score."""
+    coef = [6.0, 0.5, -1.0, 10.0]
+    head = write_stand_in_head(tmp_path / "head.json", stand_in_verifier, coef, intercept=3.0)
+    verifier = EventVerifier(stand_in_verifier, classes=["Screaming"], threshold=0.4, head=head)
+    assert verifier.head is not None and verifier.classes == [] and verifier.verdict == "head head.json"
+    rng = np.random.default_rng(3)
+    windows = [(rng.standard_normal(15600) * a).astype(np.float32) for a in (0.002, 0.05, 0.3)]
+    windows.append(synth.scream_like(0.975, RATE, rng, level=0.3)[:15600].astype(np.float32))
+    expected = []
+    for w in windows:
+        e = stand_in_embedding(w)
+        expected.append(1 / (1 + np.exp(-(e / np.linalg.norm(e) @ np.array(coef) + 3.0))))
+    scores = [verifier.score(w) for w in windows]
+    assert scores == pytest.approx(expected, abs=2e-4)
+    assert max(scores) - min(scores) > 0.5  # the embedding moves with the audio, so does the verdict
+    assert scores != pytest.approx([stand_in_screaming(w) for w in windows], abs=0.05)
+    assert verifier.judge(windows) == pytest.approx(max(scores), abs=1e-9)
+    status = verifier.status()
+    assert status["head"] == str(head) and status["classes"] == [] and status["windows"] == 8
+    # The head's own arithmetic: unit length first (a scaled embedding scores the same), zero stays zero.
+    loaded = EmbeddingHead.load(head)
+    e = stand_in_embedding(windows[1])
+    assert loaded.score(e.astype(np.float32)) == pytest.approx(loaded.score((7 * e).astype(np.float32)), abs=1e-6)
+    assert loaded.score(np.zeros(4, dtype=np.float32)) == pytest.approx(1 / (1 + np.exp(-3.0)))
+    assert loaded.score(np.array([1e3, 0, 0, 0], dtype=np.float32)) == pytest.approx(1 / (1 + np.exp(-9.0)))
+
+
+def test_head_problems_are_named(stand_in_verifier: Path, tmp_path: Path) -> None:
+    def refused(match: str, head: Path) -> None:
+        with pytest.raises(ModelError, match=match):
+            EventVerifier(stand_in_verifier, classes=["Screaming"], threshold=0.5, head=head)
+
+    def head(name: str, coef: list[Any], **changes: Any) -> Path:
+        return write_stand_in_head(tmp_path / name, stand_in_verifier, coef, **changes)
+
+    refused(r"verifier head .*absent\.json does not exist", tmp_path / "absent.json")
+    (tmp_path / "torn.json").write_text('{"format": "scream-verifier-head/1", "coef": [1,')
+    refused(r"verifier head .*torn\.json cannot be read", tmp_path / "torn.json")
+    (tmp_path / "other.json").write_text('{"format": "something-else"}')
+    refused(r"other\.json is not a scream-verifier-head/1 file", tmp_path / "other.json")
+    good = [0.1, 0.2, 0.3, 0.4]
+    refused(
+        r"'intercept' is not a number \(None\)",
+        head("a.json", good, intercept=None),
+    )
+    refused("'coef' is not a list of numbers", head("b.json", ["x"]))
+    no_sha = json.loads(head("b2.json", good).read_text())
+    del no_sha["model_sha256"]
+    (tmp_path / "b2.json").write_text(json.dumps(no_sha))
+    refused("has no field 'model_sha256'", tmp_path / "b2.json")
+    refused("must be strings", head("b3.json", good, tensor=5))
+    refused("finite weights", head("c.json", [0.1, float("nan"), 0.3, 0.4]))
+    refused("finite weights", head("d.json", []))
+    refused("must name its tensor", head("e.json", good, tensor=""))
+    # Fitted on another model: refused, naming both hashes' starts.
+    other = head("f.json", good, model_sha256="ab" * 32)
+    refused(r"was fitted on a model with sha256 abababababab…", other)
+    refused(
+        r"has no tensor 'embedding/Nowhere'",
+        head("g.json", good, tensor="embedding/Nowhere"),
+    )
+    refused(r"has 3 weights, tensor .* holds 4 float32 values", head("h.json", good[:3]))
+    # A head on a file that is no model at all: the model's own error comes first.
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"not a flatbuffer" * 100)
+    with pytest.raises(ModelError, match=r"garbage\.tflite cannot be loaded"):
+        EventVerifier(
+            garbage, classes=["Screaming"], threshold=0.5, head=write_stand_in_head(tmp_path / "i.json", garbage, good)
+        )
+
+
+def test_the_head_comes_from_the_config(stand_in_verifier: Path, tmp_path: Path) -> None:
+    head = write_stand_in_head(tmp_path / "head.json", stand_in_verifier, [0.0, 1.0, 0.0, 0.0])
+    config = parse_config({"verifier": {"model": str(stand_in_verifier), "head": str(head), "threshold": 0.6}})
+    assert config.verifier.head == str(head) and VerifierConfig().head == ""
+    verifier = EventVerifier.from_config(config.verifier)
+    assert verifier is not None and verifier.head is not None and verifier.threshold == 0.6
+    assert verifier.head.coef.tolist() == [0.0, 1.0, 0.0, 0.0]
+    with pytest.raises(ConfigError, match=r"verifier\.head must be"):
+        parse_config({"verifier": {"head": 3}})
 
 
 # -- the decision object ---------------------------------------------------------------------------
