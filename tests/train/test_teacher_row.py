@@ -192,6 +192,16 @@ def test_the_teacher_row_rebuilds_the_crossvals_scenes_and_pairs_with_its_recipe
     assert "| crossval-recipe verified by yamnet-screaming |" in markdown
     assert all(report["rows"][name]["clip_roc_auc"] is None for name in CASCADES)
     assert "exactly the headline of its report" in markdown
+    # The two second stages paired with each other on the same candidates and screams.
+    both = report["head_minus_screaming_verified"]
+    head_cascade, screaming_cascade = (
+        report["rows"][f"crossval-recipe verified by {r}"]["headline"] for r in ROWS[::-1]
+    )
+    assert (both["model"], both["baseline"]) == (head_cascade, screaming_cascade)
+    for budget in (2, 5):
+        key = f"recall_at_{budget}_fa_per_hour"
+        assert both[key]["difference"] == pytest.approx(head_cascade[key] - screaming_cascade[key], abs=2e-4)
+    assert "The two second stages paired (the recipe's events verified by the head minus" in markdown
     # The same rows over only the screams the audit keeps, each paired with the recipe on them.
     kept = 2 * sum(c.is_scream and (c.teacher_scream or 0) >= 0.05 for c in load_dataset(manifest).clips)
     assert 0 < kept < screams
