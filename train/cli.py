@@ -74,6 +74,25 @@ def _require_recipe_tools(args: argparse.Namespace) -> None:
         espeak_version()
 
 
+def _head_c_argument(parser: argparse.ArgumentParser) -> None:
+    """--head-c: the head's inverse L2 strengths tried on validation (None: train/teacher_row.py HEAD_C,
+    not imported here so that building the parser needs no train extra)."""
+    parser.add_argument(
+        "--head-c",
+        nargs="+",
+        type=float,
+        metavar="C",
+        help="the head's inverse L2 strengths tried, the best validation window PR AUC kept "
+        "(default: train/teacher_row.py HEAD_C, 0.01 0.1 1)",
+    )
+
+
+def _head_c(args: argparse.Namespace) -> tuple[float, ...]:
+    from train.teacher_row import HEAD_C
+
+    return tuple(args.head_c) if args.head_c else HEAD_C
+
+
 def _require_train_extra(command: str, *modules: str) -> None:
     """Import the heavy modules a train/ command needs before it starts, so a missing one is a clear
     error naming the extra, not a traceback halfway through a run."""
@@ -170,7 +189,9 @@ def cmd_teacher_row(args: argparse.Namespace) -> int:
     from train.distill import load_teacher
     from train.teacher_row import teacher_row
 
-    teacher_row(args.crossval, args.data, args.out, load_teacher(args.teacher), cache_dir=args.cache or "")
+    teacher_row(
+        args.crossval, args.data, args.out, load_teacher(args.teacher), cache_dir=args.cache or "", head_c=_head_c(args)
+    )
     return EXIT_OK
 
 
@@ -204,6 +225,7 @@ def cmd_verifier_head(args: argparse.Namespace) -> int:
         out=args.out,
         cache_dir=args.cache or "",
         seed=args.seed,
+        head_c=_head_c(args),
     )
     fit = written["fit"]
     print(
@@ -563,6 +585,7 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     tr.add_argument("--teacher", required=True, metavar="DIR", help="YAMNet TF-Lite folder (../shared/models/yamnet)")
     tr.add_argument("--out", required=True, help="folder for report.md and report.json")
     tr.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
+    _head_c_argument(tr)
     tr.set_defaults(func=cmd_teacher_row)
 
     fr = sub.add_parser(
@@ -597,6 +620,7 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     vh.add_argument("--out", required=True, metavar="JSON", help="the head file to write")
     vh.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
     vh.add_argument("--seed", type=int, default=0)
+    _head_c_argument(vh)
     vh.set_defaults(func=cmd_verifier_head)
 
     ve = sub.add_parser(

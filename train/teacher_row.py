@@ -238,12 +238,14 @@ def fit_logistic(x: FloatArray, y: npt.NDArray[np.bool_], c: float) -> Head:
 
 
 def fit_head(
-    train: tuple[FloatArray, npt.NDArray[np.bool_]], validation: tuple[FloatArray, npt.NDArray[np.bool_]]
+    train: tuple[FloatArray, npt.NDArray[np.bool_]],
+    validation: tuple[FloatArray, npt.NDArray[np.bool_]],
+    strengths: tuple[float, ...] = HEAD_C,
 ) -> tuple[Head, dict[str, float]]:
-    """The head of HEAD_C's strengths with the best validation window PR AUC."""
+    """The head of `strengths` (inverse L2 strengths) with the best validation window PR AUC."""
     best: tuple[float, Head] | None = None
     tried = {}
-    for c in HEAD_C:
+    for c in strengths:
         head = fit_logistic(train[0], train[1], c)
         pr_auc = metrics.average_precision(validation[1], head.score(validation[0]))
         tried[f"{c:g}"] = round(pr_auc, 4)
@@ -396,6 +398,7 @@ def teacher_row(
     teacher: Teacher,
     *,
     cache_dir: str = "",
+    head_c: tuple[float, ...] = HEAD_C,
 ) -> dict[str, Any]:
     """Measure the teacher on `crossval_dir`'s folds and scenes; writes report.json and report.md."""
     started = time.monotonic()
@@ -423,6 +426,7 @@ def teacher_row(
         head, tried = fit_head(
             head_examples(windows, split["train"], cache, rng),
             clip_level_examples(windows, split["validation"], cache),
+            head_c,
         )
         recipe_clip_scores += [s.peak for s in score_clips(classifier, split["test"], test_waves)]
         for clip, wave in zip(split["test"], test_waves, strict=True):
@@ -457,6 +461,7 @@ def teacher_row(
         "data": str(data),
         "teacher": getattr(teacher, "identity", ""),
         "settings": {k: settings[k] for k in ("folds", "seed", "scenes", "level_spread_db", "split_by")},
+        "head_c": list(head_c),
         "rows": {
             row: {
                 "headline": curve_headline(curves[row], seed=seed),

@@ -10,7 +10,7 @@ splits:
 
 - examples as `scream teacher-row` makes them (train/teacher_row.py `head_examples`): every window of
   the non-screams; each scream's loud windows, clean and mixed into a non-scream at 0-20 dB;
-- its L2 strength chosen among `HEAD_C` by window PR AUC on the validation split;
+- its L2 strength chosen among `HEAD_C` (or `--head-c`) by window PR AUC on the validation split;
 - written as a `scream-verifier-head/1` JSON file: the tensor it reads, the sha256 of the model file it
   was fitted on (the edge refuses a head on another model), the weights and what it was fitted on.
 
@@ -31,7 +31,7 @@ from edge.verifier import HEAD_FORMAT
 from train.corpus.teacher import EMBEDDING_TENSOR, Teacher
 from train.data import DataError, WaveformCache, load_dataset, write_atomically
 from train.evaluate import restrict_to_split
-from train.teacher_row import TeacherWindows, clip_level_examples, fit_head, head_examples
+from train.teacher_row import HEAD_C, TeacherWindows, clip_level_examples, fit_head, head_examples
 
 
 def fit_verifier_head(
@@ -44,6 +44,7 @@ def fit_verifier_head(
     cache_dir: str = "",
     seed: int = 0,
     tensor: str = EMBEDDING_TENSOR,
+    head_c: tuple[float, ...] = HEAD_C,
 ) -> dict[str, Any]:
     """Fit the head on the train split of `splits_file`, choose its strength on the validation split,
     and write it to `out` (JSON). Returns what was written."""
@@ -57,7 +58,7 @@ def fit_verifier_head(
         raise DataError(f"{exc}: the head is fitted on the train split and chosen on the validation split") from exc
     windows = TeacherWindows(teacher)
     examples = head_examples(windows, train, cache, np.random.default_rng(seed))
-    head, tried = fit_head(examples, clip_level_examples(windows, validation, cache))
+    head, tried = fit_head(examples, clip_level_examples(windows, validation, cache), head_c)
     written: dict[str, Any] = {
         "format": HEAD_FORMAT,
         "tensor": tensor,

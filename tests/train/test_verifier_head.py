@@ -87,7 +87,9 @@ def test_verification_with_a_head_recommends_the_head(
     cache = str(tmp_path / "waves")
     head = tmp_path / "head.json"
     argv = ["verifier-head", "--data", str(synthetic_dataset), "--splits", str(splits), "--cache", cache]
-    assert main([*argv, "--teacher", str(stand_in_yamnet), "--out", str(head)]) == 0
+    assert main([*argv, "--teacher", str(stand_in_yamnet), "--out", str(head), "--head-c", "0.5", "2"]) == 0
+    fit = json.loads(head.read_text())["fit"]
+    assert set(fit["validation_window_pr_auc_by_c"]) == {"0.5", "2"} and fit["c"] in (0.5, 2.0)
     out = tmp_path / "verification"
     argv = ["verification", "--model", str(tiny_training.model_path), "--data", str(synthetic_dataset)]
     argv += ["--splits", str(splits), "--verifier", str(stand_in_yamnet / "yamnet.tflite"), "--head", str(head)]
