@@ -36,7 +36,7 @@ from train.scenes import (
     scene_curve,
     score_stream,
 )
-from train.teacher_row import crossval_settings, fold_model, format_value, rebuilt_scenes
+from train.teacher_row import crossval_settings, fold_model, format_value, rebuilt_scenes, reproduces
 
 ROWS = ("int8", "float")
 FLOAT_TOP = 1 - 1e-6  # the float row's highest candidate `on`
@@ -140,7 +140,7 @@ def float_row(
         "settings": {k: settings[k] for k in ("folds", "seed", "scenes", "level_spread_db", "split_by")},
         "rows": rows,
         "float_minus_int8": paired_headline(curves["float"], curves["int8"], seed=seed),
-        "reproduces_crossval_headline": _same_recall(rows["int8"]["headline"], settings["headline"]),
+        "reproduces_crossval_headline": reproduces(rows["int8"]["headline"], settings["headline"]),
         "folds": folds,
         "seconds": round(time.monotonic() - started, 1),
     }
@@ -148,12 +148,6 @@ def float_row(
     (out / "report.md").write_text(float_row_markdown(report))
     _log(f"float row: {out / 'report.md'}")
     return report
-
-
-def _same_recall(ours: dict[str, Any], theirs: dict[str, Any] | None) -> bool:
-    """Whether the rebuilt int8 row gives the crossval report's headline (the fields both have: a
-    report written before a field was added lacks it)."""
-    return bool(theirs) and all(ours.get(k) == v for k, v in (theirs or {}).items())
 
 
 def float_row_markdown(report: dict[str, Any]) -> str:

@@ -345,6 +345,12 @@ def cascade_curve(
     return curve_of(recipe, decisions, pareto_rows(list(grid.values())))
 
 
+def reproduces(ours: dict[str, Any], theirs: dict[str, Any] | None) -> bool:
+    """Whether a headline measured again gives the crossval report's (every field the report has: one
+    written before a field was added lacks it, and is still checked on all the others)."""
+    return bool(theirs) and all(k in ours and ours[k] == v for k, v in (theirs or {}).items())
+
+
 def crossval_settings(crossval_dir: Path) -> dict[str, Any]:
     path = crossval_dir / "report.json"
     try:
@@ -477,7 +483,7 @@ def teacher_row(
         "crossval_recipe": {
             "headline": recipe_headline,
             "clip_roc_auc": round(metrics.roc_auc(labels, np.array(recipe_clip_scores)), 4),
-            "reproduces_crossval_headline": recipe_headline == settings["headline"],
+            "reproduces_crossval_headline": reproduces(recipe_headline, settings["headline"]),
         },
         # The two second stages on the same candidates: the head's verdict minus Screaming's (what
         # `[verifier] head` against `classes = ["Screaming"]` is chosen by).

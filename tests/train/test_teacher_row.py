@@ -383,3 +383,17 @@ def test_curve_thresholds_reach_as_high_and_as_fine_as_asked() -> None:
     assert max(curve_thresholds(scenes)) == 0.995
     fine = curve_thresholds(scenes, top=1 - 1e-6, digits=7)
     assert max(fine) > 0.9999 and len(fine) > len(curve_thresholds(scenes))
+
+
+def test_a_headline_reproduces_on_every_field_its_report_has() -> None:
+    """A crossval report written before the median-onset fields existed still checks every recall
+    and alarm rate it has; any one of them off, or no headline, does not reproduce."""
+    from train.teacher_row import reproduces
+
+    ours = {"screams": 792, "recall_at_2_fa_per_hour": 0.0442, "median_onset_at_2_fa_per_hour_s": 1.435}
+    assert reproduces(ours, {"screams": 792, "recall_at_2_fa_per_hour": 0.0442})
+    assert reproduces(ours, dict(ours))
+    assert not reproduces(ours, {"screams": 792, "recall_at_2_fa_per_hour": 0.0443})
+    assert not reproduces(ours, {"screams": 792, "median_onset_at_2_fa_per_hour_s": 1.2})
+    assert not reproduces(ours, {"screams": 792, "fa_per_hour_at_recall_0.8": None})
+    assert not reproduces(ours, None) and not reproduces(ours, {})
