@@ -11,9 +11,11 @@
 #   apt packages (PortAudio, venv, the Pi 5 GPIO backend python3-lgpio), a system user `scream` in the
 #   `audio` and `gpio` groups, a virtual environment in /opt/scream-detector/venv with the `edge`
 #   extra, config in /etc/scream-detector, models and state in /var/lib/scream-detector, and the
-#   systemd unit, enabled and started. With --verifier, YAMNet in /opt/scream-detector/yamnet and, in a
-#   fresh config, the [verifier] section with the pair measured for the bundled model. The config is
-#   checked (`scream listen --check-config`, as the service user) before the service starts.
+#   systemd unit, enabled and started. With --verifier, YAMNet in /opt/scream-detector/yamnet with the
+#   bundled model's head on its embedding and, in a fresh config, the [verifier] section with the pair
+#   measured for them (another YAMNet: its Screaming class and that pair, since the head would be
+#   refused). The config is checked (`scream listen --check-config`, as the service user) before the
+#   service starts.
 set -euo pipefail
 
 DRY_RUN=0
@@ -30,14 +32,20 @@ START_SERVICE=1
 CONFIG_ONLY=""
 VERIFIER_DIR=""
 VERIFIER_HOME="$PREFIX/yamnet"
-# The second stage the bundled model was measured with (models/scream-v6-verifier/report.json): YAMNet
-# as Google released it (its sha256), and the pair `scream verification` chose on validation scenes.
+# The second stage the bundled model was measured with: YAMNet as Google released it (its sha256), and
+# the pairs `scream verification` chose on validation scenes. With the head fitted on that YAMNet's
+# embedding (models/scream-v6-verifier-head/report.json), and with its Screaming class for any other
+# YAMNet (models/scream-v6-verifier/report.json).
 VERIFIER_SHA256=469be6a3421cbc52cf97e9f2f966cba984198e8e7af9854d68b3e3ebb1e04194
+VERIFIER_HEAD="$BUNDLED_MODEL-yamnet-head.json"  # in models/ of the source, fitted by scream verifier-head
+VERIFIER_HEAD_ON=0.8996
+VERIFIER_HEAD_THRESHOLD=0.6426
 VERIFIER_ON=0.9229
 VERIFIER_THRESHOLD=0.01
+VERIFIER_USE_HEAD=0
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
     echo "options: --dry-run  --source DIR  --no-start  --config-only DIR  --verifier DIR"
 }
 
@@ -92,7 +100,21 @@ EOF
 # The lines that turn the second stage on, with the pair measured for the bundled model. A model
 # deployed later keeps this on_threshold until it is changed to the pair its own verification gives.
 verifier_section() {
-    cat <<EOF
+    if [ "$VERIFIER_USE_HEAD" -eq 1 ]; then
+        cat <<EOF
+
+[detector]
+# chosen with the verifier's head for $BUNDLED_MODEL (models/$BUNDLED_MODEL-verifier-head/report.md);
+# another model needs its own pair from 'scream verification'
+on_threshold = $VERIFIER_HEAD_ON
+
+[verifier]
+model = "$VERIFIER_HOME/yamnet.tflite"
+head = "$VERIFIER_HOME/$VERIFIER_HEAD"
+threshold = $VERIFIER_HEAD_THRESHOLD
+EOF
+    else
+        cat <<EOF
 
 [detector]
 # chosen with the verifier for $BUNDLED_MODEL (models/$BUNDLED_MODEL-verifier/report.md); another
@@ -104,6 +126,7 @@ model = "$VERIFIER_HOME/yamnet.tflite"
 classes = ["Screaming"]
 threshold = $VERIFIER_THRESHOLD
 EOF
+    fi
 }
 
 # --verifier DIR: both files of YAMNet's release, checked before anything is changed.
@@ -118,8 +141,13 @@ if [ -n "$VERIFIER_DIR" ]; then
     VERIFIER_FILE_SHA="$(sha256sum "$VERIFIER_DIR/yamnet.tflite" | cut -d' ' -f1)"
     if [ "$VERIFIER_FILE_SHA" != "$VERIFIER_SHA256" ]; then
         echo "install.sh: warning: $VERIFIER_DIR/yamnet.tflite (sha256 ${VERIFIER_FILE_SHA:0:12}) is not the" \
-            "YAMNet that on_threshold = $VERIFIER_ON with threshold = $VERIFIER_THRESHOLD was measured with" \
-            "(${VERIFIER_SHA256:0:12}); check the pair with 'scream verification'" >&2
+            "YAMNet the bundled model's head was fitted on (${VERIFIER_SHA256:0:12}), so the head would be" \
+            "refused: its Screaming class with on_threshold = $VERIFIER_ON and threshold = $VERIFIER_THRESHOLD" \
+            "instead; check the pair with 'scream verification'" >&2
+    elif [ ! -r "$SOURCE_DIR/models/$VERIFIER_HEAD" ]; then
+        echo "install.sh: warning: no $SOURCE_DIR/models/$VERIFIER_HEAD: YAMNet's Screaming class instead" >&2
+    else
+        VERIFIER_USE_HEAD=1
     fi
 fi
 
@@ -202,6 +230,9 @@ if [ -n "$VERIFIER_DIR" ]; then
     step "second stage (verifier) in $VERIFIER_HOME"
     run install -d -m 0755 "$VERIFIER_HOME"
     run install -m 0644 "$VERIFIER_DIR/yamnet.tflite" "$VERIFIER_DIR/yamnet_class_map.csv" "$VERIFIER_HOME/"
+    if [ "$VERIFIER_USE_HEAD" -eq 1 ]; then
+        run install -m 0644 "$SOURCE_DIR/models/$VERIFIER_HEAD" "$VERIFIER_HOME/"
+    fi
     if [ -f "$CONFIG_DIR/config.toml" ] && ! grep -q '^\[verifier\]' "$CONFIG_DIR/config.toml"; then
         echo "    $CONFIG_DIR/config.toml was kept and names no verifier; to turn it on, add:"
         verifier_section | sed 's/^/        /'

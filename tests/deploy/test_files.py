@@ -199,20 +199,32 @@ def _installer_constant(name: str) -> str:
 
 
 def test_the_installer_turns_the_verifier_on_with_the_pair_measured_for_the_bundled_model() -> None:
-    """install.sh --verifier writes the pair `scream verification` chose for the bundled model, with
-    the YAMNet it was measured with: the constants follow the checked-in report."""
+    """install.sh --verifier writes the pairs `scream verification` chose for the bundled model, with
+    the YAMNet they were measured with: the constants follow the checked-in reports, the head's file
+    is the one its report measured, fitted on that YAMNet."""
     import hashlib
     import json
 
     root = DEPLOY.parent / "models"
     bundled = Path(DEFAULT_MODEL_NAME).stem
+    model_sha = hashlib.sha256((root / DEFAULT_MODEL_NAME).read_bytes()).hexdigest()
     report = json.loads((root / f"{bundled}-verifier" / "report.json").read_text())
-    assert report["model_sha256"] == hashlib.sha256((root / DEFAULT_MODEL_NAME).read_bytes()).hexdigest()
+    assert report["model_sha256"] == model_sha
     assert report["verifier"]["classes"] == ["Screaming"]
     assert _installer_constant("VERIFIER_SHA256") == report["verifier"]["sha256"]
     verified = report["points"]["verified"]
     assert float(_installer_constant("VERIFIER_ON")) == verified["on"]
     assert float(_installer_constant("VERIFIER_THRESHOLD")) == verified["verifier_threshold"]
+    # The head: the same YAMNet, the file the installer names, the pair its own report chose.
+    head_report = json.loads((root / f"{bundled}-verifier-head" / "report.json").read_text())
+    head_name = _installer_constant("VERIFIER_HEAD").strip('"').replace("$BUNDLED_MODEL", bundled)
+    assert head_report["model_sha256"] == model_sha and head_report["verifier"]["classes"] == []
+    assert head_report["verifier"]["head"] == f"models/{head_name}"
+    assert head_report["verifier"]["sha256"] == _installer_constant("VERIFIER_SHA256")
+    assert json.loads((root / head_name).read_text())["model_sha256"] == _installer_constant("VERIFIER_SHA256")
+    verified = head_report["points"]["verified"]
+    assert float(_installer_constant("VERIFIER_HEAD_ON")) == verified["on"]
+    assert float(_installer_constant("VERIFIER_HEAD_THRESHOLD")) == verified["verifier_threshold"]
 
 
 def _verifier_folder(stand_in_verifier: Path, tmp_path: Path) -> Path:
@@ -238,9 +250,11 @@ def test_a_fresh_install_with_a_verifier_configures_it_and_its_config_passes_the
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    # Not the YAMNet the pair was measured with: said, not refused.
-    assert "warning" in proc.stderr and "is not the YAMNet" in proc.stderr
+    # Not the YAMNet the head was fitted on: said, not refused, and its Screaming class is used instead.
+    assert "warning" in proc.stderr and "is not the YAMNet the bundled model's head was fitted on" in proc.stderr
+    assert "its Screaming class with on_threshold = 0.9229 and threshold = 0.01 instead" in proc.stderr
     config = load_config(out / "config.toml")
+    assert config.verifier.head == ""
     assert config.verifier.model == "/opt/scream-detector/yamnet/yamnet.tflite"
     assert config.verifier.classes == ["Screaming"] and config.verifier.threshold == 0.01
     assert config.detector.on_threshold == 0.9229
@@ -308,3 +322,63 @@ def test_installer_refuses_a_verifier_folder_without_both_files_before_any_step(
         assert f"--verifier {folder} has no readable yamnet_class_map.csv" in proc.stderr
         assert "==>" not in proc.stdout
         assert not (tmp_path / "etc").exists()
+
+
+def test_with_the_yamnet_its_head_was_fitted_on_the_installer_installs_and_configures_the_head(
+    tiny_model: Path, stand_in_verifier: Path, tmp_path: Path
+) -> None:
+    """The installer of a source whose head was fitted on this very YAMNet (here: the stand-in, the
+    installer's constant set to its sha256): the head is installed beside YAMNet, the config names it
+    with the head's pair, and `listen --check-config` loads it."""
+    import hashlib
+
+    from edge.config import load_config
+    from tests.helpers import write_stand_in_head
+
+    src = _fake_source(tmp_path)
+    folder = _verifier_folder(stand_in_verifier, tmp_path)
+    yamnet_sha = hashlib.sha256((folder / "yamnet.tflite").read_bytes()).hexdigest()
+    script = (DEPLOY / "install.sh").read_text()
+    real_sha = _installer_constant("VERIFIER_SHA256")
+    (src / "deploy" / "install.sh").write_text(script.replace(real_sha, yamnet_sha))
+    (src / "deploy" / "config.example.toml").write_text((DEPLOY / "config.example.toml").read_text())
+    head_name = f"{Path(DEFAULT_MODEL_NAME).stem}-yamnet-head.json"
+    write_stand_in_head(src / "models" / head_name, folder / "yamnet.tflite", [6.0, 0.5, -1.0, 10.0], 3.0)
+    installer = ["bash", str(src / "deploy" / "install.sh")]
+
+    out = tmp_path / "etc"
+    proc = subprocess.run(
+        [*installer, "--config-only", str(out), "--verifier", str(folder)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
+    config = load_config(out / "config.toml")
+    assert config.verifier.model == "/opt/scream-detector/yamnet/yamnet.tflite"
+    assert config.verifier.head == f"/opt/scream-detector/yamnet/{head_name}"
+    assert config.verifier.threshold == float(_installer_constant("VERIFIER_HEAD_THRESHOLD"))
+    assert config.detector.on_threshold == float(_installer_constant("VERIFIER_HEAD_ON"))
+    assert "classes" not in (out / "config.toml").read_text()
+
+    dry = subprocess.run(
+        [*installer, "--dry-run", "--verifier", str(folder)], capture_output=True, text=True, timeout=60
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert f"    $ install -m 0644 {src}/models/{head_name} /opt/scream-detector/yamnet/" in dry.stdout.splitlines()
+
+    # Installed as the installer would (the head beside YAMNet), the config passes the service's check.
+    shutil.copyfile(src / "models" / head_name, folder / head_name)
+    text = (
+        (out / "config.toml")
+        .read_text()
+        .replace("/opt/scream-detector/yamnet", str(folder))
+        .replace("/var/lib/scream-detector/models/current/model.tflite", str(tiny_model))
+        .replace("/var/lib/scream-detector", str(tmp_path / "state"))
+    )
+    (out / "config.toml").write_text(text)
+    check = subprocess.run(
+        [SCREAM, "listen", "--config", str(out / "config.toml"), "--check-config"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert check.returncode == 0, check.stderr
+    assert f"verifier {folder / 'yamnet.tflite'} (head {head_name} >= {config.verifier.threshold:g})" in check.stdout
