@@ -190,7 +190,13 @@ def cmd_teacher_row(args: argparse.Namespace) -> int:
     from train.teacher_row import teacher_row
 
     teacher_row(
-        args.crossval, args.data, args.out, load_teacher(args.teacher), cache_dir=args.cache or "", head_c=_head_c(args)
+        args.crossval,
+        args.data,
+        args.out,
+        load_teacher(args.teacher),
+        cache_dir=args.cache or "",
+        head_c=_head_c(args),
+        patience=tuple(args.patience) if args.patience else None,
     )
     return EXIT_OK
 
@@ -586,6 +592,13 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     tr.add_argument("--out", required=True, help="folder for report.md and report.json")
     tr.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
     _head_c_argument(tr)
+    tr.add_argument(
+        "--patience",
+        nargs=2,
+        type=int,
+        metavar=("K", "N"),
+        help="decide every row with K of N windows at or above `on`, not each fold model's own patience",
+    )
     tr.set_defaults(func=cmd_teacher_row)
 
     fr = sub.add_parser(

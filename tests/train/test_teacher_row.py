@@ -397,3 +397,20 @@ def test_a_headline_reproduces_on_every_field_its_report_has() -> None:
     assert not reproduces(ours, {"screams": 792, "median_onset_at_2_fa_per_hour_s": 1.2})
     assert not reproduces(ours, {"screams": 792, "fa_per_hour_at_recall_0.8": None})
     assert not reproduces(ours, None) and not reproduces(ours, {})
+
+
+def test_the_teacher_row_can_decide_every_row_with_another_patience(
+    crossval_folder: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """--patience K N: every row, the fold models' own too, decided with k of n windows (a site's
+    `[detector] patience_windows/patience_of`); the recipe's row then is not the crossval's headline."""
+    from train.teacher_row import teacher_row
+
+    cv, manifest, cache = crossval_folder
+    report = teacher_row(cv, manifest, tmp_path / "out", PitchTeacher(), cache_dir=str(cache), patience=(1, 1))
+    assert report["patience"] == [1, 1] and report["crossval_recipe"]["reproduces_crossval_headline"] is None
+    for row in report["rows"].values():
+        assert {c["decisions"] for c in row["curves"]} == {"1 of 1 window"}
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "Every row decided with 1 of 1 windows instead of each fold model's own patience" in markdown
+    assert "median onset at <= 2 / <= 5 FA/h (s)" in markdown
