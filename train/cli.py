@@ -260,6 +260,7 @@ def cmd_verification(args: argparse.Namespace) -> int:
         seed=args.seed,
         scenes=args.scenes,
         budget=args.budget,
+        patience=tuple(args.patience) if args.patience else None,
     )
     points = report["points"]
     print(
@@ -664,6 +665,14 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     ve.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
     ve.add_argument("--seed", type=int, default=0)
     ve.add_argument("--scenes", type=int, default=4, help="scenes per split, as scream evaluate")
+    ve.add_argument(
+        "--patience",
+        nargs=2,
+        type=int,
+        metavar=("K", "N"),
+        help="decide with K of N windows at or above `on` (as [detector] patience_windows/patience_of), not "
+        "the model's own patience; the recommended settings then include it",
+    )
     ve.set_defaults(func=cmd_verification)
 
     corpus = sub.add_parser(

@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.classifier import Classifier
+from edge.config import DetectorConfig
 from edge.detector import EventStarted
 from edge.features import FeatureParams
 from edge.pipeline import detection_settings, raising_windows
@@ -161,14 +162,18 @@ def verification_report(
     seed: int = 0,
     scenes: int = 4,
     budget: float = 5.0,
+    patience: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Measure `verifier` behind `model` and choose its settings on validation; writes report.json/.md."""
+    """Measure `verifier` behind `model` and choose its settings on validation; writes report.json/.md.
+    `patience` (k, n) decides with k of n windows instead of the model's own (`[detector]
+    patience_windows/patience_of`), every row alike."""
     started = time.monotonic()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     classifier = Classifier(model, expected_features=FeatureParams())
     side = classifier.sidecar
-    decisions, hop = detection_settings(side)
+    site = DetectorConfig(patience_windows=patience[0], patience_of=patience[1]) if patience else None
+    decisions, hop = detection_settings(side, site)
     rate = side.features.sample_rate_hz
     hop_s = hop * side.features.hop_samples / rate
     dataset = load_dataset(data)
@@ -234,6 +239,7 @@ def verification_report(
             "head": str(verifier.head.path) if verifier.head is not None else "",
         },
         "decisions": decisions.describe(),
+        "patience": list(patience) if patience else None,
         "scenes_per_split": scenes,
         "seed": seed,
         "budget_false_alarms_per_hour": budget,
@@ -261,8 +267,10 @@ def recommended_settings(report: dict[str, Any]) -> str:
     """The config lines that run the chosen pair."""
     point, verifier = report["points"]["verified"], report["verifier"]
     verdict = f'head = "{verifier["head"]}"' if verifier.get("head") else f"classes = {json.dumps(verifier['classes'])}"
+    patience = report.get("patience")
+    kept = f"patience_windows = {patience[0]}\npatience_of = {patience[1]}\n" if patience else ""
     return (
-        f'[detector]\non_threshold = {point["on"]:g}\n\n[verifier]\nmodel = "{verifier["model"]}"\n'
+        f'[detector]\non_threshold = {point["on"]:g}\n{kept}\n[verifier]\nmodel = "{verifier["model"]}"\n'
         f"{verdict}\nthreshold = {point['verifier_threshold']:g}\n"
     )
 

@@ -5,6 +5,7 @@ measured by `scream verification --head`."""
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from edge.classifier import sha256_file
 from edge.cli import EXIT_FATAL, main
+from edge.config import parse_config
 from edge.verifier import HEAD_FORMAT, EventVerifier
 from tests.helpers import make_stand_in_verifier
 from train import metrics
@@ -93,11 +95,18 @@ def test_verification_with_a_head_recommends_the_head(
     out = tmp_path / "verification"
     argv = ["verification", "--model", str(tiny_training.model_path), "--data", str(synthetic_dataset)]
     argv += ["--splits", str(splits), "--verifier", str(stand_in_yamnet / "yamnet.tflite"), "--head", str(head)]
-    assert main([*argv, "--out", str(out), "--cache", cache, "--scenes", "1", "--budget", "40"]) == 0
+    argv += ["--out", str(out), "--cache", cache, "--scenes", "1", "--budget", "40", "--patience", "1", "1"]
+    assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["verifier"]["head"] == str(head) and report["verifier"]["classes"] == []
+    assert report["patience"] == [1, 1] and report["decisions"] == "1 of 1 window"
     markdown = (out / "report.md").read_text()
     assert f'head = "{head}"' in markdown and "classes =" not in markdown
+    # The recommended lines are a config `listen` takes: the pair, the patience and the head.
+    recommended = tomllib.loads(markdown.split("```toml\n")[1].split("```")[0])
+    config = parse_config(recommended)
+    assert (config.detector.patience_windows, config.detector.patience_of) == (1, 1)
+    assert config.detector.on_threshold == report["points"]["verified"]["on"] and config.verifier.head == str(head)
     assert f"head `{head}`'s score over the windows that raised it" in markdown
     assert report["candidates_judged"] > 0
 
