@@ -236,6 +236,23 @@ def _verifier_folder(stand_in_verifier: Path, tmp_path: Path) -> Path:
     return folder
 
 
+def _check_installed_config(config: Path, folder: Path, model: Path, state: Path) -> subprocess.CompletedProcess[str]:
+    """The config the installer wrote, with this machine's paths for YAMNet's folder, the model and
+    the state, through `listen --check-config` (which must pass)."""
+    text = (
+        config.read_text()
+        .replace("/opt/scream-detector/yamnet", str(folder))
+        .replace("/var/lib/scream-detector/models/current/model.tflite", str(model))
+        .replace("/var/lib/scream-detector", str(state))
+    )
+    config.write_text(text)
+    check = subprocess.run(
+        [SCREAM, "listen", "--config", str(config), "--check-config"], capture_output=True, text=True, timeout=120
+    )
+    assert check.returncode == 0, check.stderr
+    return check
+
+
 def test_a_fresh_install_with_a_verifier_configures_it_and_its_config_passes_the_check(
     tiny_model: Path, stand_in_verifier: Path, tmp_path: Path
 ) -> None:
@@ -259,21 +276,7 @@ def test_a_fresh_install_with_a_verifier_configures_it_and_its_config_passes_the
     assert config.verifier.classes == ["Screaming"] and config.verifier.threshold == 0.01
     assert config.detector.on_threshold == 0.9229
     # The same file, with the paths of this machine, is what `listen --check-config` loads.
-    text = (
-        (out / "config.toml")
-        .read_text()
-        .replace("/opt/scream-detector/yamnet", str(folder))
-        .replace("/var/lib/scream-detector/models/current/model.tflite", str(tiny_model))
-        .replace("/var/lib/scream-detector", str(tmp_path / "state"))
-    )
-    (out / "config.toml").write_text(text)
-    check = subprocess.run(
-        [SCREAM, "listen", "--config", str(out / "config.toml"), "--check-config"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert check.returncode == 0, check.stderr
+    check = _check_installed_config(out / "config.toml", folder, tiny_model, tmp_path / "state")
     assert f"verifier {folder / 'yamnet.tflite'} (Screaming >= 0.01)" in check.stdout
 
 
@@ -366,19 +369,5 @@ def test_with_the_yamnet_its_head_was_fitted_on_the_installer_installs_and_confi
 
     # Installed as the installer would (the head beside YAMNet), the config passes the service's check.
     shutil.copyfile(src / "models" / head_name, folder / head_name)
-    text = (
-        (out / "config.toml")
-        .read_text()
-        .replace("/opt/scream-detector/yamnet", str(folder))
-        .replace("/var/lib/scream-detector/models/current/model.tflite", str(tiny_model))
-        .replace("/var/lib/scream-detector", str(tmp_path / "state"))
-    )
-    (out / "config.toml").write_text(text)
-    check = subprocess.run(
-        [SCREAM, "listen", "--config", str(out / "config.toml"), "--check-config"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert check.returncode == 0, check.stderr
+    check = _check_installed_config(out / "config.toml", folder, tiny_model, tmp_path / "state")
     assert f"verifier {folder / 'yamnet.tflite'} (head {head_name} >= {config.verifier.threshold:g})" in check.stdout
