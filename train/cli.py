@@ -93,6 +93,14 @@ def _head_c(args: argparse.Namespace) -> tuple[float, ...]:
     return tuple(args.head_c) if args.head_c else HEAD_C
 
 
+def _patience_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--patience", nargs=2, type=int, metavar=("K", "N"), help=help)
+
+
+def _patience(args: argparse.Namespace) -> tuple[int, int] | None:
+    return (args.patience[0], args.patience[1]) if args.patience else None
+
+
 def _require_train_extra(command: str, *modules: str) -> None:
     """Import the heavy modules a train/ command needs before it starts, so a missing one is a clear
     error naming the extra, not a traceback halfway through a run."""
@@ -196,7 +204,7 @@ def cmd_teacher_row(args: argparse.Namespace) -> int:
         load_teacher(args.teacher),
         cache_dir=args.cache or "",
         head_c=_head_c(args),
-        patience=tuple(args.patience) if args.patience else None,
+        patience=_patience(args),
     )
     return EXIT_OK
 
@@ -260,7 +268,7 @@ def cmd_verification(args: argparse.Namespace) -> int:
         seed=args.seed,
         scenes=args.scenes,
         budget=args.budget,
-        patience=tuple(args.patience) if args.patience else None,
+        patience=_patience(args),
     )
     points = report["points"]
     print(
@@ -593,13 +601,7 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     tr.add_argument("--out", required=True, help="folder for report.md and report.json")
     tr.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
     _head_c_argument(tr)
-    tr.add_argument(
-        "--patience",
-        nargs=2,
-        type=int,
-        metavar=("K", "N"),
-        help="decide every row with K of N windows at or above `on`, not each fold model's own patience",
-    )
+    _patience_argument(tr, "decide every row with K of N windows at or above `on`, not each fold model's own patience")
     tr.set_defaults(func=cmd_teacher_row)
 
     fr = sub.add_parser(
@@ -665,12 +667,9 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     ve.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
     ve.add_argument("--seed", type=int, default=0)
     ve.add_argument("--scenes", type=int, default=4, help="scenes per split, as scream evaluate")
-    ve.add_argument(
-        "--patience",
-        nargs=2,
-        type=int,
-        metavar=("K", "N"),
-        help="decide with K of N windows at or above `on` (as [detector] patience_windows/patience_of), not "
+    _patience_argument(
+        ve,
+        "decide with K of N windows at or above `on` (as [detector] patience_windows/patience_of), not "
         "the model's own patience; the recommended settings then include it",
     )
     ve.set_defaults(func=cmd_verification)

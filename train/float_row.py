@@ -36,7 +36,7 @@ from train.scenes import (
     scene_curve,
     score_stream,
 )
-from train.teacher_row import crossval_settings, fold_model, format_value, rebuilt_scenes, reproduces
+from train.teacher_row import crossval_settings, fold_model, format_value, paired_cells, rebuilt_scenes, reproduces
 
 ROWS = ("int8", "float")
 FLOAT_TOP = 1 - 1e-6  # the float row's highest candidate `on`
@@ -172,10 +172,7 @@ def float_row_markdown(report: dict[str, Any]) -> str:
             f"| {format_value(h['fa_per_hour_at_recall_0.8'], h.get('fa_per_hour_at_recall_0.8_interval_95'))} |"
         )
     p = report["float_minus_int8"]
-    cells = [
-        format_value(p[f"recall_at_{b}_fa_per_hour"]["difference"], p[f"recall_at_{b}_fa_per_hour"].get("interval_95"))
-        for b in (2, 5)
-    ]
+    cells = paired_cells(p)
     lines += [
         "",
         f"Float minus int8, the same inserted screams: {cells[0]} at <= 2 and {cells[1]} at <= 5 false alarms/h.",

@@ -352,6 +352,11 @@ def reproduces(ours: dict[str, Any], theirs: dict[str, Any] | None) -> bool:
     return bool(theirs) and all(k in ours and ours[k] == v for k, v in (theirs or {}).items())
 
 
+def patience_site(patience: tuple[int, int] | None) -> DetectorConfig | None:
+    """A site's `[detector]` deciding with k of n windows, or None (each model's own patience)."""
+    return DetectorConfig(patience_windows=patience[0], patience_of=patience[1]) if patience else None
+
+
 def crossval_settings(crossval_dir: Path) -> dict[str, Any]:
     path = crossval_dir / "report.json"
     try:
@@ -425,10 +430,10 @@ def teacher_row(
     clip_scores: dict[str, list[float]] = {row: [] for row in ROWS}
     recipe_clip_scores: list[float] = []
     folds = []
+    site = patience_site(patience)
     for k in range(settings["folds"]):
         classifier, split = fold_model(source, k, dataset, ("train", "validation", "test"))
         side = classifier.sidecar
-        site = DetectorConfig(patience_windows=patience[0], patience_of=patience[1]) if patience else None
         decisions, hop = detection_settings(side, site)
         features = side.features
         cache = cache or WaveformCache.at(cache_dir, features.sample_rate_hz)
@@ -514,6 +519,16 @@ def format_value(value: Any, interval: Any = None) -> str:
     return f"{text} ({interval[0]:.4g}..{interval[1]:.4g})" if interval else text
 
 
+def paired_cells(paired: dict[str, Any]) -> list[str]:
+    """A `paired_headline`'s differences at <= 2 and <= 5 false alarms per hour, with intervals."""
+    return [
+        format_value(
+            paired[f"recall_at_{b}_fa_per_hour"]["difference"], paired[f"recall_at_{b}_fa_per_hour"].get("interval_95")
+        )
+        for b in (2, 5)
+    ]
+
+
 def _audited_lines(report: dict[str, Any]) -> list[str]:
     """The rows over only the screams the teacher audit does not reject (train/crossval.py
     `audited_headline`), each paired with the recipe on them."""
@@ -571,22 +586,10 @@ def teacher_row_markdown(report: dict[str, Any]) -> str:
     lines += ["", "Paired with the crossval recipe (row minus recipe, the same inserted screams):", ""]
     lines += ["| row | recall at <= 2 FA/h | recall at <= 5 FA/h |", "| --- | ---: | ---: |"]
     for row in report["rows"]:
-        p = report["rows"][row]["paired_with_crossval"]
-        cells = [
-            format_value(
-                p[f"recall_at_{b}_fa_per_hour"]["difference"], p[f"recall_at_{b}_fa_per_hour"].get("interval_95")
-            )
-            for b in (2, 5)
-        ]
+        cells = paired_cells(report["rows"][row]["paired_with_crossval"])
         lines.append(f"| {row} | {cells[0]} | {cells[1]} |")
     if "head_minus_screaming_verified" in report:  # reports written before it lack this pairing
-        p = report["head_minus_screaming_verified"]
-        cells = [
-            format_value(
-                p[f"recall_at_{b}_fa_per_hour"]["difference"], p[f"recall_at_{b}_fa_per_hour"].get("interval_95")
-            )
-            for b in (2, 5)
-        ]
+        cells = paired_cells(report["head_minus_screaming_verified"])
         lines += [
             "",
             "The two second stages paired (the recipe's events verified by the head minus verified by Screaming, "

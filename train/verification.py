@@ -30,7 +30,6 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.classifier import Classifier
-from edge.config import DetectorConfig
 from edge.detector import EventStarted
 from edge.features import FeatureParams
 from edge.pipeline import detection_settings, raising_windows
@@ -52,7 +51,7 @@ from train.scenes import (
     score_stream,
     stream_and_scene,
 )
-from train.teacher_row import cascade_curve, excerpt
+from train.teacher_row import cascade_curve, excerpt, patience_site
 
 FloatArray = npt.NDArray[np.float32]
 SPLITS = ("validation", "test")
@@ -172,8 +171,7 @@ def verification_report(
     out.mkdir(parents=True, exist_ok=True)
     classifier = Classifier(model, expected_features=FeatureParams())
     side = classifier.sidecar
-    site = DetectorConfig(patience_windows=patience[0], patience_of=patience[1]) if patience else None
-    decisions, hop = detection_settings(side, site)
+    decisions, hop = detection_settings(side, patience_site(patience))
     rate = side.features.sample_rate_hz
     hop_s = hop * side.features.hop_samples / rate
     dataset = load_dataset(data)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from edge.verifier import HEAD_FORMAT
-from train.corpus.teacher import EMBEDDING_TENSOR, Teacher
+from train.corpus.teacher import EMBEDDING_TENSOR, RATE_HZ, Teacher
 from train.data import DataError, WaveformCache, load_dataset, write_atomically
 from train.evaluate import restrict_to_split
 from train.teacher_row import HEAD_C, TeacherWindows, clip_level_examples, fit_head, head_examples
@@ -50,7 +50,7 @@ def fit_verifier_head(
     and write it to `out` (JSON). Returns what was written."""
     started = time.monotonic()
     dataset = load_dataset(data)
-    cache = WaveformCache.at(cache_dir, 16000)
+    cache = WaveformCache.at(cache_dir, RATE_HZ)
     try:
         train = restrict_to_split(dataset.clips, Path(splits_file), "train", dataset.base)
         validation = restrict_to_split(dataset.clips, Path(splits_file), "validation", dataset.base)
