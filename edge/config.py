@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.detector import LIMITS, OUTPUTS, DecisionParams, out_of_range
+from edge.detector import LIMITS, MAX_VERIFY_ATTEMPTS, OUTPUTS, DecisionParams, out_of_range
 from edge.errors import ConfigError
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -131,12 +131,16 @@ class VerifierConfig:
     classes: list[str] = field(default_factory=lambda: ["Screaming"])  # the best of these is the score
     head: str = ""  # a head file (scream verifier-head) on the model's embedding; its score replaces `classes`
     threshold: float = 0.01  # vetoed below this; chosen for scream-v6 (models/scream-v6-verifier)
+    # Verdicts per candidate at most: a vetoed candidate is judged again each time the patience rule
+    # is met anew within it, and fires at the first verdict that passes (1: judged once).
+    attempts: int = 1
     threads: int = 1
 
     def _check(self) -> dict[str, tuple[bool, str]]:
         return {
             "classes": (bool(self.classes) and all(bool(c) for c in self.classes), "a non-empty list of class names"),
             "threshold": (0.0 < self.threshold < 1.0, "in (0, 1)"),
+            "attempts": (1 <= self.attempts <= MAX_VERIFY_ATTEMPTS, f"in 1-{MAX_VERIFY_ATTEMPTS}"),
             "threads": (1 <= self.threads <= 8, "in 1-8"),
         }
 

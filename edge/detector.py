@@ -10,10 +10,16 @@ events (`listen`, `detect`, `demo`, `explain`, `evaluate`, `crossval`, the opera
 
 Pure and clock-free: times come in with the scores (and the wall-clock moment, for schedules), so
 replay and live decide identically. An optional second stage (`verify`, edge.verifier through
-edge.pipeline) scores each candidate event once, when it would start: below `verify_threshold` the
+edge.pipeline) scores each candidate event when it would start: below `verify_threshold` the
 candidate is vetoed. It still runs its course here (hysteresis, cooldown) but is announced only as
 `EventVetoed` and, when its span closes, `VetoedEnded`, so alarm outputs never see it (the service
-may keep its clip for review) and the events that do fire are decided exactly as without it.
+may keep its clip for review). With `verify_attempts` n > 1, a vetoed candidate is judged again each
+time the student's patience is met anew within it (on the windows that met it), up to n verdicts in
+all: a scream that starts inside a candidate raised by something else (a ringtone, a door, speech
+just before it) is not lost to that candidate's veto. The first verdict that passes lifts the veto
+(`VetoLifted`, an `EventStarted` at that moment: the alarm fires then). Verdicts never change a
+candidate's span, so the events that fire are the candidates as without a second stage, each from
+its first passing verdict.
 """
 
 from __future__ import annotations
@@ -153,13 +159,20 @@ class Event:
     peak_score: float
     end_s: float | None = None
     ended_by: str = ""
-    verify_score: float | None = None
+    verify_score: float | None = None  # the passing verdict, or the best of a vetoed candidate's
     is_vetoed: bool = False
+    verdicts: int = 0  # how many times the second stage judged it
 
 
 @dataclass(frozen=True)
 class EventStarted:
     event: Event
+
+
+@dataclass(frozen=True)
+class VetoLifted(EventStarted):
+    """A vetoed candidate that a later verdict passed: it fires from this window on (`detected_s`
+    is now), and ends as any event does. Its earlier `EventVetoed` is void."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +197,7 @@ class VetoedEnded:
 
 Transition = EventStarted | EventEnded | EventVetoed | VetoedEnded
 Verify = Callable[[float, float], float]  # (first hit start, detection time) in stream s -> score
+MAX_VERIFY_ATTEMPTS = 16
 
 
 @dataclass(frozen=True)
@@ -210,8 +224,9 @@ class Detector:
 
     params: DecisionParams
     schedules: Sequence[ScheduleConfig] = ()
-    verify: Verify | None = None  # the second stage, asked once per candidate event
+    verify: Verify | None = None  # the second stage, asked when a candidate event would start
     verify_threshold: float = 0.0
+    verify_attempts: int = 1  # verdicts per candidate at most: a vetoed one is judged again at fresh hits
     _base: DecisionParams = field(init=False)
     _recent: collections.deque[tuple[float, bool]] = field(init=False)
     _scores: collections.deque[float] = field(init=False)
@@ -225,6 +240,8 @@ class Detector:
     noise_floor_dbfs: float | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
+        if not 1 <= self.verify_attempts <= MAX_VERIFY_ATTEMPTS:
+            raise ConfigError(f"verify_attempts must be in 1-{MAX_VERIFY_ATTEMPTS}, got {self.verify_attempts}")
         self._base = self.params
         self._recent = collections.deque(maxlen=self.params.patience_of)
         self._scores = collections.deque(maxlen=self.params.smoothing_windows)
@@ -297,6 +314,10 @@ class Detector:
                 ended = self._end(max(self._last_above_off_s, min_end), "score")
             if ended is not None:
                 out.append(VetoedEnded(event) if event.is_vetoed else ended)
+            elif event.is_vetoed and event.verdicts < self.verify_attempts:
+                lifted = self._judge_again(event, start_s, end_s, decision_score >= p.on_threshold)
+                if lifted is not None:
+                    out.append(lifted)
         else:
             self._recent.append((start_s, decision_score >= p.on_threshold))
             hits = [start for start, hit in self._recent if hit]
@@ -304,6 +325,7 @@ class Detector:
                 event = Event(0, hits[0], end_s, max(self._scores))
                 if self.verify is not None:
                     event.verify_score = self.verify(hits[0], end_s)
+                    event.verdicts = 1
                     event.is_vetoed = event.verify_score < self.verify_threshold
                 if not event.is_vetoed:
                     self._count += 1
@@ -325,6 +347,27 @@ class Detector:
             self._outputs,
             tuple(out),
         )
+
+    def _judge_again(self, event: Event, start_s: float, end_s: float, hit: bool) -> VetoLifted | None:
+        """A vetoed candidate's next verdict, once the patience rule is met again within it (on the
+        windows that met it); the veto lifted if it passes."""
+        assert self.verify is not None
+        self._recent.append((start_s, hit))
+        hits = [start for start, is_hit in self._recent if is_hit]
+        if len(hits) < self.params.patience_windows:
+            return None
+        self._recent.clear()
+        score = self.verify(hits[0], end_s)
+        event.verdicts += 1
+        if score < self.verify_threshold:
+            event.verify_score = max(event.verify_score or 0.0, score)
+            return None
+        event.verify_score = score
+        event.is_vetoed = False
+        event.detected_s = end_s
+        self._count += 1
+        event.number = self._count
+        return VetoLifted(event)
 
     def finish(self, end_s: float) -> list[Transition]:
         """Close an open event at the end of the stream."""

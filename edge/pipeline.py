@@ -45,6 +45,7 @@ class WindowVerifier(Protocol):
 
     threshold: float
     window_samples: int
+    attempts: int  # verdicts per candidate at most (a vetoed one is judged again at fresh hits)
 
     def judge(self, windows: list[npt.NDArray[np.float32]]) -> float: ...
 
@@ -202,8 +203,8 @@ class StreamResult:
 
     @property
     def vetoed(self) -> list[Event]:
-        """The candidates the second stage turned down, in order."""
-        return [t.event for t in self.transitions if isinstance(t, EventVetoed)]
+        """The candidates the second stage turned down (and never passed later), in order."""
+        return [t.event for t in self.transitions if isinstance(t, EventVetoed) and t.event.is_vetoed]
 
     def extend(self, other: StreamResult) -> None:
         self.windows += other.windows
@@ -237,6 +238,7 @@ class DetectionPipeline:
             schedules,
             verify=self._verify if verifier is not None else None,
             verify_threshold=verifier.threshold if verifier is not None else 0.0,
+            verify_attempts=verifier.attempts if verifier is not None else 1,
         )
         self.clock = clock
         self.offset_s = 0.0  # stream time before the current audio session

@@ -25,7 +25,7 @@ import numpy.typing as npt
 from edge.classifier import Classifier
 from edge.clips import AudioRing, ClipCutter
 from edge.config import Config
-from edge.detector import Detector, EventEnded, EventStarted, EventVetoed, Transition, VetoedEnded
+from edge.detector import Detector, EventEnded, EventStarted, EventVetoed, Transition, VetoedEnded, VetoLifted
 from edge.health import Health
 from edge.pipeline import DetectionPipeline, StreamResult, detection_settings
 from edge.running_model import RunningModel
@@ -166,6 +166,10 @@ class DetectorService:
             self._finish_vetoed(event.end_s if event.end_s is not None else self.ring.end_s, event.peak_score)
         elif isinstance(transition, EventStarted):
             record = self._event_record(event.number, event.start_s, event.detected_s, event.verify_score)
+            if isinstance(transition, VetoLifted):  # a later verdict passed: the candidate fires, not a veto
+                log.info("candidate at %.2f s confirmed by a later verdict (number %d)", event.start_s, event.verdicts)
+                record["verdicts"] = event.verdicts
+                self._vetoed = None
             self._active_event = record
             self.health.events += 1
             self.health.event_active = True

@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.classifier import open_interpreter, sha256_file
+from edge.detector import MAX_VERIFY_ATTEMPTS
 from edge.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
@@ -135,6 +136,7 @@ class EventVerifier:
         *,
         classes: list[str],
         threshold: float,
+        attempts: int = 1,
         class_map: str | os.PathLike[str] | None = None,
         head: str | os.PathLike[str] | None = None,
         runtime: str | None = None,
@@ -144,6 +146,9 @@ class EventVerifier:
         if not self.model_path.is_file():
             raise ModelError(f"verifier model {self.model_path} does not exist")
         self.threshold = threshold
+        if not 1 <= attempts <= MAX_VERIFY_ATTEMPTS:
+            raise ConfigError(f"verifier attempts must be in 1-{MAX_VERIFY_ATTEMPTS}, got {attempts}")
+        self.attempts = attempts
         self.sha256 = sha256_file(self.model_path)
         self._checked = 0
         self._vetoed = 0
@@ -223,6 +228,7 @@ class EventVerifier:
             os.path.expanduser(section.model),
             classes=list(section.classes),
             threshold=section.threshold,
+            attempts=section.attempts,
             class_map=os.path.expanduser(section.class_map) if section.class_map else None,
             head=os.path.expanduser(section.head) if section.head else None,
             num_threads=section.threads,
@@ -271,6 +277,7 @@ class EventVerifier:
             "classes": self.classes,
             "head": str(self.head.path) if self.head is not None else "",
             "threshold": self.threshold,
+            "attempts": self.attempts,
             "checked": s.checked,
             "vetoed": s.vetoed,
             "windows": s.windows,

@@ -93,6 +93,17 @@ def _head_c(args: argparse.Namespace) -> tuple[float, ...]:
     return tuple(args.head_c) if args.head_c else HEAD_C
 
 
+def _attempts_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--attempts",
+        type=int,
+        default=1,
+        metavar="N",
+        help="verdicts per candidate at most, as [verifier] attempts: a vetoed candidate is judged again each "
+        "time the patience rule is met anew within it (1: judged once)",
+    )
+
+
 def _patience_argument(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--patience", nargs=2, type=int, metavar=("K", "N"), help=help)
 
@@ -205,6 +216,7 @@ def cmd_teacher_row(args: argparse.Namespace) -> int:
         cache_dir=args.cache or "",
         head_c=_head_c(args),
         patience=_patience(args),
+        attempts=args.attempts,
     )
     return EXIT_OK
 
@@ -256,7 +268,12 @@ def cmd_verification(args: argparse.Namespace) -> int:
     from train.verification import verification_report
 
     verifier = EventVerifier(
-        args.verifier, classes=args.classes, threshold=0.5, class_map=args.class_map, head=args.head
+        args.verifier,
+        classes=args.classes,
+        threshold=0.5,
+        attempts=args.attempts,
+        class_map=args.class_map,
+        head=args.head,
     )
     report = verification_report(
         args.model,
@@ -602,6 +619,7 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     tr.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
     _head_c_argument(tr)
     _patience_argument(tr, "decide every row with K of N windows at or above `on`, not each fold model's own patience")
+    _attempts_argument(tr)
     tr.set_defaults(func=cmd_teacher_row)
 
     fr = sub.add_parser(
@@ -672,6 +690,7 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
         "decide with K of N windows at or above `on` (as [detector] patience_windows/patience_of), not "
         "the model's own patience; the recommended settings then include it",
     )
+    _attempts_argument(ve)
     ve.set_defaults(func=cmd_verification)
 
     corpus = sub.add_parser(

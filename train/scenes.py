@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.classifier import ModelSidecar
-from edge.detector import DecisionParams, Detector, EventEnded, EventStarted
+from edge.detector import DecisionParams, Detector, EventEnded, EventStarted, EventVetoed, VetoedEnded
 from edge.features import FeatureParams
 from edge.pipeline import StreamingScorer, WindowScore, WindowScorer, chunked, decide_windows, detection_settings
 from train.data import Clip
@@ -70,6 +70,40 @@ def decide(
         (t.event.start_s, t.event.end_s) for t in transitions if isinstance(t, EventEnded) and t.event.end_s is not None
     ]
     return starts, spans, stream.seconds
+
+
+Verdict = tuple[float, float]  # a verdict's windows: (first hit start, detection time) in stream s
+
+
+def decide_verdicts(
+    stream: StreamScores, decisions: DecisionParams, attempts: int = 1
+) -> tuple[list[EventStarted], list[tuple[float, float]], list[list[Verdict]], float]:
+    """`decide` with a second stage that passes nothing: the candidate events, their spans, and for
+    each candidate the windows of every verdict the live detector asks for with `verify_attempts`
+    = `attempts` (the first at its start; more while it lasts vetoed), and the seconds. Verdicts never
+    change a candidate's span, so one run serves every verifier threshold: at a threshold, a
+    candidate fires at the first of its verdicts whose score passes (train/teacher_row.py
+    `cascade_curve`, train/verification.py `Judged`)."""
+    asked: list[Verdict] = []
+
+    def verify(start_s: float, detected_s: float) -> float:
+        asked.append((start_s, detected_s))
+        return 0.0
+
+    detector = Detector(decisions, verify=verify, verify_threshold=1.0, verify_attempts=attempts)
+    transitions = [t for d in decide_windows(detector, stream.windows) for t in d.transitions]
+    transitions += detector.finish(stream.seconds)
+    events = [t.event for t in transitions if isinstance(t, EventVetoed)]
+    spans = [
+        (t.event.start_s, t.event.end_s)
+        for t in transitions
+        if isinstance(t, VetoedEnded) and t.event.end_s is not None
+    ]
+    verdicts, at = [], 0
+    for event in events:
+        verdicts.append(asked[at : at + event.verdicts])
+        at += event.verdicts
+    return [EventStarted(e) for e in events], spans, verdicts, stream.seconds
 
 
 def build_scene(

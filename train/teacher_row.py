@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from edge.classifier import Classifier
 from edge.config import DetectorConfig
-from edge.detector import DecisionParams, EventStarted
+from edge.detector import DecisionParams
 from edge.features import FeatureParams
 from edge.pipeline import StreamingScorer, WindowScore, chunked, detection_settings
 from train import metrics
@@ -44,11 +44,12 @@ from train.data import Clip, DataError, Dataset, WaveformCache, load_dataset
 from train.evaluate import restrict_to_split, score_clips
 from train.scenes import (
     StreamScores,
+    Verdict,
     audited_headline,
     curve_headline,
     curve_of,
     curve_thresholds,
-    decide,
+    decide_verdicts,
     matched_scream,
     paired_headline,
     rounded_onset,
@@ -284,16 +285,16 @@ def score_scene(
     return {"yamnet-screaming": scored(scream), "yamnet-head": scored(head_scores)}
 
 
-def verify_scores(started: list[EventStarted], teacher: StreamScores) -> npt.NDArray[np.float64]:
-    """Per event, the teacher's highest score over the windows that raised it: those starting at or
-    after the event's first hit and ending by the moment it was detected (windows are in time order)."""
+def verify_scores(verdicts: list[Verdict], teacher: StreamScores) -> npt.NDArray[np.float64]:
+    """Per verdict, the teacher's highest score over the windows it hears: those starting at or after
+    its first hit and ending by its detection (windows are in time order)."""
     starts = np.array([w.start_s for w in teacher.windows])
     ends = np.array([w.end_s for w in teacher.windows])
     scores = np.array([w.score for w in teacher.windows])
-    out = np.zeros(len(started))
-    for i, s in enumerate(started):
-        lo = int(np.searchsorted(starts, s.event.start_s - 1e-6, side="left"))
-        hi = int(np.searchsorted(ends, s.event.detected_s + 1e-6, side="right"))
+    out = np.zeros(len(verdicts))
+    for i, (start_s, detected_s) in enumerate(verdicts):
+        lo = int(np.searchsorted(starts, start_s - 1e-6, side="left"))
+        hi = int(np.searchsorted(ends, detected_s + 1e-6, side="right"))
         out[i] = scores[lo:hi].max() if hi > lo else 0.0
     return out
 
@@ -316,10 +317,13 @@ def cascade_curve(
     decisions: DecisionParams,
     thresholds: list[float],
     verify_thresholds: list[float],
+    attempts: int = 1,
 ) -> dict[str, Any]:
     """`scene_curve` for the recipe's events verified by the teacher: a row per (`on`, `verify_on`)
-    on the curve's Pareto front. An event is matched as `match_events` matches it
-    (`matched_scream`); a second alarm on a scream already found is neither a hit nor false."""
+    on the curve's Pareto front. With `attempts` > 1 a vetoed candidate is judged again as `listen`'s
+    `[verifier] attempts` judges it (train/scenes.py `decide_verdicts`) and alarms at its first
+    passing verdict. An event is matched as `match_events` matches it (`matched_scream`); a second
+    alarm on a scream already found is neither a hit nor false."""
     grid: dict[tuple[float, float], dict[str, Any]] = {
         (on, v): {"on": on, "verify_on": v, "false_alarms": 0, "hits": [], "onset_s": []}
         for on in thresholds
@@ -327,22 +331,29 @@ def cascade_curve(
     }
     for (scored, truth), (taught, _) in zip(recipe, teacher, strict=True):
         for on in thresholds:
-            starts, spans, _ = decide(scored, decisions.with_threshold(on))
-            n = min(len(starts), len(spans))  # as match_events pairs them
-            verified = verify_scores(starts[:n], taught)
+            _, spans, verdicts, _ = decide_verdicts(scored, decisions.with_threshold(on), attempts)
+            n = min(len(verdicts), len(spans))  # as match_events pairs them
+            # Per candidate, the best verdict so far at each of its verdicts: a threshold's first
+            # passing verdict is where that running best first reaches it.
+            best = [np.maximum.accumulate(verify_scores(verdicts[i], taught)) for i in range(n)]
             matched = np.array(
                 [-1 if (m := matched_scream(span, truth)) is None else m for span in spans[:n]], dtype=int
             )
             for v in verify_thresholds:
-                kept = verified >= v
                 found: dict[int, float] = {}  # scream -> onset to the first kept alarm on it
-                for j in np.flatnonzero(kept & (matched >= 0)):
-                    hit = int(matched[j])
-                    found.setdefault(hit, starts[j].event.detected_s - truth[hit]["onset_s"])
+                false_alarms = 0
+                for i in range(n):
+                    first = int(np.searchsorted(best[i], v, side="left"))
+                    if first == best[i].size:
+                        continue  # vetoed at every verdict
+                    if matched[i] < 0:
+                        false_alarms += 1
+                    else:
+                        found.setdefault(int(matched[i]), verdicts[i][first][1] - truth[matched[i]]["onset_s"])
                 row = grid[(on, v)]
                 row["hits"] += [int(i in found) for i in range(len(truth))]
                 row["onset_s"] += [rounded_onset(found.get(i)) for i in range(len(truth))]
-                row["false_alarms"] += int(np.sum(kept & (matched < 0)))
+                row["false_alarms"] += false_alarms
     return curve_of(recipe, decisions, pareto_rows(list(grid.values())))
 
 
@@ -412,10 +423,12 @@ def teacher_row(
     cache_dir: str = "",
     head_c: tuple[float, ...] = HEAD_C,
     patience: tuple[int, int] | None = None,
+    attempts: int = 1,
 ) -> dict[str, Any]:
     """Measure the teacher on `crossval_dir`'s folds and scenes; writes report.json and report.md.
     `patience` (k, n) decides every row, the fold models' too, with k of n windows instead of each
-    fold model's own (what a site's `[detector] patience_windows/patience_of` does)."""
+    fold model's own (what a site's `[detector] patience_windows/patience_of` does). `attempts`: the
+    cascades judge a vetoed candidate again up to that many verdicts (`[verifier] attempts`)."""
     started = time.monotonic()
     source = Path(crossval_dir)
     settings = crossval_settings(source)
@@ -466,6 +479,7 @@ def teacher_row(
                     decisions,
                     curve_thresholds(scenes[RECIPE]),
                     curve_thresholds(scenes[row]),
+                    attempts,
                 )
             )
         folds.append({"fold": k, "head_c": head.c, "head_validation_pr_auc": tried, "test_clips": len(split["test"])})
@@ -479,6 +493,7 @@ def teacher_row(
         "settings": {k: settings[k] for k in ("folds", "seed", "scenes", "level_spread_db", "split_by")},
         "head_c": list(head_c),
         "patience": list(patience) if patience else None,
+        "attempts": attempts,
         "rows": {
             row: {
                 "headline": curve_headline(curves[row], seed=seed),
@@ -613,6 +628,15 @@ def teacher_row_markdown(report: dict[str, Any]) -> str:
             )
         ),
         "",
+        *(
+            [
+                f"The cascades judge a vetoed candidate again each time the patience rule is met anew within it, "
+                f"up to {report['attempts']} verdicts (`[verifier] attempts`), and alarm at its first passing one.",
+                "",
+            ]
+            if report.get("attempts", 1) > 1
+            else []
+        ),
         f"{report['windows_scored']} teacher windows in {report['seconds']:.0f} s.",
         "",
     ]

@@ -5,7 +5,9 @@ Each split's non-screams back to back (the stream) and the same with its screams
 (scenes) are built and scored exactly as `scream evaluate` builds and scores them (train/scenes.py).
 The verifier scores every window of the live grid too, so every pair of the student's `on` and the
 verifier's threshold can be replayed (train/teacher_row.py `cascade_curve`: a candidate is kept when
-the verifier's best score over the windows that raised it reaches the threshold).
+the verifier's best score over the windows that raised it reaches the threshold; with `[verifier]
+attempts` a vetoed candidate is judged again as `listen` judges it, and fires at its first passing
+verdict).
 
 Chosen on validation, by one rule for both: the most scene event recall at or under `budget` false
 alarms per hour, for the student alone (its `on`) and for the student with the verifier (its `on`
@@ -39,11 +41,12 @@ from train.data import WaveformCache, load_dataset
 from train.evaluate import restrict_to_split
 from train.scenes import (
     StreamScores,
+    Verdict,
     _source_interval,
     _within_budget,
     curve_headline,
     curve_thresholds,
-    decide,
+    decide_verdicts,
     match_events,
     paired_headline,
     pooled_scene_metrics,
@@ -75,40 +78,62 @@ class Replayed:
 
 @dataclass
 class Judged:
-    """One replayed audio at one `on`: the candidate events, their spans, the verifier's verdict on
-    each, the inserted screams (none for the stream) and its length."""
+    """One replayed audio at one `on`: the candidate events, their spans, each candidate's verdicts
+    (the scores of every verdict `listen` would ask for, in order, as if each failed) and the moment
+    each was asked, the inserted screams (none for the stream) and its length."""
 
     starts: list[EventStarted]
     spans: list[tuple[float, float]]
-    verify_scores: npt.NDArray[np.float64]
+    verdicts: list[npt.NDArray[np.float64]]
+    moments: list[list[float]]
     truth: list[dict[str, Any]]
     seconds: float
 
     def kept(self, threshold: float) -> tuple[list[EventStarted], list[tuple[float, float]]]:
-        """The events that fire with the verifier at `threshold` (0: every candidate, no verifier).
-        Starts and spans pair by position, as train/scenes.py match_events pairs them."""
+        """The events that fire with the verifier at `threshold` (0: every candidate, no verifier),
+        each detected at its first passing verdict. Starts and spans pair by position, as
+        train/scenes.py match_events pairs them."""
         n = min(len(self.starts), len(self.spans))
-        keep = [i for i in range(len(self.starts)) if self.verify_scores[i] >= threshold]
-        return [self.starts[i] for i in keep], [self.spans[i] for i in keep if i < n]
+        fired, spans = [], []
+        for i, start in enumerate(self.starts):
+            passing = np.flatnonzero(self.verdicts[i] >= threshold)
+            if passing.size == 0:
+                continue
+            first = int(passing[0])
+            event = replace(start.event, detected_s=self.moments[i][first], verify_score=float(self.verdicts[i][first]))
+            fired.append(EventStarted(event))
+            if i < n:
+                spans.append(self.spans[i])
+        return fired, spans
 
 
 def judge_candidates(
-    verifier: EventVerifier, audio: FloatArray, starts: list[EventStarted], *, hop_s: float, window_s: float, rate: int
-) -> npt.NDArray[np.float64]:
-    """The verifier's verdict on each candidate, from the audio of its raising windows, as `listen`."""
+    verifier: EventVerifier,
+    audio: FloatArray,
+    verdicts: list[list[Verdict]],
+    *,
+    hop_s: float,
+    window_s: float,
+    rate: int,
+) -> list[npt.NDArray[np.float64]]:
+    """Each candidate's verdicts (train/scenes.py `decide_verdicts`), each from the audio of the
+    windows that asked for it, as `listen` judges them."""
     n = verifier.window_samples
-    return np.array(
-        [
-            verifier.judge(
-                [
-                    excerpt(audio, round(t * rate), n)
-                    for t in raising_windows(s.event.start_s, s.event.detected_s, hop_s=hop_s, window_s=window_s)
-                ]
-            )
-            for s in starts
-        ],
-        dtype=np.float64,
-    )
+    return [
+        np.array(
+            [
+                verifier.judge(
+                    [
+                        excerpt(audio, round(t * rate), n)
+                        for t in raising_windows(start_s, detected_s, hop_s=hop_s, window_s=window_s)
+                    ]
+                )
+                for start_s, detected_s in asked
+            ],
+            dtype=np.float64,
+        )
+        for asked in verdicts
+    ]
 
 
 def verifier_windows(verifier: EventVerifier, audio: FloatArray, scored: StreamScores, rate: int) -> StreamScores:
@@ -195,16 +220,16 @@ def verification_report(
         thresholds = curve_thresholds(student)
         return (
             scene_curve(student, decisions, thresholds),
-            cascade_curve(student, verified, decisions, thresholds, curve_thresholds(verified)),
+            cascade_curve(student, verified, decisions, thresholds, curve_thresholds(verified), verifier.attempts),
         )
 
     def judged_at(split: str, on: float) -> tuple[Judged, list[Judged]]:
         params = decisions.with_threshold(on)
         runs = []
         for audio, scored, _, truth in [(*replayed[split].stream, []), *replayed[split].scenes]:
-            starts, spans, seconds = decide(scored, params)
-            verdicts = judge_candidates(verifier, audio, starts, hop_s=hop_s, window_s=side.window_s, rate=rate)
-            runs.append(Judged(starts, spans, verdicts, truth, seconds))
+            starts, spans, asked, seconds = decide_verdicts(scored, params, verifier.attempts)
+            verdicts = judge_candidates(verifier, audio, asked, hop_s=hop_s, window_s=side.window_s, rate=rate)
+            runs.append(Judged(starts, spans, verdicts, [[d for _, d in a] for a in asked], truth, seconds))
         return runs[0], runs[1:]
 
     student_validation, verified_validation = curves("validation")
@@ -235,6 +260,7 @@ def verification_report(
             "sha256": verifier.sha256,
             "classes": verifier.classes,
             "head": str(verifier.head.path) if verifier.head is not None else "",
+            "attempts": verifier.attempts,
         },
         "decisions": decisions.describe(),
         "patience": list(patience) if patience else None,
@@ -270,6 +296,7 @@ def recommended_settings(report: dict[str, Any]) -> str:
     return (
         f'[detector]\non_threshold = {point["on"]:g}\n{kept}\n[verifier]\nmodel = "{verifier["model"]}"\n'
         f"{verdict}\nthreshold = {point['verifier_threshold']:g}\n"
+        + (f"attempts = {verifier['attempts']}\n" if verifier.get("attempts", 1) > 1 else "")
     )
 
 
@@ -331,7 +358,13 @@ def verification_markdown(report: dict[str, Any]) -> str:
             f"Model `{report['model']}` (sha256 {report['model_sha256'][:12]}), {report['decisions']}. Verifier "
             f"`{v['model']}` (sha256 {v['sha256'][:12]}); a candidate's score is the best of "
             + (f"head `{v['head']}`'s score" if v.get("head") else ", ".join(v["classes"]))
-            + f" over the windows that raised it. {report['scenes_per_split']} scenes per "
+            + " over the windows that raised it"
+            + (
+                f"; a vetoed candidate is judged again at fresh hits, up to {v['attempts']} verdicts"
+                if v.get("attempts", 1) > 1
+                else ""
+            )
+            + f". {report['scenes_per_split']} scenes per "
             f"split (seed {report['seed']}), built as `scream evaluate` builds them.",
             "",
             f"Each operating point is chosen on the validation scenes (the most event recall at <= {budget:g} false "
@@ -354,7 +387,7 @@ def verification_markdown(report: dict[str, Any]) -> str:
             "",
             *headline,
             "",
-            f"{report['candidates_judged']} candidates judged, {report['verifier_windows']} verifier windows "
+            f"{report['candidates_judged']} verdicts, {report['verifier_windows']} verifier windows "
             f"({report['verifier_ms_per_window']} ms each here), {report['seconds']:.0f} s in all.",
             "",
         ]

@@ -13,7 +13,7 @@ import pytest
 
 from edge import synth
 from edge.config import Config, VerifierConfig, parse_config
-from edge.detector import DecisionParams, Detector, EventEnded, EventStarted, EventVetoed, VetoedEnded
+from edge.detector import DecisionParams, Detector, EventEnded, EventStarted, EventVetoed, VetoedEnded, VetoLifted
 from edge.errors import ConfigError, ModelError
 from edge.features import FeatureParams
 from edge.pipeline import MAX_VERIFY_WINDOWS, DetectionPipeline, chunked, raising_windows
@@ -185,7 +185,9 @@ def test_the_head_comes_from_the_config(stand_in_verifier: Path, tmp_path: Path)
 
 
 # -- the decision object ---------------------------------------------------------------------------
-def run_detector(scores: list[float], verdicts: list[float], threshold: float = 0.5) -> tuple[Any, list[Any]]:
+def run_detector(
+    scores: list[float], verdicts: list[float], threshold: float = 0.5, attempts: int = 1
+) -> tuple[Any, list[Any]]:
     asked: list[tuple[float, float]] = []
 
     def verify(start_s: float, detected_s: float) -> float:
@@ -195,7 +197,7 @@ def run_detector(scores: list[float], verdicts: list[float], threshold: float = 
     params = DecisionParams(
         on_threshold=0.8, off_threshold=0.5, patience_windows=2, patience_of=3, min_event_s=0.5, cooldown_s=1.0
     )
-    detector = Detector(params, verify=verify, verify_threshold=threshold)
+    detector = Detector(params, verify=verify, verify_threshold=threshold, verify_attempts=attempts)
     out = []
     for i, score in enumerate(scores):
         out += detector.update(score, i * 0.25, i * 0.25 + 1.0, level_dbfs=-20.0).transitions
@@ -237,6 +239,39 @@ def test_an_open_vetoed_candidate_ends_as_vetoed_at_the_end_of_the_stream() -> N
     assert transitions[1].event.ended_by == "end_of_stream" and transitions[1].event.end_s == 1.5
 
 
+RUN = [0.1, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1, 0.1]  # one candidate, hits in windows 1-6
+
+
+def test_a_vetoed_candidate_is_judged_again_at_fresh_hits_and_fires_at_the_first_that_passes() -> None:
+    # Detected by windows 1-2 (verdict 1 on 0.25-1.5 s: vetoed); the patience rule is met anew by
+    # windows 3-4 (verdict 2 on 0.75-2.0 s: passes), so the candidate fires at 2.0 s as event 1.
+    asked, transitions = run_detector(RUN, [0.2, 0.7], attempts=3)
+    assert asked == [(0.25, 1.5), (0.75, 2.0)]  # no third verdict once one passed
+    assert [type(t) for t in transitions] == [EventVetoed, VetoLifted, EventEnded]
+    event = transitions[0].event
+    assert all(t.event is event for t in transitions) and isinstance(transitions[1], EventStarted)
+    assert not event.is_vetoed and event.number == 1 and event.verdicts == 2 and event.verify_score == 0.7
+    assert event.detected_s == 2.0
+    # Its span is the candidate's, as with no second stage at all.
+    _, plain = run_detector(RUN, [0.9])
+    assert (event.start_s, event.end_s) == (plain[1].event.start_s, plain[1].event.end_s) == (0.25, 2.5)
+
+
+def test_verdicts_stop_at_the_attempts_and_the_best_failed_verdict_is_kept() -> None:
+    asked, transitions = run_detector(RUN, [0.2, 0.3, 0.9], attempts=2)
+    assert asked == [(0.25, 1.5), (0.75, 2.0)]
+    assert [type(t) for t in transitions] == [EventVetoed, VetoedEnded]
+    assert transitions[0].event.verify_score == 0.3 and transitions[0].event.verdicts == 2
+    asked, transitions = run_detector(RUN, [0.2, 0.3, 0.9], attempts=3)
+    assert asked == [(0.25, 1.5), (0.75, 2.0), (1.25, 2.5)]  # windows 5-6 meet the rule a third time
+    assert [type(t) for t in transitions] == [EventVetoed, VetoLifted, EventEnded]
+    assert transitions[1].event.detected_s == 2.5
+    asked, transitions = run_detector(RUN, [0.2, 0.7])  # one verdict: the veto stands
+    assert asked == [(0.25, 1.5)] and [type(t) for t in transitions] == [EventVetoed, VetoedEnded]
+    with pytest.raises(ConfigError, match="verify_attempts must be in 1-16"):
+        Detector(DecisionParams(), verify_attempts=0)
+
+
 def test_the_threshold_itself_confirms() -> None:
     _, transitions = run_detector([0.9, 0.9, 0.1, 0.1, 0.1, 0.1], [0.5])
     assert [type(t) for t in transitions] == [EventStarted, EventEnded]
@@ -267,7 +302,8 @@ class RecordingVerifier:
     threshold = 0.5
     window_samples = 15600
 
-    def __init__(self) -> None:
+    def __init__(self, attempts: int = 1) -> None:
+        self.attempts = attempts
         self.heard: list[list[FloatArray]] = []
 
     def judge(self, windows: list[FloatArray]) -> float:

@@ -275,13 +275,12 @@ def _stream(scores: list[float], hop: float = 0.25, width: float = 0.975) -> Str
 
 
 def test_an_event_is_verified_by_the_teachers_best_window_among_those_that_raised_it() -> None:
-    from edge.detector import Event, EventStarted
     from train.teacher_row import verify_scores
 
     teacher = _stream([0.1, 0.9, 0.2, 0.3, 0.8, 0.05])
     # Raised by windows 2-3 (0.5 s to 1.725 s): window 4 (0.8) comes after and window 1 (0.9) before.
-    late = EventStarted(Event(1, start_s=0.5, detected_s=0.75 + 0.975, peak_score=0.9))
-    first = EventStarted(Event(2, start_s=0.0, detected_s=0.975, peak_score=0.9))  # window 0 alone
+    late = (0.5, 0.75 + 0.975)
+    first = (0.0, 0.975)  # window 0 alone
     assert verify_scores([late, first], teacher).tolist() == [0.3, 0.1]
 
 

@@ -18,7 +18,7 @@ from edge.detector import EventStarted
 from edge.pipeline import DetectionPipeline, chunked, detection_settings
 from edge.verifier import EventVerifier
 from tests.helpers import stand_in_screaming
-from train.scenes import decide, score_stream
+from train.scenes import decide, decide_verdicts, score_stream
 from train.verification import Judged, judge_candidates
 
 RATE = 16000
@@ -34,46 +34,76 @@ def scene_with_screams(seed: int) -> np.ndarray:
     return audio
 
 
-def test_offline_verdicts_are_the_live_pipelines(tiny_model: Path, stand_in_verifier: Path) -> None:
+def quiet_then_loud(seed: int) -> np.ndarray:
+    """`scene_with_screams` and then a quiet scream running straight into a loud one: one candidate
+    that the stand-in turns down on its first windows and passes on its later ones."""
+    rng = np.random.default_rng(seed + 1)
+    tail = synth.room_tone(8.0, RATE, rng, level=0.0005)
+    quiet, loud = synth.scream_like(1.2, RATE, rng, level=0.05), synth.scream_like(1.5, RATE, rng, level=0.8)
+    tail[int(1.0 * RATE) : int(1.0 * RATE) + quiet.size] += quiet
+    tail[int(2.2 * RATE) : int(2.2 * RATE) + loud.size] += loud
+    return np.concatenate([scene_with_screams(seed), tail]).astype(np.float32)
+
+
+@pytest.mark.parametrize("attempts", [1, 3])
+def test_offline_verdicts_are_the_live_pipelines(tiny_model: Path, stand_in_verifier: Path, attempts: int) -> None:
     """The same audio through `listen`'s pipeline with the verifier, and through evaluate's scoring,
-    decisions and train/verification.py's judging: the same candidates, verdicts and fired events."""
+    decisions and train/verification.py's judging: the same candidates, verdicts and fired events,
+    with one verdict per candidate or with later verdicts for a vetoed one (`[verifier] attempts`)."""
     classifier = Classifier(tiny_model)
-    audio = scene_with_screams(11)
-    live_verifier = EventVerifier(stand_in_verifier, classes=["Screaming"], threshold=0.5)
+    audio = quiet_then_loud(11)
+    live_verifier = EventVerifier(stand_in_verifier, classes=["Screaming"], threshold=0.5, attempts=attempts)
     pipeline = DetectionPipeline.for_model(classifier, Config(), source_rate_hz=RATE, verifier=live_verifier)
     live = pipeline.run(chunked(audio, 1600))
     side = classifier.sidecar
     decisions, hop = detection_settings(side)
     scored = score_stream(classifier, audio)
-    starts, spans, seconds = decide(scored, decisions)
-    offline_verifier = EventVerifier(stand_in_verifier, classes=["Screaming"], threshold=0.5)
+    starts, spans, asked, seconds = decide_verdicts(scored, decisions, attempts)
+    plain_starts, plain_spans, _ = decide(scored, decisions)
+    assert spans == plain_spans and [s.event.start_s for s in starts] == [s.event.start_s for s in plain_starts]
+    offline_verifier = EventVerifier(stand_in_verifier, classes=["Screaming"], threshold=0.5, attempts=attempts)
     verdicts = judge_candidates(
-        offline_verifier, audio, starts, hop_s=hop * side.features.hop_samples / RATE, window_s=side.window_s, rate=RATE
+        offline_verifier, audio, asked, hop_s=hop * side.features.hop_samples / RATE, window_s=side.window_s, rate=RATE
     )
-    judged = Judged(starts, spans, verdicts, [], seconds)
+    judged = Judged(starts, spans, verdicts, [[d for _, d in a] for a in asked], [], seconds)
     fired, fired_spans = judged.kept(0.5)
     candidates = sorted(live.events + live.vetoed, key=lambda e: e.start_s)
-    assert len(candidates) == len(starts) >= 3
-    assert [(e.start_s, e.detected_s) for e in candidates] == [(s.event.start_s, s.event.detected_s) for s in starts]
-    assert [e.verify_score for e in candidates] == pytest.approx(list(verdicts), abs=1e-6)
+    assert len(candidates) == len(starts) >= 4
+    assert [e.start_s for e in candidates] == [s.event.start_s for s in starts]
+    assert [asked[i][0] for i in range(len(starts))] == [(s.event.start_s, s.event.detected_s) for s in plain_starts]
     assert [(e.start_s, e.end_s) for e in live.events] == fired_spans
-    assert [e.start_s for e in live.events] == [s.event.start_s for s in fired]
+    assert [(e.start_s, e.detected_s) for e in live.events] == [(s.event.start_s, s.event.detected_s) for s in fired]
+    assert [e.verify_score for e in live.events] == pytest.approx([s.event.verify_score for s in fired], abs=1e-6)
     assert live.vetoed and live.events  # the stand-in vetoes the quiet ones and keeps the loud ones
-    # Each verdict is the stand-in's formula on the audio from the raising window's start.
-    first = starts[0].event
-    at = round(first.start_s * RATE)
-    assert verdicts[0] >= stand_in_screaming(audio[at : at + 15600]) - 1e-5
-    assert offline_verifier.stats.checked == live_verifier.stats.checked == len(starts)
+    # Each first verdict is the stand-in's formula on the audio from the raising window's start.
+    at = round(starts[0].event.start_s * RATE)
+    assert verdicts[0][0] >= stand_in_screaming(audio[at : at + 15600]) - 1e-5
+    # Live, a candidate is judged until a verdict passes; offline every verdict is asked.
+    assert live_verifier.stats.checked == sum(e.verdicts for e in candidates)
+    assert offline_verifier.stats.checked == sum(len(a) for a in asked) >= live_verifier.stats.checked
+    assert all(1 <= len(a) <= attempts for a in asked)
+    later = [e for e in live.events if e.verdicts > 1]
+    if attempts == 1:
+        assert not later and live_verifier.stats.checked == len(starts)
+    else:  # the quiet scream running into the loud one: vetoed at first, confirmed by a later verdict
+        assert later and all(e.detected_s > e.start_s + side.window_s for e in later)
+        assert any(e.start_s > 28.0 for e in later)
 
 
 def test_judged_keeps_candidates_at_or_above_the_threshold() -> None:
     from edge.detector import Event
 
     starts = [EventStarted(Event(i + 1, float(i), float(i) + 1, 0.9)) for i in range(3)]
-    judged = Judged(starts, [(0.0, 1.0), (1.0, 2.0)], np.array([0.2, 0.5, 0.7]), [], 10.0)
+    verdicts = [np.array([0.2, 0.4]), np.array([0.5]), np.array([0.1, 0.7, 0.9])]
+    moments = [[1.0, 1.5], [2.0], [3.0, 3.5, 4.0]]
+    judged = Judged(starts, [(0.0, 1.0), (1.0, 2.0)], verdicts, moments, [], 10.0)
     kept, spans = judged.kept(0.5)
     assert [s.event.number for s in kept] == [2, 3] and spans == [(1.0, 2.0)]  # the open third has no span
+    # Each fires at its first passing verdict, with that verdict's score.
+    assert [(s.event.detected_s, s.event.verify_score) for s in kept] == [(2.0, 0.5), (3.5, 0.7)]
     assert [s.event.number for s in judged.kept(0.0)[0]] == [1, 2, 3]
+    assert [s.event.detected_s for s in judged.kept(0.0)[0]] == [1.0, 2.0, 3.0]  # without a verifier
+    assert judged.kept(0.95) == ([], [])
 
 
 def test_verification_report_chooses_on_validation_and_replays_on_test(
