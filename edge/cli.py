@@ -210,6 +210,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         verifier=Path(args.verifier) if args.verifier else None,
         verifier_classes=args.verifier_classes,
         verifier_head=Path(args.verifier_head) if args.verifier_head else None,
+        verifier_attempts=args.verifier_attempts,
     )
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return EXIT_OK
@@ -569,6 +570,9 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
         "--verifier-classes", nargs="+", metavar="NAME", help="its classes (default: Screaming), as [verifier] classes"
     )
     bench.add_argument("--verifier-head", metavar="JSON", help="its head file, as [verifier] head")
+    bench.add_argument(
+        "--verifier-attempts", type=int, default=1, metavar="N", help="verdicts per candidate, as [verifier] attempts"
+    )
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.set_defaults(func=cmd_bench)
     review = sub.add_parser(

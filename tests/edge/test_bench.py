@@ -106,7 +106,8 @@ def test_bench_measures_the_second_stage(
     tiny_model: Path, stand_in_verifier: Path, quick_result: dict[str, Any], tmp_path: Path
 ) -> None:
     """`scream bench --verifier`: one verdict per candidate of the stream, whose count is the
-    candidates the same stream raises without a verifier; its cost per candidate and per hour."""
+    candidates the same stream raises without a verifier; its cost per verdict and per hour; with
+    `--verifier-attempts`, the same candidates and more verdicts for the vetoed ones."""
     from edge.bench import PI4_VERIFIER_WINDOW_MS, bench_verifier, scene_seconds
     from edge.classifier import Classifier
     from edge.detector import EventStarted
@@ -123,11 +124,12 @@ def test_bench_measures_the_second_stage(
     )
     row = bench_verifier(stand_in_verifier, classifier, decisions, hop_frames=hop, minutes=2, repeats=3)
     assert candidates > 0 and row["candidates"] == candidates and row["candidates_per_hour"] == candidates * 30
-    assert row["windows_per_candidate"] >= 1 and row["invoke_ms"] > 0 and row["load_ms"] > 0
-    assert row["ms_per_candidate"] == pytest.approx(row["windows_per_candidate"] * row["invoke_ms"], rel=0.01)
-    assert row["pi4_ms_per_candidate"] == pytest.approx(row["windows_per_candidate"] * PI4_VERIFIER_WINDOW_MS, rel=0.01)
+    assert row["verdicts_per_hour"] == row["candidates_per_hour"] and row["attempts"] == 1
+    assert row["windows_per_verdict"] >= 1 and row["invoke_ms"] > 0 and row["load_ms"] > 0
+    assert row["ms_per_verdict"] == pytest.approx(row["windows_per_verdict"] * row["invoke_ms"], rel=0.01)
+    assert row["pi4_ms_per_verdict"] == pytest.approx(row["windows_per_verdict"] * PI4_VERIFIER_WINDOW_MS, rel=0.01)
     assert row["verifier_ms_per_hour"] == pytest.approx(
-        row["candidates_per_hour"] * row["ms_per_candidate"], rel=0.02, abs=0.05
+        row["verdicts_per_hour"] * row["ms_per_verdict"], rel=0.02, abs=0.05
     )
     assert row["rss_added_mb"] >= 0 and 0 < row["real_time_factor_with_verifier"] < 1
     assert quick_result["verifier"] is None
@@ -140,4 +142,18 @@ def test_bench_measures_the_second_stage(
     assert headed["head"] == str(head) and headed["classes"] == [] and headed["candidates"] == candidates
     table = format_table({**quick_result, "verifier": headed})
     assert f"verifier standin.tflite ({stand_in_verifier.stat().st_size} bytes, head head.json): load (ms)" in table
-    assert "cost per candidate, added before its alarm (ms)" in table
+    assert "cost per verdict, added before its alarm (ms)" in table
+    # Up to 4 verdicts a candidate: the same candidates (verdicts never change them), the vetoed ones
+    # judged again, every verdict counted in the cost per hour. A head that turns everything down
+    # (an intercept far below 0) vetoes every candidate, so each is judged at every fresh hit.
+    strict = write_stand_in_head(tmp_path / "strict.json", stand_in_verifier, [0.0, 0.0, 0.0, 0.0], intercept=-9.0)
+    once = bench_verifier(stand_in_verifier, classifier, decisions, hop_frames=hop, minutes=2, repeats=3, head=strict)
+    again = bench_verifier(
+        stand_in_verifier, classifier, decisions, hop_frames=hop, minutes=2, repeats=3, head=strict, attempts=4
+    )
+    assert once["candidates"] == again["candidates"] == candidates and again["attempts"] == 4
+    assert once["verdicts_per_hour"] == candidates * 30 < again["verdicts_per_hour"] <= 4 * candidates * 30
+    assert again["verifier_ms_per_hour"] == pytest.approx(
+        again["verdicts_per_hour"] * again["ms_per_verdict"], rel=0.02, abs=0.05
+    )
+    assert "verdicts per hour (up to 4 per candidate)" in format_table({**quick_result, "verifier": again})

@@ -181,3 +181,49 @@ def test_listen_logs_each_vetoed_candidate_and_keeps_its_clip_only_when_asked(
     seconds = soundfile.info(str(state / "clips" / candidate["clip"])).duration
     span = candidate["end_stream_s"] - candidate["start_stream_s"]
     assert seconds == pytest.approx(span + 1.0, abs=0.15)
+
+
+def test_listen_fires_a_vetoed_candidate_that_a_later_verdict_passes(
+    tiny_model: Path, stand_in_verifier: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`[verifier] attempts = 3`: a quiet scream running straight into a loud one is one candidate,
+    turned down on its quiet windows and passed on its loud ones. `listen` fires it then (an
+    `event_start` with its verdict count, no `event_vetoed` line, its clip kept as an event's), and
+    `detect` and `explain` fire the same event; with one verdict it stays vetoed."""
+    rng = np.random.default_rng(4)
+    audio = synth.room_tone(7.0, RATE, rng, level=0.0005)
+    quiet, loud = synth.scream_like(1.2, RATE, rng, level=0.12), synth.scream_like(1.5, RATE, rng, level=0.8)
+    audio[RATE : RATE + quiet.size] += quiet
+    audio[RATE + quiet.size : RATE + quiet.size + loud.size] += loud
+    recording = tmp_path / "quiet-into-loud.wav"
+    write_wav(recording, audio, RATE)
+    outcomes = {}
+    for attempts in (1, 3):
+        state = tmp_path / f"state-{attempts}"
+        config = tmp_path / f"site-{attempts}.toml"
+        config.write_text(
+            f'[paths]\nstate_dir = "{state}"\n[gpio]\nenabled = false\n[model]\nwatch = false\n'
+            "[detector]\non_threshold = 0.65\n"  # the tiny model raises the quiet part at this `on`
+            "[clips]\npre_roll_s = 0.5\npost_roll_s = 0.5\nmin_free_bytes = 0\nkeep_vetoed = true\n"
+            f'[verifier]\nmodel = "{stand_in_verifier}"\nthreshold = 0.5\nattempts = {attempts}\n'
+        )
+        fired = listen_events(tiny_model, recording, config, state)
+        records = [json.loads(line) for line in (state / "events.jsonl").read_text().splitlines()]
+        files = detect_events(tiny_model, recording, config, capsys)
+        timeline = build_timeline(recording, Classifier(tiny_model), load_config(config))
+        drawn = [(round(e.start_s, 3), round(e.end_s or 0.0, 3), round(e.peak_score, 4)) for e in timeline.events]
+        assert fired == files == drawn
+        status = json.loads((state / "status.json").read_text())["verifier"]
+        outcomes[attempts] = (fired, records, status, sorted(p.name for p in (state / "clips").glob("*.wav")))
+    fired, records, status, clips = outcomes[1]
+    assert fired == [] and [r["type"] for r in records].count("event_vetoed") == 1
+    assert status["checked"] == 1 and status["vetoed"] == 1 and status["attempts"] == 1
+    vetoed_span = next((r["start_stream_s"], r["end_stream_s"]) for r in records if r["type"] == "event_vetoed")
+    fired, records, status, clips = outcomes[3]
+    assert len(fired) == 1 and fired[0][:2] == vetoed_span  # the same candidate, its span unchanged
+    assert "event_vetoed" not in [r["type"] for r in records]
+    started = next(r for r in records if r["type"] == "event_start")
+    assert started["verdicts"] >= 2 and started["verify_score"] >= 0.5 and started["number"] == 1
+    assert started["detected_stream_s"] > started["start_stream_s"] + 1.0  # fired at the later verdict
+    assert status["checked"] == started["verdicts"] and status["vetoed"] == started["verdicts"] - 1
+    assert clips == [started["clip"]]
