@@ -267,7 +267,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
         classifier = _load_classifier(str(model))
         verifier = EventVerifier.from_config(config.verifier)
         second = (
-            f"verifier {verifier.model_path} ({verifier.verdict} >= {verifier.threshold:g})"
+            f"verifier {verifier.model_path} ({verifier.verdict} >= {verifier.threshold:g}"
+            + (f", up to {verifier.attempts} verdicts a candidate)" if verifier.attempts > 1 else ")")
             if verifier
             else "no verifier"
         )
@@ -331,8 +332,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         verifier = status.get("verifier") or {}
         if verifier:
             print(
-                f"verifier    {verifier['model']}: {verifier['checked']} candidates checked, {verifier['vetoed']} "
-                f"vetoed (threshold {verifier['threshold']:g}), {verifier['invoke_ms_total']:.0f} ms in all"
+                f"verifier    {verifier['model']}: {verifier['checked']} verdicts (up to "
+                f"{verifier.get('attempts', 1)} a candidate), {verifier['vetoed']} below threshold "
+                f"{verifier['threshold']:g}, {verifier['invoke_ms_total']:.0f} ms in all"
             )
         for name, out in sorted(status.get("outputs", {}).items()):
             detail = ", ".join(f"{k} {v}" for k, v in sorted(out.items()) if v not in ("", None))

@@ -130,7 +130,7 @@ class VerifierConfig:
     class_map: str = ""  # its class map CSV; "" = <model stem>_class_map.csv beside it
     classes: list[str] = field(default_factory=lambda: ["Screaming"])  # the best of these is the score
     head: str = ""  # a head file (scream verifier-head) on the model's embedding; its score replaces `classes`
-    threshold: float = 0.01  # vetoed below this; chosen for scream-v6 (models/scream-v6-verifier)
+    threshold: float = 0.01  # vetoed below this; v6 with Screaming judged once (models/scream-v6-verifier/attempts-1)
     # Verdicts per candidate at most: a vetoed candidate is judged again each time the patience rule
     # is met anew within it, and fires at the first verdict that passes (1: judged once).
     attempts: int = 1
