@@ -39,9 +39,10 @@ VERIFIER_HOME="$PREFIX/yamnet"
 VERIFIER_SHA256=469be6a3421cbc52cf97e9f2f966cba984198e8e7af9854d68b3e3ebb1e04194
 VERIFIER_HEAD="$BUNDLED_MODEL-yamnet-head.json"  # in models/ of the source, fitted by scream verifier-head
 VERIFIER_HEAD_ON=0.8996
-VERIFIER_HEAD_THRESHOLD=0.6426
-VERIFIER_ON=0.9229
-VERIFIER_THRESHOLD=0.01
+VERIFIER_HEAD_THRESHOLD=0.7579
+VERIFIER_ON=0.8996
+VERIFIER_THRESHOLD=0.0289
+VERIFIER_ATTEMPTS=4  # verdicts per candidate both pairs were chosen with ([verifier] attempts)
 VERIFIER_USE_HEAD=0
 
 usage() {
@@ -112,6 +113,7 @@ on_threshold = $VERIFIER_HEAD_ON
 model = "$VERIFIER_HOME/yamnet.tflite"
 head = "$VERIFIER_HOME/$VERIFIER_HEAD"
 threshold = $VERIFIER_HEAD_THRESHOLD
+attempts = $VERIFIER_ATTEMPTS
 EOF
     else
         cat <<EOF
@@ -125,6 +127,7 @@ on_threshold = $VERIFIER_ON
 model = "$VERIFIER_HOME/yamnet.tflite"
 classes = ["Screaming"]
 threshold = $VERIFIER_THRESHOLD
+attempts = $VERIFIER_ATTEMPTS
 EOF
     fi
 }

@@ -225,6 +225,9 @@ def test_the_installer_turns_the_verifier_on_with_the_pair_measured_for_the_bund
     verified = head_report["points"]["verified"]
     assert float(_installer_constant("VERIFIER_HEAD_ON")) == verified["on"]
     assert float(_installer_constant("VERIFIER_HEAD_THRESHOLD")) == verified["verifier_threshold"]
+    # Both pairs were chosen judging a vetoed candidate again, as many times as the installer writes.
+    attempts = int(_installer_constant("VERIFIER_ATTEMPTS"))
+    assert report["verifier"]["attempts"] == head_report["verifier"]["attempts"] == attempts
 
 
 def _verifier_folder(stand_in_verifier: Path, tmp_path: Path) -> Path:
@@ -269,15 +272,18 @@ def test_a_fresh_install_with_a_verifier_configures_it_and_its_config_passes_the
     assert proc.returncode == 0, proc.stderr
     # Not the YAMNet the head was fitted on: said, not refused, and its Screaming class is used instead.
     assert "warning" in proc.stderr and "is not the YAMNet the bundled model's head was fitted on" in proc.stderr
-    assert "its Screaming class with on_threshold = 0.9229 and threshold = 0.01 instead" in proc.stderr
+    on, threshold = _installer_constant("VERIFIER_ON"), _installer_constant("VERIFIER_THRESHOLD")
+    attempts = int(_installer_constant("VERIFIER_ATTEMPTS"))
+    assert f"its Screaming class with on_threshold = {on} and threshold = {threshold} instead" in proc.stderr
     config = load_config(out / "config.toml")
     assert config.verifier.head == ""
     assert config.verifier.model == "/opt/scream-detector/yamnet/yamnet.tflite"
-    assert config.verifier.classes == ["Screaming"] and config.verifier.threshold == 0.01
-    assert config.detector.on_threshold == 0.9229
+    assert config.verifier.classes == ["Screaming"] and config.verifier.threshold == float(threshold)
+    assert config.detector.on_threshold == float(on) and config.verifier.attempts == attempts > 1
     # The same file, with the paths of this machine, is what `listen --check-config` loads.
     check = _check_installed_config(out / "config.toml", folder, tiny_model, tmp_path / "state")
-    assert f"verifier {folder / 'yamnet.tflite'} (Screaming >= 0.01)" in check.stdout
+    expected = f"(Screaming >= {float(threshold):g}, up to {attempts} verdicts a candidate)"
+    assert f"verifier {folder / 'yamnet.tflite'} {expected}" in check.stdout
 
 
 def test_installer_dry_run_with_a_verifier_installs_both_files_and_checks_the_config(
@@ -359,6 +365,7 @@ def test_with_the_yamnet_its_head_was_fitted_on_the_installer_installs_and_confi
     assert config.verifier.head == f"/opt/scream-detector/yamnet/{head_name}"
     assert config.verifier.threshold == float(_installer_constant("VERIFIER_HEAD_THRESHOLD"))
     assert config.detector.on_threshold == float(_installer_constant("VERIFIER_HEAD_ON"))
+    assert config.verifier.attempts == int(_installer_constant("VERIFIER_ATTEMPTS"))
     assert "classes" not in (out / "config.toml").read_text()
 
     dry = subprocess.run(
@@ -370,4 +377,7 @@ def test_with_the_yamnet_its_head_was_fitted_on_the_installer_installs_and_confi
     # Installed as the installer would (the head beside YAMNet), the config passes the service's check.
     shutil.copyfile(src / "models" / head_name, folder / head_name)
     check = _check_installed_config(out / "config.toml", folder, tiny_model, tmp_path / "state")
-    assert f"verifier {folder / 'yamnet.tflite'} (head {head_name} >= {config.verifier.threshold:g})" in check.stdout
+    expected = (
+        f"(head {head_name} >= {config.verifier.threshold:g}, up to {config.verifier.attempts} verdicts a candidate)"
+    )
+    assert f"verifier {folder / 'yamnet.tflite'} {expected}" in check.stdout
