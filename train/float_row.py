@@ -29,6 +29,8 @@ from edge.classifier import Classifier, open_interpreter
 from edge.pipeline import detection_settings
 from train.data import DataError, WaveformCache, load_dataset
 from train.scenes import (
+    FLOAT_DIGITS,
+    FLOAT_TOP,
     StreamScores,
     curve_headline,
     curve_thresholds,
@@ -39,8 +41,6 @@ from train.scenes import (
 from train.teacher_row import crossval_settings, fold_model, format_value, paired_cells, rebuilt_scenes, reproduces
 
 ROWS = ("int8", "float")
-FLOAT_TOP = 1 - 1e-6  # the float row's highest candidate `on`
-FLOAT_DIGITS = 7
 
 
 def _log(message: str) -> None:

@@ -327,6 +327,10 @@ RECALL_TARGET = 0.8  # the headline's "false alarms per hour at recall 0.8"
 CURVE_POINTS = 40
 
 
+FLOAT_TOP = 1 - 1e-6  # the highest candidate threshold for float scores (a float model, a teacher)
+FLOAT_DIGITS = 7
+
+
 def curve_thresholds(
     scenes: list[tuple[StreamScores, list[dict[str, Any]]]],
     points: int = CURVE_POINTS,

@@ -43,6 +43,8 @@ from train.crossval import tests_fold
 from train.data import Clip, DataError, Dataset, WaveformCache, load_dataset
 from train.evaluate import restrict_to_split, score_clips
 from train.scenes import (
+    FLOAT_DIGITS,
+    FLOAT_TOP,
     StreamScores,
     Verdict,
     audited_headline,
@@ -285,6 +287,12 @@ def score_scene(
     return {"yamnet-screaming": scored(scream), "yamnet-head": scored(head_scores)}
 
 
+def float_thresholds(scenes: list[tuple[StreamScores, list[dict[str, Any]]]]) -> list[float]:
+    """Candidate thresholds for a teacher's float scores: up to FLOAT_TOP, to FLOAT_DIGITS decimals
+    (the int8 grid stops at 0.995, where many of the teacher's scream windows score above)."""
+    return curve_thresholds(scenes, top=FLOAT_TOP, digits=FLOAT_DIGITS)
+
+
 def verify_scores(verdicts: list[Verdict], teacher: StreamScores) -> npt.NDArray[np.float64]:
     """Per verdict, the teacher's highest score over the windows it hears: those starting at or after
     its first hit and ending by its detection (windows are in time order)."""
@@ -469,8 +477,11 @@ def teacher_row(
             for row, scored in score_scene(windows, head, scene, features, side.window_frames, hop).items():
                 scenes[row].append((scored, truth))
             scenes[RECIPE].append((score_stream(classifier, scene), truth))
-        for row in (*ROWS, RECIPE):
-            curves[row].append(scene_curve(scenes[row], decisions, curve_thresholds(scenes[row])))
+        # The teacher's scores are float and run on towards 1: its thresholds (alone, and as the
+        # cascades' verifier) on the float grid, the int8 recipe's on the int8 one.
+        for row in ROWS:
+            curves[row].append(scene_curve(scenes[row], decisions, float_thresholds(scenes[row])))
+        curves[RECIPE].append(scene_curve(scenes[RECIPE], decisions, curve_thresholds(scenes[RECIPE])))
         for name, row in CASCADES.items():
             curves[name].append(
                 cascade_curve(
@@ -478,7 +489,7 @@ def teacher_row(
                     scenes[row],
                     decisions,
                     curve_thresholds(scenes[RECIPE]),
-                    curve_thresholds(scenes[row]),
+                    float_thresholds(scenes[row]),
                     attempts,
                 )
             )

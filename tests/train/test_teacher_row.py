@@ -413,3 +413,16 @@ def test_the_teacher_row_can_decide_every_row_with_another_patience(
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert "Every row decided with 1 of 1 windows instead of each fold model's own patience" in markdown
     assert "median onset at <= 2 / <= 5 FA/h (s)" in markdown
+
+
+def test_a_teachers_float_scores_get_thresholds_past_the_int8_top() -> None:
+    """A teacher's scores run on towards 1: among its highest windows, thresholds the int8 grid
+    (top 0.995, 4 decimals) cannot tell apart are candidates of its own."""
+    from train.scenes import curve_thresholds
+    from train.teacher_row import float_thresholds
+
+    scores = [0.1] * 9000 + [1 - 10.0**-k for k in np.linspace(2.5, 6.5, 1000)]
+    scenes = [(_stream(scores), [])]
+    int8, floats = curve_thresholds(scenes), float_thresholds(scenes)
+    assert max(int8) == 0.995 and max(floats) > 0.9999
+    assert len([t for t in floats if t > 0.995]) > 5
