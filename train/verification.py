@@ -54,7 +54,7 @@ from train.scenes import (
     score_stream,
     stream_and_scene,
 )
-from train.teacher_row import cascade_curve, excerpt, patience_site
+from train.teacher_row import cascade_curve, excerpt, float_thresholds, patience_site
 
 FloatArray = npt.NDArray[np.float32]
 SPLITS = ("validation", "test")
@@ -220,7 +220,7 @@ def verification_report(
         thresholds = curve_thresholds(student)
         return (
             scene_curve(student, decisions, thresholds),
-            cascade_curve(student, verified, decisions, thresholds, curve_thresholds(verified), verifier.attempts),
+            cascade_curve(student, verified, decisions, thresholds, float_thresholds(verified), verifier.attempts),
         )
 
     def judged_at(split: str, on: float) -> tuple[Judged, list[Judged]]:
