@@ -319,17 +319,15 @@ class Detector:
                 if lifted is not None:
                     out.append(lifted)
         else:
-            self._recent.append((start_s, decision_score >= p.on_threshold))
-            hits = [start for start, hit in self._recent if hit]
-            if len(hits) >= p.patience_windows and end_s >= self._cooldown_until_s:
-                event = Event(0, hits[0], end_s, max(self._scores))
+            first = self._patience_met(start_s, decision_score >= p.on_threshold)
+            if first is not None and end_s >= self._cooldown_until_s:
+                event = Event(0, first, end_s, max(self._scores))
                 if self.verify is not None:
-                    event.verify_score = self.verify(hits[0], end_s)
+                    event.verify_score = self.verify(first, end_s)
                     event.verdicts = 1
                     event.is_vetoed = event.verify_score < self.verify_threshold
                 if not event.is_vetoed:
-                    self._count += 1
-                    event.number = self._count
+                    self._number(event)
                 self._active = event
                 self._last_above_off_s = end_s
                 self._recent.clear()
@@ -352,12 +350,11 @@ class Detector:
         """A vetoed candidate's next verdict, once the patience rule is met again within it (on the
         windows that met it); the veto lifted if it passes."""
         assert self.verify is not None
-        self._recent.append((start_s, hit))
-        hits = [start for start, is_hit in self._recent if is_hit]
-        if len(hits) < self.params.patience_windows:
+        first = self._patience_met(start_s, hit)
+        if first is None:
             return None
         self._recent.clear()
-        score = self.verify(hits[0], end_s)
+        score = self.verify(first, end_s)
         event.verdicts += 1
         if score < self.verify_threshold:
             event.verify_score = max(event.verify_score or 0.0, score)
@@ -365,9 +362,20 @@ class Detector:
         event.verify_score = score
         event.is_vetoed = False
         event.detected_s = end_s
+        self._number(event)
+        return VetoLifted(event)
+
+    def _patience_met(self, start_s: float, hit: bool) -> float | None:
+        """Count one window toward k-of-n patience: the first hit's start once k of the last n
+        windows hit, else None."""
+        self._recent.append((start_s, hit))
+        hits = [start for start, is_hit in self._recent if is_hit]
+        return hits[0] if len(hits) >= self.params.patience_windows else None
+
+    def _number(self, event: Event) -> None:
+        """A firing event's number: 1, 2, ... in turn."""
         self._count += 1
         event.number = self._count
-        return VetoLifted(event)
 
     def finish(self, end_s: float) -> list[Transition]:
         """Close an open event at the end of the stream."""

@@ -29,11 +29,10 @@ from edge.classifier import Classifier, open_interpreter
 from edge.pipeline import detection_settings
 from train.data import DataError, WaveformCache, load_dataset
 from train.scenes import (
-    FLOAT_DIGITS,
-    FLOAT_TOP,
     StreamScores,
     curve_headline,
     curve_thresholds,
+    float_thresholds,
     paired_headline,
     scene_curve,
     score_stream,
@@ -111,7 +110,7 @@ def float_row(
             scene_curve(
                 scenes["float"],
                 decisions,
-                curve_thresholds(scenes["float"], top=FLOAT_TOP, digits=FLOAT_DIGITS),
+                float_thresholds(scenes["float"]),
             )
         )
         int8_scores, float_scores = _scores(scenes["int8"]), _scores(scenes["float"])

@@ -349,6 +349,12 @@ def curve_thresholds(
     return sorted({round(float(np.clip(q, 0.01, top)), digits) for q in np.quantile(scores, quantiles)})
 
 
+def float_thresholds(scenes: list[tuple[StreamScores, list[dict[str, Any]]]]) -> list[float]:
+    """`curve_thresholds` for float scores (a float twin, a teacher): up to FLOAT_TOP, to
+    FLOAT_DIGITS decimals, where the int8 grid stops at 0.995."""
+    return curve_thresholds(scenes, top=FLOAT_TOP, digits=FLOAT_DIGITS)
+
+
 def scene_curve(
     scenes: list[tuple[StreamScores, list[dict[str, Any]]]], decisions: DecisionParams, thresholds: list[float]
 ) -> dict[str, Any]:

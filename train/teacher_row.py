@@ -43,8 +43,6 @@ from train.crossval import tests_fold
 from train.data import Clip, DataError, Dataset, WaveformCache, load_dataset
 from train.evaluate import restrict_to_split, score_clips
 from train.scenes import (
-    FLOAT_DIGITS,
-    FLOAT_TOP,
     StreamScores,
     Verdict,
     audited_headline,
@@ -52,6 +50,7 @@ from train.scenes import (
     curve_of,
     curve_thresholds,
     decide_verdicts,
+    float_thresholds,
     matched_scream,
     paired_headline,
     rounded_onset,
@@ -287,12 +286,6 @@ def score_scene(
     return {"yamnet-screaming": scored(scream), "yamnet-head": scored(head_scores)}
 
 
-def float_thresholds(scenes: list[tuple[StreamScores, list[dict[str, Any]]]]) -> list[float]:
-    """Candidate thresholds for a teacher's float scores: up to FLOAT_TOP, to FLOAT_DIGITS decimals
-    (the int8 grid stops at 0.995, where many of the teacher's scream windows score above)."""
-    return curve_thresholds(scenes, top=FLOAT_TOP, digits=FLOAT_DIGITS)
-
-
 def verify_scores(verdicts: list[Verdict], teacher: StreamScores) -> npt.NDArray[np.float64]:
     """Per verdict, the teacher's highest score over the windows it hears: those starting at or after
     its first hit and ending by its detection (windows are in time order)."""
@@ -342,8 +335,10 @@ def cascade_curve(
             _, spans, verdicts, _ = decide_verdicts(scored, decisions.with_threshold(on), attempts)
             n = min(len(verdicts), len(spans))  # as match_events pairs them
             # Per candidate, the best verdict so far at each of its verdicts: a threshold's first
-            # passing verdict is where that running best first reaches it.
-            best = [np.maximum.accumulate(verify_scores(verdicts[i], taught)) for i in range(n)]
+            # passing verdict is where that running best first reaches it. All verdicts scored at once.
+            flat = verify_scores([v for asked in verdicts[:n] for v in asked], taught)
+            bounds = np.cumsum([len(asked) for asked in verdicts[:n]])[:-1]
+            best = [np.maximum.accumulate(part) for part in np.split(flat, bounds)] if n else []
             matched = np.array(
                 [-1 if (m := matched_scream(span, truth)) is None else m for span in spans[:n]], dtype=int
             )

@@ -47,6 +47,7 @@ from train.scenes import (
     curve_headline,
     curve_thresholds,
     decide_verdicts,
+    float_thresholds,
     match_events,
     paired_headline,
     pooled_scene_metrics,
@@ -54,7 +55,7 @@ from train.scenes import (
     score_stream,
     stream_and_scene,
 )
-from train.teacher_row import cascade_curve, excerpt, float_thresholds, patience_site
+from train.teacher_row import cascade_curve, excerpt, patience_site
 
 FloatArray = npt.NDArray[np.float32]
 SPLITS = ("validation", "test")

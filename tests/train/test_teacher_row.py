@@ -418,8 +418,7 @@ def test_the_teacher_row_can_decide_every_row_with_another_patience(
 def test_a_teachers_float_scores_get_thresholds_past_the_int8_top() -> None:
     """A teacher's scores run on towards 1: among its highest windows, thresholds the int8 grid
     (top 0.995, 4 decimals) cannot tell apart are candidates of its own."""
-    from train.scenes import curve_thresholds
-    from train.teacher_row import float_thresholds
+    from train.scenes import curve_thresholds, float_thresholds
 
     scores = [0.1] * 9000 + [1 - 10.0**-k for k in np.linspace(2.5, 6.5, 1000)]
     scenes = [(_stream(scores), [])]
