@@ -102,9 +102,9 @@ def float_row(
         cache = cache or WaveformCache.at(cache_dir, side.features.sample_rate_hz)
         waves = [cache.load(c.path) for c in test]
         scenes: dict[str, list[tuple[StreamScores, list[dict[str, Any]]]]] = {row: [] for row in ROWS}
-        for scene, truth in rebuilt_scenes(settings, test, waves, side.features):
-            scenes["int8"].append((score_stream(int8, scene), truth))
-            scenes["float"].append((score_stream(floats, scene), truth))
+        for scene in rebuilt_scenes(settings, test, waves, side.features):
+            scenes["int8"].append((score_stream(int8, scene.audio), scene.truth))
+            scenes["float"].append((score_stream(floats, scene.audio), scene.truth))
         curves["int8"].append(scene_curve(scenes["int8"], decisions, curve_thresholds(scenes["int8"])))
         curves["float"].append(
             scene_curve(

@@ -436,7 +436,7 @@ def _source_interval(per_scream: npt.NDArray[np.int64], sources: npt.NDArray[np.
     return [round(float(low), 4), round(float(high), 4)]
 
 
-def _within_budget(curve: dict[str, Any], budget: float) -> dict[str, Any] | None:
+def within_budget(curve: dict[str, Any], budget: float) -> dict[str, Any] | None:
     """The curve row with the most screams detected at or under `budget` false alarms per hour."""
     within = [r for r in curve["rows"] if r["false_alarms"] <= budget * curve["hours"]]
     return max(within, key=lambda r: (sum(r["hits"]), -r["false_alarms"]), default=None)
@@ -447,7 +447,7 @@ def _hits_within(curves: list[dict[str, Any]], budget: float) -> tuple[npt.NDArr
     hits: list[int] = []
     alarms = 0
     for c in curves:
-        best = _within_budget(c, budget)
+        best = within_budget(c, budget)
         hits += best["hits"] if best else [0] * len(c["sources"])
         alarms += best["false_alarms"] if best else 0
     return np.array(hits, dtype=np.int64), alarms
@@ -459,7 +459,7 @@ def _median_onset_within(curves: list[dict[str, Any]], budget: float) -> float |
     model's own `on` puts recipes at different ones. None if a curve predates onsets, or none found."""
     onsets: list[float] = []
     for c in curves:
-        best = _within_budget(c, budget)
+        best = within_budget(c, budget)
         if best is None:
             continue
         if "onset_s" not in best:

@@ -20,13 +20,15 @@ recipe's. The teacher runs at training time only; edge/ never imports this modul
 
 from __future__ import annotations
 
+import collections
+import itertools
 import json
 import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -43,12 +45,14 @@ from train.crossval import tests_fold
 from train.data import Clip, DataError, Dataset, WaveformCache, load_dataset
 from train.evaluate import restrict_to_split, score_clips
 from train.scenes import (
+    FALSE_ALARM_BUDGETS,
     StreamScores,
     Verdict,
     audited_headline,
     curve_headline,
     curve_of,
     curve_thresholds,
+    decide,
     decide_verdicts,
     float_thresholds,
     matched_scream,
@@ -57,6 +61,7 @@ from train.scenes import (
     scene_curve,
     score_stream,
     stream_and_scene,
+    within_budget,
 )
 
 FloatArray = npt.NDArray[np.float32]
@@ -360,6 +365,141 @@ def cascade_curve(
     return curve_of(recipe, decisions, pareto_rows(list(grid.values())))
 
 
+# Where a cascade loses: what became of each inserted scream at a point of its curve.
+OUTCOMES = (
+    "found",  # a candidate on it passed a verdict
+    "vetoed",  # the recipe raised a candidate on it at this `on`; every verdict fell short of `verify_on`
+    "below_on",  # no candidate on it at this `on`; the recipe raises one at the lowest `on` its curve tries
+    "never_raised",  # no candidate on it at any `on` the curve tries
+    "no_point",  # the fold's curve has no point within the budget: nothing fires there
+)
+AUDIT_BANDS = (0.05, 0.2, 0.5)  # edges of the teacher-audit bands the outcomes are counted in
+SNR_BANDS_DB = (5.0, 10.0, 15.0)  # edges of the SNR bands (scenes insert at 0-20 dB)
+
+
+def clip_at(layout: list[tuple[float, Clip]], stream_s: float, t: float) -> Clip:
+    """The non-scream playing `t` s into a scene. A scene repeats its stream when the screams need
+    more time than the stream holds (train/scenes.py `build_scene`), so `t` wraps at `stream_s`."""
+    at = t % stream_s if stream_s > 0 else t
+    starts = np.array([start for start, _ in layout])
+    return layout[max(int(np.searchsorted(starts, at, side="right")) - 1, 0)][1]
+
+
+def band(value: float | None, edges: tuple[float, ...]) -> str:
+    """The band of `value` among `edges`: "< a", "a-b", ..., ">= z"; "unknown" for None."""
+    if value is None:
+        return "unknown"
+    if value < edges[0]:
+        return f"< {edges[0]:g}"
+    for low, high in itertools.pairwise(edges):
+        if value < high:
+            return f"{low:g}-{high:g}"
+    return f">= {edges[-1]:g}"
+
+
+def band_names(edges: tuple[float, ...]) -> list[str]:
+    """Every `band` of `edges`, lowest first, then "unknown"."""
+    return [band(edges[0] - 1, edges), *(band(e, edges) for e in edges), "unknown"]
+
+
+def cascade_losses(
+    recipe: list[tuple[StreamScores, list[dict[str, Any]]]],
+    teacher: list[tuple[StreamScores, list[dict[str, Any]]]],
+    layouts: list[tuple[list[tuple[float, Clip]], float]],
+    decisions: DecisionParams,
+    point: dict[str, Any] | None,
+    lowest_on: float,
+    attempts: int = 1,
+) -> dict[str, Any]:
+    """At one point of a cascade's curve (`on`, `verify_on`: a row of `cascade_curve`), each inserted
+    scream's outcome (OUTCOMES) with its teacher audit and SNR, and the non-scream (family and
+    category) each false alarm fired in, with `layouts` each scene's (layout, stream seconds). The
+    screams found and the false alarms are the point's own (`cascade_curve` decides them alike);
+    with no point (none within a budget) every scream is "no_point"."""
+    screams: list[dict[str, Any]] = []
+    alarms: list[dict[str, str]] = []
+    for (scored, truth), (taught, _), (layout, stream_s) in zip(recipe, teacher, layouts, strict=True):
+        if point is None:
+            screams += [
+                {"outcome": "no_point", "teacher_scream": t.get("teacher_scream"), "snr_db": t["snr_db"]} for t in truth
+            ]
+            continue
+        _, spans, verdicts, _ = decide_verdicts(scored, decisions.with_threshold(point["on"]), attempts)
+        n = min(len(verdicts), len(spans))  # as cascade_curve pairs them
+        flat = verify_scores([v for asked in verdicts[:n] for v in asked], taught)
+        raised: set[int] = set()
+        found: set[int] = set()
+        at = 0
+        for i in range(n):
+            passing = np.flatnonzero(flat[at : at + len(verdicts[i])] >= point["verify_on"])
+            at += len(verdicts[i])
+            matched = matched_scream(spans[i], truth)
+            if matched is not None:
+                raised.add(matched)
+                if passing.size:
+                    found.add(matched)
+            elif passing.size:
+                at_s = verdicts[i][int(passing[0])][0]  # the passing verdict's first window
+                clip = clip_at(layout, stream_s, at_s)
+                alarms.append({"at_s": round(at_s, 2), "family": clip.family, "category": clip.category or "-"})
+        _, low_spans, _ = decide(scored, decisions.with_threshold(lowest_on))
+        ever = {m for span in low_spans if (m := matched_scream(span, truth)) is not None}
+        for j, t in enumerate(truth):
+            outcome = (
+                "found" if j in found else "vetoed" if j in raised else "below_on" if j in ever else "never_raised"
+            )
+            screams.append(_outcome(outcome, t))
+    return {"screams": screams, "false_alarms": alarms}
+
+
+def _outcome(outcome: str, scream: dict[str, Any]) -> dict[str, Any]:
+    return {"outcome": outcome, "teacher_scream": scream.get("teacher_scream"), "snr_db": scream["snr_db"]}
+
+
+def _point(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A curve row's point: its thresholds and what it found and raised."""
+    if row is None:
+        return None
+    return {
+        "on": row["on"],
+        "verify_on": row["verify_on"],
+        "found": sum(row["hits"]),
+        "false_alarms": row["false_alarms"],
+    }
+
+
+def losses_summary(folds: list[dict[str, Any]]) -> dict[str, Any]:
+    """`cascade_losses` of every fold (each at its own point) pooled: the outcomes, the outcomes by
+    teacher-audit band and by SNR band, and the false alarms by non-scream family and category."""
+    screams = [s for f in folds for s in f["screams"]]
+    alarms = [a for f in folds for a in f["false_alarms"]]
+
+    def counts(items: list[dict[str, Any]]) -> dict[str, int]:
+        tally = collections.Counter(s["outcome"] for s in items)
+        return {outcome: tally[outcome] for outcome in OUTCOMES}
+
+    def by(key: str, edges: tuple[float, ...]) -> dict[str, dict[str, int]]:
+        groups: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+        for s in screams:
+            groups[band(s[key], edges)].append(s)
+        return {name: counts(groups[name]) for name in band_names(edges) if name in groups}
+
+    def ranked(key: str) -> dict[str, int]:
+        tally = collections.Counter(a[key] if key == "family" else f"{a['family']}/{a['category']}" for a in alarms)
+        return dict(sorted(tally.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    return {
+        "points": [f["point"] for f in folds],
+        "screams": len(screams),
+        "outcomes": counts(screams),
+        "by_teacher_audit": by("teacher_scream", AUDIT_BANDS),
+        "by_snr_db": by("snr_db", SNR_BANDS_DB),
+        "false_alarms": len(alarms),
+        "false_alarms_by_family": ranked("family"),
+        "false_alarms_by_category": ranked("category"),
+    }
+
+
 def reproduces(ours: dict[str, Any], theirs: dict[str, Any] | None) -> bool:
     """Whether a headline measured again gives the crossval report's (every field the report has: one
     written before a field was added lacks it, and is still checked on all the others)."""
@@ -405,16 +545,23 @@ def fold_model(
     return classifier, clips
 
 
+class RebuiltScene(NamedTuple):
+    audio: FloatArray  # the scene: the non-scream stream (repeated if short) with the screams inserted
+    truth: list[dict[str, Any]]  # the inserted screams
+    layout: list[tuple[float, Clip]]  # where each non-scream starts in the stream (s)
+    stream_s: float  # the stream's length: the scene repeats it from there
+
+
 def rebuilt_scenes(
     settings: dict[str, Any], clips: list[Clip], waves: list[FloatArray], features: FeatureParams
-) -> Iterator[tuple[FloatArray, list[dict[str, Any]]]]:
-    """A fold's test scenes (audio and inserted screams) as its crossval built them: the same
-    clips, orderings, levels and seeds (`crossval_settings`), one at a time."""
+) -> Iterator[RebuiltScene]:
+    """A fold's test scenes (audio, inserted screams, and the non-screams under them) as its crossval
+    built them: the same clips, orderings, levels and seeds (`crossval_settings`), one at a time."""
     for s in range(settings["scenes"]):
-        _, scene, truth, _ = stream_and_scene(
+        stream, scene, truth, layout = stream_and_scene(
             clips, waves, features, settings["seed"] + s, level_spread_db=settings["level_spread_db"]
         )
-        yield scene, truth
+        yield RebuiltScene(scene, truth, layout, stream.size / features.sample_rate_hz)
 
 
 def teacher_row(
@@ -446,6 +593,8 @@ def teacher_row(
     clip_scores: dict[str, list[float]] = {row: [] for row in ROWS}
     recipe_clip_scores: list[float] = []
     folds = []
+    # Per cascade and budget, each fold's outcomes at its point within the budget (cascade_losses).
+    losses: dict[str, dict[float, list[dict[str, Any]]]] = {n: {b: [] for b in FALSE_ALARM_BUDGETS} for n in CASCADES}
     site = patience_site(patience)
     for k in range(settings["folds"]):
         classifier, split = fold_model(source, k, dataset, ("train", "validation", "test"))
@@ -467,27 +616,28 @@ def teacher_row(
             clip_scores["yamnet-screaming"].append(float(scream.max()))
             clip_scores["yamnet-head"].append(float(head.score(embeddings).max()))
         scenes: dict[str, list[tuple[StreamScores, list[dict[str, Any]]]]] = {row: [] for row in (*ROWS, RECIPE)}
-        for s, (scene, truth) in enumerate(rebuilt_scenes(settings, split["test"], test_waves, features)):
+        layouts = []
+        for s, rebuilt in enumerate(rebuilt_scenes(settings, split["test"], test_waves, features)):
+            scene, truth = rebuilt.audio, rebuilt.truth
             _log(f"   scene {s + 1} of {settings['scenes']}: {scene.size / features.sample_rate_hz / 60:.1f} min")
             for row, scored in score_scene(windows, head, scene, features, side.window_frames, hop).items():
                 scenes[row].append((scored, truth))
             scenes[RECIPE].append((score_stream(classifier, scene), truth))
+            layouts.append((rebuilt.layout, rebuilt.stream_s))
         # The teacher's scores are float and run on towards 1: its thresholds (alone, and as the
         # cascades' verifier) on the float grid, the int8 recipe's on the int8 one.
         for row in ROWS:
             curves[row].append(scene_curve(scenes[row], decisions, float_thresholds(scenes[row])))
         curves[RECIPE].append(scene_curve(scenes[RECIPE], decisions, curve_thresholds(scenes[RECIPE])))
         for name, row in CASCADES.items():
+            ons = curve_thresholds(scenes[RECIPE])
             curves[name].append(
-                cascade_curve(
-                    scenes[RECIPE],
-                    scenes[row],
-                    decisions,
-                    curve_thresholds(scenes[RECIPE]),
-                    float_thresholds(scenes[row]),
-                    attempts,
-                )
+                cascade_curve(scenes[RECIPE], scenes[row], decisions, ons, float_thresholds(scenes[row]), attempts)
             )
+            for budget in FALSE_ALARM_BUDGETS:
+                point = within_budget(curves[name][-1], budget)
+                found = cascade_losses(scenes[RECIPE], scenes[row], layouts, decisions, point, min(ons), attempts)
+                losses[name][budget].append(found | {"point": _point(point)})
         folds.append({"fold": k, "head_c": head.c, "head_validation_pr_auc": tried, "test_clips": len(split["test"])})
     labels = np.array(clip_labels, dtype=bool)
     seed = settings["seed"]
@@ -523,6 +673,9 @@ def teacher_row(
         "head_minus_screaming_verified": paired_headline(
             curves[f"{RECIPE} verified by yamnet-head"], curves[f"{RECIPE} verified by yamnet-screaming"], seed=seed
         ),
+        # Where each cascade loses the screams it does not find, and where its false alarms fire, at
+        # each fold's point within each budget (the points the headline's recall counts).
+        "losses": {n: {f"{b:g}": losses_summary(by_budget[b]) for b in by_budget} for n, by_budget in losses.items()},
         "folds": folds,
         "windows_scored": windows.windows_scored,
         "seconds": round(time.monotonic() - started, 1),
@@ -575,6 +728,59 @@ def _audited_lines(report: dict[str, Any]) -> list[str]:
     for row, p in audited.items():
         d = p["recall_at_5_fa_per_hour"]
         lines.append(f"| {row} | {recalls(p['model'])} | {format_value(d['difference'], d.get('interval_95'))} |")
+    return lines
+
+
+def _losses_lines(report: dict[str, Any]) -> list[str]:
+    """Where the cascades lose screams and where their false alarms fire (`cascade_losses`)."""
+    losses = report.get("losses")
+    if not losses:  # reports written before it
+        return []
+    shown = ("found", "vetoed", "below_on", "never_raised")
+
+    def cells(counts: dict[str, int]) -> str:
+        return " / ".join(str(counts[o]) for o in shown)
+
+    lines = [
+        "",
+        "## Where the cascades lose screams",
+        "",
+        "At each fold's point within the budget (the points the recall above counts), what became of each "
+        "inserted scream: found; vetoed (the recipe raised a candidate on it and every verdict fell short); "
+        "below `on` (no candidate at the point's `on`, one at the lowest `on` the curve tries); never raised "
+        "(none even there).",
+        "",
+        "| cascade | budget (FA/h) | found | vetoed | below `on` | never raised | no point | false alarms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, by_budget in losses.items():
+        for budget, summary in by_budget.items():
+            o = summary["outcomes"]
+            lines.append(
+                f"| {name} | <= {budget} | {o['found']} | {o['vetoed']} | {o['below_on']} | {o['never_raised']} "
+                f"| {o['no_point']} | {summary['false_alarms']} |"
+            )
+    for key, title in (("by_teacher_audit", "teacher audit (`teacher_scream`)"), ("by_snr_db", "SNR (dB)")):
+        for budget in next(iter(losses.values())):
+            names = list(dict.fromkeys(b for by in losses.values() for b in by[budget][key]))
+            lines += [
+                "",
+                f"By {title} at <= {budget} FA/h, screams found / vetoed / below `on` / never raised:",
+                "",
+                "| cascade | " + " | ".join(names) + " |",
+                "| --- |" + " ---: |" * len(names),
+            ]
+            for name, by_budget in losses.items():
+                groups = by_budget[budget][key]
+                lines.append(
+                    f"| {name} | " + " | ".join(cells(groups[b]) if b in groups else "-" for b in names) + " |"
+                )
+    lines += ["", "Where the false alarms fire (the non-scream under each, by family; the commonest categories):", ""]
+    for name, by_budget in losses.items():
+        for budget, summary in by_budget.items():
+            families = ", ".join(f"{k} {v}" for k, v in summary["false_alarms_by_family"].items()) or "none"
+            top = ", ".join(f"{k} {v}" for k, v in list(summary["false_alarms_by_category"].items())[:8]) or "none"
+            lines.append(f"- {name}, <= {budget} FA/h ({summary['false_alarms']}): {families}. Categories: {top}.")
     return lines
 
 
@@ -646,4 +852,5 @@ def teacher_row_markdown(report: dict[str, Any]) -> str:
         f"{report['windows_scored']} teacher windows in {report['seconds']:.0f} s.",
         "",
     ]
+    lines += _losses_lines(report)
     return "\n".join(lines)

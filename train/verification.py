@@ -43,7 +43,6 @@ from train.scenes import (
     StreamScores,
     Verdict,
     _source_interval,
-    _within_budget,
     curve_headline,
     curve_thresholds,
     decide_verdicts,
@@ -54,6 +53,7 @@ from train.scenes import (
     scene_curve,
     score_stream,
     stream_and_scene,
+    within_budget,
 )
 from train.teacher_row import cascade_curve, excerpt, patience_site
 
@@ -149,7 +149,7 @@ def verifier_windows(verifier: EventVerifier, audio: FloatArray, scored: StreamS
 def at_budget(curve: dict[str, Any], budget: float) -> dict[str, Any]:
     """The curve row with the most recall within `budget` false alarms per hour (the fewest false
     alarms when no row gets within it)."""
-    best = _within_budget(curve, budget)
+    best = within_budget(curve, budget)
     return best or min(curve["rows"], key=lambda r: (r["false_alarms"], -sum(r["hits"])))
 
 

@@ -209,6 +209,27 @@ def test_the_teacher_row_rebuilds_the_crossvals_scenes_and_pairs_with_its_recipe
         audited = report["rows"][row]["audited_paired_with_crossval"]
         assert (audited["at"], audited["of"], audited["model"]["screams"]) == (0.05, screams, kept)
     assert f"Over only the {kept} of {screams} inserted screams whose teacher audit" in markdown
+    # Where each cascade loses screams, at the very points its headline counts.
+    families = {c.family for c in load_dataset(manifest).clips if not c.is_scream}
+    for name in CASCADES:
+        curves = report["rows"][name]["curves"]
+        for budget in (2, 5):
+            losses = report["losses"][name][f"{budget}"]
+            headline = report["rows"][name]["headline"]
+            assert losses["screams"] == screams == sum(losses["outcomes"].values())
+            assert losses["outcomes"]["found"] == round(headline[f"recall_at_{budget}_fa_per_hour"] * screams)
+            points = [p for p in losses["points"] if p is not None]
+            assert losses["outcomes"]["found"] == sum(p["found"] for p in points)
+            assert losses["false_alarms"] == sum(p["false_alarms"] for p in points)
+            assert losses["false_alarms"] <= budget * sum(c["hours"] for c in curves)
+            assert sum(losses["false_alarms_by_family"].values()) == losses["false_alarms"]
+            assert set(losses["false_alarms_by_family"]) <= families
+            assert sum(losses["false_alarms_by_category"].values()) == losses["false_alarms"]
+            for key in ("by_teacher_audit", "by_snr_db"):
+                assert sum(sum(o.values()) for o in losses[key].values()) == screams
+            assert sum(sum(o.values()) for b, o in losses["by_teacher_audit"].items() if b != "< 0.05") == kept
+    assert "## Where the cascades lose screams" in markdown
+    assert "By teacher audit (`teacher_scream`) at <= 5 FA/h" in markdown
 
 
 def test_a_clip_is_scored_by_the_teacher_once_however_many_folds_use_it(
@@ -425,3 +446,86 @@ def test_a_teachers_float_scores_get_thresholds_past_the_int8_top() -> None:
     int8, floats = curve_thresholds(scenes), float_thresholds(scenes)
     assert max(int8) == 0.995 and max(floats) > 0.9999
     assert len([t for t in floats if t > 0.995]) > 5
+
+
+def test_a_false_alarm_is_put_on_the_non_scream_playing_then_and_the_scene_repeats_its_stream() -> None:
+    from train.data import Clip
+    from train.teacher_row import clip_at
+
+    a, b = Clip(Path("a.wav"), "non_scream", "g", category="alarm"), Clip(Path("b.wav"), "non_scream", "g")
+    layout = [(0.0, a), (30.0, b)]
+    assert [clip_at(layout, 50.0, t).path.name for t in (0.0, 29.9, 30.0, 49.9, 50.0, 85.0)] == [
+        "a.wav",
+        "a.wav",
+        "b.wav",
+        "b.wav",
+        "a.wav",
+        "b.wav",
+    ]
+
+
+def test_bands_name_their_edges_and_unknowns() -> None:
+    from train.teacher_row import band, band_names
+
+    edges = (0.05, 0.2, 0.5)
+    assert [band(v, edges) for v in (0.0, 0.05, 0.19, 0.2, 0.5, 1.0, None)] == [
+        "< 0.05",
+        "0.05-0.2",
+        "0.05-0.2",
+        "0.2-0.5",
+        ">= 0.5",
+        ">= 0.5",
+        "unknown",
+    ]
+    assert band_names(edges) == ["< 0.05", "0.05-0.2", "0.2-0.5", ">= 0.5", "unknown"]
+
+
+def test_cascade_losses_account_for_every_scream_and_false_alarm_of_every_point(tiny_model: Path) -> None:
+    """At every point (`on`, `verify_on`) the screams found and the false alarms are the point's own
+    (`cascade_curve` at that point alone), each false alarm on the non-scream under it; a verifier
+    that passes nothing vetoes every scream the recipe raises, and an `on` past every score leaves
+    those below `on` and the rest never raised."""
+    from edge import synth
+    from train.data import Clip
+    from train.scenes import build_scene, curve_thresholds, score_stream
+    from train.teacher_row import cascade_curve, cascade_losses
+
+    rng = np.random.default_rng(3)
+    classifier = Classifier(tiny_model, expected_features=FeatureParams())
+    decisions, _ = detection_settings(classifier.sidecar)
+    background = synth.room_tone(90.0, 16000, rng, level=0.01) + synth.speech_like(90.0, 16000, rng, level=0.05)
+    for at in (70, 77, 84):  # scream-like non-screams after the last inserted scream (66 s)
+        background[at * 16000 : at * 16000 + 24000] += synth.scream_like(1.5, 16000, rng, level=0.4)
+    screams = [synth.scream_like(1.2, 16000, rng, level=level) for level in (0.5, 0.4, 0.02, 0.3, 0.5)]
+    scene, truth = build_scene(background.astype(np.float32), screams, classifier.sidecar.features, rng)
+    recipe = [(score_stream(classifier, scene), truth)]
+    teacher = [(_stream(list(rng.uniform(0, 1, len(recipe[0][0].windows)))), truth)]
+    talk, siren = (Clip(Path(n), "non_scream", "g", category=c) for n, c in (("t.wav", "speech"), ("s.wav", "alarm")))
+    layouts = [([(0.0, talk), (66.0, siren)], 90.0)]
+    ons = curve_thresholds(recipe)
+    sirens = 0
+    for on in ons[::4]:
+        for verify_on in (0.0, 0.5, 0.9):
+            (row,) = cascade_curve(recipe, teacher, decisions, [on], [verify_on], attempts=2)["rows"]
+            losses = cascade_losses(recipe, teacher, layouts, decisions, row, min(ons), attempts=2)
+            assert [s["outcome"] == "found" for s in losses["screams"]] == [bool(h) for h in row["hits"]]
+            assert len(losses["false_alarms"]) == row["false_alarms"]
+            for alarm in losses["false_alarms"]:
+                assert alarm["category"] == ("alarm" if alarm["at_s"] % 90.0 >= 66.0 else "speech")
+            sirens += sum(a["category"] == "alarm" for a in losses["false_alarms"])
+    assert sirens > 0
+    # Nothing passes: every scream the recipe raises at this `on` is vetoed, and nothing fires.
+    on = min(ons)
+    vetoing = cascade_losses(recipe, teacher, layouts, decisions, {"on": on, "verify_on": 2.0}, on)
+    assert vetoing["false_alarms"] == []
+    assert {s["outcome"] for s in vetoing["screams"]} <= {"vetoed", "never_raised"}
+    assert any(s["outcome"] == "vetoed" for s in vetoing["screams"])
+    # No window reaches this `on`: what the lowest `on` raises is below `on`, the rest never raised.
+    past = max(w.score for w in recipe[0][0].windows) + 1e-3
+    above = cascade_losses(recipe, teacher, layouts, decisions, {"on": past, "verify_on": 0.0}, on)
+    assert [s["outcome"] for s in above["screams"]] == [
+        "below_on" if s["outcome"] == "vetoed" else "never_raised" for s in vetoing["screams"]
+    ]
+    # Without a point within the budget, nothing fires and every scream says so.
+    none = cascade_losses(recipe, teacher, layouts, decisions, None, on)
+    assert [s["outcome"] for s in none["screams"]] == ["no_point"] * len(truth) and none["false_alarms"] == []
