@@ -67,7 +67,7 @@ def fit_verifier_head(
         "intercept": head.intercept,
         "fit": {
             "teacher": getattr(teacher, "identity", ""),
-            "data": str(data),
+            "data": dataset.root.name,  # as a model's sidecar names its data: no machine's path
             "splits": str(splits_file),
             "seed": seed,
             "c": head.c,

@@ -53,6 +53,7 @@ def test_a_head_fitted_on_the_train_split_is_scored_on_the_edge_as_fitted(
     train = restrict_to_split(dataset.clips, splits, "train", dataset.base)
     validation = restrict_to_split(dataset.clips, splits, "validation", dataset.base)
     fit = written["fit"]
+    assert fit["data"] == synthetic_dataset.name == load_dataset(synthetic_dataset).root.name
     assert (fit["train_clips"], fit["train_screams"]) == (len(train), sum(c.is_scream for c in train))
     assert (fit["validation_clips"], fit["validation_screams"]) == (
         len(validation),
