@@ -781,7 +781,7 @@ def _losses_lines(report: dict[str, Any]) -> list[str]:
             families = ", ".join(f"{k} {v}" for k, v in summary["false_alarms_by_family"].items()) or "none"
             top = ", ".join(f"{k} {v}" for k, v in list(summary["false_alarms_by_category"].items())[:8]) or "none"
             lines.append(f"- {name}, <= {budget} FA/h ({summary['false_alarms']}): {families}. Categories: {top}.")
-    return lines
+    return [*lines, ""]
 
 
 def teacher_row_markdown(report: dict[str, Any]) -> str:
