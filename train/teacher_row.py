@@ -417,18 +417,17 @@ def cascade_losses(
     screams found and the false alarms are the point's own (`cascade_curve` decides them alike);
     with no point (none within a budget) every scream is "no_point"."""
     screams: list[dict[str, Any]] = []
-    alarms: list[dict[str, str]] = []
+    alarms: list[dict[str, Any]] = []
     for (scored, truth), (taught, _), (layout, stream_s) in zip(recipe, teacher, layouts, strict=True):
         if point is None:
-            screams += [
-                {"outcome": "no_point", "teacher_scream": t.get("teacher_scream"), "snr_db": t["snr_db"]} for t in truth
-            ]
+            screams += [_outcome("no_point", t) for t in truth]
             continue
         _, spans, verdicts, _ = decide_verdicts(scored, decisions.with_threshold(point["on"]), attempts)
         n = min(len(verdicts), len(spans))  # as cascade_curve pairs them
         flat = verify_scores([v for asked in verdicts[:n] for v in asked], taught)
+        window_s = scored.windows[0].end_s - scored.windows[0].start_s if scored.windows else 0.0
         raised: set[int] = set()
-        found: set[int] = set()
+        found: dict[int, tuple[Verdict, int]] = {}  # scream -> the first passing verdict on it, its number
         at = 0
         for i in range(n):
             passing = np.flatnonzero(flat[at : at + len(verdicts[i])] >= point["verify_on"])
@@ -437,7 +436,7 @@ def cascade_losses(
             if matched is not None:
                 raised.add(matched)
                 if passing.size:
-                    found.add(matched)
+                    found.setdefault(matched, (verdicts[i][int(passing[0])], int(passing[0]) + 1))
             elif passing.size:
                 at_s = verdicts[i][int(passing[0])][0]  # the passing verdict's first window
                 clip = clip_at(layout, stream_s, at_s)
@@ -449,6 +448,14 @@ def cascade_losses(
                 "found" if j in found else "vetoed" if j in raised else "below_on" if j in ever else "never_raised"
             )
             screams.append(_outcome(outcome, t))
+            if j in found:  # how long the student heard the scream before its hit, then the decision
+                (start_s, detected_s), verdict = found[j]
+                hit_end_s = start_s + window_s
+                screams[-1] |= {
+                    "hit_s": round(hit_end_s - t["onset_s"], 3),
+                    "decision_s": round(detected_s - hit_end_s, 3),
+                    "verdict": verdict,
+                }
     return {"screams": screams, "false_alarms": alarms}
 
 
@@ -488,10 +495,21 @@ def losses_summary(folds: list[dict[str, Any]]) -> dict[str, Any]:
         tally = collections.Counter(a[key] if key == "family" else f"{a['family']}/{a['category']}" for a in alarms)
         return dict(sorted(tally.items(), key=lambda kv: (-kv[1], kv[0])))
 
+    timed = [s for s in screams if "hit_s" in s]
+    onset = [s["hit_s"] + s["decision_s"] for s in timed]
     return {
         "points": [f["point"] for f in folds],
         "screams": len(screams),
         "outcomes": counts(screams),
+        # Of the screams found: from the scream's onset to the end of the window that first hit in
+        # the passing verdict, from there to the alarm (patience, and the verdict), and in all.
+        "onset": {
+            "median_hit_s": round(float(np.median([s["hit_s"] for s in timed])), 3) if timed else None,
+            "median_decision_s": round(float(np.median([s["decision_s"] for s in timed])), 3) if timed else None,
+            "median_onset_s": round(float(np.median(onset)), 3) if timed else None,
+            "within_0_5_s": round(float(np.mean(np.array(onset) <= 0.5)), 3) if timed else None,
+            "at_first_verdict": round(float(np.mean([s["verdict"] == 1 for s in timed])), 3) if timed else None,
+        },
         "by_teacher_audit": by("teacher_scream", AUDIT_BANDS),
         "by_snr_db": by("snr_db", SNR_BANDS_DB),
         "false_alarms": len(alarms),
@@ -775,6 +793,18 @@ def _losses_lines(report: dict[str, Any]) -> list[str]:
                 lines.append(
                     f"| {name} | " + " | ".join(cells(groups[b]) if b in groups else "-" for b in names) + " |"
                 )
+    lines += ["", "Where the onset to alarm goes, of the screams found:", ""]
+    for name, by_budget in losses.items():
+        for budget, summary in by_budget.items():
+            o = summary.get("onset") or {}
+            if o.get("median_onset_s") is None:
+                continue
+            lines.append(
+                f"- {name}, <= {budget} FA/h: median {o['median_onset_s']:.3f} s. The student's window that "
+                f"first hit ended a median {o['median_hit_s']:.3f} s after the scream's onset, then "
+                f"{o['median_decision_s']:.3f} s to the alarm (patience and verdicts); "
+                f"{o['at_first_verdict']:.0%} at the first verdict, {o['within_0_5_s']:.0%} within 0.5 s."
+            )
     lines += ["", "Where the false alarms fire (the non-scream under each, by family; the commonest categories):", ""]
     for name, by_budget in losses.items():
         for budget, summary in by_budget.items():

@@ -211,6 +211,7 @@ def test_the_teacher_row_rebuilds_the_crossvals_scenes_and_pairs_with_its_recipe
     assert f"Over only the {kept} of {screams} inserted screams whose teacher audit" in markdown
     # Where each cascade loses screams, at the very points its headline counts.
     families = {c.family for c in load_dataset(manifest).clips if not c.is_scream}
+    onsets = 0
     for name in CASCADES:
         curves = report["rows"][name]["curves"]
         for budget in (2, 5):
@@ -228,6 +229,12 @@ def test_the_teacher_row_rebuilds_the_crossvals_scenes_and_pairs_with_its_recipe
             for key in ("by_teacher_audit", "by_snr_db"):
                 assert sum(sum(o.values()) for o in losses[key].values()) == screams
             assert sum(sum(o.values()) for b, o in losses["by_teacher_audit"].items() if b != "< 0.05") == kept
+            median = headline[f"median_onset_at_{budget}_fa_per_hour_s"]
+            assert (median is None) == (losses["onset"]["median_onset_s"] is None)
+            if median is not None:
+                assert losses["onset"]["median_onset_s"] == pytest.approx(median, abs=0.01)
+                onsets += 1
+    assert onsets > 0  # some point found screams, so their onsets were split and checked
     assert "## Where the cascades lose screams" in markdown
     assert "By teacher audit (`teacher_scream`) at <= 5 FA/h" in markdown
 
@@ -509,6 +516,12 @@ def test_cascade_losses_account_for_every_scream_and_false_alarm_of_every_point(
             (row,) = cascade_curve(recipe, teacher, decisions, [on], [verify_on], attempts=2)["rows"]
             losses = cascade_losses(recipe, teacher, layouts, decisions, row, min(ons), attempts=2)
             assert [s["outcome"] == "found" for s in losses["screams"]] == [bool(h) for h in row["hits"]]
+            for scream, onset in zip(losses["screams"], row["onset_s"], strict=True):
+                if scream["outcome"] == "found":  # the same alarm, its onset split in two
+                    assert scream["hit_s"] + scream["decision_s"] == pytest.approx(onset, abs=0.006)
+                    assert scream["decision_s"] >= 0 and 1 <= scream["verdict"] <= 2
+                else:
+                    assert "hit_s" not in scream
             assert len(losses["false_alarms"]) == row["false_alarms"]
             for alarm in losses["false_alarms"]:
                 assert alarm["category"] == ("alarm" if alarm["at_s"] % 90.0 >= 66.0 else "speech")
