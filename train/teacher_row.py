@@ -317,6 +317,24 @@ def pareto_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return front
 
 
+def judged_candidates(
+    scored: StreamScores,
+    taught: StreamScores,
+    truth: list[dict[str, Any]],
+    params: DecisionParams,
+    attempts: int = 1,
+) -> tuple[list[list[Verdict]], list[npt.NDArray[np.float64]], list[int | None]]:
+    """The recipe's candidates at `params` (spans paired by position, as match_events pairs them):
+    each one's verdicts (train/scenes.py `decide_verdicts`), the teacher's score of each of them (all
+    scored in one `verify_scores` call) and the inserted scream its span matches (None: a false alarm
+    if it fires)."""
+    _, spans, verdicts, _ = decide_verdicts(scored, params, attempts)
+    n = min(len(verdicts), len(spans))
+    flat = verify_scores([v for asked in verdicts[:n] for v in asked], taught)
+    scores = np.split(flat, np.cumsum([len(asked) for asked in verdicts[:n]])[:-1]) if n else []
+    return verdicts[:n], scores, [matched_scream(span, truth) for span in spans[:n]]
+
+
 def cascade_curve(
     recipe: list[tuple[StreamScores, list[dict[str, Any]]]],
     teacher: list[tuple[StreamScores, list[dict[str, Any]]]],
@@ -337,27 +355,21 @@ def cascade_curve(
     }
     for (scored, truth), (taught, _) in zip(recipe, teacher, strict=True):
         for on in thresholds:
-            _, spans, verdicts, _ = decide_verdicts(scored, decisions.with_threshold(on), attempts)
-            n = min(len(verdicts), len(spans))  # as match_events pairs them
+            verdicts, scores, matched = judged_candidates(scored, taught, truth, decisions.with_threshold(on), attempts)
             # Per candidate, the best verdict so far at each of its verdicts: a threshold's first
-            # passing verdict is where that running best first reaches it. All verdicts scored at once.
-            flat = verify_scores([v for asked in verdicts[:n] for v in asked], taught)
-            bounds = np.cumsum([len(asked) for asked in verdicts[:n]])[:-1]
-            best = [np.maximum.accumulate(part) for part in np.split(flat, bounds)] if n else []
-            matched = np.array(
-                [-1 if (m := matched_scream(span, truth)) is None else m for span in spans[:n]], dtype=int
-            )
+            # passing verdict is where that running best first reaches it.
+            best = [np.maximum.accumulate(part) for part in scores]
             for v in verify_thresholds:
                 found: dict[int, float] = {}  # scream -> onset to the first kept alarm on it
                 false_alarms = 0
-                for i in range(n):
-                    first = int(np.searchsorted(best[i], v, side="left"))
-                    if first == best[i].size:
+                for i, running in enumerate(best):
+                    first = int(np.searchsorted(running, v, side="left"))
+                    if first == running.size:
                         continue  # vetoed at every verdict
-                    if matched[i] < 0:
+                    if (hit := matched[i]) is None:
                         false_alarms += 1
                     else:
-                        found.setdefault(int(matched[i]), verdicts[i][first][1] - truth[matched[i]]["onset_s"])
+                        found.setdefault(hit, verdicts[i][first][1] - truth[hit]["onset_s"])
                 row = grid[(on, v)]
                 row["hits"] += [int(i in found) for i in range(len(truth))]
                 row["onset_s"] += [rounded_onset(found.get(i)) for i in range(len(truth))]
@@ -422,23 +434,20 @@ def cascade_losses(
         if point is None:
             screams += [_outcome("no_point", t) for t in truth]
             continue
-        _, spans, verdicts, _ = decide_verdicts(scored, decisions.with_threshold(point["on"]), attempts)
-        n = min(len(verdicts), len(spans))  # as cascade_curve pairs them
-        flat = verify_scores([v for asked in verdicts[:n] for v in asked], taught)
+        verdicts, scores, matches = judged_candidates(
+            scored, taught, truth, decisions.with_threshold(point["on"]), attempts
+        )
         window_s = scored.windows[0].end_s - scored.windows[0].start_s if scored.windows else 0.0
         raised: set[int] = set()
         found: dict[int, tuple[Verdict, int]] = {}  # scream -> the first passing verdict on it, its number
-        at = 0
-        for i in range(n):
-            passing = np.flatnonzero(flat[at : at + len(verdicts[i])] >= point["verify_on"])
-            at += len(verdicts[i])
-            matched = matched_scream(spans[i], truth)
+        for asked, judged, matched in zip(verdicts, scores, matches, strict=True):
+            passing = np.flatnonzero(judged >= point["verify_on"])
             if matched is not None:
                 raised.add(matched)
                 if passing.size:
-                    found.setdefault(matched, (verdicts[i][int(passing[0])], int(passing[0]) + 1))
+                    found.setdefault(matched, (asked[int(passing[0])], int(passing[0]) + 1))
             elif passing.size:
-                at_s = verdicts[i][int(passing[0])][0]  # the passing verdict's first window
+                at_s = asked[int(passing[0])][0]  # the passing verdict's first window
                 clip = clip_at(layout, stream_s, at_s)
                 alarms.append({"at_s": round(at_s, 2), "family": clip.family, "category": clip.category or "-"})
         _, low_spans, _ = decide(scored, decisions.with_threshold(lowest_on))
@@ -646,9 +655,9 @@ def teacher_row(
         # cascades' verifier) on the float grid, the int8 recipe's on the int8 one.
         for row in ROWS:
             curves[row].append(scene_curve(scenes[row], decisions, float_thresholds(scenes[row])))
-        curves[RECIPE].append(scene_curve(scenes[RECIPE], decisions, curve_thresholds(scenes[RECIPE])))
+        ons = curve_thresholds(scenes[RECIPE])
+        curves[RECIPE].append(scene_curve(scenes[RECIPE], decisions, ons))
         for name, row in CASCADES.items():
-            ons = curve_thresholds(scenes[RECIPE])
             curves[name].append(
                 cascade_curve(scenes[RECIPE], scenes[row], decisions, ons, float_thresholds(scenes[row]), attempts)
             )
