@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge.detector import DecisionParams
+from edge.detector import MAX_VERIFY_ATTEMPTS, DecisionParams
 from edge.errors import ConfigError, ModelError, RuntimeMissingError
 from edge.features import FeatureParams
 
@@ -44,6 +44,119 @@ class Quantisation:
 
 
 @dataclass(frozen=True, kw_only=True)
+class VerificationPair:
+    """A second stage's settings chosen for one model on its validation scenes (`scream verification
+    --record`), kept in the model's sidecar under `verification` so they follow the model wherever it
+    is deployed. It holds for one verifier only: the model file's sha256, and either the sha256 of
+    the head file that scores (`head_sha256`) or the classes whose best score does (`classes`)."""
+
+    verifier_sha256: str
+    head_sha256: str  # "" when classes score
+    classes: tuple[str, ...]  # () when a head scores
+    on_threshold: float  # the student's `on` chosen with the verifier
+    threshold: float  # the verifier's: vetoed below this
+    attempts: int  # verdicts per candidate it was chosen with
+    patience: tuple[int, int] | None = None  # k of n windows it was chosen with; None: the model's own
+    chosen: str = ""  # how and where it was chosen (the report), for people
+
+    def holds_for(self, verifier_sha256: str, head_sha256: str, classes: tuple[str, ...]) -> bool:
+        """Whether these are the settings of this verdict: the same verifier file and the same head
+        file, or (no head) the same classes in any order."""
+        if verifier_sha256 != self.verifier_sha256 or head_sha256 != self.head_sha256:
+            return False
+        return bool(head_sha256) or sorted(classes) == sorted(self.classes)
+
+    @property
+    def verdict(self) -> str:
+        return f"head {self.head_sha256[:12]}" if self.head_sha256 else ", ".join(self.classes)
+
+    def to_sidecar(self) -> dict[str, Any]:
+        return {
+            "verifier_sha256": self.verifier_sha256,
+            "head_sha256": self.head_sha256,
+            "classes": list(self.classes),
+            "on_threshold": self.on_threshold,
+            "threshold": self.threshold,
+            "attempts": self.attempts,
+            "patience": list(self.patience) if self.patience else None,
+            "chosen": self.chosen,
+        }
+
+    @classmethod
+    def from_sidecar(cls, entry: Any) -> VerificationPair:
+        """One entry of a sidecar's `verification` list; anything malformed is a ModelError."""
+        if not isinstance(entry, dict):
+            raise ModelError(f"a verification entry must be an object, got {type(entry).__name__}")
+        missing = [
+            k
+            for k in ("verifier_sha256", "head_sha256", "classes", "on_threshold", "threshold", "attempts")
+            if k not in entry
+        ]
+        if missing:
+            raise ModelError(f"a verification entry has no {missing[0]!r}")
+        verifier, head, classes = entry["verifier_sha256"], entry["head_sha256"], entry["classes"]
+        on, threshold, attempts = entry["on_threshold"], entry["threshold"], entry["attempts"]
+        patience = entry.get("patience")
+
+        def number(x: Any) -> bool:
+            return isinstance(x, int | float) and not isinstance(x, bool)
+
+        problems = {
+            "verifier_sha256": isinstance(verifier, str) and len(verifier) == 64,
+            "head_sha256": isinstance(head, str) and len(head) in (0, 64),
+            "classes": isinstance(classes, list)
+            and all(isinstance(c, str) and c for c in classes)
+            and (bool(classes) != bool(head)),
+            "on_threshold": number(on) and 0.0 < on < 1.0,
+            "threshold": number(threshold) and 0.0 < threshold < 1.0,
+            "attempts": isinstance(attempts, int)
+            and not isinstance(attempts, bool)
+            and 1 <= attempts <= MAX_VERIFY_ATTEMPTS,
+            "patience": patience is None
+            or (
+                isinstance(patience, list)
+                and len(patience) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in patience)
+                and 1 <= patience[0] <= patience[1]
+            ),
+            "chosen": isinstance(entry.get("chosen", ""), str),
+        }
+        bad = [k for k, ok in problems.items() if not ok]
+        if bad:
+            rule = {
+                "verifier_sha256": "a sha256 (64 hex digits)",
+                "head_sha256": "a sha256 or empty",
+                "classes": "a list of class names, empty exactly when head_sha256 is set",
+                "on_threshold": "in (0, 1)",
+                "threshold": "in (0, 1)",
+                "attempts": f"in 1-{MAX_VERIFY_ATTEMPTS}",
+                "patience": "null or [k, n] with 1 <= k <= n",
+                "chosen": "a string",
+            }[bad[0]]
+            raise ModelError(f"a verification entry's {bad[0]} must be {rule}, got {entry.get(bad[0])!r}")
+        return cls(
+            verifier_sha256=verifier,
+            head_sha256=head,
+            classes=tuple(classes),
+            on_threshold=float(on),
+            threshold=float(threshold),
+            attempts=attempts,
+            patience=(patience[0], patience[1]) if patience else None,
+            chosen=entry.get("chosen", ""),
+        )
+
+
+def _verification(block: Any) -> tuple[VerificationPair, ...]:
+    if not isinstance(block, list):
+        raise ModelError(f"verification must be a list, got {type(block).__name__}")
+    pairs = tuple(VerificationPair.from_sidecar(entry) for entry in block)
+    keys = [(p.verifier_sha256, p.head_sha256, tuple(sorted(p.classes))) for p in pairs]
+    if len(set(keys)) != len(keys):
+        raise ModelError("verification holds two pairs for the same verifier and verdict")
+    return pairs
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelSidecar:
     """The parts of `models/<name>.json` the edge relies on; the rest is kept in `raw`."""
 
@@ -57,6 +170,11 @@ class ModelSidecar:
     operating_point: DecisionParams  # the sidecar's `thresholds` block, at the model's own hop
     sha256: str
     raw: dict[str, Any]
+    verification: tuple[VerificationPair, ...] = ()  # second-stage settings chosen for this model
+
+    def pair_for(self, verifier_sha256: str, head_sha256: str, classes: tuple[str, ...]) -> VerificationPair | None:
+        """The settings recorded for this verdict (VerificationPair.holds_for), if any."""
+        return next((p for p in self.verification if p.holds_for(verifier_sha256, head_sha256, classes)), None)
 
     @property
     def window_s(self) -> float:
@@ -95,6 +213,7 @@ class ModelSidecar:
                 operating_point=_operating_point(raw["thresholds"]),
                 sha256=str(raw["sha256"]),
                 raw=raw,
+                verification=_verification(raw.get("verification", [])),
             )
         except KeyError as exc:
             raise ModelError(f"model sidecar {path} lacks the key {exc}") from exc

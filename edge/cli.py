@@ -94,12 +94,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from edge.audio import find_audio_files
     from edge.config import load_config
     from edge.errors import AudioError
-    from edge.pipeline import analyse_file
+    from edge.pipeline import analyse_file, site_settings
     from edge.verifier import EventVerifier
 
     classifier = _load_classifier(args.model)
     config = load_config(args.config)
     verifier = EventVerifier.from_config(config.verifier)  # loaded once for every file
+    site_settings(classifier.sidecar, config, verifier)  # a pair the config needs and the model lacks: stop here
     analysed = failed = 0
     for target in args.paths:
         files = find_audio_files(target)
@@ -262,19 +263,11 @@ def cmd_listen(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     model = configured_model(args.model, config)
     if args.check_config:
-        from edge.verifier import EventVerifier
-
         classifier = _load_classifier(str(model))
-        verifier = EventVerifier.from_config(config.verifier)
-        second = (
-            f"verifier {verifier.model_path} ({verifier.verdict} >= {verifier.threshold:g}"
-            + (f", up to {verifier.attempts} verdicts a candidate)" if verifier.attempts > 1 else ")")
-            if verifier
-            else "no verifier"
-        )
         print(
-            f"config OK: site {config.site.name!r}, model {model} (sha256 {classifier.sha256[:12]}), {second}, "
-            f"{len(config.schedule)} schedule window(s), state in {config.state_dir}"
+            f"config OK: site {config.site.name!r}, model {model} (sha256 {classifier.sha256[:12]}), "
+            f"{_site_summary(classifier, config)}, {len(config.schedule)} schedule window(s), "
+            f"state in {config.state_dir}"
         )
         return EXIT_OK
     source: AudioSource
@@ -358,10 +351,29 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _site_summary(classifier: Any, config: Config) -> str:
+    """How a site's config runs this model: `on`, patience and the second stage with its settings
+    (edge.pipeline.site_settings; a ModelError when the config needs a pair the model has not)."""
+    from edge.pipeline import site_settings
+    from edge.verifier import EventVerifier
+
+    verifier = EventVerifier.from_config(config.verifier)
+    decisions, _, plan = site_settings(classifier.sidecar, config, verifier)
+    rule = f"on {decisions.on_threshold:g}, {decisions.describe()}"
+    if verifier is None or plan is None:
+        return f"{rule}, no verifier"
+    return f"{rule}, verifier {verifier.model_path} ({verifier.verdict}; {plan.describe()})"
+
+
 def cmd_check_model(args: argparse.Namespace) -> int:
     import numpy as np
 
     classifier = _load_classifier(args.model)
+    site = ""
+    if args.config:
+        from edge.config import load_config
+
+        site = _site_summary(classifier, load_config(args.config))
     frames, mels = classifier.input_shape
     rng = np.random.default_rng(0)
     scores = [classifier.score(rng.normal(-8.0, 2.0, size=(frames, mels)).astype(np.float32)) for _ in range(3)]
@@ -378,6 +390,8 @@ def cmd_check_model(args: argparse.Namespace) -> int:
                 "hop_frames": side.hop_frames,
                 "runtime": classifier.runtime,
                 "thresholds": side.operating_point.to_sidecar(),
+                "verification": [p.to_sidecar() for p in side.verification],
+                **({"site": site} if args.config else {}),
                 "ok": True,
             }
         )
@@ -537,6 +551,11 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
         "exit status: 0 safe to use, 2 not (the reason is printed)",
     )
     check.add_argument("model")
+    check.add_argument(
+        "--config",
+        help="also check that this config can run the model: its [verifier] with threshold 0 needs a "
+        "verification pair the model recorded for that verifier (scream deploy push checks the device's)",
+    )
     check.set_defaults(func=cmd_check_model)
 
     explain = sub.add_parser(

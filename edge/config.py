@@ -130,17 +130,24 @@ class VerifierConfig:
     class_map: str = ""  # its class map CSV; "" = <model stem>_class_map.csv beside it
     classes: list[str] = field(default_factory=lambda: ["Screaming"])  # the best of these is the score
     head: str = ""  # a head file (scream verifier-head) on the model's embedding; its score replaces `classes`
-    threshold: float = 0.01  # vetoed below this; v6 with Screaming judged once (models/scream-v6-verifier/attempts-1)
+    # Vetoed below this. 0: the pair recorded in the running model's sidecar for this verifier
+    # (`scream verification --record`), which also sets `[detector] on_threshold` while that is 0;
+    # a model without one is refused.
+    threshold: float = 0.0
     # Verdicts per candidate at most: a vetoed candidate is judged again each time the patience rule
-    # is met anew within it, and fires at the first verdict that passes (1: judged once).
-    attempts: int = 1
+    # is met anew within it, and fires at the first verdict that passes (1: judged once). 0: the
+    # model's pair's, or 1 without one.
+    attempts: int = 0
     threads: int = 1
 
     def _check(self) -> dict[str, tuple[bool, str]]:
         return {
             "classes": (bool(self.classes) and all(bool(c) for c in self.classes), "a non-empty list of class names"),
-            "threshold": (0.0 < self.threshold < 1.0, "in (0, 1)"),
-            "attempts": (1 <= self.attempts <= MAX_VERIFY_ATTEMPTS, f"in 1-{MAX_VERIFY_ATTEMPTS}"),
+            "threshold": (0.0 <= self.threshold < 1.0, "0 (the model's pair) or in (0, 1)"),
+            "attempts": (
+                0 <= self.attempts <= MAX_VERIFY_ATTEMPTS,
+                f"0 (the model's pair) or in 1-{MAX_VERIFY_ATTEMPTS}",
+            ),
             "threads": (1 <= self.threads <= 8, "in 1-8"),
         }
 

@@ -252,9 +252,16 @@ class Detector:
         """The rule outside any schedule (`params` is the one in force)."""
         return self._base
 
-    def retune(self, params: DecisionParams) -> None:
-        """New base parameters mid-stream (a reloaded model); an open event carries on."""
+    def retune(
+        self, params: DecisionParams, *, verify_threshold: float | None = None, verify_attempts: int | None = None
+    ) -> None:
+        """New base parameters mid-stream (a reloaded model, and its verifier settings when given);
+        an open event carries on."""
+        if verify_attempts is not None and not 1 <= verify_attempts <= MAX_VERIFY_ATTEMPTS:
+            raise ConfigError(f"verify_attempts must be in 1-{MAX_VERIFY_ATTEMPTS}, got {verify_attempts}")
         self._base = params
+        self.verify_threshold = self.verify_threshold if verify_threshold is None else verify_threshold
+        self.verify_attempts = verify_attempts or self.verify_attempts
         self._use(self._scheduled(self._schedule))
 
     def _scheduled(self, schedule: ScheduleConfig | None) -> DecisionParams:

@@ -28,7 +28,7 @@ from edge.verifier import VERIFIER_RATE_HZ, EventVerifier
 MAX_VERIFY_WINDOWS = 8  # a candidate's verification scores at most its last 8 raising windows
 
 if TYPE_CHECKING:
-    from edge.classifier import Classifier, ModelSidecar
+    from edge.classifier import Classifier, ModelSidecar, VerificationPair
 
 
 class WindowScorer(Protocol):
@@ -43,11 +43,49 @@ class WindowScorer(Protocol):
 class WindowVerifier(Protocol):
     """What the pipeline needs from a second stage (edge.verifier's, or a test double)."""
 
-    threshold: float
+    requested: tuple[float, int]  # the threshold and attempts asked for; 0: the model's pair's
+    threshold: float  # in force behind the running model (verifier_plan)
     window_samples: int
     attempts: int  # verdicts per candidate at most (a vetoed one is judged again at fresh hits)
 
     def judge(self, windows: list[npt.NDArray[np.float32]]) -> float: ...
+
+    def pair_in(self, side: ModelSidecar) -> VerificationPair | None: ...
+
+
+@dataclass(frozen=True)
+class VerifierPlan:
+    """A second stage's settings behind one model: its threshold and verdicts per candidate, and the
+    pair they came from (the model's sidecar), whose `on` and patience then stand in for the model's."""
+
+    threshold: float
+    attempts: int
+    pair: VerificationPair | None
+
+    def describe(self) -> str:
+        source = f"the model's pair ({self.pair.chosen or 'recorded'})" if self.pair else "the config"
+        verdicts = f", up to {self.attempts} verdicts a candidate" if self.attempts > 1 else ""
+        return f"threshold {self.threshold:g}{verdicts}, from {source}"
+
+
+def verifier_plan(verifier: WindowVerifier, side: ModelSidecar) -> VerifierPlan:
+    """What `verifier` runs with behind the model of `side`. A requested threshold of 0 takes the
+    pair that model recorded for this verifier's verdict (its threshold, its attempts unless some are
+    requested, and through detection_settings its `on`); a model without that pair is refused
+    (ModelError): the site asked for settings it does not have. A requested threshold is used as it
+    is, with the requested attempts (1 for 0). Nothing is changed: DetectionPipeline applies it."""
+    threshold, attempts = verifier.requested
+    if threshold != 0:  # the site's own threshold: nothing of a pair applies
+        return VerifierPlan(threshold, attempts or 1, None)
+    pair = verifier.pair_in(side)
+    if pair is None:
+        recorded = "; ".join(f"{p.verdict} on verifier {p.verifier_sha256[:12]}" for p in side.verification)
+        raise ModelError(
+            f"model {side.name} ({side.sha256[:12]}) has no verification pair for this verifier "
+            f"(its pairs: {recorded or 'none'}): record one with 'scream verification --record', or set "
+            "[verifier] threshold and [detector] on_threshold"
+        )
+    return VerifierPlan(pair.threshold, attempts or pair.attempts, pair)
 
 
 @dataclass(frozen=True)
@@ -181,14 +219,43 @@ def decide_windows(detector: Detector, windows: Iterable[WindowScore], clock: Cl
 
 
 def detection_settings(
-    side: ModelSidecar, site: DetectorConfig | None = None, *, threshold: float | None = None
+    side: ModelSidecar,
+    site: DetectorConfig | None = None,
+    *,
+    threshold: float | None = None,
+    pair: VerificationPair | None = None,
 ) -> tuple[DecisionParams, int]:
     """The decisions and window hop (feature frames) a site runs a model with: `[detector]` over the
-    model's operating point (defaults: the model's own and the default gate), `threshold` last."""
+    model's operating point (defaults: the model's own and the default gate), `threshold` last. With
+    the verification `pair` in force, its `on` (and patience, if it was chosen with one) stand in for
+    the model's own where `[detector]` keeps them."""
     site = site or DetectorConfig()
+    if pair is not None:
+        own_patience = site.patience_windows == 0 and pair.patience is not None
+        site = replace(
+            site,
+            on_threshold=site.on_threshold or pair.on_threshold,
+            patience_windows=pair.patience[0] if own_patience and pair.patience else site.patience_windows,
+            patience_of=pair.patience[1] if own_patience and pair.patience else site.patience_of,
+        )
     hop = side.hop_frames_for(site.hop_ms) if site.hop_ms else side.hop_frames
     params = site.decisions(side.operating_point, side.hop_frames, hop)
     return (params.with_threshold(threshold) if threshold is not None else params), hop
+
+
+def site_settings(
+    side: ModelSidecar,
+    config: Config,
+    verifier: WindowVerifier | None,
+    *,
+    threshold: float | None = None,
+) -> tuple[DecisionParams, int, VerifierPlan | None]:
+    """Everything a site runs a model with: the decisions, the window hop, and the second stage's
+    plan (verifier_plan; its pair's `on` and patience in the decisions). A ModelError when the
+    config asks for a pair the model has not recorded."""
+    plan = verifier_plan(verifier, side) if verifier is not None else None
+    decisions, hop = detection_settings(side, config.detector, threshold=threshold, pair=plan.pair if plan else None)
+    return decisions, hop, plan
 
 
 @dataclass
@@ -227,10 +294,15 @@ class DetectionPipeline:
         schedules: Sequence[ScheduleConfig] = (),
         clock: Clock = no_clock,
         verifier: WindowVerifier | None = None,
+        plan: VerifierPlan | None = None,
     ) -> None:
+        """`plan`: the verifier's settings behind this model (verifier_plan); without one it runs
+        with the threshold and attempts it holds."""
         self.features = features
         self.hop_frames = hop_frames
         self.verifier = verifier
+        if verifier is not None and plan is not None:
+            verifier.threshold, verifier.attempts = plan.threshold, plan.attempts
         if verifier is not None and features.sample_rate_hz != VERIFIER_RATE_HZ:
             raise ModelError(f"the verifier hears {VERIFIER_RATE_HZ} Hz audio, the model {features.sample_rate_hz} Hz")
         self.detector = Detector(
@@ -278,7 +350,8 @@ class DetectionPipeline:
         config's `[verifier]` (loaded here unless one is given)."""
         config = config or Config()
         side = classifier.sidecar
-        decisions, hop = detection_settings(side, config.detector, threshold=threshold)
+        verifier = verifier if verifier is not None else EventVerifier.from_config(config.verifier)
+        decisions, hop, plan = site_settings(side, config, verifier, threshold=threshold)
         return cls(
             classifier,
             side.features,
@@ -287,7 +360,8 @@ class DetectionPipeline:
             source_rate_hz=source_rate_hz,
             schedules=config.schedule,
             clock=clock,
-            verifier=verifier if verifier is not None else EventVerifier.from_config(config.verifier),
+            verifier=verifier,
+            plan=plan,
         )
 
     @property
@@ -301,10 +375,15 @@ class DetectionPipeline:
         self.offset_s = self.stream_s
         self.scorer = self._new_scorer(self.scorer.classifier, source_rate_hz)
 
-    def use_model(self, classifier: WindowScorer, decisions: DecisionParams) -> None:
-        """A reloaded model of the same input shape, with its own operating point."""
+    def use_model(self, classifier: WindowScorer, decisions: DecisionParams, plan: VerifierPlan | None = None) -> None:
+        """A reloaded model of the same input shape, with its own operating point (and its
+        verifier's plan, site_settings)."""
         self.scorer.classifier = classifier
-        self.detector.retune(decisions)
+        if self.verifier is None or plan is None:
+            self.detector.retune(decisions)
+            return
+        self.detector.retune(decisions, verify_threshold=plan.threshold, verify_attempts=plan.attempts)
+        self.verifier.threshold, self.verifier.attempts = plan.threshold, plan.attempts
 
     def _decide(self, scores: list[WindowScore]) -> StreamResult:
         offset = self.offset_s

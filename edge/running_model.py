@@ -1,7 +1,8 @@
 """The model `scream listen` runs: loaded once, reloaded on SIGHUP or when its file changes.
 
-A candidate that fails any check (sha256, sidecar, feature contract, input shape) is refused and the
-running model kept; health counts reloads and refusals and keeps the last refusal's reason.
+A candidate that fails any check (sha256, sidecar, feature contract, input shape, and whatever the
+caller's `settle` asks of it, such as a verification pair the config needs) is refused and the running
+model kept; health counts reloads and refusals and keeps the last refusal's reason.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from edge.classifier import Classifier
 from edge.errors import ModelError, RuntimeMissingError
@@ -17,6 +19,7 @@ from edge.features import FeatureParams
 from edge.health import Health
 
 log = logging.getLogger("scream")
+Settled = TypeVar("Settled")
 
 
 class RunningModel:
@@ -59,13 +62,15 @@ class RunningModel:
         mtime = self._read_mtime()
         return bool(mtime) and mtime != self._mtime
 
-    def reload(self) -> Classifier | None:
-        """The validated new model (now the running one), or None when it was refused."""
+    def reload(self, settle: Callable[[Classifier], Settled]) -> tuple[Classifier, Settled] | None:
+        """The validated new model (now the running one) and what `settle` made of it (the settings
+        it runs with), or None when it was refused: by a check here, or by `settle` raising ModelError."""
         self._mtime = self._read_mtime()
         try:
             candidate = self._load()
             if candidate.input_shape != self.classifier.input_shape:
                 raise ModelError(f"input shape {candidate.input_shape} differs from the running model's")
+            settled = settle(candidate)
         except (ModelError, RuntimeMissingError, OSError) as exc:
             self.health.reload_errors += 1
             self.health.last_reload_error = str(exc)
@@ -76,4 +81,4 @@ class RunningModel:
         self.health.reloads += 1
         self.health.last_reload_error = ""
         log.info("model reloaded: %s sha256 %s", self.path, candidate.sha256[:12])
-        return candidate
+        return candidate, settled

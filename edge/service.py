@@ -27,7 +27,7 @@ from edge.clips import AudioRing, ClipCutter
 from edge.config import Config
 from edge.detector import Detector, EventEnded, EventStarted, EventVetoed, Transition, VetoedEnded, VetoLifted
 from edge.health import Health
-from edge.pipeline import DetectionPipeline, StreamResult, detection_settings
+from edge.pipeline import DetectionPipeline, StreamResult, site_settings
 from edge.running_model import RunningModel
 from edge.sinks import AlarmMessage, ClipMessage, SinkWorker, health_of
 from edge.sources import AudioSource, EndOfStream, SourceError
@@ -78,11 +78,14 @@ class DetectorService:
         )
         verifier = self.pipeline.verifier
         if isinstance(verifier, EventVerifier):
+            pair = verifier.pair_in(self.model.classifier.sidecar) if verifier.requested[0] == 0 else None
             log.info(
-                "verifier %s: a candidate fires only if %s reaches %g",
+                "verifier %s: a candidate fires only if %s reaches %g%s%s",
                 verifier.model_path,
                 verifier.verdict,
                 verifier.threshold,
+                f" (up to {verifier.attempts} verdicts a candidate)" if verifier.attempts > 1 else "",
+                f", on {pair.on_threshold:g}: the model's pair" if pair else "",
             )
         self.clips = ClipCutter(config.clips, config.detector.max_event_s)
         self._active_event: dict[str, Any] | None = None  # the open event's record, as the outputs got it
@@ -106,12 +109,15 @@ class DetectorService:
     def reload_model(self) -> bool:
         """Validate and swap in the model file; a bad one is refused and the running one kept."""
         self.notifier.notify("RELOADING=1")
-        candidate = self.model.reload()
-        if candidate is not None:
-            decisions, _ = detection_settings(candidate.sidecar, self.config.detector)
-            self.pipeline.use_model(candidate, decisions)
+        verifier = self.pipeline.verifier
+        reloaded = self.model.reload(lambda c: site_settings(c.sidecar, self.config, verifier))
+        if reloaded is not None:
+            candidate, (decisions, _, plan) = reloaded
+            self.pipeline.use_model(candidate, decisions, plan)
+            if plan is not None:
+                log.info("verifier behind %s: %s", candidate.sidecar.name, plan.describe())
         self.notifier.notify("READY=1")
-        return candidate is not None
+        return reloaded is not None
 
     def _event_record(
         self, number: int, start_s: float, detected_s: float, verify_score: float | None = None

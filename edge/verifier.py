@@ -17,11 +17,17 @@ The verdict is either the best of some of its classes' scores (`classes`, e.g. Y
 that `scream verifier-head` fits on the project's corpus (train/verifier_head.py), naming the tensor
 (YAMNet's 1024-d embedding), the sha256 of the model it was fitted on, and its weights. The head
 scores sigmoid(w . e / |e| + b) for the tensor's values e, exactly as the training side scored it.
+
+Its threshold and verdicts per candidate belong to the model behind it, not to the verifier: with
+`threshold` 0 (and `attempts` 0) they, and the student's `on`, come from the pair recorded in the
+running model's sidecar for this very verdict (edge.classifier.VerificationPair, `pair_in`), so a
+model deployed later brings its own; edge.pipeline.verifier_plan applies them.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import math
@@ -34,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from edge.classifier import open_interpreter, sha256_file
+from edge.classifier import ModelSidecar, VerificationPair, open_interpreter, sha256_file
 from edge.detector import MAX_VERIFY_ATTEMPTS
 from edge.errors import ConfigError, ModelError
 
@@ -85,13 +91,15 @@ class EmbeddingHead:
     model_sha256: str
     coef: npt.NDArray[np.float64]
     intercept: float
+    sha256: str = ""  # of the head file itself: which verdict a model's VerificationPair holds for
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> EmbeddingHead:
         """The head in `path`; anything missing, malformed or not finite is a ModelError naming it."""
         where = Path(path)
         try:
-            data = json.loads(where.read_text(encoding="utf-8"))
+            raw = where.read_bytes()
+            data = json.loads(raw.decode("utf-8"))
         except FileNotFoundError as exc:
             raise ModelError(f"verifier head {where} does not exist") from exc
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -116,7 +124,7 @@ class EmbeddingHead:
             raise ModelError(f"verifier head {where} needs a non-empty list of finite weights and a finite intercept")
         if not tensor or len(sha) != 64:
             raise ModelError(f"verifier head {where} must name its tensor and its model's sha256")
-        return cls(where, tensor, sha, coef, intercept)
+        return cls(where, tensor, sha, coef, intercept, hashlib.sha256(raw).hexdigest())
 
     def score(self, values: npt.NDArray[np.float32]) -> float:
         """sigmoid(w . e / |e| + b), e the tensor's values (a zero vector stays zero)."""
@@ -145,10 +153,17 @@ class EventVerifier:
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise ModelError(f"verifier model {self.model_path} does not exist")
+        if not 0.0 <= threshold < 1.0:
+            raise ConfigError(f"verifier threshold must be 0 (the model's pair) or in (0, 1), got {threshold}")
+        if not 0 <= attempts <= MAX_VERIFY_ATTEMPTS:
+            raise ConfigError(
+                f"verifier attempts must be 0 (the model's pair) or in 1-{MAX_VERIFY_ATTEMPTS}, got {attempts}"
+            )
+        # What was asked for (0: the running model's pair), and what is in force: edge.pipeline's
+        # verifier_plan sets `threshold` and `attempts` for each model it runs behind.
+        self.requested = (threshold, attempts)
         self.threshold = threshold
-        if not 1 <= attempts <= MAX_VERIFY_ATTEMPTS:
-            raise ConfigError(f"verifier attempts must be in 1-{MAX_VERIFY_ATTEMPTS}, got {attempts}")
-        self.attempts = attempts
+        self.attempts = attempts or 1
         self.sha256 = sha256_file(self.model_path)
         self._checked = 0
         self._vetoed = 0
@@ -248,6 +263,12 @@ class EventVerifier:
         self._windows += 1
         return score
 
+    def pair_in(self, side: ModelSidecar) -> VerificationPair | None:
+        """The settings `side`'s model recorded for this verdict: this file, and this head file or
+        these classes."""
+        head = self.head.sha256 if self.head is not None else ""
+        return side.pair_for(self.sha256, head, tuple(self.classes))
+
     @property
     def verdict(self) -> str:
         """What the score is, for logs and status: the head's file or the classes."""
@@ -278,6 +299,7 @@ class EventVerifier:
             "head": str(self.head.path) if self.head is not None else "",
             "threshold": self.threshold,
             "attempts": self.attempts,
+            "settings": "the model's pair" if self.requested[0] == 0 else "config",
             "checked": s.checked,
             "vetoed": s.vetoed,
             "windows": s.windows,

@@ -228,3 +228,32 @@ def copy_clip_store(config: Path, state: Path, new_config: Path) -> Path:
     new_config.parent.mkdir(parents=True, exist_ok=True)
     new_config.write_text(config.read_text().replace(str(config.parent / "state"), str(state)))
     return new_config
+
+
+def pair_entry(sha: str, /, **changes: Any) -> dict[str, Any]:
+    """A sidecar's verification entry for the verifier with this sha256 (classes Screaming)."""
+    entry: dict[str, Any] = {
+        "verifier_sha256": sha,
+        "head_sha256": "",
+        "classes": ["Screaming"],
+        "on_threshold": 0.71,
+        "threshold": 0.33,
+        "attempts": 3,
+        "patience": None,
+        "chosen": "a test",
+    }
+    return entry | changes
+
+
+def model_with_pairs(tiny_model: Path, folder: Path, pairs: list[dict[str, Any]], name: str = "model") -> Path:
+    """A copy of `tiny_model` in `folder` whose sidecar records these verification `pairs`."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model = folder / f"{name}.tflite"
+    model.write_bytes(tiny_model.read_bytes())
+    sidecar = json.loads(tiny_model.with_suffix(".json").read_text())
+    if pairs:
+        sidecar["verification"] = pairs
+    model.with_suffix(".json").write_text(json.dumps(sidecar))
+    return model

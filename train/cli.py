@@ -287,6 +287,15 @@ def cmd_verification(args: argparse.Namespace) -> int:
         budget=args.budget,
         patience=_patience(args),
     )
+    if args.record:
+        from train.verification import chosen_pair, record_pair
+
+        pair = chosen_pair(report, f"{args.out}/report.md")
+        written = record_pair(args.model, pair, report["model_sha256"])
+        print(
+            f"recorded in {written}: on {pair.on_threshold:g}, verifier threshold {pair.threshold:g}, "
+            f"{pair.attempts} verdict(s) a candidate, for {pair.verdict} on verifier {pair.verifier_sha256[:12]}"
+        )
     points = report["points"]
     print(
         f"chosen on validation at <= {args.budget:g} false alarms/h: student alone on {points['student']['on']:g}, "
@@ -691,6 +700,13 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
         "the model's own patience; the recommended settings then include it",
     )
     _attempts_argument(ve)
+    ve.add_argument(
+        "--record",
+        action="store_true",
+        help="keep the chosen pair in the model's sidecar (`verification`), in place of one for the same "
+        "verifier and verdict: a site whose [verifier] leaves threshold at 0 then runs it, wherever the "
+        "model is deployed",
+    )
     ve.set_defaults(func=cmd_verification)
 
     corpus = sub.add_parser(

@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge.classifier import Classifier
+from edge.classifier import Classifier, ModelSidecar, VerificationPair, sha256_file, sidecar_path
 from edge.detector import EventStarted
+from edge.errors import ModelError, ScreamError
 from edge.features import FeatureParams
 from edge.pipeline import detection_settings, raising_windows
 from edge.verifier import EventVerifier
@@ -261,6 +262,7 @@ def verification_report(
             "sha256": verifier.sha256,
             "classes": verifier.classes,
             "head": str(verifier.head.path) if verifier.head is not None else "",
+            "head_sha256": verifier.head.sha256 if verifier.head is not None else "",
             "attempts": verifier.attempts,
         },
         "decisions": decisions.describe(),
@@ -286,6 +288,55 @@ def verification_report(
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(verification_markdown(report))
     return report
+
+
+def chosen_pair(report: dict[str, Any], where: str = "") -> VerificationPair:
+    """The pair a verification report chose on validation, as a model's sidecar keeps it. A report
+    whose choice has no verifier threshold (the verifier let everything pass) has no pair to keep."""
+    point, verifier = report["points"]["verified"], report["verifier"]
+    if not point["verifier_threshold"] > 0:
+        raise ScreamError(
+            f"the verification chose no verifier threshold (it is {point['verifier_threshold']!r}): no pair to record"
+        )
+    patience = report.get("patience")
+    budget = report["budget_false_alarms_per_hour"]
+    return VerificationPair(
+        verifier_sha256=verifier["sha256"],
+        head_sha256=verifier.get("head_sha256", ""),
+        classes=() if verifier.get("head_sha256") else tuple(verifier["classes"]),
+        on_threshold=float(point["on"]),
+        threshold=float(point["verifier_threshold"]),
+        attempts=int(verifier.get("attempts", 1)),
+        patience=(patience[0], patience[1]) if patience else None,
+        chosen=(
+            f"scream verification on validation scenes, the most recall at <= {budget:g} false alarms/h "
+            f"({report['scenes_per_split']} scenes, seed {report['seed']})" + (f"; {where}" if where else "")
+        ),
+    )
+
+
+def record_pair(model: str | os.PathLike[str], pair: VerificationPair, model_sha256: str) -> Path:
+    """Keep `pair` in the model's sidecar (`verification`), in place of one for the same verdict,
+    so the settings follow the model to every site. The sidecar must belong to the model measured
+    (`model_sha256`); the file is replaced whole, and only once the new content loads."""
+    side_path = sidecar_path(model)
+    side = ModelSidecar.load(side_path)
+    if side.sha256 != model_sha256 or sha256_file(model) != model_sha256:
+        raise ScreamError(
+            f"{side_path} is not the sidecar of the model measured (sha256 {model_sha256[:12]}): pair not recorded"
+        )
+    raw = dict(side.raw)
+    kept = [p for p in side.verification if not p.holds_for(pair.verifier_sha256, pair.head_sha256, pair.classes)]
+    raw["verification"] = [p.to_sidecar() for p in [*kept, pair]]
+    temporary = side_path.with_name(side_path.name + ".tmp")
+    temporary.write_text(json.dumps(raw, indent=2) + "\n")
+    try:
+        ModelSidecar.load(temporary)
+    except ModelError:
+        temporary.unlink()
+        raise
+    os.replace(temporary, side_path)
+    return side_path
 
 
 def recommended_settings(report: dict[str, Any]) -> str:

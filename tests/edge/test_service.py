@@ -20,13 +20,14 @@ import pytest
 
 from edge import synth
 from edge.audio import open_audio, write_wav
+from edge.classifier import sha256_file
 from edge.config import ClipsConfig, Config, GpioConfig, ModelConfig, PathsConfig, ScheduleConfig, parse_config
 from edge.service import DetectorService, listen_argv
 from edge.sinks import AlarmMessage, ClipMessage, ClipSaver, EventLog, GpioAlarm, SinkWorker
 from edge.sources import ArraySource, EndOfStream, SourceError, SourceStats
 from edge.systemd import SystemdNotifier
 from tests.edge.conftest import pin_timeline
-from tests.helpers import wait_until
+from tests.helpers import model_with_pairs, pair_entry, wait_until
 
 gpiozero = pytest.importorskip("gpiozero")
 from gpiozero.pins.mock import MockFactory  # noqa: E402
@@ -362,6 +363,48 @@ def test_hot_reload_keeps_the_running_model_when_the_new_one_is_bad(
     # Detection goes on with the model already loaded.
     service.run()
     assert service.health.events >= 1
+
+
+def test_a_reload_brings_the_new_models_verifier_pair_and_one_without_it_is_refused(
+    tiny_model: Path, stand_in_verifier: Path, tmp_path: Path, pins: MockFactory
+) -> None:
+    """With `[verifier] threshold` 0 the pair follows the model: a reloaded model runs its own `on`,
+    verifier threshold and attempts; one without a pair for this verifier is refused, and the running
+    model keeps running with its pair."""
+    sha = sha256_file(stand_in_verifier)
+    model = model_with_pairs(tiny_model, tmp_path / "live", [pair_entry(sha)], name="live")
+    config = make_config(tmp_path, verifier={"model": str(stand_in_verifier)})
+    service = build_service(config, model, ArraySource(scene(), RATE, 1600), pins)
+
+    def in_force() -> tuple[float, float, int, float]:
+        verifier = service.pipeline.verifier
+        assert verifier is not None
+        detector = service.detector
+        assert (verifier.threshold, verifier.attempts) == (detector.verify_threshold, detector.verify_attempts)
+        return (
+            detector.params.on_threshold,
+            detector.verify_threshold,
+            detector.verify_attempts,
+            detector.params.off_threshold,
+        )
+
+    first = in_force()
+    assert first[:3] == (0.71, 0.33, 3)
+    sidecar = json.loads(model.with_suffix(".json").read_text())
+    sidecar["verification"] = [pair_entry(sha, on_threshold=0.8, threshold=0.44, attempts=2)]
+    model.with_suffix(".json").write_text(json.dumps(sidecar))
+    assert service.reload_model() is True
+    second = in_force()
+    assert second[:3] == (0.8, 0.44, 2) and second[3] == pytest.approx(first[3] * 0.8 / 0.71)
+    del sidecar["verification"]
+    model.with_suffix(".json").write_text(json.dumps(sidecar))
+    assert service.reload_model() is False
+    assert service.health.reloads == 1 and service.health.reload_errors == 1
+    assert "has no verification pair for this verifier" in service.health.last_reload_error
+    assert in_force() == second
+    service.stop_event.set()
+    service.run()
+    assert service.health.verifier["threshold"] == 0.44 and service.health.verifier["settings"] == "the model's pair"
 
 
 def test_hot_reload_accepts_a_good_model(tiny_model: Path, tmp_path: Path, pins: MockFactory) -> None:

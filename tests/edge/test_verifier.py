@@ -87,7 +87,9 @@ def test_verifier_config_is_checked_and_off_by_default(stand_in_verifier: Path) 
     assert Config().verifier.model == "" and EventVerifier.from_config(Config().verifier) is None
     with pytest.raises(ConfigError, match=r"unknown key verifier\.thresold"):
         parse_config({"verifier": {"thresold": 0.2}})
-    with pytest.raises(ConfigError, match=r"verifier\.threshold must be in \(0, 1\), got 1\.0"):
+    with pytest.raises(
+        ConfigError, match=r"verifier\.threshold must be 0 \(the model's pair\) or in \(0, 1\), got 1\.0"
+    ):
         parse_config({"verifier": {"threshold": 1.0}})
     with pytest.raises(ConfigError, match=r"verifier\.classes must be a non-empty list of class names"):
         parse_config({"verifier": {"classes": []}})
@@ -304,7 +306,11 @@ class RecordingVerifier:
 
     def __init__(self, attempts: int = 1) -> None:
         self.attempts = attempts
+        self.requested = (self.threshold, attempts)
         self.heard: list[list[FloatArray]] = []
+
+    def pair_in(self, side: Any) -> None:
+        return None
 
     def judge(self, windows: list[FloatArray]) -> float:
         self.heard.append([w.copy() for w in windows])

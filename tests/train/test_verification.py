@@ -4,6 +4,8 @@ chosen on validation and replayed on test."""
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +13,16 @@ import numpy as np
 import pytest
 
 from edge import synth
-from edge.classifier import Classifier
+from edge.classifier import Classifier, sha256_file
 from edge.cli import main
-from edge.config import Config
+from edge.config import Config, parse_config
 from edge.detector import EventStarted
+from edge.errors import ScreamError
 from edge.pipeline import DetectionPipeline, chunked, detection_settings
 from edge.verifier import EventVerifier
 from tests.helpers import stand_in_screaming
 from train.scenes import decide, decide_verdicts, score_stream
-from train.verification import Judged, judge_candidates
+from train.verification import Judged, chosen_pair, judge_candidates, record_pair
 
 RATE = 16000
 
@@ -115,17 +118,41 @@ def test_verification_report_chooses_on_validation_and_replays_on_test(
 ) -> None:
     from train.evaluate import evaluate
 
-    model = tiny_training.model_path
-    splits = model.parent / f"{model.stem}-run" / "splits.tsv"
+    trained = tiny_training.model_path
+    splits = trained.parent / f"{trained.stem}-run" / "splits.tsv"
+    model = tmp_path / "model" / trained.name  # a copy: --record writes to its sidecar
+    model.parent.mkdir()
+    shutil.copy(trained, model)
+    shutil.copy(trained.with_suffix(".json"), model.with_suffix(".json"))
     cache = str(tmp_path / "waves")
     out = tmp_path / "verification"
     argv = ["verification", "--model", str(model), "--data", str(synthetic_dataset), "--splits", str(splits)]
     argv += ["--verifier", str(stand_in_verifier), "--out", str(out), "--cache", cache, "--scenes", "2"]
-    assert main([*argv, "--budget", "40"]) == 0
+    assert main([*argv, "--budget", "40", "--record", "--attempts", "2"]) == 0
     printed = capsys.readouterr().out
     assert "chosen on validation at <= 40 false alarms/h" in printed
     report = json.loads((out / "report.json").read_text())
     points = report["points"]
+    # --record kept the chosen pair in the model's sidecar, and a site whose [verifier] leaves the
+    # threshold at 0 runs exactly that pair behind this model.
+    (pair,) = Classifier(model).sidecar.verification
+    assert pair == chosen_pair(report, f"{out}/report.md") and f"recorded in {model.with_suffix('.json')}" in printed
+    assert (pair.on_threshold, pair.threshold, pair.attempts) == (
+        points["verified"]["on"],
+        points["verified"]["verifier_threshold"],
+        2,
+    )
+    assert pair.verifier_sha256 == sha256_file(stand_in_verifier) and pair.classes == ("Screaming",)
+    site = parse_config({"verifier": {"model": str(stand_in_verifier)}})
+    pipeline = DetectionPipeline.for_model(Classifier(model), site, source_rate_hz=16000)
+    assert pipeline.detector.params.on_threshold == pair.on_threshold
+    assert (pipeline.detector.verify_threshold, pipeline.detector.verify_attempts) == (pair.threshold, 2)
+    # Recording again for the same verdict replaces the pair; the rest of the sidecar is untouched.
+    before = json.loads(model.with_suffix(".json").read_text())
+    record_pair(model, replace(pair, threshold=0.5), report["model_sha256"])
+    after = json.loads(model.with_suffix(".json").read_text())
+    assert [p["threshold"] for p in after.pop("verification")] == [0.5]
+    assert after == {k: v for k, v in before.items() if k != "verification"}
     # The model's own point without a verifier is what `scream evaluate` measures on the same split.
     evaluated = evaluate(
         model,
@@ -157,3 +184,30 @@ def test_verification_report_chooses_on_validation_and_replays_on_test(
     assert f"threshold = {points['verified']['verifier_threshold']:g}" in markdown
     assert f"on_threshold = {points['verified']['on']:g}" in markdown
     assert report["candidates_judged"] > 0 and report["verifier_windows"] >= report["candidates_judged"]
+
+
+def test_a_pair_is_recorded_only_for_the_model_measured_and_only_with_a_threshold(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "m.tflite"
+    shutil.copy(tiny_model, model)
+    shutil.copy(tiny_model.with_suffix(".json"), model.with_suffix(".json"))
+    report: dict[str, Any] = {
+        "points": {"verified": {"on": 0.8, "verifier_threshold": 0.0}},
+        "verifier": {"sha256": "a" * 64, "classes": ["Screaming"], "head_sha256": "", "attempts": 1},
+        "budget_false_alarms_per_hour": 5.0,
+        "scenes_per_split": 4,
+        "seed": 0,
+    }
+    with pytest.raises(ScreamError, match="chose no verifier threshold"):
+        chosen_pair(report)
+    report["points"]["verified"]["verifier_threshold"] = 0.25
+    pair = chosen_pair(report)
+    assert (pair.on_threshold, pair.threshold, pair.classes, pair.patience) == (0.8, 0.25, ("Screaming",), None)
+    sidecar = model.with_suffix(".json").read_bytes()
+    with pytest.raises(ScreamError, match="is not the sidecar of the model measured"):
+        record_pair(model, pair, "b" * 64)
+    assert model.with_suffix(".json").read_bytes() == sidecar
+    record_pair(model, pair, sha256_file(model))
+    assert Classifier(model).sidecar.verification == (pair,)
+    assert not list(tmp_path.glob("*.tmp"))
