@@ -1,6 +1,7 @@
 """`scream deploy push|rollback|status`: move models to Pis over OpenSSH, safely.
 
-push: upload to a temporary name, verify sha256 on the device, run `scream check-model` there,
+push: upload to a temporary name, verify sha256 on the device, run `scream check-model` there
+against the device's config (a model its `[verifier]` has no settings for is refused),
 switch the `current` symlink atomically (the old release stays as `previous`), reload the service,
 and confirm through `scream status` that the new sha256 is live; on any failure, put the old model
 back and say why. Host keys are checked strictly and only keys are used (BatchMode).
@@ -212,10 +213,11 @@ def push(target: Target, model: Path, *, device: Device | None = None) -> Outcom
             step="verify sha256",
         )
         step("check-model on the device")
-        device.run(
-            f"{shlex.quote(target.remote_scream)} check-model {shlex.quote(incoming + '/model.tflite')}",
-            step="check-model",
-        )
+        check = f"{shlex.quote(target.remote_scream)} check-model {shlex.quote(incoming + '/model.tflite')}"
+        config = shlex.quote(target.config)
+        # With the device's config, a model its [verifier] cannot run (no verification pair for that
+        # verifier while the config takes the model's) is refused here, before anything is switched.
+        device.run(f"if [ -e {config} ]; then {check} --config {config}; else {check}; fi", step="check-model")
         step(f"switch current: {old_release or 'none'} -> {release}")
         device.run(
             f"rm -rf {shlex.quote(models + '/releases/' + release)} && "

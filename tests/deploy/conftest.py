@@ -130,18 +130,18 @@ def install_release(models: Path, model: Path) -> str:
     return release
 
 
-@pytest.fixture
-def device(tmp_path: Path, sshd: SshServer, tiny_model: Path) -> Iterator[FakeDevice]:
-    """A device root as the installer leaves it, with the service running from it."""
+def start_device(tmp_path: Path, sshd: SshServer, model: Path, extra_config: str = "") -> FakeDevice:
+    """A device root as the installer leaves it, `model` current, its config with `extra_config`
+    appended, and the service running from it."""
     root = tmp_path / "device"
     models = root / "var/lib/scream-detector/models"
-    release = install_release(models, tiny_model)
+    release = install_release(models, model)
     os.symlink(f"releases/{release}", models / "current")
     config = root / "etc/scream-detector/config.toml"
     config.parent.mkdir(parents=True)
     config.write_text(
         f'[model]\npath = "{models}/current/model.tflite"\nwatch = false\n'
-        f'[paths]\nstate_dir = "{root}/var/lib/scream-detector"\n[gpio]\nenabled = false\n'
+        f'[paths]\nstate_dir = "{root}/var/lib/scream-detector"\n[gpio]\nenabled = false\n' + extra_config
     )
     audio = tmp_path / "room.wav"
     write_wav(audio, synth.room_tone(180.0, 16000, np.random.default_rng(0)), 16000)
@@ -161,12 +161,23 @@ def device(tmp_path: Path, sshd: SshServer, tiny_model: Path) -> Iterator[FakeDe
     while not status.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     target = sshd.target(root=str(root), remote_scream=SCREAM, systemctl=str(systemctl), confirm_timeout_s=15)
-    yield FakeDevice(root, target, service, models)
-    service.send_signal(signal.SIGTERM)
+    return FakeDevice(root, target, service, models)
+
+
+def stop_device(device: FakeDevice) -> None:
+    device.service.send_signal(signal.SIGTERM)
     try:
-        service.wait(10)
+        device.service.wait(10)
     except subprocess.TimeoutExpired:
-        service.kill()
+        device.service.kill()
+
+
+@pytest.fixture
+def device(tmp_path: Path, sshd: SshServer, tiny_model: Path) -> Iterator[FakeDevice]:
+    """A device root as the installer leaves it, with the service running from it."""
+    started = start_device(tmp_path, sshd, tiny_model)
+    yield started
+    stop_device(started)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,8 @@ import pytest
 from deploy.remote import Target, push, rollback, run_many, status, summary_table
 from edge.classifier import sha256_file
 from edge.features import FeatureParams
-from tests.deploy.conftest import ROOT, FakeDevice, SshServer
+from tests.deploy.conftest import ROOT, FakeDevice, SshServer, start_device, stop_device
+from tests.helpers import model_with_pairs, pair_entry, wait_until
 
 
 def _no_partial_files(device: FakeDevice) -> None:
@@ -227,3 +228,37 @@ def test_confirm_refuses_a_live_sha_that_came_with_a_reload_error(monkeypatch: p
         device.wait_for_sha("a" * 64)
     monkeypatch.setattr(Device, "live_status", lambda self: {"model_sha256": "a" * 64, "last_reload_error": ""})
     device.wait_for_sha("a" * 64)  # the same sha without the error is confirmed
+
+
+def test_a_device_whose_verifier_takes_the_models_pair_refuses_a_model_without_one(
+    tmp_path: Path, sshd: SshServer, tiny_model: Path, second_model: Path, stand_in_verifier: Path
+) -> None:
+    """The device's [verifier] leaves its threshold to the model: a model that recorded no pair for
+    that verifier is refused by check-model on the device before anything is switched, and one that
+    did goes live with its own pair."""
+    sha = sha256_file(stand_in_verifier)
+    first = model_with_pairs(tiny_model, tmp_path / "first", [pair_entry(sha)], name="first")
+    device = start_device(tmp_path, sshd, first, f'[verifier]\nmodel = "{stand_in_verifier}"\n')
+    status_file = device.root / "var/lib/scream-detector/status.json"
+
+    def verifier_threshold() -> float | None:
+        return json.loads(status_file.read_text()).get("verifier", {}).get("threshold")
+
+    try:
+        assert wait_until(lambda: verifier_threshold() == 0.33)
+        refused = push(device.target, second_model)
+        assert not refused.ok and refused.detail.startswith("check-model"), refused.detail
+        assert "has no verification pair for this verifier" in refused.detail
+        assert "nothing on the device was changed" not in refused.detail  # the upload was cleaned up
+        assert device.live_sha() == sha256_file(first) and device.current_release() == sha256_file(first)[:12]
+        _no_partial_files(device)
+
+        paired = model_with_pairs(
+            second_model, tmp_path / "paired", [pair_entry(sha, on_threshold=0.8, threshold=0.44)], name="paired"
+        )
+        pushed = push(device.target, paired)
+        assert pushed.ok, pushed.detail
+        assert device.live_sha() == sha256_file(second_model)
+        assert wait_until(lambda: verifier_threshold() == 0.44)
+    finally:
+        stop_device(device)
