@@ -32,18 +32,19 @@ START_SERVICE=1
 CONFIG_ONLY=""
 VERIFIER_DIR=""
 VERIFIER_HOME="$PREFIX/yamnet"
-# The second stage the bundled model was measured with: YAMNet as Google released it (its sha256), and
-# the pairs `scream verification` chose on validation scenes. With the head fitted on that YAMNet's
-# embedding (models/scream-v6-verifier-head/report.json), and with its Screaming class for any other
-# YAMNet (models/scream-v6-verifier/report.json).
+# The second stage the bundled model was measured with: YAMNet as Google released it (its sha256).
+# For that YAMNet the bundled model's sidecar records the pairs `scream verification --record` chose on
+# validation scenes, for the head fitted on its embedding (models/scream-v6-verifier-head/report.json)
+# and for its Screaming class (models/scream-v6-verifier/report.json); the config leaves threshold and
+# on_threshold to them, so a model deployed later runs the pair it recorded itself. Any other YAMNet
+# has no recorded pair: the Screaming pair is written out for it, as numbers.
 VERIFIER_SHA256=469be6a3421cbc52cf97e9f2f966cba984198e8e7af9854d68b3e3ebb1e04194
 VERIFIER_HEAD="$BUNDLED_MODEL-yamnet-head.json"  # in models/ of the source, fitted by scream verifier-head
-VERIFIER_HEAD_ON=0.8996
-VERIFIER_HEAD_THRESHOLD=0.757906
 VERIFIER_ON=0.8996
-VERIFIER_THRESHOLD=0.0289346
-VERIFIER_ATTEMPTS=4  # verdicts per candidate both pairs were chosen with ([verifier] attempts)
+VERIFIER_THRESHOLD=0.029055
+VERIFIER_ATTEMPTS=4  # verdicts per candidate that pair was chosen with ([verifier] attempts)
 VERIFIER_USE_HEAD=0
+VERIFIER_PAIRED=0  # 1: the YAMNet the bundled model's pairs hold for
 
 usage() {
     sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
@@ -98,29 +99,35 @@ EOF
     cp "$SOURCE_DIR/deploy/config.example.toml" "$dir/config.example.toml"
 }
 
-# The lines that turn the second stage on, with the pair measured for the bundled model. A model
-# deployed later keeps this on_threshold until it is changed to the pair its own verification gives.
+# The lines that turn the second stage on. With the YAMNet the bundled model's pairs hold for, the
+# thresholds stay the running model's own (its sidecar's pair for this verifier, which every model
+# deployed later brings with it; scream deploy push refuses a model without one). With another YAMNet,
+# the bundled model's Screaming pair as numbers, which a model deployed later keeps until changed.
 verifier_section() {
     if [ "$VERIFIER_USE_HEAD" -eq 1 ]; then
         cat <<EOF
 
-[detector]
-# chosen with the verifier's head for $BUNDLED_MODEL (models/$BUNDLED_MODEL-verifier-head/report.md);
-# another model needs its own pair from 'scream verification'
-on_threshold = $VERIFIER_HEAD_ON
-
 [verifier]
+# threshold, attempts and [detector] on_threshold: the pair the running model recorded for this YAMNet
+# and head (scream verification --record; scream check-model MODEL --config FILE shows it)
 model = "$VERIFIER_HOME/yamnet.tflite"
 head = "$VERIFIER_HOME/$VERIFIER_HEAD"
-threshold = $VERIFIER_HEAD_THRESHOLD
-attempts = $VERIFIER_ATTEMPTS
+EOF
+    elif [ "$VERIFIER_PAIRED" -eq 1 ]; then
+        cat <<EOF
+
+[verifier]
+# threshold, attempts and [detector] on_threshold: the pair the running model recorded for this YAMNet's
+# Screaming class (scream verification --record; scream check-model MODEL --config FILE shows it)
+model = "$VERIFIER_HOME/yamnet.tflite"
+classes = ["Screaming"]
 EOF
     else
         cat <<EOF
 
 [detector]
-# chosen with the verifier for $BUNDLED_MODEL (models/$BUNDLED_MODEL-verifier/report.md); another
-# model needs its own pair from 'scream verification'
+# chosen with YAMNet's Screaming class for $BUNDLED_MODEL (models/$BUNDLED_MODEL-verifier/report.md) on
+# another YAMNet file than this one; another model needs its own pair from 'scream verification'
 on_threshold = $VERIFIER_ON
 
 [verifier]
@@ -149,8 +156,10 @@ if [ -n "$VERIFIER_DIR" ]; then
             "instead; check the pair with 'scream verification'" >&2
     elif [ ! -r "$SOURCE_DIR/models/$VERIFIER_HEAD" ]; then
         echo "install.sh: warning: no $SOURCE_DIR/models/$VERIFIER_HEAD: YAMNet's Screaming class instead" >&2
+        VERIFIER_PAIRED=1
     else
         VERIFIER_USE_HEAD=1
+        VERIFIER_PAIRED=1
     fi
 fi
 

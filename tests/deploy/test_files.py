@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edge.cli import DEFAULT_MODEL_NAME
-from tests.helpers import require_program
+from tests.helpers import model_with_pairs, pair_entry, require_program
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SCREAM = str(Path(sys.executable).with_name("scream"))
@@ -199,35 +199,38 @@ def _installer_constant(name: str) -> str:
 
 
 def test_the_installer_turns_the_verifier_on_with_the_pair_measured_for_the_bundled_model() -> None:
-    """install.sh --verifier writes the pairs `scream verification` chose for the bundled model, with
-    the YAMNet they were measured with: the constants follow the checked-in reports, the head's file
-    is the one its report measured, fitted on that YAMNet."""
+    """The bundled model's sidecar records the pairs `scream verification --record` chose for it, for
+    the YAMNet the installer names (its sha256) and for the head the installer installs; the numbers
+    the installer writes for any other YAMNet are those of the Screaming pair's report."""
     import hashlib
     import json
+
+    from edge.classifier import ModelSidecar
+    from train.verification import chosen_pair
 
     root = DEPLOY.parent / "models"
     bundled = Path(DEFAULT_MODEL_NAME).stem
     model_sha = hashlib.sha256((root / DEFAULT_MODEL_NAME).read_bytes()).hexdigest()
+    side = ModelSidecar.load(root / f"{bundled}.json")
+    yamnet = _installer_constant("VERIFIER_SHA256")
     report = json.loads((root / f"{bundled}-verifier" / "report.json").read_text())
-    assert report["model_sha256"] == model_sha
+    assert report["model_sha256"] == model_sha and report["verifier"]["sha256"] == yamnet
     assert report["verifier"]["classes"] == ["Screaming"]
-    assert _installer_constant("VERIFIER_SHA256") == report["verifier"]["sha256"]
-    verified = report["points"]["verified"]
-    assert float(_installer_constant("VERIFIER_ON")) == verified["on"]
-    assert float(_installer_constant("VERIFIER_THRESHOLD")) == verified["verifier_threshold"]
+    screaming = side.pair_for(yamnet, "", ("Screaming",))
+    assert screaming is not None and screaming == chosen_pair(report, f"models/{bundled}-verifier/report.md")
+    assert float(_installer_constant("VERIFIER_ON")) == screaming.on_threshold
+    assert float(_installer_constant("VERIFIER_THRESHOLD")) == screaming.threshold
+    assert int(_installer_constant("VERIFIER_ATTEMPTS")) == screaming.attempts > 1
     # The head: the same YAMNet, the file the installer names, the pair its own report chose.
     head_report = json.loads((root / f"{bundled}-verifier-head" / "report.json").read_text())
     head_name = _installer_constant("VERIFIER_HEAD").strip('"').replace("$BUNDLED_MODEL", bundled)
+    head_file = root / head_name
     assert head_report["model_sha256"] == model_sha and head_report["verifier"]["classes"] == []
     assert head_report["verifier"]["head"] == f"models/{head_name}"
-    assert head_report["verifier"]["sha256"] == _installer_constant("VERIFIER_SHA256")
-    assert json.loads((root / head_name).read_text())["model_sha256"] == _installer_constant("VERIFIER_SHA256")
-    verified = head_report["points"]["verified"]
-    assert float(_installer_constant("VERIFIER_HEAD_ON")) == verified["on"]
-    assert float(_installer_constant("VERIFIER_HEAD_THRESHOLD")) == verified["verifier_threshold"]
-    # Both pairs were chosen judging a vetoed candidate again, as many times as the installer writes.
-    attempts = int(_installer_constant("VERIFIER_ATTEMPTS"))
-    assert report["verifier"]["attempts"] == head_report["verifier"]["attempts"] == attempts
+    assert head_report["verifier"]["sha256"] == yamnet and json.loads(head_file.read_text())["model_sha256"] == yamnet
+    head = side.pair_for(yamnet, hashlib.sha256(head_file.read_bytes()).hexdigest(), ())
+    assert head is not None and head == chosen_pair(head_report, f"models/{bundled}-verifier-head/report.md")
+    assert len(side.verification) == 2
 
 
 def _verifier_folder(stand_in_verifier: Path, tmp_path: Path) -> Path:
@@ -270,7 +273,8 @@ def test_a_fresh_install_with_a_verifier_configures_it_and_its_config_passes_the
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    # Not the YAMNet the head was fitted on: said, not refused, and its Screaming class is used instead.
+    # Not the YAMNet the head was fitted on and the bundled model's pairs were chosen with: said, not
+    # refused, and its Screaming class with that pair's numbers written out (no pair holds for it).
     assert "warning" in proc.stderr and "is not the YAMNet the bundled model's head was fitted on" in proc.stderr
     on, threshold = _installer_constant("VERIFIER_ON"), _installer_constant("VERIFIER_THRESHOLD")
     attempts = int(_installer_constant("VERIFIER_ATTEMPTS"))
@@ -282,8 +286,8 @@ def test_a_fresh_install_with_a_verifier_configures_it_and_its_config_passes_the
     assert config.detector.on_threshold == float(on) and config.verifier.attempts == attempts > 1
     # The same file, with the paths of this machine, is what `listen --check-config` loads.
     check = _check_installed_config(out / "config.toml", folder, tiny_model, tmp_path / "state")
-    expected = f"(Screaming >= {float(threshold):g}, up to {attempts} verdicts a candidate)"
-    assert f"verifier {folder / 'yamnet.tflite'} {expected}" in check.stdout
+    expected = f"(Screaming; threshold {float(threshold):g}, up to {attempts} verdicts a candidate, from the config)"
+    assert f"on {float(on):g}, " in check.stdout and f"verifier {folder / 'yamnet.tflite'} {expected}" in check.stdout
 
 
 def test_installer_dry_run_with_a_verifier_installs_both_files_and_checks_the_config(
@@ -363,9 +367,8 @@ def test_with_the_yamnet_its_head_was_fitted_on_the_installer_installs_and_confi
     config = load_config(out / "config.toml")
     assert config.verifier.model == "/opt/scream-detector/yamnet/yamnet.tflite"
     assert config.verifier.head == f"/opt/scream-detector/yamnet/{head_name}"
-    assert config.verifier.threshold == float(_installer_constant("VERIFIER_HEAD_THRESHOLD"))
-    assert config.detector.on_threshold == float(_installer_constant("VERIFIER_HEAD_ON"))
-    assert config.verifier.attempts == int(_installer_constant("VERIFIER_ATTEMPTS"))
+    # The thresholds and attempts are left to the running model's pair for this YAMNet and head.
+    assert (config.verifier.threshold, config.verifier.attempts, config.detector.on_threshold) == (0.0, 0, 0.0)
     assert "classes" not in (out / "config.toml").read_text()
 
     dry = subprocess.run(
@@ -374,10 +377,18 @@ def test_with_the_yamnet_its_head_was_fitted_on_the_installer_installs_and_confi
     assert dry.returncode == 0, dry.stderr
     assert f"    $ install -m 0644 {src}/models/{head_name} /opt/scream-detector/yamnet/" in dry.stdout.splitlines()
 
-    # Installed as the installer would (the head beside YAMNet), the config passes the service's check.
+    # Installed as the installer would (the head beside YAMNet), the config runs a model that recorded
+    # a pair for this YAMNet and head with that pair, and refuses one that did not.
     shutil.copyfile(src / "models" / head_name, folder / head_name)
-    check = _check_installed_config(out / "config.toml", folder, tiny_model, tmp_path / "state")
-    expected = (
-        f"(head {head_name} >= {config.verifier.threshold:g}, up to {config.verifier.attempts} verdicts a candidate)"
+    pair = pair_entry(yamnet_sha, head_sha256=hashlib.sha256((folder / head_name).read_bytes()).hexdigest(), classes=[])
+    paired = model_with_pairs(tiny_model, tmp_path / "paired", [pair | {"on_threshold": 0.6, "threshold": 0.7}])
+    check = _check_installed_config(out / "config.toml", folder, paired, tmp_path / "state")
+    expected = f"(head {head_name}; threshold 0.7, up to 3 verdicts a candidate, from the model's pair"
+    assert "on 0.6, " in check.stdout and f"verifier {folder / 'yamnet.tflite'} {expected}" in check.stdout
+    unpaired = subprocess.run(
+        [SCREAM, "check-model", str(tiny_model), "--config", str(out / "config.toml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    assert f"verifier {folder / 'yamnet.tflite'} {expected}" in check.stdout
+    assert unpaired.returncode == 2 and "no verification pair" in unpaired.stderr, unpaired.stderr
