@@ -303,6 +303,8 @@ class DetectionPipeline:
         self.verifier = verifier
         if verifier is not None and plan is not None:
             verifier.threshold, verifier.attempts = plan.threshold, plan.attempts
+        if verifier is not None and verifier.threshold == 0:
+            raise ValueError("a verifier whose threshold is the model's pair runs with that plan (site_settings)")
         if verifier is not None and features.sample_rate_hz != VERIFIER_RATE_HZ:
             raise ModelError(f"the verifier hears {VERIFIER_RATE_HZ} Hz audio, the model {features.sample_rate_hz} Hz")
         self.detector = Detector(

@@ -154,6 +154,17 @@ def test_a_model_without_the_pair_the_config_needs_is_refused_by_name(
         verifier_plan(verifier, Classifier(model).sidecar)
     with pytest.raises(ModelError, match=r"\(its pairs: none\)"):
         DetectionPipeline.for_model(Classifier(tiny_model), verifier_config(stand_in_verifier), source_rate_hz=16000)
+    # Built by hand without the plan, a verifier asking for the model's pair would veto nothing: refused.
+    side = Classifier(model).sidecar
+    with pytest.raises(ValueError, match="runs with that plan"):
+        DetectionPipeline(
+            Classifier(model),
+            side.features,
+            side.operating_point,
+            hop_frames=25,
+            source_rate_hz=16000,
+            verifier=verifier,
+        )
 
 
 def test_a_head_pair_holds_for_that_head_file_only(tiny_model: Path, stand_in_verifier: Path, tmp_path: Path) -> None:
