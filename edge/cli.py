@@ -327,7 +327,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(
                 f"verifier    {verifier['model']}: {verifier['checked']} verdicts (up to "
                 f"{verifier.get('attempts', 1)} a candidate), {verifier['vetoed']} below threshold "
-                f"{verifier['threshold']:g}, {verifier['invoke_ms_total']:.0f} ms in all"
+                f"{verifier['threshold']:g} ({verifier.get('settings', 'config')}), "
+                f"{verifier['invoke_ms_total']:.0f} ms in all"
             )
         for name, out in sorted(status.get("outputs", {}).items()):
             detail = ", ".join(f"{k} {v}" for k, v in sorted(out.items()) if v not in ("", None))

@@ -137,7 +137,7 @@ def test_listen_detect_and_explain_veto_alike(
     capsys.readouterr()
     assert main(["status", "--config", str(config)]) == 1  # the replay has ended: "audio device stopped"
     shown = capsys.readouterr().out
-    assert f"verifier    {stand_in_verifier}: 2 verdicts (up to 1 a candidate), 1 below threshold 0.5" in shown
+    assert f"verifier    {stand_in_verifier}: 2 verdicts (up to 1 a candidate), 1 below threshold 0.5 (config)" in shown
 
 
 @pytest.mark.parametrize("keep", [True, False], ids=["keep-vetoed", "default"])
