@@ -476,6 +476,10 @@ def adapt(
         corpus_val.clips + prepared_site["validation"].clips, corpus_val.waves + prepared_site["validation"].waves
     )
     val = eval_windows(validation, features, recipe)
+    # Whatever ran before in this process (other models, other adaptations), the same inputs and seed
+    # give the same adapted model: Keras' global state is cleared and its seeds set.
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed)
     network = rebuild(float_path)
     sample = val.windows[
         np.random.default_rng(config.seed).choice(len(val.windows), min(64, len(val.windows)), replace=False)
