@@ -10,6 +10,7 @@ import importlib
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,12 +60,15 @@ class VerificationPair:
     patience: tuple[int, int] | None = None  # k of n windows it was chosen with; None: the model's own
     chosen: str = ""  # how and where it was chosen (the report), for people
 
+    @property
+    def key(self) -> tuple[str, str, tuple[str, ...]]:
+        """The verdict these settings hold for (verdict_key)."""
+        return verdict_key(self.verifier_sha256, self.head_sha256, self.classes)
+
     def holds_for(self, verifier_sha256: str, head_sha256: str, classes: tuple[str, ...]) -> bool:
         """Whether these are the settings of this verdict: the same verifier file and the same head
         file, or (no head) the same classes in any order."""
-        if verifier_sha256 != self.verifier_sha256 or head_sha256 != self.head_sha256:
-            return False
-        return bool(head_sha256) or sorted(classes) == sorted(self.classes)
+        return self.key == verdict_key(verifier_sha256, head_sha256, classes)
 
     @property
     def verdict(self) -> str:
@@ -101,39 +105,37 @@ class VerificationPair:
         def number(x: Any) -> bool:
             return isinstance(x, int | float) and not isinstance(x, bool)
 
-        problems = {
-            "verifier_sha256": isinstance(verifier, str) and len(verifier) == 64,
-            "head_sha256": isinstance(head, str) and len(head) in (0, 64),
-            "classes": isinstance(classes, list)
-            and all(isinstance(c, str) and c for c in classes)
-            and (bool(classes) != bool(head)),
-            "on_threshold": number(on) and 0.0 < on < 1.0,
-            "threshold": number(threshold) and 0.0 < threshold < 1.0,
-            "attempts": isinstance(attempts, int)
-            and not isinstance(attempts, bool)
-            and 1 <= attempts <= MAX_VERIFY_ATTEMPTS,
-            "patience": patience is None
-            or (
-                isinstance(patience, list)
-                and len(patience) == 2
-                and all(isinstance(v, int) and not isinstance(v, bool) for v in patience)
-                and 1 <= patience[0] <= patience[1]
+        def whole(x: Any) -> bool:
+            return isinstance(x, int) and not isinstance(x, bool)
+
+        checks = {  # each field: (whether it holds, the rule it breaks), as config sections check theirs
+            "verifier_sha256": (isinstance(verifier, str) and len(verifier) == 64, "a sha256 (64 hex digits)"),
+            "head_sha256": (isinstance(head, str) and len(head) in (0, 64), "a sha256 or empty"),
+            "classes": (
+                isinstance(classes, list)
+                and all(isinstance(c, str) and c for c in classes)
+                and (bool(classes) != bool(head)),
+                "a list of class names, empty exactly when head_sha256 is set",
             ),
-            "chosen": isinstance(entry.get("chosen", ""), str),
+            "on_threshold": (number(on) and 0.0 < on < 1.0, "in (0, 1)"),
+            "threshold": (number(threshold) and 0.0 < threshold < 1.0, "in (0, 1)"),
+            "attempts": (whole(attempts) and 1 <= attempts <= MAX_VERIFY_ATTEMPTS, f"in 1-{MAX_VERIFY_ATTEMPTS}"),
+            "patience": (
+                patience is None
+                or (
+                    isinstance(patience, list)
+                    and len(patience) == 2
+                    and all(whole(v) for v in patience)
+                    and 1 <= patience[0] <= patience[1]
+                ),
+                "null or [k, n] with 1 <= k <= n",
+            ),
+            "chosen": (isinstance(entry.get("chosen", ""), str), "a string"),
         }
-        bad = [k for k, ok in problems.items() if not ok]
+        bad = [(k, rule) for k, (ok, rule) in checks.items() if not ok]
         if bad:
-            rule = {
-                "verifier_sha256": "a sha256 (64 hex digits)",
-                "head_sha256": "a sha256 or empty",
-                "classes": "a list of class names, empty exactly when head_sha256 is set",
-                "on_threshold": "in (0, 1)",
-                "threshold": "in (0, 1)",
-                "attempts": f"in 1-{MAX_VERIFY_ATTEMPTS}",
-                "patience": "null or [k, n] with 1 <= k <= n",
-                "chosen": "a string",
-            }[bad[0]]
-            raise ModelError(f"a verification entry's {bad[0]} must be {rule}, got {entry.get(bad[0])!r}")
+            name, rule = bad[0]
+            raise ModelError(f"a verification entry's {name} must be {rule}, got {entry.get(name)!r}")
         return cls(
             verifier_sha256=verifier,
             head_sha256=head,
@@ -146,11 +148,17 @@ class VerificationPair:
         )
 
 
+def verdict_key(verifier_sha256: str, head_sha256: str, classes: Sequence[str]) -> tuple[str, str, tuple[str, ...]]:
+    """What a verifier's verdict is, for matching a model's recorded pairs to it: the verifier file,
+    and the head file that scores, or (no head) the classes, in any order."""
+    return verifier_sha256, head_sha256, () if head_sha256 else tuple(sorted(classes))
+
+
 def _verification(block: Any) -> tuple[VerificationPair, ...]:
     if not isinstance(block, list):
         raise ModelError(f"verification must be a list, got {type(block).__name__}")
     pairs = tuple(VerificationPair.from_sidecar(entry) for entry in block)
-    keys = [(p.verifier_sha256, p.head_sha256, tuple(sorted(p.classes))) for p in pairs]
+    keys = [p.key for p in pairs]
     if len(set(keys)) != len(keys):
         raise ModelError("verification holds two pairs for the same verifier and verdict")
     return pairs

@@ -218,6 +218,11 @@ class Decision:
     transitions: tuple[Transition, ...]
 
 
+def _check_verify_attempts(attempts: int) -> None:
+    if not 1 <= attempts <= MAX_VERIFY_ATTEMPTS:
+        raise ConfigError(f"verify_attempts must be in 1-{MAX_VERIFY_ATTEMPTS}, got {attempts}")
+
+
 @dataclass
 class Detector:
     """The one decision object: feed window scores in stream order with `update`, end with `finish`."""
@@ -240,8 +245,7 @@ class Detector:
     noise_floor_dbfs: float | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.verify_attempts <= MAX_VERIFY_ATTEMPTS:
-            raise ConfigError(f"verify_attempts must be in 1-{MAX_VERIFY_ATTEMPTS}, got {self.verify_attempts}")
+        _check_verify_attempts(self.verify_attempts)
         self._base = self.params
         self._recent = collections.deque(maxlen=self.params.patience_of)
         self._scores = collections.deque(maxlen=self.params.smoothing_windows)
@@ -257,8 +261,8 @@ class Detector:
     ) -> None:
         """New base parameters mid-stream (a reloaded model, and its verifier settings when given);
         an open event carries on."""
-        if verify_attempts is not None and not 1 <= verify_attempts <= MAX_VERIFY_ATTEMPTS:
-            raise ConfigError(f"verify_attempts must be in 1-{MAX_VERIFY_ATTEMPTS}, got {verify_attempts}")
+        if verify_attempts is not None:
+            _check_verify_attempts(verify_attempts)
         self._base = params
         self.verify_threshold = self.verify_threshold if verify_threshold is None else verify_threshold
         self.verify_attempts = verify_attempts or self.verify_attempts

@@ -301,6 +301,7 @@ class DetectionPipeline:
         self.features = features
         self.hop_frames = hop_frames
         self.verifier = verifier
+        self.plan = plan if verifier is not None else None  # the verifier's settings in force
         if verifier is not None and plan is not None:
             verifier.threshold, verifier.attempts = plan.threshold, plan.attempts
         if verifier is not None and verifier.threshold == 0:
@@ -386,6 +387,7 @@ class DetectionPipeline:
             return
         self.detector.retune(decisions, verify_threshold=plan.threshold, verify_attempts=plan.attempts)
         self.verifier.threshold, self.verifier.attempts = plan.threshold, plan.attempts
+        self.plan = plan
 
     def _decide(self, scores: list[WindowScore]) -> StreamResult:
         offset = self.offset_s

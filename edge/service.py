@@ -76,16 +76,14 @@ class DetectorService:
             source_rate_hz=self.model.classifier.sidecar.features.sample_rate_hz,
             clock=lambda _stream_s: dt.datetime.fromtimestamp(self.clock()),
         )
-        verifier = self.pipeline.verifier
-        if isinstance(verifier, EventVerifier):
-            pair = verifier.pair_in(self.model.classifier.sidecar) if verifier.requested[0] == 0 else None
+        verifier, plan = self.pipeline.verifier, self.pipeline.plan
+        if isinstance(verifier, EventVerifier) and plan is not None:
             log.info(
-                "verifier %s: a candidate fires only if %s reaches %g%s%s",
+                "verifier %s: a candidate fires only if %s reaches its threshold, on %g: %s",
                 verifier.model_path,
                 verifier.verdict,
-                verifier.threshold,
-                f" (up to {verifier.attempts} verdicts a candidate)" if verifier.attempts > 1 else "",
-                f", on {pair.on_threshold:g}: the model's pair" if pair else "",
+                self.detector.base_params.on_threshold,
+                plan.describe(),
             )
         self.clips = ClipCutter(config.clips, config.detector.max_event_s)
         self._active_event: dict[str, Any] | None = None  # the open event's record, as the outputs got it

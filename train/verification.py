@@ -326,7 +326,7 @@ def record_pair(model: str | os.PathLike[str], pair: VerificationPair, model_sha
             f"{side_path} is not the sidecar of the model measured (sha256 {model_sha256[:12]}): pair not recorded"
         )
     raw = dict(side.raw)
-    kept = [p for p in side.verification if not p.holds_for(pair.verifier_sha256, pair.head_sha256, pair.classes)]
+    kept = [p for p in side.verification if p.key != pair.key]
     raw["verification"] = [p.to_sidecar() for p in [*kept, pair]]
     temporary = side_path.with_name(side_path.name + ".tmp")
     temporary.write_text(json.dumps(raw, indent=2) + "\n")
