@@ -206,14 +206,17 @@ RULES = """
 """
 
 
-def write_recipe(folder: Path, *, version: str = VERSION, sha256: str = "", extra: str = "") -> Path:
+def write_recipe(
+    folder: Path, *, version: str = VERSION, sha256: str = "", extra: str = "", near_copies: str = ""
+) -> Path:
     recipe = folder / "recipe.toml"
     pin = f'sha256 = "{sha256}"\n' if sha256 else ""
+    pinned = f'near_copies = "{near_copies}"\n' if near_copies else ""
     recipe.write_text(
         f"""name = "test-corpus"
 excerpt_max_s = 30.0
 overrides = "overrides.tsv"
-
+{pinned}
 [teacher]
 scream_at = 0.3
 non_scream_below = 0.05
@@ -426,6 +429,11 @@ def test_recipe_errors_name_the_key(tmp_path: Path) -> None:
     recipe.write_text('name = "x"\n[teacher]\nscream_at = 0.01\n')
     with pytest.raises(RecipeError, match="non_scream_below < scream_at"):
         load_recipe(recipe)
+    recipe.write_text('name = "x"\n[teacher]\nnear_copy_margin = 0.1\n')
+    with pytest.raises(RecipeError, match="near_copy_margin must be in"):
+        load_recipe(recipe)
+    recipe.write_text('name = "x"\nnear_copies = "pins.tsv"\n')
+    assert load_recipe(recipe).near_copies_path == tmp_path / "pins.tsv"
     recipe.write_text(
         'name = "x"\n'
         '[[source]]\nname = "good"\npath = "data/a"\n'
@@ -498,6 +506,109 @@ def test_duplicates_merge_whole_groups_and_report_conflicts() -> None:
         rules=TeacherRules(),
     )
     assert longer.near_clusters == 0  # same sound, but 20% longer: not a copy
+
+
+def _at(cosine: float, a: int, b: int) -> np.ndarray:
+    """A unit vector at `cosine` to basis vector a, turned towards basis vector b."""
+    e = np.eye(8, dtype=np.float64)
+    return (cosine * e[a] + np.sqrt(1 - cosine**2) * e[b]).astype(np.float32)
+
+
+def _groups_on(
+    embeddings: list[np.ndarray], pinned: frozenset[tuple[str, str]] | None
+) -> tuple[list[str], audit.DuplicateReport]:
+    n = len(embeddings)
+    return audit.duplicate_groups(
+        sha1s=[f"h{i}" for i in range(n)],
+        embeddings=np.stack(embeddings),
+        durations_s=[1.0] * n,
+        groups=[f"g{i}" for i in range(n)],
+        sources=["s"] * n,
+        labels=["non_scream"] * n,
+        rules=TeacherRules(near_duplicate_cosine=0.995),
+        paths=[f"p{i}" for i in range(n)],
+        pinned=pinned,
+    )
+
+
+def test_pinned_near_copies_give_every_machine_the_same_groups() -> None:
+    """Two machines whose teacher embeddings put two pairs on opposite sides of the threshold (by
+    less than the margin) deal different groups unpinned, and the same groups with the same pins; a
+    clear copy is tied either way, a pin far below the threshold is tied and reported."""
+    e = np.eye(8, dtype=np.float32)
+    # p0-p1 and p2-p3 sit within 0.001 of the 0.995 threshold, p4-p5 is a clear copy (0.999).
+    machine_a = [e[0], _at(0.9953, 0, 6), e[2], _at(0.9947, 2, 6), e[4], _at(0.999, 4, 7)]
+    machine_b = [e[0], _at(0.9948, 0, 6), e[2], _at(0.9952, 2, 6), e[4], _at(0.999, 4, 7)]
+    a_free, _ = _groups_on(machine_a, None)
+    b_free, _ = _groups_on(machine_b, None)
+    assert a_free == ["g0", "g0", "g2", "g3", "g4", "g4"] and b_free == ["g0", "g1", "g2", "g2", "g4", "g4"]
+    pins = frozenset({("p0", "p1")})  # what machine A's reference build tied within the margin
+    a_pinned, a_report = _groups_on(machine_a, pins)
+    b_pinned, b_report = _groups_on(machine_b, pins)
+    assert a_pinned == b_pinned == ["g0", "g0", "g2", "g3", "g4", "g4"]
+    # Both report the unpinned pair within the margin, whichever side of the threshold it fell.
+    assert (
+        [p[:2] for p in a_report.unpinned_borderline] == [p[:2] for p in b_report.unpinned_borderline] == [("p2", "p3")]
+    )
+    assert {p[:2] for p in b_report.near_pairs} == {("p0", "p1"), ("p4", "p5")}
+    assert b_report.near_pairs[-1][2] == pytest.approx(0.9948, abs=1e-5)  # the pin's cosine on this machine
+    assert not b_report.pins_below and b_report.pins_unused == 0
+    far, report = _groups_on(machine_b, frozenset({("p0", "p2"), ("p1", "p9")}))
+    assert far[2] == "g0" and [p[:2] for p in report.pins_below] == [("p0", "p2")] and report.pins_unused == 1
+    with pytest.raises(ValueError, match="paths"):
+        audit.duplicate_groups(
+            sha1s=["a"],
+            embeddings=np.stack([e[0]]),
+            durations_s=[1.0],
+            groups=["g"],
+            sources=["s"],
+            labels=["scream"],
+            rules=TeacherRules(),
+            pinned=frozenset(),
+        )
+
+
+def test_near_copies_files_round_trip_and_bad_rows_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "near-copies.tsv"
+    audit.write_near_copies(path, [("b.wav", "c.wav", 0.99612), ("a.wav", "b.wav", 0.995)])
+    assert path.read_text().splitlines() == [
+        "path_a\tpath_b\tcosine",
+        "a.wav\tb.wav\t0.995000",
+        "b.wav\tc.wav\t0.996120",
+    ]
+    assert audit.read_near_copies(path) == {("a.wav", "b.wav"), ("b.wav", "c.wav")}
+    path.write_text("# pinned\npath_a\tpath_b\tcosine\nz.wav\ty.wav\t0.99\nx.wav\t\t0.99\n")
+    with pytest.raises(RecipeError, match=r"near-copies.tsv:3: a near-copy needs two different paths"):
+        audit.read_near_copies(path)
+    with pytest.raises(RecipeError, match="not found"):
+        audit.read_near_copies(tmp_path / "missing.tsv")
+    assert audit.read_near_copies(None) is None
+
+
+def test_a_build_pins_its_near_copies_from_the_file_it_wrote(world: dict[str, Path]) -> None:
+    """DATA/near-copies.tsv lists what the build tied; named as the recipe's near_copies, the next
+    build ties exactly those and says so; a pin file that is missing stops the build before any work."""
+    first = run_build(world)
+    written = (world["out"] / "near-copies.tsv").read_text().splitlines()
+    game = "audio/testgame/usr/share/games/testgame"
+    # beep and beep_copy are exact copies (one sha1), so each is a near-copy of beep_near.
+    assert written[0] == "path_a\tpath_b\tcosine" and len(written) == 3
+    assert [row.split("\t")[:2] for row in written[1:]] == [
+        [f"{game}/sfx/beep.wav", f"{game}/sfx/beep_near.wav"],
+        [f"{game}/sfx/beep_copy.wav", f"{game}/sfx/beep_near.wav"],
+    ]
+    groups = {p: r["group"] for p, r in read_manifest(world["out"]).items()}
+    pins = world["recipe"].parent / "near-copies.tsv"
+    pins.write_text("\n".join([*written, "audio/gone.wav\taudio/also-gone.wav\t0.999"]) + "\n")
+    write_recipe(world["recipe"].parent, near_copies="near-copies.tsv")
+    again = run_build(world)
+    assert {p: r["group"] for p, r in read_manifest(world["out"]).items()} == groups
+    assert again.duplicates.near_clusters == first.duplicates.near_clusters == 1 and again.duplicates.pins_unused == 1
+    assert "Near-copies pinned by `near-copies.tsv`" in (world["out"] / "summary.md").read_text()
+    assert "1 pins name clips this build does not hold" in (world["out"] / "summary.md").read_text()
+    pins.unlink()
+    with pytest.raises(RecipeError, match=r"near-copies file .* not found"):
+        run_build(world)
 
 
 def test_licence_lookup_follows_dep5() -> None:

@@ -105,6 +105,39 @@ def read_overrides(path: Path | None) -> dict[str, Override]:
     return out
 
 
+NearPair = tuple[str, str]  # two clips' paths in DATA, in sorted order
+
+
+def near_pair(a: str, b: str) -> NearPair:
+    return (a, b) if a <= b else (b, a)
+
+
+def read_near_copies(path: Path | None) -> frozenset[NearPair] | None:
+    """The pinned near-copies from a checked-in TSV (path_a, path_b, cosine; '#' lines are comments),
+    as `scream corpus build` writes DATA/near-copies.tsv; None without a file named."""
+    if path is None:
+        return None
+    if not path.is_file():
+        raise RecipeError(f"near-copies file {path} not found")
+    pairs = set()
+    with path.open(newline="", encoding="utf-8") as handle:
+        lines = [ln for ln in handle if ln.strip() and not ln.startswith("#")]
+    for number, row in enumerate(csv.DictReader(lines, delimiter="\t"), start=2):
+        a, b = ((row.get(k) or "").strip() for k in ("path_a", "path_b"))
+        if not a or not b or a == b:
+            raise RecipeError(f"{path}:{number}: a near-copy needs two different paths (columns path_a, path_b)")
+        pairs.add(near_pair(a, b))
+    return frozenset(pairs)
+
+
+def write_near_copies(path: Path, pairs: list[tuple[str, str, float]]) -> None:
+    """DATA/near-copies.tsv: every pair the build tied as near-copies, with its cosine on this machine."""
+    rows = ["path_a\tpath_b\tcosine"] + [f"{a}\t{b}\t{cos:.6f}" for a, b, cos in sorted(pairs)]
+    text = "\n".join(rows) + "\n"
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:  # an unchanged build writes nothing
+        path.write_text(text, encoding="utf-8")
+
+
 @dataclass
 class DuplicateReport:
     exact_clusters: int = 0
@@ -114,6 +147,13 @@ class DuplicateReport:
     cross_source_clusters: int = 0
     groups_merged: int = 0
     label_conflicts: list[list[int]] = field(default_factory=list)
+    near_pairs: list[tuple[str, str, float]] = field(default_factory=list)  # tied: path_a, path_b, cosine
+    # With pinned near-copies: pairs within the margin of the threshold that no pin ties (left apart),
+    # pins this machine's embeddings put below the margin (tied all the same), and pins naming a clip
+    # this build does not hold.
+    unpinned_borderline: list[tuple[str, str, float]] = field(default_factory=list)
+    pins_below: list[tuple[str, str, float]] = field(default_factory=list)
+    pins_unused: int = 0
 
 
 class _UnionFind:
@@ -148,11 +188,22 @@ def duplicate_groups(
     sources: list[str],
     labels: list[str],
     rules: TeacherRules,
+    paths: list[str] | None = None,
+    pinned: frozenset[NearPair] | None = None,
 ) -> tuple[list[str], DuplicateReport]:
     """Each clip's group after tying exact copies (same sha1) and near-copies (embedding cosine at or
     above the recipe's threshold, lengths within its share) together: every group holding a copy is
     merged into one, named after its smallest member group, so no split can hold a copy on two sides.
-    Only copies in different groups count (excerpts of one file already share a group)."""
+    Only copies in different groups count (excerpts of one file already share a group).
+
+    `pinned` (with `paths`, each clip's path): the near-copies a reference build tied, so that the
+    groups do not depend on the machine. The teacher's float embeddings differ slightly between
+    CPUs, and a pair at the threshold is a copy on one machine and not on another, which deals other
+    folds. Then a pin ties its pair whatever its cosine here, a pair at or above threshold + margin
+    is tied as before (a new source's copies), and an unpinned pair within the margin stays apart
+    and is reported."""
+    if pinned is not None and paths is None:
+        raise ValueError("pinned near-copies need the clips' paths")
     n = len(sha1s)
     report = DuplicateReport()
     exact, near = _UnionFind(n), _UnionFind(n)
@@ -165,16 +216,42 @@ def duplicate_groups(
             first[digest] = i
     durations = np.asarray(durations_s, dtype=np.float64)
     unit = np.asarray(embeddings, dtype=np.float32)
+    threshold, margin = rules.near_duplicate_cosine, rules.near_copy_margin if pinned is not None else 0.0
+    name = (lambda i: paths[i]) if paths is not None else str
+    index = {p: i for i, p in enumerate(paths)} if paths is not None else {}
+
+    def tie(i: int, c: int, cosine: float) -> None:
+        near.union(i, c)
+        report.near_pairs.append((*near_pair(name(i), name(c)), cosine))
+
     for start in range(0, n, 1024):  # blocks keep the similarity matrix small
         block = unit[start : start + 1024] @ unit.T
-        rows, cols = np.nonzero(block >= rules.near_duplicate_cosine)
+        rows, cols = np.nonzero(block >= threshold - margin)
         for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
             i = start + r
             if c <= i or sha1s[i] == sha1s[c] or groups[i] == groups[c]:
                 continue
+            cosine = float(block[r, c])
+            if pinned is not None and near_pair(name(i), name(c)) in pinned:
+                continue  # tied below, with every pin
             longer = max(durations[i], durations[c])
-            if abs(durations[i] - durations[c]) <= rules.near_duplicate_length * longer:
-                near.union(i, c)
+            if abs(durations[i] - durations[c]) > rules.near_duplicate_length * longer:
+                continue
+            if cosine >= threshold + margin:
+                tie(i, c, cosine)
+            else:
+                report.unpinned_borderline.append((*near_pair(name(i), name(c)), cosine))
+    for a, b in sorted(pinned or ()):
+        if a not in index or b not in index:
+            report.pins_unused += 1
+            continue
+        i, c = index[a], index[b]
+        if sha1s[i] == sha1s[c] or groups[i] == groups[c]:
+            continue  # together already
+        cosine = float(unit[i] @ unit[c])
+        if cosine < threshold - margin:
+            report.pins_below.append((a, b, cosine))
+        tie(i, c, cosine)
     exact_clusters, near_clusters = _clusters(exact, n), _clusters(near, n)
     report.exact_clusters, report.exact_clips = len(exact_clusters), sum(map(len, exact_clusters))
     report.near_clusters, report.near_clips = len(near_clusters), sum(map(len, near_clusters))

@@ -36,12 +36,15 @@ from edge.errors import AudioError, ScreamError
 from train.corpus import debian
 from train.corpus.audit import (
     DuplicateReport,
+    NearPair,
     Override,
     Verdict,
     category_for,
     decide,
     duplicate_groups,
+    read_near_copies,
     read_overrides,
+    write_near_copies,
 )
 from train.corpus.recipe import Recipe, Rule, Source, SourceError, load_recipe
 from train.corpus.teacher import RATE_HZ, ScoreCache, Teacher, TeacherScores, YamnetTeacher
@@ -68,6 +71,7 @@ MANIFEST_COLUMNS = (
     "teacher_shout",
     "teacher_top",
 )
+NEAR_COPIES = "near-copies.tsv"  # every near-copy pair the build tied, to pin with the recipe's near_copies
 REVIEW_COLUMNS = ("path", "source", "named_label", "label", "teacher_scream", "teacher_top", "decision", "why")
 STATE_VERSION = 1
 
@@ -483,6 +487,7 @@ def build(
     view = TeacherView.of(teacher, recipe.teacher.scream_class)
     score_cache = ScoreCache(cache_dir / "teacher", teacher.identity)
     overrides = read_overrides(recipe.overrides_path)
+    pinned = read_near_copies(recipe.near_copies_path)
     reports: list[SourceReport] = []
     clips: list[Clip] = []
     problems = list(recipe.problems)
@@ -508,8 +513,13 @@ def build(
     finally:
         zips.close()
     _audit(clips, recipe, overrides, view.indices[0])
-    duplicates = _group_duplicates(clips, recipe)
+    duplicates = _group_duplicates(clips, recipe, pinned)
+    for a, b, cosine in duplicates.unpinned_borderline:
+        progress(f"near-copies: {a} and {b} (cosine {cosine:.5f}, within the margin) are not pinned: left apart")
+    for a, b, cosine in duplicates.pins_below:
+        progress(f"near-copies: pinned {a} and {b} are at cosine {cosine:.5f} here, below the margin: tied as pinned")
     written, removed, changed = _write_out(out_dir, clips, cache_dir, view, reports, duplicates.label_conflicts)
+    write_near_copies(out_dir / NEAR_COPIES, duplicates.near_pairs)
     result = BuildResult(
         out_dir, clips, reports, duplicates, problems, written, removed, changed, time.monotonic() - started
     )
@@ -587,7 +597,7 @@ def _audit(clips: list[Clip], recipe: Recipe, overrides: dict[str, Override], sc
             )
 
 
-def _group_duplicates(clips: list[Clip], recipe: Recipe) -> DuplicateReport:
+def _group_duplicates(clips: list[Clip], recipe: Recipe, pinned: frozenset[NearPair] | None) -> DuplicateReport:
     if not clips:
         return DuplicateReport()
     groups, report = duplicate_groups(
@@ -598,6 +608,8 @@ def _group_duplicates(clips: list[Clip], recipe: Recipe) -> DuplicateReport:
         sources=[c.candidate.source.name for c in clips],
         labels=[c.verdict.label if c.verdict else "" for c in clips],
         rules=recipe.teacher,
+        paths=[c.path for c in clips],
+        pinned=pinned,
     )
     for clip, group in zip(clips, groups, strict=True):
         clip.group = group
@@ -844,6 +856,14 @@ def _write_summary(result: BuildResult, recipe: Recipe, overrides: dict[str, Ove
         f"within {recipe.teacher.near_duplicate_length:.0%}); {dup.cross_source_clusters} sets span sources; "
         f"{dup.groups_merged} groups merged; {len(dup.label_conflicts)} sets hold both labels.",
     ]
+    if recipe.near_copies:
+        lines += [
+            "",
+            f"Near-copies pinned by `{recipe.near_copies}` (pairs within {recipe.teacher.near_copy_margin:g} of the "
+            f"threshold are copies only when pinned): {len(dup.unpinned_borderline)} unpinned pairs within the "
+            f"margin left apart, {len(dup.pins_below)} pins below it tied as pinned, {dup.pins_unused} pins name "
+            f"clips this build does not hold. Every pair tied is in `{NEAR_COPIES}`.",
+        ]
     skipped = [(r.name, path, why) for r in result.sources for path, why in r.skipped]
     if result.problems or skipped:
         lines += ["", "Left out:", ""]

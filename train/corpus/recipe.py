@@ -39,6 +39,9 @@ class TeacherRules:
     non_scream_below: float = 0.05  # ... and not a scream below this; in between it is left out
     near_duplicate_cosine: float = 0.98  # mean-embedding cosine at or above which clips are one sound
     near_duplicate_length: float = 0.10  # ... when their lengths differ by at most this share
+    # With pinned near-copies (the recipe's `near_copies`): pairs within this of the threshold are
+    # copies only when pinned (the teacher's float embeddings differ this little between CPUs).
+    near_copy_margin: float = 0.001
 
     def check(self) -> None:
         if not 0 < self.non_scream_below < self.scream_at < 1:
@@ -49,6 +52,8 @@ class TeacherRules:
             raise RecipeError(f"teacher.near_duplicate_cosine must be in (0, 1], got {self.near_duplicate_cosine}")
         if not 0 <= self.near_duplicate_length < 1:
             raise RecipeError(f"teacher.near_duplicate_length must be in [0, 1), got {self.near_duplicate_length}")
+        if not 0 <= self.near_copy_margin < 0.05:
+            raise RecipeError(f"teacher.near_copy_margin must be in [0, 0.05), got {self.near_copy_margin}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +107,7 @@ class Recipe:
     path: Path
     excerpt_max_s: float = 30.0
     overrides: str = ""  # TSV beside the recipe: path, label (scream | non_scream | exclude), reason
+    near_copies: str = ""  # TSV beside the recipe: the near-copies a reference build tied (path_a, path_b, cosine)
     teacher: TeacherRules = field(default_factory=TeacherRules)
     sources: tuple[Source, ...] = ()
     problems: tuple[tuple[str, str], ...] = ()  # (source name, why it was left out)
@@ -109,6 +115,10 @@ class Recipe:
     @property
     def overrides_path(self) -> Path | None:
         return (self.path.parent / self.overrides) if self.overrides else None
+
+    @property
+    def near_copies_path(self) -> Path | None:
+        return (self.path.parent / self.near_copies) if self.near_copies else None
 
 
 def _take(table: dict[str, Any], allowed: dict[str, type | tuple[type, ...]], where: str) -> dict[str, Any]:
@@ -203,7 +213,14 @@ def load_recipe(path: str | Path) -> Recipe:
         raise RecipeError(f"{recipe_path}: not valid TOML ({exc})") from exc
     top = _take(
         raw,
-        {"name": str, "excerpt_max_s": (int, float), "overrides": str, "teacher": dict, "source": list},
+        {
+            "name": str,
+            "excerpt_max_s": (int, float),
+            "overrides": str,
+            "near_copies": str,
+            "teacher": dict,
+            "source": list,
+        },
         str(recipe_path),
     )
     if not top.get("name"):
@@ -217,6 +234,7 @@ def load_recipe(path: str | Path) -> Recipe:
             "non_scream_below": (int, float),
             "near_duplicate_cosine": (int, float),
             "near_duplicate_length": (int, float),
+            "near_copy_margin": (int, float),
         },
         "teacher",
     )
@@ -242,6 +260,7 @@ def load_recipe(path: str | Path) -> Recipe:
         path=recipe_path,
         excerpt_max_s=excerpt_max_s,
         overrides=top.get("overrides", ""),
+        near_copies=top.get("near_copies", ""),
         teacher=teacher,
         sources=tuple(sources),
         problems=tuple(problems),
