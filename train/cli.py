@@ -176,6 +176,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         baseline=args.baseline,
         level_spread_db=args.level_spread,
         hop_ms=args.hop_ms,
+        jobs=args.jobs,
     )
     return EXIT_OK
 
@@ -584,6 +585,13 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
         metavar="DIR",
         help="the --out of another crossval on the same data and folds (another recipe): each pooled "
         "metric's difference with a paired 95%% interval",
+    )
+    cv.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help="train the fold models still to train this many at once, each in its own process with its share "
+        "of the cores, then evaluate them in order (default 1: one after another)",
     )
     _add_recipe_arguments(cv)
     cv.set_defaults(func=cmd_crossval)

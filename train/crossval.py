@@ -13,15 +13,18 @@ hour and false alarms per hour at recall 0.8, pooled over the folds with interva
 (train/scenes.py `curve_headline`); window and clip ranking metrics follow.
 
 Fold models already in the output folder with the same recipe are reused, so an interrupted run
-resumes where it stopped.
+resumes where it stopped. With `jobs` > 1 the fold models still to train are trained first, that many
+at once in their own processes (each with its share of the cores), and then evaluated in order.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import time
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -113,6 +116,37 @@ def reusable(model: Path, config: TrainConfig, test_clips: list[Clip], base: Pat
     return trained_recipe(model) == recipe_fields(config) and tests_fold(model, test_clips, base)
 
 
+def _limit_threads(threads: int) -> None:
+    """A fold-training worker's start: TensorFlow runs its ops on `threads` cores."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def _train_fold(data: str, out: str, config: TrainConfig) -> str:
+    train(data, out, config=config)
+    return out
+
+
+def train_in_parallel(data: str, out: Path, configs: list[TrainConfig], jobs: int) -> None:
+    """Train the fold models of `configs` (each to out/fold-K), `jobs` at once, each in a fresh
+    process with cpu_count // jobs TensorFlow threads. One fold's failure is raised after the others
+    finish (their models stay, so the run resumes from them)."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    _log(f"== training folds {', '.join(str(c.fold + 1) for c in configs)}: {jobs} at once, {threads} thread(s) each")
+    context = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_limit_threads, initargs=(threads,)) as pool:
+        futures = [pool.submit(_train_fold, str(data), str(out / f"fold-{c.fold}"), c) for c in configs]
+        errors = [f.exception() for f in futures]
+    failed = [(c.fold, e) for c, e in zip(configs, errors, strict=True) if e is not None]
+    if failed:
+        fold, error = failed[0]
+        raise RuntimeError(
+            f"training fold {fold + 1} failed ({len(failed)} of {len(configs)} failed): {error}"
+        ) from error
+
+
 def check_baseline(baseline: Path, parts: list[list[Clip]], base: Path) -> dict[str, Any]:
     """Refuse, before any training, a baseline folder without a fold model testing each fold as the
     data set deals it now; return the baseline's recipe (its first fold model's)."""
@@ -199,6 +233,7 @@ def crossval(
     baseline: str | os.PathLike[str] | None = None,
     level_spread_db: float | None = None,
     hop_ms: int = 0,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Train and evaluate `folds` fold models; writes report.md and report.json to `out_dir`.
 
@@ -212,7 +247,10 @@ def crossval(
 
     `hop_ms` > 0: every fold's streams and scenes (the baseline's too) are decided as `listen` decides
     with `[detector] hop_ms` set to it (`scream evaluate --hop-ms`); the fold models are the same, so
-    a finished run evaluated again at another hop trains nothing."""
+    a finished run evaluated again at another hop trains nothing.
+
+    `jobs` > 1: the fold models still to train are trained that many at once first (train_in_parallel);
+    the same recipe and seeds, though TensorFlow's sums on fewer threads may differ in the last bits."""
     config = config or TrainConfig()
     if level_spread_db is None:
         level_spread_db = LEVEL_SPREAD_DB if config.split_by == "source" else 0.0
@@ -226,11 +264,15 @@ def crossval(
     parts = deal(dataset.clips, folds, seed=config.effective_split_seed)
     base_dir = Path(baseline) if baseline else None
     base_recipe = check_baseline(base_dir, parts, dataset.base) if base_dir else None
+    configs = [replace(config, folds=folds, fold=k) for k in range(folds)]
+    missing = [c for c in configs if not reusable(out / f"fold-{c.fold}.tflite", c, parts[c.fold], dataset.base)]
+    if jobs > 1 and len(missing) > 1:
+        train_in_parallel(str(data), out, missing, min(jobs, len(missing)))
     results = [
         run_fold(
             data,
             out,
-            replace(config, folds=folds, fold=k),
+            configs[k],
             parts[k],
             dataset.base,
             scenes=scenes,
