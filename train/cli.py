@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.cli import EXIT_OK, EXIT_SOME_FAILED, positive_int, require_extra
+from train.model import HEADS
 
 
 def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -23,6 +24,7 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     given = (
         ("members", args.members),
         ("width", args.width),
+        ("head", args.head),
         ("window_frames", args.window_frames),
         ("onset_window_fraction", args.onset_fraction),
     )
@@ -395,6 +397,14 @@ def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--width", type=positive_int, help="channels of the first convolution; later blocks use 2x and 4x"
+    )
+    parser.add_argument(
+        "--head",
+        choices=HEADS,
+        help="how the last feature map is pooled before the scream unit: 'global' (the mean over time and "
+        "frequency, the default), 'frequency' (the mean over time, mel regions kept apart) or 'mean-max' "
+        "(the mean over frequency, then the mean plus the maximum over time, so a sound filling part of the "
+        "window is not diluted; train/model.py)",
     )
     parser.add_argument(
         "--window-frames",

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# How the last feature map is pooled before the scream unit (build_model's `head`).
+HEADS = ("global", "frequency", "mean-max")
+
 
 def build_model(
     *,
@@ -23,14 +26,17 @@ def build_model(
 
     `head` "global" averages the last feature map over time and frequency; "frequency" averages over
     time only and keeps each mel region apart, so the classifier knows where in the spectrum (how
-    high) a sound is, not only what its local texture looks like.
+    high) a sound is, not only what its local texture looks like; "mean-max" averages over frequency,
+    then adds the mean and the maximum over time (as PANNs' audio taggers pool): a sound that fills
+    only part of the window (a scream that has just begun) still reaches its full strength in the
+    maximum, where the global mean dilutes it with the background before it.
 
     `distill_dim` > 0 adds a second output, "teacher", trained towards the teacher's view of the same
     audio (train/distill.py): for `distill_target` "embedding" a unit-length `distill_dim`-d
     projection of the pooled features, for "scores" `distill_dim` sigmoids (one per teacher class).
     `scream_only` drops it again for export and ensembles."""
-    if head not in ("global", "frequency"):
-        raise ValueError(f"unknown model head {head!r}: expected 'global' or 'frequency'")
+    if head not in HEADS:
+        raise ValueError(f"unknown model head {head!r}: expected one of {', '.join(map(repr, HEADS))}")
     import keras
     from keras import layers
 
@@ -50,6 +56,13 @@ def build_model(
         x = layers.ReLU(6.0)(x)
     if head == "global":
         x = layers.GlobalAveragePooling2D()(x)
+    elif head == "mean-max":
+        # Pooling layers, not reductions: int8 TFLite runs them as AVERAGE_POOL_2D, MAX_POOL_2D and ADD.
+        x = layers.AveragePooling2D(pool_size=(1, x.shape[2]))(x)
+        x = layers.Add()(
+            [layers.AveragePooling2D(pool_size=(x.shape[1], 1))(x), layers.MaxPooling2D(pool_size=(x.shape[1], 1))(x)]
+        )
+        x = layers.Flatten()(x)
     else:
         x = layers.AveragePooling2D(pool_size=(x.shape[1], 1))(x)
         x = layers.Flatten()(x)

@@ -39,7 +39,7 @@ class TrainConfig:
     steps_per_epoch: int = 100
     batch_size: int = 64
     width: int = 16
-    head: str = "global"  # "frequency": keep mel position in the classifier head (train/model.py)
+    head: str = "global"  # how the last feature map is pooled: train/model.py HEADS
     members: int = 3  # > 1: train this many networks (seeds seed, seed+1, ...) and ship their average
     learning_rate: float = 2e-3
     early_stopping_patience: int = 8

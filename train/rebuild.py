@@ -23,6 +23,7 @@ from edge.errors import ScreamError
 
 ACTIVATIONS = {0: None, 1: "relu", 3: "relu6"}
 PADDING = {0: "same", 1: "valid"}
+SHAPE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK")  # what computes a RESHAPE's target from the batch size
 
 
 class RebuildError(ScreamError, ValueError):
@@ -61,6 +62,7 @@ def rebuild(path: str | Path) -> Any:
     shape = tuple(int(d) for d in graph.tensors[input_index].shape)
     inputs = keras.Input(shape=shape[1:], name="logmel")
     values: dict[int, Any] = {int(input_index): inputs}
+    shape_values: set[int] = set()
 
     def activation(x: Any, code: int) -> Any:
         if code not in ACTIVATIONS:
@@ -74,6 +76,14 @@ def rebuild(path: str | Path) -> Any:
         ins = [int(i) for i in op.inputs]
         (out,) = (int(i) for i in op.outputs)
         options = op.builtinOptions
+        if name in SHAPE_OPS:
+            # Shape arithmetic (a Flatten or Reshape over a dynamic batch computes its target shape);
+            # RESHAPE takes the target from its output tensor's static shape instead.
+            shape_values.add(out)
+            continue
+        data = ins[:1] if name == "RESHAPE" else [i for i in ins if i >= 0]
+        if shape_values.intersection(data):
+            raise RebuildError(f"{path}: operator {number} ({name}) computes with a tensor's shape")
         if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             weights, bias = constant(ins[1]), constant(ins[2]) if len(ins) > 2 and ins[2] >= 0 else None
             if weights is None or options.dilationHFactor != 1 or options.dilationWFactor != 1:
@@ -113,6 +123,14 @@ def rebuild(path: str | Path) -> Any:
             values[out] = layers.Lambda(
                 lambda t, axis=axis, keep=bool(options.keepDims): keras.ops.mean(t, axis=axis, keepdims=keep)
             )(values[ins[0]])
+        elif name in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+            pooling = layers.AveragePooling2D if name == "AVERAGE_POOL_2D" else layers.MaxPooling2D
+            y = pooling(
+                pool_size=(int(options.filterHeight), int(options.filterWidth)),
+                strides=(int(options.strideH), int(options.strideW)),
+                padding=PADDING[int(options.padding)],
+            )(values[ins[0]])
+            values[out] = activation(y, int(options.fusedActivationFunction))
         elif name == "LOGISTIC":
             values[out] = layers.Activation("sigmoid")(values[ins[0]])
         elif name in ("ADD", "MUL"):

@@ -323,17 +323,20 @@ TARGETS = (
 )
 
 
+_POOLING_TEXT = {
+    "global": "global average pooling",
+    "frequency": "average pooling over time, a dense layer over the mel regions",
+    "mean-max": "average pooling over frequency, then the mean plus the maximum over time",
+}
+
+
 def _network_text(config: dict[str, Any], temperature: float = 1.0) -> str:
     unit = "one sigmoid unit" + (
         f" (its logit divided by {temperature:g} at export, so int8 resolves the top scores)" if temperature > 1 else ""
     )
     one = (
         f"one 3x3 convolution and four depthwise-separable blocks (width {config.get('width')}), "
-        + (
-            "average pooling over time, a dense layer over the mel regions"
-            if config.get("head") == "frequency"
-            else "global average pooling"
-        )
+        + _POOLING_TEXT.get(str(config.get("head", "global")), "global average pooling")
         + f", {unit}"
     )
     members = int(config.get("members", 1))

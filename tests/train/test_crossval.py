@@ -364,11 +364,21 @@ def test_recipe_options_reach_the_train_config() -> None:
     assert (changed.onset_window_fraction, changed.distill_weight, changed.distill_target) == (0.6, 20.0, "scores")
     assert (plain.seed, plain.effective_split_seed, plain.window_frames) == (0, 0, 96)
     assert config("--window-frames", "64").window_frames == 64
+    assert (plain.head, config("--head", "mean-max").head, config("--head", "frequency").head) == (
+        "global",
+        "mean-max",
+        "frequency",
+    )
     assert (plain.output_logit_max, config("--output-logit-max", "3").output_logit_max) == (0.0, 3.0)
     again = config("--seed", "1", "--split-seed", "0")
     assert (again.seed, again.effective_split_seed) == (1, 0)
     assert config("--seed", "3").effective_split_seed == 3
-    for wrong in (["--onset-fraction", "1.5"], ["--distill-target", "logits"], ["--window-frames", "8"]):
+    for wrong in (
+        ["--onset-fraction", "1.5"],
+        ["--distill-target", "logits"],
+        ["--window-frames", "8"],
+        ["--head", "attention"],
+    ):
         with pytest.raises(SystemExit):
             config(*wrong)
 

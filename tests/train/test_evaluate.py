@@ -180,7 +180,9 @@ def test_model_card_describes_an_ensemble() -> None:
     text = _network_text({"members": 3, "seed": 0, "width": 16, "head": "global"})
     assert text.startswith("the mean of 3 CNNs trained alike from seeds 0-2") and "(width 16)" in text
     assert _epochs_text([12, 20, 9]) == "12/20/9 epochs (per member)" and _epochs_text(14) == "14 epochs"
-    assert "divided" not in text
+    assert "divided" not in text and "global average pooling" in text
+    pooled = _network_text({"members": 1, "width": 16, "head": "mean-max"})
+    assert "average pooling over frequency, then the mean plus the maximum over time" in pooled
     softened = _network_text({"members": 1, "width": 16, "head": "global"}, 2.5)
     assert softened.endswith("one sigmoid unit (its logit divided by 2.5 at export, so int8 resolves the top scores)")
 

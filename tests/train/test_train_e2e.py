@@ -132,13 +132,24 @@ def test_export_strips_names_and_keeps_the_arithmetic(monkeypatch: pytest.Monkey
     assert len(np.unique(np.concatenate([v.ravel() for v in named_values if v.dtype == np.int8]))) > 50
 
 
-def test_frequency_head_exports_and_metrics_follow_the_final_threshold(tmp_path: Path) -> None:
-    """A model with the frequency head converts to full int8 and runs on the edge; the sidecar's
-    metrics are computed at the operating point's `on`, not at the first threshold."""
+def tflite_ops(path: Path) -> set[str]:
+    """The operators of a TF-Lite file (no delegate, which would hide them)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    return {op["op_name"] for op in interpreter._get_ops_details()}
+
+
+@pytest.mark.parametrize(("head", "pooling_op"), [("frequency", "AVERAGE_POOL_2D"), ("mean-max", "MAX_POOL_2D")])
+def test_other_heads_export_and_metrics_follow_the_final_threshold(head: str, pooling_op: str, tmp_path: Path) -> None:
+    """A model with the frequency or the mean-max head converts to full int8 (its pooling an int8
+    op) and runs on the edge; the sidecar's metrics are computed at the operating point's `on`, not
+    at the first threshold."""
     pytest.importorskip("tensorflow")
     from train.model import build_model
 
-    model = build_model(window_frames=96, mel_bands=40, feature_mean=-8.0, feature_std=3.0, width=4, head="frequency")
+    model = build_model(window_frames=96, mel_bands=40, feature_mean=-8.0, feature_std=3.0, width=4, head=head)
     model.compile(loss="binary_crossentropy")
     windows = np.random.default_rng(1).normal(-8, 3, size=(40, 96, 40)).astype(np.float32)
     seen: list[float] = []
@@ -162,6 +173,8 @@ def test_frequency_head_exports_and_metrics_follow_the_final_threshold(tmp_path:
     classifier = Classifier(tmp_path / "m.tflite")
     assert classifier.input_shape == (96, 40)
     assert 0.0 <= classifier.score(windows[0]) <= 1.0
+    ops = tflite_ops(tmp_path / "m.tflite")
+    assert pooling_op in ops and "MEAN" not in ops and "REDUCE_MAX" not in ops
     with pytest.raises(ValueError, match="unknown model head"):
         build_model(window_frames=96, mel_bands=40, feature_mean=0.0, feature_std=1.0, head="attention")
 
