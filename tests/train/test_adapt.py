@@ -85,20 +85,22 @@ def test_the_rebuilt_network_is_the_float_model(tiny_model: Path) -> None:
         check_rebuild(network, float_path, windows)
 
 
-def test_the_mean_max_head_rebuilds_to_the_float_model(tmp_path: Path) -> None:
-    """The mean-max head's pooling (AVERAGE_POOL_2D, MAX_POOL_2D and ADD in the float file) is rebuilt
-    too, so `scream adapt` can fine-tune a model trained with it."""
+@pytest.mark.parametrize(("head", "pooling"), [("mean-max", {"MaxPooling2D", "Add"}), ("frequency", set())])
+def test_the_other_heads_rebuild_to_the_float_model(head: str, pooling: set[str], tmp_path: Path) -> None:
+    """The mean-max head's pooling (AVERAGE_POOL_2D, MAX_POOL_2D and ADD in the float file) and the
+    frequency head's are rebuilt too, past the shape arithmetic of their Flatten, so `scream adapt`
+    can fine-tune a model trained with either."""
     pytest.importorskip("tensorflow")
     from train.export import convert_float
     from train.model import build_model
     from train.rebuild import check_rebuild, rebuild
 
-    model = build_model(window_frames=96, mel_bands=40, feature_mean=-6.0, feature_std=3.0, width=4, head="mean-max")
+    model = build_model(window_frames=96, mel_bands=40, feature_mean=-6.0, feature_std=3.0, width=4, head=head)
     float_path = tmp_path / "model-float.tflite"
     float_path.write_bytes(convert_float(model))
     network = rebuild(float_path)
     kinds = {type(layer).__name__ for layer in network.layers}
-    assert {"AveragePooling2D", "MaxPooling2D", "Add"} <= kinds
+    assert {"AveragePooling2D", *pooling} <= kinds
     windows = np.random.default_rng(0).normal(-6, 3, size=(32, 96, 40)).astype(np.float32)
     assert check_rebuild(network, float_path, windows) < 1e-5
 
