@@ -130,14 +130,6 @@ def read_near_copies(path: Path | None) -> frozenset[NearPair] | None:
     return frozenset(pairs)
 
 
-def write_near_copies(path: Path, pairs: list[tuple[str, str, float]]) -> None:
-    """DATA/near-copies.tsv: every pair the build tied as near-copies, with its cosine on this machine."""
-    rows = ["path_a\tpath_b\tcosine"] + [f"{a}\t{b}\t{cos:.6f}" for a, b, cos in sorted(pairs)]
-    text = "\n".join(rows) + "\n"
-    if not path.is_file() or path.read_text(encoding="utf-8") != text:  # an unchanged build writes nothing
-        path.write_text(text, encoding="utf-8")
-
-
 @dataclass
 class DuplicateReport:
     exact_clusters: int = 0

@@ -44,7 +44,6 @@ from train.corpus.audit import (
     duplicate_groups,
     read_near_copies,
     read_overrides,
-    write_near_copies,
 )
 from train.corpus.recipe import Recipe, Rule, Source, SourceError, load_recipe
 from train.corpus.teacher import RATE_HZ, ScoreCache, Teacher, TeacherScores, YamnetTeacher
@@ -72,6 +71,7 @@ MANIFEST_COLUMNS = (
     "teacher_top",
 )
 NEAR_COPIES = "near-copies.tsv"  # every near-copy pair the build tied, to pin with the recipe's near_copies
+NEAR_COPY_COLUMNS = ("path_a", "path_b", "cosine")  # what audit.read_near_copies reads back
 REVIEW_COLUMNS = ("path", "source", "named_label", "label", "teacher_scream", "teacher_top", "decision", "why")
 STATE_VERSION = 1
 
@@ -519,7 +519,7 @@ def build(
     for a, b, cosine in duplicates.pins_below:
         progress(f"near-copies: pinned {a} and {b} are at cosine {cosine:.5f} here, below the margin: tied as pinned")
     written, removed, changed = _write_out(out_dir, clips, cache_dir, view, reports, duplicates.label_conflicts)
-    write_near_copies(out_dir / NEAR_COPIES, duplicates.near_pairs)
+    _write_if_changed(out_dir / NEAR_COPIES, near_copies_tsv(duplicates.near_pairs))
     result = BuildResult(
         out_dir, clips, reports, duplicates, problems, written, removed, changed, time.monotonic() - started
     )
@@ -677,6 +677,12 @@ def _tsv(rows: list[dict[str, str]], columns: tuple[str, ...]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+def near_copies_tsv(pairs: list[tuple[str, str, float]]) -> str:
+    """DATA/near-copies.tsv: every pair the build tied as near-copies, with its cosine on this machine."""
+    rows = [dict(zip(NEAR_COPY_COLUMNS, (a, b, f"{cos:.6f}"), strict=True)) for a, b, cos in sorted(pairs)]
+    return _tsv(rows, NEAR_COPY_COLUMNS)
 
 
 def _write_if_changed(path: Path, text: str) -> bool:
