@@ -179,12 +179,17 @@ def run_fold(
     baseline: Path | None = None,
     level_spread_db: float = 0.0,
     hop_ms: int = 0,
+    trained_above: bool = False,
 ) -> FoldResult:
+    """Train fold model `config.fold` unless a reusable one is in `out` (`trained_above`: this run
+    has just trained it, in train_in_parallel), then evaluate it on its test fold."""
     model = out / f"fold-{config.fold}.tflite"
     trained_now = not reusable(model, config, test_clips, base)
     if trained_now:
         _log(f"== fold {config.fold + 1} of {config.folds}: training")
         train(data, model.with_suffix(""), config=config)
+    elif trained_above:
+        _log(f"== fold {config.fold + 1} of {config.folds}: trained above, evaluating {model}")
     else:
         _log(f"== fold {config.fold + 1} of {config.folds}: reusing {model} (same recipe and fold)")
     evaluation = evaluate_with_scores(
@@ -213,7 +218,7 @@ def run_fold(
         clip_labels=np.array([s.clip.is_scream for s in scored]),
         clip_scores=np.array([s.peak for s in scored]),
         clip_groups=np.array([s.clip.group for s in scored], dtype=str),
-        trained_now=trained_now,
+        trained_now=trained_now or trained_above,
         # None also when the baseline cuts other windows (evaluate then pairs clips and scenes only).
         baseline_window_scores=split_windows(base_scored)[1]
         if base_scored and evaluation.report["baseline"]["windows"] is not None
@@ -265,9 +270,12 @@ def crossval(
     base_dir = Path(baseline) if baseline else None
     base_recipe = check_baseline(base_dir, parts, dataset.base) if base_dir else None
     configs = [replace(config, folds=folds, fold=k) for k in range(folds)]
-    missing = [c for c in configs if not reusable(out / f"fold-{c.fold}.tflite", c, parts[c.fold], dataset.base)]
-    if jobs > 1 and len(missing) > 1:
-        train_in_parallel(str(data), out, missing, min(jobs, len(missing)))
+    trained_above: set[int] = set()
+    if jobs > 1:
+        missing = [c for c in configs if not reusable(out / f"fold-{c.fold}.tflite", c, parts[c.fold], dataset.base)]
+        if len(missing) > 1:
+            train_in_parallel(str(data), out, missing, min(jobs, len(missing)))
+            trained_above = {c.fold for c in missing}
     results = [
         run_fold(
             data,
@@ -280,6 +288,7 @@ def crossval(
             baseline=base_dir,
             level_spread_db=level_spread_db,
             hop_ms=hop_ms,
+            trained_above=k in trained_above,
         )
         for k in range(folds)
     ]

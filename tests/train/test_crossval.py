@@ -473,8 +473,10 @@ def test_crossval_by_source_keeps_every_source_on_one_side(tmp_path: Path, capsy
     config = small_recipe(tmp_path / "cache", epochs=4, steps=10, split_by="source")
     # Two fold models trained at once in their own processes, the third after; then all evaluated.
     report = crossval(data / "manifest.tsv", tmp_path / "cv", folds=3, config=config, scenes=1, jobs=2)
-    assert "training folds 1, 2, 3: 2 at once" in capsys.readouterr().out
-    assert all(r["trained_this_run"] is False for r in report["fold_rows"])  # the evaluation reused them
+    log = capsys.readouterr().out
+    assert "training folds 1, 2, 3: 2 at once" in log and "fold 3 of 3: trained above" in log and "reusing" not in log
+    assert all(r["trained_this_run"] is True for r in report["fold_rows"])  # trained by this run, in parallel
+    assert "in which 3 of the 3 were trained" in (tmp_path / "cv" / "report.md").read_text()
     for k in range(3):
         trained = json.loads((tmp_path / "cv" / f"fold-{k}.json").read_text())["training"]["config"]
         assert (trained["fold"], trained["folds"], trained["split_by"]) == (k, 3, "source")
