@@ -283,6 +283,11 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
         raise
 
 
+def cache_directory(directory: str | os.PathLike[str] | None) -> Path:
+    """`--cache`'s folder, or, when none is given (None or ""), the one every command shares."""
+    return Path(directory) if directory else Path.home() / ".cache" / "scream-detector" / "waves"
+
+
 class WaveformCache:
     """Decoded clips at the model rate, cached on disk as .npy so epochs never decode again."""
 
@@ -295,7 +300,7 @@ class WaveformCache:
     def at(cls, directory: str | os.PathLike[str] | None, rate_hz: int) -> WaveformCache:
         """The cache in `directory`, or, when none is given (None or ""), the one every command
         shares: ~/.cache/scream-detector/waves."""
-        return cls(directory or Path.home() / ".cache" / "scream-detector" / "waves", rate_hz)
+        return cls(cache_directory(directory), rate_hz)
 
     def _key(self, path: Path) -> Path:
         stat = path.stat()

@@ -21,6 +21,7 @@ recipe's. The teacher runs at training time only; edge/ never imports this modul
 from __future__ import annotations
 
 import collections
+import hashlib
 import itertools
 import json
 import os
@@ -42,7 +43,7 @@ from train import metrics
 from train.augment import mix_at_snr
 from train.corpus.teacher import WINDOW_SAMPLES, Teacher, clip_windows
 from train.crossval import tests_fold
-from train.data import Clip, DataError, Dataset, WaveformCache, load_dataset
+from train.data import Clip, DataError, Dataset, WaveformCache, cache_directory, load_dataset, write_atomically
 from train.evaluate import restrict_to_split, score_clips
 from train.scenes import (
     FALSE_ALARM_BUDGETS,
@@ -107,6 +108,11 @@ def window_grid(audio: FloatArray, features: FeatureParams, window_frames: int, 
     return [w for chunk in chunked(audio, rate // 10) for w in scorer.push(chunk)] + scorer.flush()
 
 
+def window_store(cache_dir: str | os.PathLike[str] | None) -> Path:
+    """Where the teacher's windows are kept: beside the waveform cache (`--cache`, or its default)."""
+    return cache_directory(cache_dir) / "teacher-windows"
+
+
 def excerpt(audio: FloatArray, start: int, length: int = WINDOW_SAMPLES) -> FloatArray:
     """`length` samples from `start`, silence past the end."""
     out = np.zeros(length, dtype=np.float32)
@@ -131,17 +137,37 @@ class Head:
 
 class TeacherWindows:
     """The teacher's scream score and embedding of single windows, and of clips window by window
-    (clips are cached by path: a clip is train, validation or test in several folds)."""
+    (clips are cached by path: a clip is train, validation or test in several folds).
 
-    def __init__(self, teacher: Teacher) -> None:
+    With a `store` folder, each batch of windows is also kept on disk by the sha1 of its samples and
+    the teacher's identity, so a second run over the same folds and scenes (another head, other
+    attempts) reads what the first one scored instead of running the teacher again."""
+
+    def __init__(self, teacher: Teacher, store: str | os.PathLike[str] | None = None) -> None:
         self.teacher = teacher
         if SCREAM_CLASS not in teacher.class_names:
             raise DataError(f"the teacher has no class {SCREAM_CLASS!r}")
         self.scream_index = teacher.class_names.index(SCREAM_CLASS)
         self._clips: dict[Path, tuple[npt.NDArray[np.float64], FloatArray, npt.NDArray[np.float64]]] = {}
+        self._store = (
+            Path(store) / hashlib.sha1(teacher.identity.encode()).hexdigest()[:12] if store is not None else None
+        )
+        if self._store is not None:
+            self._store.mkdir(parents=True, exist_ok=True)
         self.windows_scored = 0
+        self.windows_read = 0
 
     def windows(self, excerpts: list[FloatArray]) -> tuple[npt.NDArray[np.float64], FloatArray]:
+        path = self._stored(excerpts)
+        if path is not None and path.exists():
+            try:
+                with np.load(path) as data:
+                    scores, stacked = data["scores"], data["embeddings"]
+                if scores.shape == (len(excerpts),) and stacked.shape[0] == len(excerpts):
+                    self.windows_read += len(excerpts)
+                    return scores.astype(np.float64), stacked.astype(np.float32)
+            except (OSError, ValueError, KeyError):
+                pass  # a torn file is scored again
         scores, embeddings = [], []
         for x in excerpts:
             result = self.teacher.analyse(x)
@@ -149,7 +175,19 @@ class TeacherWindows:
             embeddings.append(result.embedding)
         self.windows_scored += len(excerpts)
         dim = embeddings[0].size if embeddings else 0
-        return np.array(scores), np.array(embeddings, dtype=np.float32).reshape(len(excerpts), dim)
+        out = np.array(scores), np.array(embeddings, dtype=np.float32).reshape(len(excerpts), dim)
+        if path is not None:
+            write_atomically(path, lambda f: np.savez(f, scores=out[0], embeddings=out[1]))
+        return out
+
+    def _stored(self, excerpts: list[FloatArray]) -> Path | None:
+        if self._store is None or not excerpts:
+            return None
+        digest = hashlib.sha1()
+        for x in excerpts:
+            digest.update(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+            digest.update(b"|")
+        return self._store / f"{digest.hexdigest()}.npz"
 
     def clip(self, clip: Clip, wave: FloatArray) -> tuple[npt.NDArray[np.float64], FloatArray, npt.NDArray[np.float64]]:
         """Per teacher window of the clip: scream score, embedding, loudness (dB, RMS)."""
@@ -612,7 +650,8 @@ def teacher_row(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(data)
-    windows = TeacherWindows(teacher)
+    # The teacher's windows are kept beside the waveforms: the same folds scored again read them.
+    windows = TeacherWindows(teacher, store=window_store(cache_dir))
     rng = np.random.default_rng(settings["seed"])
     cache: WaveformCache | None = None
     curves: dict[str, list[dict[str, Any]]] = {row: [] for row in (*ROWS, RECIPE, *CASCADES)}
@@ -705,6 +744,7 @@ def teacher_row(
         "losses": {n: {f"{b:g}": losses_summary(by_budget[b]) for b in by_budget} for n, by_budget in losses.items()},
         "folds": folds,
         "windows_scored": windows.windows_scored,
+        "windows_read": windows.windows_read,
         "seconds": round(time.monotonic() - started, 1),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -888,7 +928,8 @@ def teacher_row_markdown(report: dict[str, Any]) -> str:
             if report.get("attempts", 1) > 1
             else []
         ),
-        f"{report['windows_scored']} teacher windows in {report['seconds']:.0f} s.",
+        f"{report['windows_scored']} teacher windows scored ({report.get('windows_read', 0)} more read from the "
+        f"cache) in {report['seconds']:.0f} s.",
         "",
     ]
     lines += _losses_lines(report)

@@ -184,7 +184,14 @@ def test_the_teacher_row_rebuilds_the_crossvals_scenes_and_pairs_with_its_recipe
     assert report["rows"]["yamnet-head"]["clip_roc_auc"] > 0.9
     assert [f["fold"] for f in report["folds"]] == [0, 1, 2]
     assert all(f["head_c"] in (0.01, 0.1, 1.0) and len(f["head_validation_pr_auc"]) == 3 for f in report["folds"])
-    assert report["windows_scored"] == teacher.windows > 0
+    assert report["windows_scored"] == teacher.windows and report["windows_scored"] + report["windows_read"] > 0
+    # Run again (another head, other attempts would do the same): the teacher's windows are read from
+    # beside the waveform cache, nothing is scored twice, and every row comes out the same.
+    again_teacher = PitchTeacher()
+    again = teacher_row(cv, manifest, tmp_path / "again", again_teacher, cache_dir=str(cache))
+    assert again_teacher.windows == again["windows_scored"] == 0
+    assert again["windows_read"] == report["windows_scored"] + report["windows_read"]
+    assert again["rows"] == report["rows"] and again["losses"] == report["losses"]
     written = json.loads((tmp_path / "out" / "report.json").read_text())
     assert written["rows"]["yamnet-head"]["headline"] == report["rows"]["yamnet-head"]["headline"]
     markdown = (tmp_path / "out" / "report.md").read_text()
@@ -253,6 +260,37 @@ def test_a_clip_is_scored_by_the_teacher_once_however_many_folds_use_it(
     first = windows.clip(clip, wave)
     again = windows.clip(clip, wave)
     assert teacher.windows == len(clip_windows(wave)) and all(a is b for a, b in zip(first, again, strict=True))
+
+
+def test_the_teachers_windows_are_kept_by_their_samples_and_the_teachers_identity(tmp_path: Path) -> None:
+    from train.teacher_row import TeacherWindows
+
+    rng = np.random.default_rng(3)
+    batch = [rng.standard_normal(WINDOW_SAMPLES).astype(np.float32) * 0.1 for _ in range(3)]
+    teacher = PitchTeacher()
+    scores, embeddings = TeacherWindows(teacher, store=tmp_path).windows(batch)
+    assert teacher.windows == 3
+    reader = TeacherWindows(teacher, store=tmp_path)
+    read_scores, read_embeddings = reader.windows(batch)
+    assert teacher.windows == 3 and reader.windows_read == 3 and reader.windows_scored == 0
+    np.testing.assert_array_equal(read_scores, scores)
+    np.testing.assert_array_equal(read_embeddings, embeddings)
+    # Other samples (one changed by a step too small to see) or another teacher are scored anew.
+    nudged = [batch[0], batch[1], np.nextafter(batch[2], np.float32(1))]
+    reader.windows(nudged)
+    assert teacher.windows == 6
+    other = PitchTeacher()
+    other.identity = "pitch-teacher:2"
+    TeacherWindows(other, store=tmp_path).windows(batch)
+    assert other.windows == 3
+    # A torn file is scored again and replaced.
+    for path in tmp_path.rglob("*.npz"):
+        path.write_bytes(b"torn")
+    fresh = PitchTeacher()
+    again = TeacherWindows(fresh, store=tmp_path)
+    np.testing.assert_array_equal(again.windows(batch)[1], embeddings)
+    assert fresh.windows == 3 and again.windows_read == 0
+    assert TeacherWindows(fresh, store=tmp_path).windows(batch)[0].tolist() == scores.tolist() and fresh.windows == 3
 
 
 def test_a_crossval_folder_that_does_not_fit_the_data_is_refused(
