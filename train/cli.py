@@ -220,6 +220,8 @@ def cmd_teacher_row(args: argparse.Namespace) -> int:
         head_c=_head_c(args),
         patience=_patience(args),
         attempts=args.attempts,
+        head_kind=args.head_kind,
+        head_screams=args.head_screams,
     )
     return EXIT_OK
 
@@ -643,8 +645,25 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     tr.add_argument("--data", required=True, help="the data set that crossval ran on")
     tr.add_argument("--teacher", required=True, metavar="DIR", help="YAMNet TF-Lite folder (../shared/models/yamnet)")
     tr.add_argument("--out", required=True, help="folder for report.md and report.json")
-    tr.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
+    tr.add_argument(
+        "--cache",
+        help="folder for decoded audio and, in its teacher-windows/, the teacher's scored windows "
+        "(default ~/.cache/scream-detector/waves)",
+    )
     _head_c_argument(tr)
+    tr.add_argument(
+        "--head-kind",
+        choices=("logistic", "mlp"),
+        default="logistic",
+        help="the head on the teacher's embedding: logistic regression, or one hidden layer of 32 rectified units",
+    )
+    tr.add_argument(
+        "--head-screams",
+        choices=("audited", "all"),
+        default="audited",
+        help="fit the head on the fold's train screams as its splits file names them (audited), or with the "
+        "screams the crossval's --min-teacher-scream left out put back (all)",
+    )
     _patience_argument(tr, "decide every row with K of N windows at or above `on`, not each fold model's own patience")
     _attempts_argument(tr)
     tr.set_defaults(func=cmd_teacher_row)

@@ -43,7 +43,16 @@ from train import metrics
 from train.augment import mix_at_snr
 from train.corpus.teacher import WINDOW_SAMPLES, Teacher, clip_windows
 from train.crossval import tests_fold
-from train.data import Clip, DataError, Dataset, WaveformCache, cache_directory, load_dataset, write_atomically
+from train.data import (
+    Clip,
+    DataError,
+    Dataset,
+    WaveformCache,
+    cache_directory,
+    load_dataset,
+    regroup,
+    write_atomically,
+)
 from train.evaluate import restrict_to_split, score_clips
 from train.scenes import (
     FALSE_ALARM_BUDGETS,
@@ -64,6 +73,7 @@ from train.scenes import (
     stream_and_scene,
     within_budget,
 )
+from train.splits import fold_splits
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -133,6 +143,31 @@ class Head:
         from scipy.special import expit
 
         return np.asarray(expit(embeddings.astype(np.float64) @ self.coef + self.intercept), dtype=np.float64)
+
+
+@dataclass
+class MlpHead:
+    """One hidden layer of rectified units on unit-length teacher embeddings, then a logistic unit."""
+
+    w1: npt.NDArray[np.float64]  # [dim, hidden]
+    b1: npt.NDArray[np.float64]  # [hidden]
+    w2: npt.NDArray[np.float64]  # [hidden]
+    b2: float
+    c: float
+
+    def score(self, embeddings: FloatArray) -> npt.NDArray[np.float64]:
+        from scipy.special import expit
+
+        hidden = np.maximum(embeddings.astype(np.float64) @ self.w1 + self.b1, 0.0)
+        return np.asarray(expit(hidden @ self.w2 + self.b2), dtype=np.float64)
+
+
+AnyHead = Head | MlpHead
+HEAD_KINDS = ("logistic", "mlp")
+MLP_HIDDEN = 32
+# The screams the teacher's head is fitted on: the fold's train split as its splits file names it
+# ("audited": without the screams `--min-teacher-scream` left out), or with them put back ("all").
+HEAD_SCREAMS = ("audited", "all")
 
 
 class TeacherWindows:
@@ -283,16 +318,53 @@ def fit_logistic(x: FloatArray, y: npt.NDArray[np.bool_], c: float) -> Head:
     return Head(result.x[:-1], float(result.x[-1]), c)
 
 
+def fit_mlp(x: FloatArray, y: npt.NDArray[np.bool_], c: float, hidden: int = MLP_HIDDEN, seed: int = 0) -> MlpHead:
+    """The logistic objective of `fit_logistic` through one hidden rectified layer (L2 on both weight
+    layers, biases unpenalised), by L-BFGS from a seeded start."""
+    from scipy.optimize import minimize
+    from scipy.special import expit
+
+    data = x.astype(np.float64)
+    dim = data.shape[1]
+    target = y.astype(np.float64)
+    weight = np.where(y, y.size / (2.0 * max(int(y.sum()), 1)), y.size / (2.0 * max(int((~y).sum()), 1)))
+    sizes = (dim * hidden, hidden, hidden, 1)
+    cuts = np.cumsum(sizes)[:-1]
+
+    def objective(params: npt.NDArray[np.float64]) -> tuple[float, npt.NDArray[np.float64]]:
+        w1, b1, w2, b2 = np.split(params, cuts)
+        w1 = w1.reshape(dim, hidden)
+        pre = data @ w1 + b1
+        active = np.maximum(pre, 0.0)
+        z = active @ w2 + b2[0]
+        loss = c * float(np.sum(weight * (np.logaddexp(0.0, z) - target * z))) + 0.5 * float(np.sum(w1 * w1) + w2 @ w2)
+        g = c * weight * (expit(z) - target)
+        back = np.outer(g, w2) * (pre > 0)
+        grad = (data.T @ back + w1, back.sum(axis=0), active.T @ g + w2, np.array([g.sum()]))
+        return loss, np.concatenate([part.ravel() for part in grad])
+
+    rng = np.random.default_rng(seed)
+    start = np.concatenate(
+        [rng.standard_normal(dim * hidden), np.zeros(hidden), rng.standard_normal(hidden) / np.sqrt(hidden), [0.0]]
+    )
+    result = minimize(objective, start, jac=True, method="L-BFGS-B", options={"maxiter": 500, "ftol": 1e-12})
+    w1, b1, w2, b2 = np.split(result.x, cuts)
+    return MlpHead(w1.reshape(dim, hidden), b1, w2, float(b2[0]), c)
+
+
 def fit_head(
     train: tuple[FloatArray, npt.NDArray[np.bool_]],
     validation: tuple[FloatArray, npt.NDArray[np.bool_]],
     strengths: tuple[float, ...] = HEAD_C,
-) -> tuple[Head, dict[str, float]]:
-    """The head of `strengths` (inverse L2 strengths) with the best validation window PR AUC."""
-    best: tuple[float, Head] | None = None
+    kind: str = "logistic",
+) -> tuple[AnyHead, dict[str, float]]:
+    """The head of `kind` and `strengths` (inverse L2 strengths) with the best validation window PR AUC."""
+    if kind not in HEAD_KINDS:
+        raise ValueError(f"head kind must be one of {', '.join(HEAD_KINDS)}, got {kind!r}")
+    best: tuple[float, AnyHead] | None = None
     tried = {}
     for c in strengths:
-        head = fit_logistic(train[0], train[1], c)
+        head: AnyHead = fit_logistic(train[0], train[1], c) if kind == "logistic" else fit_mlp(train[0], train[1], c)
         pr_auc = metrics.average_precision(validation[1], head.score(validation[0]))
         tried[f"{c:g}"] = round(pr_auc, 4)
         if best is None or pr_auc > best[0]:
@@ -304,7 +376,7 @@ def fit_head(
 
 def score_scene(
     windows: TeacherWindows,
-    head: Head,
+    head: AnyHead,
     audio: FloatArray,
     features: FeatureParams,
     window_frames: int,
@@ -586,6 +658,7 @@ def crossval_settings(crossval_dir: Path) -> dict[str, Any]:
             "scenes": int(report["scenes_per_fold"]),
             "level_spread_db": float(report.get("level_spread_db", 0.0)),
             "split_by": str(report.get("split_by", "group")),
+            "split_seed": int(report.get("split_seed", report["seed"])),
             "headline": report.get("headline"),
         }
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -608,6 +681,26 @@ def fold_model(
     if "test" in clips and not tests_fold(model, clips["test"], dataset.base):
         raise DataError(f"{source}: fold-{k} tests clips that are not in {dataset.base}")
     return classifier, clips
+
+
+def audit_left_out(dataset: Dataset, settings: dict[str, Any], k: int, split: dict[str, list[Clip]]) -> list[Clip]:
+    """Fold `k`'s train screams that the crossval's audit (`--min-teacher-scream`) left out of its
+    splits file: the fold dealt again as the crossval dealt it, less every clip the file names. Refused
+    when the deal does not give the file's test split (other data, or another dealer)."""
+    dealt = fold_splits(
+        regroup(dataset, settings["split_by"]).clips,
+        settings["folds"],
+        k,
+        seed=settings["split_seed"],
+        balance_screams=settings["split_by"] == "source",
+    )
+    named = {c.path.resolve() for clips in split.values() for c in clips}
+    if {c.path.resolve() for c in dealt["test"]} != {c.path.resolve() for c in split["test"]}:
+        raise DataError(f"fold {k} dealt again does not test the clips its splits file names")
+    extra = [c for c in dealt["train"] if c.path.resolve() not in named]
+    if any(not c.is_scream for c in extra):
+        raise DataError(f"fold {k} dealt again trains on non-screams its splits file does not name")
+    return extra
 
 
 class RebuiltScene(NamedTuple):
@@ -639,12 +732,16 @@ def teacher_row(
     head_c: tuple[float, ...] = HEAD_C,
     patience: tuple[int, int] | None = None,
     attempts: int = 1,
+    head_kind: str = "logistic",
+    head_screams: str = "audited",
 ) -> dict[str, Any]:
     """Measure the teacher on `crossval_dir`'s folds and scenes; writes report.json and report.md.
     `patience` (k, n) decides every row, the fold models' too, with k of n windows instead of each
     fold model's own (what a site's `[detector] patience_windows/patience_of` does). `attempts`: the
     cascades judge a vetoed candidate again up to that many verdicts (`[verifier] attempts`)."""
     started = time.monotonic()
+    if head_screams not in HEAD_SCREAMS:
+        raise ValueError(f"head_screams must be one of {', '.join(HEAD_SCREAMS)}, got {head_screams!r}")
     source = Path(crossval_dir)
     settings = crossval_settings(source)
     out = Path(out_dir)
@@ -670,10 +767,12 @@ def teacher_row(
         cache = cache or WaveformCache.at(cache_dir, features.sample_rate_hz)
         test_waves = [cache.load(c.path) for c in split["test"]]
         _log(f"== fold {k + 1} of {settings['folds']}: the teacher's head on {len(split['train'])} train clips")
+        train = split["train"] + (audit_left_out(dataset, settings, k, split) if head_screams == "all" else [])
         head, tried = fit_head(
-            head_examples(windows, split["train"], cache, rng),
+            head_examples(windows, train, cache, rng),
             clip_level_examples(windows, split["validation"], cache),
             head_c,
+            head_kind,
         )
         recipe_clip_scores += [s.peak for s in score_clips(classifier, split["test"], test_waves)]
         for clip, wave in zip(split["test"], test_waves, strict=True):
@@ -704,7 +803,15 @@ def teacher_row(
                 point = within_budget(curves[name][-1], budget)
                 found = cascade_losses(scenes[RECIPE], scenes[row], layouts, decisions, point, min(ons), attempts)
                 losses[name][budget].append(found | {"point": _point(point)})
-        folds.append({"fold": k, "head_c": head.c, "head_validation_pr_auc": tried, "test_clips": len(split["test"])})
+        folds.append(
+            {
+                "fold": k,
+                "head_c": head.c,
+                "head_validation_pr_auc": tried,
+                "test_clips": len(split["test"]),
+                "head_train_screams": sum(c.is_scream for c in train),
+            }
+        )
     labels = np.array(clip_labels, dtype=bool)
     seed = settings["seed"]
     recipe_headline = curve_headline(curves[RECIPE], seed=seed)
@@ -714,6 +821,8 @@ def teacher_row(
         "teacher": getattr(teacher, "identity", ""),
         "settings": {k: settings[k] for k in ("folds", "seed", "scenes", "level_spread_db", "split_by")},
         "head_c": list(head_c),
+        "head_kind": head_kind,
+        "head_screams": head_screams,
         "patience": list(patience) if patience else None,
         "attempts": attempts,
         "rows": {

@@ -96,6 +96,26 @@ def test_the_head_is_the_balanced_l2_logistic_optimum() -> None:
     assert tiny.score(x[:3]) == pytest.approx([0.5, 0.5, 0.5], abs=1e-4)
 
 
+def test_the_mlp_head_learns_what_no_line_separates() -> None:
+    from train import metrics
+    from train.teacher_row import fit_head, fit_logistic, fit_mlp
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((600, 8)).astype(np.float32)
+    y = (x[:, 0] > 0) ^ (x[:, 1] > 0)  # XOR of two signs: no linear score ranks it
+    x_val = rng.standard_normal((400, 8)).astype(np.float32)
+    y_val = (x_val[:, 0] > 0) ^ (x_val[:, 1] > 0)
+    assert metrics.roc_auc(y_val, fit_logistic(x, y, 1.0).score(x_val)) < 0.65
+    mlp = fit_mlp(x, y, 1.0)
+    assert metrics.roc_auc(y_val, mlp.score(x_val)) > 0.95
+    assert mlp.w1.shape == (8, 32) and mlp.c == 1.0
+    np.testing.assert_array_equal(fit_mlp(x, y, 1.0).w1, mlp.w1)  # seeded: the same head each time
+    head, tried = fit_head((x, y), (x_val, y_val), (0.01, 1.0), "mlp")
+    assert set(tried) == {"0.01", "1"} and head.c == max((0.01, 1.0), key=lambda c: tried[f"{c:g}"])
+    with pytest.raises(ValueError, match="head kind must be one of logistic, mlp"):
+        fit_head((x, y), (x_val, y_val), (1.0,), "forest")
+
+
 def _manifest_with_sources(data: Path, sources: int) -> Path:
     with (data / "manifest.tsv").open("w", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t")
@@ -244,6 +264,50 @@ def test_the_teacher_row_rebuilds_the_crossvals_scenes_and_pairs_with_its_recipe
     assert onsets > 0  # some point found screams, so their onsets were split and checked
     assert "## Where the cascades lose screams" in markdown
     assert "By teacher audit (`teacher_scream`) at <= 5 FA/h" in markdown
+
+
+def test_the_head_can_be_fitted_with_the_screams_the_audit_left_out(
+    crossval_folder: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from train.data import load_dataset, regroup
+    from train.pipeline import audited_splits
+    from train.splits import fold_splits, write_splits
+    from train.teacher_row import audit_left_out, crossval_settings, fold_model, teacher_row
+
+    cv, manifest, cache = crossval_folder
+    dataset = load_dataset(manifest)
+    settings = crossval_settings(cv)
+    # The fixture's splits files name every clip: nothing was left out.
+    assert audit_left_out(dataset, settings, 0, fold_model(cv, 0, dataset, ("train", "validation", "test"))[1]) == []
+    # A crossval with `--min-teacher-scream 0.05` writes the splits without the screams it rejects.
+    audited = tmp_path / "audited"
+    shutil.copytree(cv, audited)
+    dropped = []
+    for k in range(3):
+        dealt = fold_splits(regroup(dataset, "source").clips, 3, k, balance_screams=True)
+        kept, _ = audited_splits(dealt, 0.05)
+        write_splits(kept, audited / f"fold-{k}-run" / "splits.tsv", dataset.base)
+        split = fold_model(audited, k, dataset, ("train", "validation", "test"))[1]
+        left_out = audit_left_out(dataset, settings, k, split)
+        expected = [c for c in dealt["train"] if c not in kept["train"]]
+        assert [c.path for c in left_out] == [c.path for c in expected]
+        assert all(c.is_scream and c.teacher_scream == 0.01 for c in left_out)
+        dropped.append((sum(c.is_scream for c in kept["train"]), len(left_out)))
+    assert sum(n for _, n in dropped) > 0
+    both = teacher_row(audited, manifest, tmp_path / "all", PitchTeacher(), cache_dir=str(cache), head_screams="all")
+    only = teacher_row(audited, manifest, tmp_path / "only", PitchTeacher(), cache_dir=str(cache))
+    assert [f["head_train_screams"] for f in both["folds"]] == [a + b for a, b in dropped]
+    assert [f["head_train_screams"] for f in only["folds"]] == [a for a, _ in dropped]
+    assert (both["head_screams"], only["head_screams"]) == ("all", "audited")
+    # The student's rows do not depend on the head.
+    assert both["crossval_recipe"] == only["crossval_recipe"]
+    with pytest.raises(ValueError, match="head_screams must be one of audited, all"):
+        teacher_row(audited, manifest, tmp_path / "x", PitchTeacher(), cache_dir=str(cache), head_screams="some")
+    # Another deal than the splits file's is refused, not guessed at.
+    other = dict(settings, split_seed=settings["split_seed"] + 1)
+    split = fold_model(audited, 0, dataset, ("train", "validation", "test"))[1]
+    with pytest.raises(DataError, match="fold 0 dealt again does not test the clips its splits file names"):
+        audit_left_out(dataset, other, 0, split)
 
 
 def test_a_clip_is_scored_by_the_teacher_once_however_many_folds_use_it(
