@@ -222,6 +222,8 @@ def cmd_teacher_row(args: argparse.Namespace) -> int:
         attempts=args.attempts,
         head_kind=args.head_kind,
         head_screams=args.head_screams,
+        head_mixes=args.head_mixes,
+        head_negative_mixes=args.head_negative_mixes,
     )
     return EXIT_OK
 
@@ -663,6 +665,20 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
         default="audited",
         help="fit the head on the fold's train screams as its splits file names them (audited), or with the "
         "screams the crossval's --min-teacher-scream left out put back (all)",
+    )
+    tr.add_argument(
+        "--head-mixes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="each train scream's loud windows mixed N times into non-scream excerpts at 0-20 dB",
+    )
+    tr.add_argument(
+        "--head-negative-mixes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="each train non-scream's loudest window mixed N times the same way (0: none)",
     )
     _patience_argument(tr, "decide every row with K of N windows at or above `on`, not each fold model's own patience")
     _attempts_argument(tr)

@@ -236,10 +236,18 @@ class TeacherWindows:
 
 
 def head_examples(
-    windows: TeacherWindows, clips: list[Clip], cache: WaveformCache, rng: np.random.Generator
+    windows: TeacherWindows,
+    clips: list[Clip],
+    cache: WaveformCache,
+    rng: np.random.Generator,
+    *,
+    mixes: int = MIXES_PER_SCREAM_WINDOW,
+    negative_mixes: int = 0,
 ) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
     """Embeddings and labels: every non-scream window; each scream clip's loud windows, clean and
-    mixed into a non-scream excerpt at 0-20 dB."""
+    `mixes` times mixed into a non-scream excerpt at 0-20 dB; with `negative_mixes`, each non-scream
+    clip's loudest window as often mixed the same way (so mixing is no cue for a scream). The
+    default draws the same examples as before either option existed."""
     xs: list[FloatArray] = []
     ys: list[bool] = []
     backgrounds: list[FloatArray] = []
@@ -265,7 +273,7 @@ def head_examples(
         ys += [True] * loud.size
         parts = clip_windows(wave)
         for i in loud:
-            for _ in range(MIXES_PER_SCREAM_WINDOW):
+            for _ in range(mixes):
                 background = backgrounds[int(rng.integers(len(backgrounds)))]
                 mixed = mix_at_snr(parts[i], background, float(rng.uniform(*SNR_DB)))
                 mixtures.append(np.clip(mixed, -1.0, 1.0).astype(np.float32))
@@ -273,6 +281,20 @@ def head_examples(
         _, mixed_embeddings = windows.windows(mixtures)
         xs.append(mixed_embeddings)
         ys += [True] * len(mixtures)
+    mixed_negatives: list[FloatArray] = []
+    for clip in clips if negative_mixes > 0 else []:
+        if clip.is_scream:
+            continue
+        wave = cache.load(clip.path)
+        _, _, levels = windows.clip(clip, wave)
+        loudest = clip_windows(wave)[int(np.argmax(levels))]
+        for _ in range(negative_mixes):
+            background = backgrounds[int(rng.integers(len(backgrounds)))]
+            mixed = mix_at_snr(loudest, background, float(rng.uniform(*SNR_DB)))
+            mixed_negatives.append(np.clip(mixed, -1.0, 1.0).astype(np.float32))
+    if mixed_negatives:
+        xs.append(windows.windows(mixed_negatives)[1])
+        ys += [False] * len(mixed_negatives)
     labels = np.array(ys, dtype=bool)
     if labels.all() or not labels.any():
         raise DataError("the fold's train split needs both screams and non-screams for the teacher's head")
@@ -734,6 +756,8 @@ def teacher_row(
     attempts: int = 1,
     head_kind: str = "logistic",
     head_screams: str = "audited",
+    head_mixes: int = MIXES_PER_SCREAM_WINDOW,
+    head_negative_mixes: int = 0,
 ) -> dict[str, Any]:
     """Measure the teacher on `crossval_dir`'s folds and scenes; writes report.json and report.md.
     `patience` (k, n) decides every row, the fold models' too, with k of n windows instead of each
@@ -742,6 +766,8 @@ def teacher_row(
     started = time.monotonic()
     if head_screams not in HEAD_SCREAMS:
         raise ValueError(f"head_screams must be one of {', '.join(HEAD_SCREAMS)}, got {head_screams!r}")
+    if head_mixes < 0 or head_negative_mixes < 0:
+        raise ValueError(f"mixes per window cannot be negative ({head_mixes}, {head_negative_mixes})")
     source = Path(crossval_dir)
     settings = crossval_settings(source)
     out = Path(out_dir)
@@ -769,7 +795,7 @@ def teacher_row(
         _log(f"== fold {k + 1} of {settings['folds']}: the teacher's head on {len(split['train'])} train clips")
         train = split["train"] + (audit_left_out(dataset, settings, k, split) if head_screams == "all" else [])
         head, tried = fit_head(
-            head_examples(windows, train, cache, rng),
+            head_examples(windows, train, cache, rng, mixes=head_mixes, negative_mixes=head_negative_mixes),
             clip_level_examples(windows, split["validation"], cache),
             head_c,
             head_kind,
@@ -823,6 +849,8 @@ def teacher_row(
         "head_c": list(head_c),
         "head_kind": head_kind,
         "head_screams": head_screams,
+        "head_mixes": head_mixes,
+        "head_negative_mixes": head_negative_mixes,
         "patience": list(patience) if patience else None,
         "attempts": attempts,
         "rows": {

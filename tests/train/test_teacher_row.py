@@ -310,6 +310,36 @@ def test_the_head_can_be_fitted_with_the_screams_the_audit_left_out(
         audit_left_out(dataset, other, 0, split)
 
 
+def test_the_heads_examples_can_mix_more_screams_and_the_non_screams_too(
+    crossval_folder: tuple[Path, Path, Path],
+) -> None:
+    from train.data import WaveformCache, load_dataset
+    from train.teacher_row import TeacherWindows, head_examples
+
+    _, manifest, cache = crossval_folder
+    clips = load_dataset(manifest).clips
+    waves = WaveformCache(cache, 16000)
+    windows = TeacherWindows(PitchTeacher())
+
+    def examples(**options: int) -> tuple[np.ndarray, np.ndarray]:
+        return head_examples(windows, clips, waves, np.random.default_rng(7), **options)
+
+    x, y = examples()
+    screams = [c for c in clips if c.is_scream]
+    others = len(clips) - len(screams)
+    loud = (int(y.sum())) // 2  # each loud scream window clean and mixed once
+    assert y.sum() == 2 * loud and loud >= len(screams)
+    _, y3 = examples(mixes=3)
+    assert y3.sum() == 4 * loud and (~y3).sum() == (~y).sum()
+    # The non-screams mixed twice each come after every example the default draws, which stay as they were.
+    xn, yn = examples(negative_mixes=2)
+    assert (~yn).sum() == (~y).sum() + 2 * others and yn.sum() == y.sum()
+    np.testing.assert_array_equal(xn[: y.size], x)
+    assert not yn[y.size :].any()
+    # Mixed, a non-scream is other audio than any clean window of it.
+    assert not np.isclose(xn[y.size :, None, :], x[None, ~y, :]).all(axis=2).any()
+
+
 def test_a_clip_is_scored_by_the_teacher_once_however_many_folds_use_it(
     crossval_folder: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
