@@ -224,6 +224,7 @@ def cmd_teacher_row(args: argparse.Namespace) -> int:
         head_screams=args.head_screams,
         head_mixes=args.head_mixes,
         head_negative_mixes=args.head_negative_mixes,
+        head_seed=args.head_seed,
     )
     return EXIT_OK
 
@@ -679,6 +680,12 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
         default=0,
         metavar="N",
         help="each train non-scream's loudest window mixed N times the same way (0: none)",
+    )
+    tr.add_argument(
+        "--head-seed",
+        type=int,
+        metavar="N",
+        help="draw the head's mixtures from this seed (default: the crossval's seed)",
     )
     _patience_argument(tr, "decide every row with K of N windows at or above `on`, not each fold model's own patience")
     _attempts_argument(tr)

@@ -758,6 +758,7 @@ def teacher_row(
     head_screams: str = "audited",
     head_mixes: int = MIXES_PER_SCREAM_WINDOW,
     head_negative_mixes: int = 0,
+    head_seed: int | None = None,
 ) -> dict[str, Any]:
     """Measure the teacher on `crossval_dir`'s folds and scenes; writes report.json and report.md.
     `patience` (k, n) decides every row, the fold models' too, with k of n windows instead of each
@@ -775,7 +776,9 @@ def teacher_row(
     dataset = load_dataset(data)
     # The teacher's windows are kept beside the waveforms: the same folds scored again read them.
     windows = TeacherWindows(teacher, store=window_store(cache_dir))
-    rng = np.random.default_rng(settings["seed"])
+    # The head's mixtures are drawn from the crossval's seed unless given another: `head_seed` refits
+    # the heads on other draws of the same clips (the spread of a head change across draws).
+    rng = np.random.default_rng(settings["seed"] if head_seed is None else head_seed)
     cache: WaveformCache | None = None
     curves: dict[str, list[dict[str, Any]]] = {row: [] for row in (*ROWS, RECIPE, *CASCADES)}
     clip_labels: list[bool] = []
@@ -851,6 +854,7 @@ def teacher_row(
         "head_screams": head_screams,
         "head_mixes": head_mixes,
         "head_negative_mixes": head_negative_mixes,
+        "head_seed": settings["seed"] if head_seed is None else head_seed,
         "patience": list(patience) if patience else None,
         "attempts": attempts,
         "rows": {

@@ -301,6 +301,13 @@ def test_the_head_can_be_fitted_with_the_screams_the_audit_left_out(
     assert (both["head_screams"], only["head_screams"]) == ("all", "audited")
     # The student's rows do not depend on the head.
     assert both["crossval_recipe"] == only["crossval_recipe"]
+    # Another head seed draws other mixtures: new windows for the teacher, the same student rows.
+    seeded = teacher_row(audited, manifest, tmp_path / "seeded", PitchTeacher(), cache_dir=str(cache), head_seed=1)
+    assert (seeded["head_seed"], only["head_seed"]) == (1, 0)
+    assert seeded["windows_scored"] > 0 and seeded["crossval_recipe"] == only["crossval_recipe"]
+    assert (
+        teacher_row(audited, manifest, tmp_path / "again", PitchTeacher(), cache_dir=str(cache))["windows_scored"] == 0
+    )
     with pytest.raises(ValueError, match="head_screams must be one of audited, all"):
         teacher_row(audited, manifest, tmp_path / "x", PitchTeacher(), cache_dir=str(cache), head_screams="some")
     # Another deal than the splits file's is refused, not guessed at.
