@@ -260,6 +260,7 @@ def cmd_verifier_head(args: argparse.Namespace) -> int:
         cache_dir=args.cache or "",
         seed=args.seed,
         head_c=_head_c(args),
+        mixes=args.mixes,
     )
     fit = written["fit"]
     print(
@@ -723,6 +724,13 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     vh.add_argument("--out", required=True, metavar="JSON", help="the head file to write")
     vh.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
     vh.add_argument("--seed", type=int, default=0)
+    vh.add_argument(
+        "--mixes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="each train scream's loud windows mixed N times into non-scream excerpts at 0-20 dB",
+    )
     _head_c_argument(vh)
     vh.set_defaults(func=cmd_verifier_head)
 

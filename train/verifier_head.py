@@ -9,7 +9,8 @@ choose and measure the pair of `on` and head threshold on that model's untouched
 splits:
 
 - examples as `scream teacher-row` makes them (train/teacher_row.py `head_examples`): every window of
-  the non-screams; each scream's loud windows, clean and mixed into a non-scream at 0-20 dB;
+  the non-screams; each scream's loud windows, clean and mixed into a non-scream at 0-20 dB
+  (`--mixes N` times, default once);
 - its L2 strength chosen among `HEAD_C` (or `--head-c`) by window PR AUC on the validation split;
 - written as a `scream-verifier-head/1` JSON file: the tensor it reads, the sha256 of the model file it
   was fitted on (the edge refuses a head on another model), the weights and what it was fitted on.
@@ -31,7 +32,15 @@ from edge.verifier import HEAD_FORMAT
 from train.corpus.teacher import EMBEDDING_TENSOR, RATE_HZ, Teacher
 from train.data import DataError, WaveformCache, load_dataset, write_atomically
 from train.evaluate import restrict_to_split
-from train.teacher_row import HEAD_C, TeacherWindows, clip_level_examples, fit_head, head_examples
+from train.teacher_row import (
+    HEAD_C,
+    MIXES_PER_SCREAM_WINDOW,
+    Head,
+    TeacherWindows,
+    clip_level_examples,
+    fit_head,
+    head_examples,
+)
 
 
 def fit_verifier_head(
@@ -45,6 +54,7 @@ def fit_verifier_head(
     seed: int = 0,
     tensor: str = EMBEDDING_TENSOR,
     head_c: tuple[float, ...] = HEAD_C,
+    mixes: int = MIXES_PER_SCREAM_WINDOW,
 ) -> dict[str, Any]:
     """Fit the head on the train split of `splits_file`, choose its strength on the validation split,
     and write it to `out` (JSON). Returns what was written."""
@@ -57,8 +67,12 @@ def fit_verifier_head(
     except ValueError as exc:  # a split with no rows: the head needs both
         raise DataError(f"{exc}: the head is fitted on the train split and chosen on the validation split") from exc
     windows = TeacherWindows(teacher)
-    examples = head_examples(windows, train, cache, np.random.default_rng(seed))
+    if mixes < 0:
+        raise ValueError(f"mixes per scream window cannot be negative ({mixes})")
+    examples = head_examples(windows, train, cache, np.random.default_rng(seed), mixes=mixes)
     head, tried = fit_head(examples, clip_level_examples(windows, validation, cache), head_c)
+    if not isinstance(head, Head):
+        raise TypeError("the edge reads logistic heads only")
     written: dict[str, Any] = {
         "format": HEAD_FORMAT,
         "tensor": tensor,
@@ -70,6 +84,7 @@ def fit_verifier_head(
             "data": dataset.root.name,  # as a model's sidecar names its data: no machine's path
             "splits": str(splits_file),
             "seed": seed,
+            "mixes": mixes,
             "c": head.c,
             "validation_window_pr_auc_by_c": tried,
             "train_clips": len(train),

@@ -62,6 +62,13 @@ def test_a_head_fitted_on_the_train_split_is_scored_on_the_edge_as_fitted(
     assert 0 < fit["train_scream_windows"] < fit["train_windows"] and fit["c"] in (0.01, 0.1, 1.0)
     assert set(fit["validation_window_pr_auc_by_c"]) == {"0.01", "0.1", "1"}
     assert len(written["coef"]) == 4
+    # `--mixes 3`: each loud scream window clean and mixed three times, the non-screams as they were.
+    more = tmp_path / "heads" / "head-mixes3.json"
+    assert main([*argv[:-4], "--out", str(more), "--cache", str(tmp_path / "waves"), "--mixes", "3"]) == 0
+    fit3 = json.loads(more.read_text())["fit"]
+    assert (fit["mixes"], fit3["mixes"]) == (1, 3)
+    assert fit3["train_scream_windows"] == 2 * fit["train_scream_windows"]
+    assert fit3["train_windows"] - fit3["train_scream_windows"] == fit["train_windows"] - fit["train_scream_windows"]
 
     # The edge's verifier with this head gives, window by window, what the training side's head gives
     # on the training side's YAMNet reader: no skew between fitting and serving.
