@@ -11,7 +11,9 @@ model's own live decisions (edge.detector through `scene_curve`). Only the windo
 - `yamnet-head`: a logistic regression on YAMNet's 1024-d embedding of the window, fitted on the
   fold's train split (its non-screams' windows; its screams' loud windows, clean and mixed into its
   non-screams at 0-20 dB as scenes mix them), its regularisation chosen by window PR AUC on the
-  fold's validation split.
+  fold's validation split. `head_kind`, `head_screams`, `head_mixes`, `head_negative_mixes` and
+  `head_seed` vary that head for a screen (models/scream-v5-crossval/teacher-row-heads/); the
+  teacher's windows are kept on disk (`TeacherWindows` with a store), so such a screen scores them once.
 
 Each row's pooled headline is paired, scream by scream, with the crossval recipe's
 (train/scenes.py `paired_headline`), and clip ROC AUC (a clip's peak window) is reported beside the
