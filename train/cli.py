@@ -95,6 +95,25 @@ def _head_c(args: argparse.Namespace) -> tuple[float, ...]:
     return tuple(args.head_c) if args.head_c else HEAD_C
 
 
+def _count(text: str) -> int:
+    """A count that may be none: a whole number, 0 or more."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _mixes_argument(parser: argparse.ArgumentParser, flag: str, default: int, what: str) -> None:
+    """--mixes / --head-mixes / --head-negative-mixes: how often the head's train windows are mixed."""
+    parser.add_argument(
+        flag,
+        type=_count,
+        default=default,
+        metavar="N",
+        help=f"{what} mixed N times into non-scream excerpts at 0-20 dB (default {default})",
+    )
+
+
 def _attempts_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--attempts",
@@ -668,20 +687,8 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
         help="fit the head on the fold's train screams as its splits file names them (audited), or with the "
         "screams the crossval's --min-teacher-scream left out put back (all)",
     )
-    tr.add_argument(
-        "--head-mixes",
-        type=int,
-        default=1,
-        metavar="N",
-        help="each train scream's loud windows mixed N times into non-scream excerpts at 0-20 dB",
-    )
-    tr.add_argument(
-        "--head-negative-mixes",
-        type=int,
-        default=0,
-        metavar="N",
-        help="each train non-scream's loudest window mixed N times the same way (0: none)",
-    )
+    _mixes_argument(tr, "--head-mixes", 1, "each train scream's loud windows")
+    _mixes_argument(tr, "--head-negative-mixes", 0, "each train non-scream's loudest window")
     tr.add_argument(
         "--head-seed",
         type=int,
@@ -724,13 +731,7 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     vh.add_argument("--out", required=True, metavar="JSON", help="the head file to write")
     vh.add_argument("--cache", help="folder for decoded audio (default ~/.cache/scream-detector/waves)")
     vh.add_argument("--seed", type=int, default=0)
-    vh.add_argument(
-        "--mixes",
-        type=int,
-        default=1,
-        metavar="N",
-        help="each train scream's loud windows mixed N times into non-scream excerpts at 0-20 dB",
-    )
+    _mixes_argument(vh, "--mixes", 1, "each train scream's loud windows")
     _head_c_argument(vh)
     vh.set_defaults(func=cmd_verifier_head)
 

@@ -64,6 +64,9 @@ def test_a_head_fitted_on_the_train_split_is_scored_on_the_edge_as_fitted(
     assert len(written["coef"]) == 4
     # `--mixes 3`: each loud scream window clean and mixed three times, the non-screams as they were.
     more = tmp_path / "heads" / "head-mixes3.json"
+    with pytest.raises(SystemExit) as refused:
+        main([*argv[:-4], "--out", str(more), "--mixes", "-1"])
+    assert refused.value.code == 2 and not more.exists()
     assert main([*argv[:-4], "--out", str(more), "--cache", str(tmp_path / "waves"), "--mixes", "3"]) == 0
     fit3 = json.loads(more.read_text())["fit"]
     assert (fit["mixes"], fit3["mixes"]) == (1, 3)
