@@ -250,20 +250,30 @@ def head_examples(
     `mixes` times mixed into a non-scream excerpt at 0-20 dB; with `negative_mixes`, each non-scream
     clip's loudest window as often mixed the same way (so mixing is no cue for a scream). The
     default draws the same examples as before either option existed."""
+    if mixes < 0 or negative_mixes < 0:
+        raise ValueError(f"mixes per window cannot be negative ({mixes}, {negative_mixes})")
     xs: list[FloatArray] = []
     ys: list[bool] = []
     backgrounds: list[FloatArray] = []
+    loudest: list[FloatArray] = []  # each non-scream's loudest window, when they are mixed too
     for clip in clips:
         if clip.is_scream:
             continue
         wave = cache.load(clip.path)
-        _, embeddings, _ = windows.clip(clip, wave)
+        _, embeddings, levels = windows.clip(clip, wave)
         xs.append(embeddings)
         ys += [False] * len(embeddings)
+        if negative_mixes:
+            loudest.append(clip_windows(wave)[int(np.argmax(levels))])
         if wave.size and len(backgrounds) < BACKGROUND_POOL:
             backgrounds.append(excerpt(wave, int(rng.integers(0, max(1, wave.size - WINDOW_SAMPLES)))))
     if not backgrounds:
         raise DataError("the fold's train split has no non-screams to mix its screams into")
+
+    def mixed(window: FloatArray) -> FloatArray:
+        background = backgrounds[int(rng.integers(len(backgrounds)))]
+        return np.clip(mix_at_snr(window, background, float(rng.uniform(*SNR_DB))), -1.0, 1.0).astype(np.float32)
+
     mixtures: list[FloatArray] = []
     for clip in clips:
         if not clip.is_scream:
@@ -274,26 +284,13 @@ def head_examples(
         xs.append(embeddings[loud])
         ys += [True] * loud.size
         parts = clip_windows(wave)
-        for i in loud:
-            for _ in range(mixes):
-                background = backgrounds[int(rng.integers(len(backgrounds)))]
-                mixed = mix_at_snr(parts[i], background, float(rng.uniform(*SNR_DB)))
-                mixtures.append(np.clip(mixed, -1.0, 1.0).astype(np.float32))
+        mixtures += [mixed(parts[i]) for i in loud for _ in range(mixes)]
     if mixtures:
         _, mixed_embeddings = windows.windows(mixtures)
         xs.append(mixed_embeddings)
         ys += [True] * len(mixtures)
-    mixed_negatives: list[FloatArray] = []
-    for clip in clips if negative_mixes > 0 else []:
-        if clip.is_scream:
-            continue
-        wave = cache.load(clip.path)
-        _, _, levels = windows.clip(clip, wave)
-        loudest = clip_windows(wave)[int(np.argmax(levels))]
-        for _ in range(negative_mixes):
-            background = backgrounds[int(rng.integers(len(backgrounds)))]
-            mixed = mix_at_snr(loudest, background, float(rng.uniform(*SNR_DB)))
-            mixed_negatives.append(np.clip(mixed, -1.0, 1.0).astype(np.float32))
+    # Drawn after the screams' mixtures, so that the default's draws are what they were.
+    mixed_negatives = [mixed(window) for window in loudest for _ in range(negative_mixes)]
     if mixed_negatives:
         xs.append(windows.windows(mixed_negatives)[1])
         ys += [False] * len(mixed_negatives)
@@ -315,6 +312,11 @@ def clip_level_examples(
     return np.concatenate(xs).astype(np.float32), np.array(ys, dtype=bool)
 
 
+def balanced_weights(y: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+    """Per example, the weight that gives each class half of the loss (scikit-learn's "balanced")."""
+    return np.where(y, y.size / (2.0 * max(int(y.sum()), 1)), y.size / (2.0 * max(int((~y).sum()), 1)))
+
+
 def fit_logistic(x: FloatArray, y: npt.NDArray[np.bool_], c: float) -> Head:
     """Class-balanced L2 logistic regression (scikit-learn's objective: C times the weighted log loss
     plus half the squared weights, the intercept unpenalised), by L-BFGS (scipy)."""
@@ -323,7 +325,7 @@ def fit_logistic(x: FloatArray, y: npt.NDArray[np.bool_], c: float) -> Head:
 
     data = x.astype(np.float64)
     target = y.astype(np.float64)
-    weight = np.where(y, y.size / (2.0 * max(int(y.sum()), 1)), y.size / (2.0 * max(int((~y).sum()), 1)))
+    weight = balanced_weights(y)
 
     def objective(params: npt.NDArray[np.float64]) -> tuple[float, npt.NDArray[np.float64]]:
         w, b = params[:-1], params[-1]
@@ -351,7 +353,7 @@ def fit_mlp(x: FloatArray, y: npt.NDArray[np.bool_], c: float, hidden: int = MLP
     data = x.astype(np.float64)
     dim = data.shape[1]
     target = y.astype(np.float64)
-    weight = np.where(y, y.size / (2.0 * max(int(y.sum()), 1)), y.size / (2.0 * max(int((~y).sum()), 1)))
+    weight = balanced_weights(y)
     sizes = (dim * hidden, hidden, hidden, 1)
     cuts = np.cumsum(sizes)[:-1]
 
@@ -769,8 +771,6 @@ def teacher_row(
     started = time.monotonic()
     if head_screams not in HEAD_SCREAMS:
         raise ValueError(f"head_screams must be one of {', '.join(HEAD_SCREAMS)}, got {head_screams!r}")
-    if head_mixes < 0 or head_negative_mixes < 0:
-        raise ValueError(f"mixes per window cannot be negative ({head_mixes}, {head_negative_mixes})")
     source = Path(crossval_dir)
     settings = crossval_settings(source)
     out = Path(out_dir)
@@ -780,7 +780,8 @@ def teacher_row(
     windows = TeacherWindows(teacher, store=window_store(cache_dir))
     # The head's mixtures are drawn from the crossval's seed unless given another: `head_seed` refits
     # the heads on other draws of the same clips (the spread of a head change across draws).
-    rng = np.random.default_rng(settings["seed"] if head_seed is None else head_seed)
+    head_seed = settings["seed"] if head_seed is None else head_seed
+    rng = np.random.default_rng(head_seed)
     cache: WaveformCache | None = None
     curves: dict[str, list[dict[str, Any]]] = {row: [] for row in (*ROWS, RECIPE, *CASCADES)}
     clip_labels: list[bool] = []
@@ -856,7 +857,7 @@ def teacher_row(
         "head_screams": head_screams,
         "head_mixes": head_mixes,
         "head_negative_mixes": head_negative_mixes,
-        "head_seed": settings["seed"] if head_seed is None else head_seed,
+        "head_seed": head_seed,
         "patience": list(patience) if patience else None,
         "attempts": attempts,
         "rows": {

@@ -67,8 +67,6 @@ def fit_verifier_head(
     except ValueError as exc:  # a split with no rows: the head needs both
         raise DataError(f"{exc}: the head is fitted on the train split and chosen on the validation split") from exc
     windows = TeacherWindows(teacher)
-    if mixes < 0:
-        raise ValueError(f"mixes per scream window cannot be negative ({mixes})")
     examples = head_examples(windows, train, cache, np.random.default_rng(seed), mixes=mixes)
     head, tried = fit_head(examples, clip_level_examples(windows, validation, cache), head_c)
     if not isinstance(head, Head):
