@@ -147,11 +147,11 @@ def condition_metrics(
     return out
 
 
-RANKING_METRICS: dict[str, Callable[[npt.NDArray[np.bool_], npt.NDArray[np.float64]], float]] = {
-    "roc_auc": metrics.roc_auc,
-    "pr_auc": metrics.average_precision,
-    "recall_at_1pct_fpr": lambda y, s: metrics.recall_at_fpr(y, s, 0.01),
-    "recall_at_5pct_fpr": lambda y, s: metrics.recall_at_fpr(y, s, 0.05),
+RANKING_METRICS: dict[str, metrics.RankedStatistic] = {
+    "roc_auc": metrics.Ranking.roc_auc,
+    "pr_auc": metrics.Ranking.average_precision,
+    "recall_at_1pct_fpr": lambda r: r.recall_at_fpr(0.01),
+    "recall_at_5pct_fpr": lambda r: r.recall_at_fpr(0.05),
 }
 
 
@@ -171,14 +171,14 @@ def ranking_block(
 ) -> dict[str, Any]:
     """The ranking metrics of RANKING_METRICS, each with its group-bootstrap 95% interval."""
     y, s = np.asarray(labels, dtype=bool), np.asarray(scores, dtype=np.float64)
-    block: dict[str, Any] = {"count": int(y.size)}
+    ranking = metrics.rank(y, s)
+    block: dict[str, Any] = {"count": int(y.size)} | {
+        name: round(statistic(ranking), 4) for name, statistic in RANKING_METRICS.items()
+    }
     intervals: dict[str, list[float]] = {}
-    both_classes = bool(y.any() and not y.all())
-    for name, statistic in RANKING_METRICS.items():
-        block[name] = round(statistic(y, s), 4)
-        if both_classes:
-            low, high = metrics.cluster_bootstrap_interval(y, s, groups, statistic, seed=seed)
-            intervals[name] = [round(low, 4), round(high, 4)]
+    if y.any() and not y.all():
+        found = metrics.cluster_bootstrap_intervals(y, s, groups, RANKING_METRICS, seed=seed)
+        intervals = {name: [round(low, 4), round(high, 4)] for name, (low, high) in found.items()}
     return block | {"interval_95": intervals}
 
 
@@ -421,13 +421,14 @@ def paired_rows(
     minus baseline) with a paired bootstrap interval over `groups`."""
     y = np.asarray(labels, dtype=bool)
     a, b = np.asarray(scores, dtype=np.float64), np.asarray(baseline_scores, dtype=np.float64)
-    rows: dict[str, dict[str, Any]] = {}
-    for name, statistic in RANKING_METRICS.items():
-        difference, low, high = metrics.paired_bootstrap_difference(y, a, b, groups, statistic, seed=seed)
-        rows[name] = {
-            "model": round(statistic(y, a), 4),
-            "baseline": round(statistic(y, b), 4),
-            "difference": round(difference, 4),
-            "interval_95": [round(low, 4), round(high, 4)],
+    ranked_a, ranked_b = metrics.rank(y, a), metrics.rank(y, b)
+    paired = metrics.paired_bootstrap_differences(y, a, b, groups, RANKING_METRICS, seed=seed)
+    return {
+        name: {
+            "model": round(statistic(ranked_a), 4),
+            "baseline": round(statistic(ranked_b), 4),
+            "difference": round(paired[name][0], 4),
+            "interval_95": [round(paired[name][1], 4), round(paired[name][2], 4)],
         }
-    return rows
+        for name, statistic in RANKING_METRICS.items()
+    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,8 +11,42 @@ import numpy.typing as npt
 Array = npt.NDArray[np.float64]
 
 
-def _ranked_counts(labels: npt.ArrayLike, scores: npt.ArrayLike) -> tuple[Array, Array, Array, int, int]:
-    """Distinct thresholds (highest first), true and predicted positives at each, positives, negatives."""
+@dataclass(frozen=True)
+class Ranking:
+    """Scores ranked highest first: each distinct threshold, the true and the predicted positives at
+    or above it, and the positives and negatives (at least 1 each). Every ranking metric below reads
+    one of these, so several metrics of the same scores sort them once."""
+
+    thresholds: Array
+    tps: Array
+    predicted: Array
+    positives: int
+    negatives: int
+
+    def roc_curve(self) -> tuple[Array, Array, Array]:
+        """False-positive rates, true-positive rates and thresholds (scores >= threshold are positive)."""
+        fpr = np.r_[0.0, (self.predicted - self.tps) / self.negatives]
+        return fpr, np.r_[0.0, self.tps / self.positives], np.r_[np.inf, self.thresholds]
+
+    def roc_auc(self) -> float:
+        fpr, tpr, _ = self.roc_curve()
+        return float(np.trapezoid(tpr, fpr))
+
+    def pr_curve(self) -> tuple[Array, Array]:
+        """Precision and recall at each distinct threshold, highest threshold first."""
+        return self.tps / self.predicted, self.tps / self.positives
+
+    def average_precision(self) -> float:
+        """PR AUC as average precision (step-wise, no interpolation)."""
+        precision, recall = self.pr_curve()
+        return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+    def recall_at_fpr(self, fpr_target: float) -> float:
+        fpr, tpr, _ = self.roc_curve()
+        return float(tpr[fpr <= fpr_target].max())
+
+
+def rank(labels: npt.ArrayLike, scores: npt.ArrayLike) -> Ranking:
     y = np.asarray(labels, dtype=bool)
     s = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-s, kind="mergesort")
@@ -20,30 +54,26 @@ def _ranked_counts(labels: npt.ArrayLike, scores: npt.ArrayLike) -> tuple[Array,
     distinct = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]
     tps = np.cumsum(y)[distinct].astype(np.float64)
     predicted = (distinct + 1).astype(np.float64)
-    return s[distinct], tps, predicted, max(int(y.sum()), 1), max(int((~y).sum()), 1)
+    return Ranking(s[distinct], tps, predicted, max(int(y.sum()), 1), max(int((~y).sum()), 1))
 
 
 def roc_curve(labels: npt.ArrayLike, scores: npt.ArrayLike) -> tuple[Array, Array, Array]:
     """False-positive rates, true-positive rates and thresholds (scores >= threshold are positive)."""
-    thresholds, tps, predicted, n_pos, n_neg = _ranked_counts(labels, scores)
-    return np.r_[0.0, (predicted - tps) / n_neg], np.r_[0.0, tps / n_pos], np.r_[np.inf, thresholds]
+    return rank(labels, scores).roc_curve()
 
 
 def roc_auc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:
-    fpr, tpr, _ = roc_curve(labels, scores)
-    return float(np.trapezoid(tpr, fpr))
+    return rank(labels, scores).roc_auc()
 
 
 def pr_curve(labels: npt.ArrayLike, scores: npt.ArrayLike) -> tuple[Array, Array]:
     """Precision and recall at each distinct threshold, highest threshold first."""
-    _, tps, predicted, n_pos, _ = _ranked_counts(labels, scores)
-    return tps / predicted, tps / n_pos
+    return rank(labels, scores).pr_curve()
 
 
 def average_precision(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:
     """PR AUC as average precision (step-wise, no interpolation)."""
-    precision, recall = pr_curve(labels, scores)
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return rank(labels, scores).average_precision()
 
 
 def threshold_at_fpr(labels: npt.ArrayLike, scores: npt.ArrayLike, fpr_target: float) -> float:
@@ -58,8 +88,7 @@ def threshold_at_fpr(labels: npt.ArrayLike, scores: npt.ArrayLike, fpr_target: f
 
 
 def recall_at_fpr(labels: npt.ArrayLike, scores: npt.ArrayLike, fpr_target: float) -> float:
-    fpr, tpr, _ = roc_curve(labels, scores)
-    return float(tpr[fpr <= fpr_target].max())
+    return rank(labels, scores).recall_at_fpr(fpr_target)
 
 
 @dataclass(frozen=True)
@@ -107,10 +136,15 @@ def cluster_resamples(
     strata = [np.flatnonzero(has_positive), np.flatnonzero(~has_positive)]
     if any(stratum.size == 0 for stratum in strata):
         raise ValueError("a bootstrap interval needs clusters with positives and clusters without")
+    sizes = np.diff(starts)
     rng = np.random.default_rng(seed)
     for _ in range(resamples):
         drawn = np.concatenate([rng.choice(stratum, size=stratum.size) for stratum in strata])
-        yield np.concatenate([members[starts[c] : starts[c + 1]] for c in drawn])
+        # The drawn clusters' members back to back: each output position's offset from where its
+        # cluster starts in `members`.
+        drawn_sizes = sizes[drawn]
+        shift = np.repeat(starts[drawn] - np.cumsum(drawn_sizes) + drawn_sizes, drawn_sizes)
+        yield members[shift + np.arange(shift.size)]
 
 
 def _percentiles(values: npt.ArrayLike, level: float) -> tuple[float, float]:
@@ -119,46 +153,60 @@ def _percentiles(values: npt.ArrayLike, level: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def cluster_bootstrap_interval(
+RankedStatistic = Callable[[Ranking], float]
+
+
+def cluster_bootstrap_intervals(
     labels: npt.ArrayLike,
     scores: npt.ArrayLike,
     clusters: npt.ArrayLike,
-    statistic: Callable[[npt.NDArray[np.bool_], Array], float],
+    statistics: Mapping[str, RankedStatistic],
     *,
     resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of `statistic(labels, scores)`, resampling whole clusters."""
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of each of `statistics` (of the scores' Ranking), resampling whole
+    clusters; every statistic meets the same resamples, each resample ranked once."""
     y, s = np.asarray(labels, dtype=bool), np.asarray(scores, dtype=np.float64)
-    values = [statistic(y[i], s[i]) for i in cluster_resamples(y, clusters, resamples=resamples, seed=seed)]
-    return _percentiles(values, level)
+    values: dict[str, list[float]] = {name: [] for name in statistics}
+    for i in cluster_resamples(y, clusters, resamples=resamples, seed=seed):
+        ranking = rank(y[i], s[i])
+        for name, statistic in statistics.items():
+            values[name].append(statistic(ranking))
+    return {name: _percentiles(v, level) for name, v in values.items()}
 
 
-def paired_bootstrap_difference(
+def paired_bootstrap_differences(
     labels: npt.ArrayLike,
     scores: npt.ArrayLike,
     baseline_scores: npt.ArrayLike,
     clusters: npt.ArrayLike,
-    statistic: Callable[[npt.NDArray[np.bool_], Array], float],
+    statistics: Mapping[str, RankedStatistic],
     *,
     resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
-) -> tuple[float, float, float]:
-    """`statistic` of `scores` minus that of `baseline_scores` on the same items, and the percentile
-    interval of that difference when both models meet the same resampled clusters (a paired bootstrap:
-    far tighter than comparing two separate intervals, since both models face the same hard clips)."""
+) -> dict[str, tuple[float, float, float]]:
+    """For each of `statistics`: its value for `scores` minus that for `baseline_scores` on the same
+    items, and the percentile interval of that difference when both models meet the same resampled
+    clusters (a paired bootstrap: far tighter than comparing two separate intervals, since both
+    models face the same hard clips)."""
     y = np.asarray(labels, dtype=bool)
     a, b = np.asarray(scores, dtype=np.float64), np.asarray(baseline_scores, dtype=np.float64)
     if not a.shape == b.shape == y.shape:
         raise ValueError(f"paired scores must have one shape: {a.shape}, {b.shape}, labels {y.shape}")
-    values = [
-        statistic(y[i], a[i]) - statistic(y[i], b[i])
-        for i in cluster_resamples(y, clusters, resamples=resamples, seed=seed)
-    ]
-    low, high = _percentiles(values, level)
-    return statistic(y, a) - statistic(y, b), low, high
+    values: dict[str, list[float]] = {name: [] for name in statistics}
+    for i in cluster_resamples(y, clusters, resamples=resamples, seed=seed):
+        ranked_a, ranked_b = rank(y[i], a[i]), rank(y[i], b[i])
+        for name, statistic in statistics.items():
+            values[name].append(statistic(ranked_a) - statistic(ranked_b))
+    whole_a, whole_b = rank(y, a), rank(y, b)
+    out: dict[str, tuple[float, float, float]] = {}
+    for name, statistic in statistics.items():
+        low, high = _percentiles(values[name], level)
+        out[name] = (statistic(whole_a) - statistic(whole_b), low, high)
+    return out
 
 
 def poisson_rate_interval(count: int, exposure: float, *, level: float = 0.95) -> tuple[float, float]:

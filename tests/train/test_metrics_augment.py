@@ -34,6 +34,13 @@ def test_threshold_at_fpr_and_recall() -> None:
     assert metrics.recall_at_fpr(labels, scores, 0.01) == pytest.approx(c.recall, abs=0.01)
 
 
+ROC_AUC = {"roc_auc": metrics.Ranking.roc_auc}
+
+
+def roc_interval(labels: np.ndarray, scores: np.ndarray, clusters: np.ndarray, **kwargs: int) -> tuple[float, float]:
+    return metrics.cluster_bootstrap_intervals(labels, scores, clusters, ROC_AUC, **kwargs)["roc_auc"]
+
+
 def test_cluster_bootstrap_interval_resamples_whole_clusters() -> None:
     rng = np.random.default_rng(0)
     # 40 clusters of 50 windows; a cluster's windows share most of their score (one recording).
@@ -42,16 +49,48 @@ def test_cluster_bootstrap_interval_resamples_whole_clusters() -> None:
     shared = rng.normal(0, 1.5, 40)[clusters]
     scores = labels * 2.0 + shared + rng.normal(0, 0.5, clusters.size)
     point = metrics.roc_auc(labels, scores)
-    low, high = metrics.cluster_bootstrap_interval(labels, scores, clusters, metrics.roc_auc, resamples=300)
+    low, high = roc_interval(labels, scores, clusters, resamples=300)
     assert low < point < high
     # Treating each window as independent understates the uncertainty of correlated windows.
-    naive = metrics.cluster_bootstrap_interval(labels, scores, np.arange(clusters.size), metrics.roc_auc, resamples=300)
+    naive = roc_interval(labels, scores, np.arange(clusters.size), resamples=300)
     assert (high - low) > 2 * (naive[1] - naive[0])
     # Seeded, and every resample keeps both classes.
-    again = metrics.cluster_bootstrap_interval(labels, scores, clusters, metrics.roc_auc, resamples=300)
-    assert again == (low, high)
+    assert roc_interval(labels, scores, clusters, resamples=300) == (low, high)
     with pytest.raises(ValueError, match="positives"):
-        metrics.cluster_bootstrap_interval(np.zeros(10, bool), np.zeros(10), np.arange(10), metrics.roc_auc)
+        roc_interval(np.zeros(10, bool), np.zeros(10), np.arange(10))
+
+
+def test_a_resample_holds_each_drawn_cluster_whole_and_nothing_else() -> None:
+    rng = np.random.default_rng(2)
+    clusters = rng.integers(0, 25, 400)  # unequal clusters, members scattered through the items
+    labels = np.isin(clusters, [3, 7, 11, 19])
+    for drawn in metrics.cluster_resamples(labels, clusters, resamples=20, seed=5):
+        picked, times = np.unique(clusters[drawn], return_counts=True)
+        # A cluster drawn k times contributes each of its items k times, in their original order.
+        for cluster, count in zip(picked, times, strict=True):
+            members = np.flatnonzero(clusters == cluster)
+            copies = count // members.size
+            assert count == copies * members.size
+            assert list(drawn[clusters[drawn] == cluster]) == list(members) * copies
+        assert labels[drawn].any() and not labels[drawn].all()
+
+
+def test_metrics_of_one_ranking_equal_each_metric_on_its_own() -> None:
+    rng = np.random.default_rng(4)
+    labels = rng.random(500) < 0.3
+    scores = np.round(rng.random(500) * 0.6 + labels * 0.3, 2)  # ties, as int8 scores have
+    ranking = metrics.rank(labels, scores)
+    assert ranking.roc_auc() == metrics.roc_auc(labels, scores)
+    assert ranking.average_precision() == metrics.average_precision(labels, scores)
+    assert ranking.recall_at_fpr(0.05) == metrics.recall_at_fpr(labels, scores, 0.05)
+    # Several statistics over one pass of resamples: each the interval it gets alone.
+    both = {"roc_auc": metrics.Ranking.roc_auc, "ap": metrics.Ranking.average_precision}
+    together = metrics.cluster_bootstrap_intervals(labels, scores, np.arange(500) // 5, both, resamples=50)
+    for name, statistic in both.items():
+        alone = metrics.cluster_bootstrap_intervals(
+            labels, scores, np.arange(500) // 5, {name: statistic}, resamples=50
+        )
+        assert together[name] == alone[name]
 
 
 def test_paired_bootstrap_difference_sees_what_separate_intervals_miss() -> None:
@@ -61,18 +100,18 @@ def test_paired_bootstrap_difference_sees_what_separate_intervals_miss() -> None
     hardness = rng.normal(0, 1.5, 30)[clusters]  # some recordings are hard for every model
     baseline = labels * 1.5 + hardness + rng.normal(0, 0.5, clusters.size)
     better = baseline + labels * 0.4  # the same model, a little surer of every scream
-    difference, low, high = metrics.paired_bootstrap_difference(
-        labels, better, baseline, clusters, metrics.roc_auc, resamples=300
-    )
+    difference, low, high = metrics.paired_bootstrap_differences(
+        labels, better, baseline, clusters, ROC_AUC, resamples=300
+    )["roc_auc"]
     assert difference == pytest.approx(metrics.roc_auc(labels, better) - metrics.roc_auc(labels, baseline))
     assert 0 < low <= difference <= high
     # Compared as two separate intervals, the gain would vanish in their overlap.
-    a = metrics.cluster_bootstrap_interval(labels, better, clusters, metrics.roc_auc, resamples=300)
-    b = metrics.cluster_bootstrap_interval(labels, baseline, clusters, metrics.roc_auc, resamples=300)
+    a = roc_interval(labels, better, clusters, resamples=300)
+    b = roc_interval(labels, baseline, clusters, resamples=300)
     assert a[0] < b[1]
-    assert metrics.paired_bootstrap_difference(labels, baseline, baseline, clusters, metrics.roc_auc)[1:] == (0, 0)
+    assert metrics.paired_bootstrap_differences(labels, baseline, baseline, clusters, ROC_AUC)["roc_auc"][1:] == (0, 0)
     with pytest.raises(ValueError, match="one shape"):
-        metrics.paired_bootstrap_difference(labels, baseline[:-1], baseline, clusters, metrics.roc_auc)
+        metrics.paired_bootstrap_differences(labels, baseline[:-1], baseline, clusters, ROC_AUC)
 
 
 def test_poisson_rate_interval_matches_the_exact_tables() -> None:
