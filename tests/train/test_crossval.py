@@ -93,7 +93,7 @@ def test_crossval_scores_every_group_once_pools_the_folds_and_resumes(
     # More clips than the shared synthetic set: a fold's test windows are the export's int8 check
     # set, and under 100 of them one window of int8 rounding across `on` costs more than its 1%.
     data = make_synthetic_dataset(tmp_path / "data", per_class=45, seed=1)
-    config = small_recipe(tmp_path / "cache", epochs=8, steps=20)
+    config = small_recipe(tmp_path / "cache", epochs=6, steps=12)
     out = tmp_path / "cv"
     report = crossval(data, out, folds=3, config=config, scenes=1)
 
@@ -203,7 +203,7 @@ def test_crossval_scores_every_group_once_pools_the_folds_and_resumes(
         (base / f"fold-{k}.json").write_text(json.dumps(sidecar))
     compared = crossval(data, out, folds=3, config=config, scenes=1, baseline=base)
     against = compared["baseline"]
-    assert against["recipe_differences"] == {"epochs": [8, 99]}
+    assert against["recipe_differences"] == {"epochs": [config.epochs, 99]}
     assert compared["pooled"] == report["pooled"]  # the baseline changes nothing of this run's numbers
     fold_against = [json.loads((out / f"fold-{k}-report" / "report.json").read_text())["baseline"] for k in range(3)]
     assert fold_against[1]["sha256"] == fold_against[0]["sha256"] != fold_against[2]["sha256"]
@@ -233,7 +233,7 @@ def test_crossval_scores_every_group_once_pools_the_folds_and_resumes(
     for key in ("roc_auc", "pr_auc", "recall_at_1pct_fpr"):
         assert fold_against[1]["windows"][key]["baseline"] == pytest.approx(alone["windows"][key], abs=1e-4)
     text = (out / "report.md").read_text()
-    assert f"## Against the baseline recipe `{base}`" in text and "epochs 8 (baseline 99)" in text
+    assert f"## Against the baseline recipe `{base}`" in text and f"epochs {config.epochs} (baseline 99)" in text
     headline = against["headline"]
     assert headline["model"] == report["headline"]  # the same scenes, so this run's own headline
     assert headline["baseline"] == curve_headline([f["scene_curve"] for f in fold_against])
