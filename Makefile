@@ -45,8 +45,10 @@ check-programs:
 		exit 1; \
 	fi
 
+# The suite in parallel (pytest-xdist): one worker per core, at most 4, each running whole files so a
+# file's module fixtures are made once. `$(BIN)/pytest PATH` alone runs serially as ever.
 test: check-programs lint install-compat
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --maxprocesses 4 --dist loadfile
 
 # Mutation testing (mutmut, [tool.mutmut] in pyproject.toml): not part of `make test`. Prints each
 # module's score and its survivors; exits 1 when a module is under 90%.
