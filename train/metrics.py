@@ -47,6 +47,7 @@ class Ranking:
 
 
 def rank(labels: npt.ArrayLike, scores: npt.ArrayLike) -> Ranking:
+    """`scores` ranked against `labels` (equal scores share one threshold)."""
     y = np.asarray(labels, dtype=bool)
     s = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-s, kind="mergesort")
