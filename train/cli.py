@@ -244,6 +244,7 @@ def cmd_teacher_row(args: argparse.Namespace) -> int:
         head_mixes=args.head_mixes,
         head_negative_mixes=args.head_negative_mixes,
         head_seed=args.head_seed,
+        cascade_floor=args.cascade_floor,
     )
     return EXIT_OK
 
@@ -694,6 +695,14 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
         type=int,
         metavar="N",
         help="draw the head's mixtures from this seed (default: the crossval's seed)",
+    )
+    tr.add_argument(
+        "--cascade-floor",
+        type=float,
+        default=0.8,
+        metavar="Q",
+        help="the lowest quantile of the recipe's scene window scores the cascades try as `on` (default 0.8; "
+        "lower adds five quantiles from Q up to 0.8)",
     )
     _patience_argument(tr, "decide every row with K of N windows at or above `on`, not each fold model's own patience")
     _attempts_argument(tr)

@@ -325,6 +325,7 @@ def decision_variants(
 FALSE_ALARM_BUDGETS = (2.0, 5.0)  # per hour: the headline's "event recall at <= 2 and <= 5 false alarms/h"
 RECALL_TARGET = 0.8  # the headline's "false alarms per hour at recall 0.8"
 CURVE_POINTS = 40
+CURVE_FLOOR = 0.8  # the lowest quantile of the scenes' window scores tried as `on`
 
 
 FLOAT_TOP = 1 - 1e-6  # the highest candidate threshold for float scores (a float model, a teacher)
@@ -337,15 +338,22 @@ def curve_thresholds(
     *,
     top: float = 0.995,
     digits: int = 4,
+    floor: float = CURVE_FLOOR,
 ) -> list[float]:
     """Candidate `on`s: the scenes' window scores at quantiles from the 80th to the 99.99th
     percentile (where alarms start), as distinct thresholds in (0.01, `top`) to `digits` decimals.
-    The defaults suit an int8 output (steps of 1/256 up to 0.996); a float model's scores run on
-    towards 1 and want a higher top and more digits."""
+    A `floor` under 0.8 adds five quantiles evenly from it up to the 80th, so the grid holds every
+    default point and lower ones (a cascade's student may raise candidates far more often than a
+    site could take alarms, since the verifier decides). The defaults suit an int8 output (steps of
+    1/256 up to 0.996); a float model's scores run on towards 1 and want a higher top and more digits."""
+    if not 0.0 < floor <= CURVE_FLOOR:
+        raise ValueError(f"the grid's floor must be a quantile in (0, {CURVE_FLOOR}], got {floor}")
     scores = np.array([w.score for scored, _ in scenes for w in scored.windows])
     if scores.size == 0:
         return []
-    quantiles = 1 - np.geomspace(0.2, 1e-4, points)
+    quantiles = 1 - np.geomspace(0.2, 1e-4, points)  # from the 80th percentile (CURVE_FLOOR)
+    if floor < CURVE_FLOOR:
+        quantiles = np.r_[np.linspace(floor, CURVE_FLOOR, 6)[:-1], quantiles]
     return sorted({round(float(np.clip(q, 0.01, top)), digits) for q in np.quantile(scores, quantiles)})
 
 

@@ -57,6 +57,7 @@ from train.data import (
 )
 from train.evaluate import restrict_to_split, score_clips
 from train.scenes import (
+    CURVE_FLOOR,
     FALSE_ALARM_BUDGETS,
     StreamScores,
     Verdict,
@@ -763,11 +764,14 @@ def teacher_row(
     head_mixes: int = MIXES_PER_SCREAM_WINDOW,
     head_negative_mixes: int = 0,
     head_seed: int | None = None,
+    cascade_floor: float = CURVE_FLOOR,
 ) -> dict[str, Any]:
     """Measure the teacher on `crossval_dir`'s folds and scenes; writes report.json and report.md.
     `patience` (k, n) decides every row, the fold models' too, with k of n windows instead of each
     fold model's own (what a site's `[detector] patience_windows/patience_of` does). `attempts`: the
-    cascades judge a vetoed candidate again up to that many verdicts (`[verifier] attempts`)."""
+    cascades judge a vetoed candidate again up to that many verdicts (`[verifier] attempts`).
+    `cascade_floor`: the lowest quantile of the recipe's scene window scores the cascades try as
+    `on` (train/scenes.py `curve_thresholds`); the recipe's own row keeps the default grid."""
     started = time.monotonic()
     if head_screams not in HEAD_SCREAMS:
         raise ValueError(f"head_screams must be one of {', '.join(HEAD_SCREAMS)}, got {head_screams!r}")
@@ -827,13 +831,18 @@ def teacher_row(
             curves[row].append(scene_curve(scenes[row], decisions, float_thresholds(scenes[row])))
         ons = curve_thresholds(scenes[RECIPE])
         curves[RECIPE].append(scene_curve(scenes[RECIPE], decisions, ons))
+        cascade_ons = curve_thresholds(scenes[RECIPE], floor=cascade_floor)
         for name, row in CASCADES.items():
             curves[name].append(
-                cascade_curve(scenes[RECIPE], scenes[row], decisions, ons, float_thresholds(scenes[row]), attempts)
+                cascade_curve(
+                    scenes[RECIPE], scenes[row], decisions, cascade_ons, float_thresholds(scenes[row]), attempts
+                )
             )
             for budget in FALSE_ALARM_BUDGETS:
                 point = within_budget(curves[name][-1], budget)
-                found = cascade_losses(scenes[RECIPE], scenes[row], layouts, decisions, point, min(ons), attempts)
+                found = cascade_losses(
+                    scenes[RECIPE], scenes[row], layouts, decisions, point, min(cascade_ons), attempts
+                )
                 losses[name][budget].append(found | {"point": _point(point)})
         folds.append(
             {
@@ -858,6 +867,7 @@ def teacher_row(
         "head_mixes": head_mixes,
         "head_negative_mixes": head_negative_mixes,
         "head_seed": head_seed,
+        "cascade_floor": cascade_floor,
         "patience": list(patience) if patience else None,
         "attempts": attempts,
         "rows": {

@@ -681,3 +681,51 @@ def test_cascade_losses_account_for_every_scream_and_false_alarm_of_every_point(
     # Without a point within the budget, nothing fires and every scream says so.
     none = cascade_losses(recipe, teacher, layouts, decisions, None, on)
     assert [s["outcome"] for s in none["screams"]] == ["no_point"] * len(truth) and none["false_alarms"] == []
+
+
+def test_a_lower_floor_adds_lower_ons_and_keeps_every_default_one() -> None:
+    from train.scenes import curve_thresholds
+
+    scores = np.linspace(0.0, 1.0, 1001)
+    scenes = [(StreamScores([WindowScore(i, 0.0, 1.0, float(s), -20.0) for i, s in enumerate(scores)], 10.0), [])]
+    default = curve_thresholds(scenes)
+    quantiles = np.quantile(scores, 1 - np.geomspace(0.2, 1e-4, 40))  # the grid as it always was
+    assert default == sorted({round(float(np.clip(q, 0.01, 0.995)), 4) for q in quantiles})
+    assert min(default) == 0.8 and curve_thresholds(scenes, floor=0.8) == default
+    lower = curve_thresholds(scenes, floor=0.3)
+    assert set(default) < set(lower) and sorted(set(lower) - set(default)) == [0.3, 0.4, 0.5, 0.6, 0.7]
+    for bad in (0.0, 0.85):
+        with pytest.raises(ValueError, match="floor"):
+            curve_thresholds(scenes, floor=bad)
+
+
+def test_the_cascades_can_try_lower_ons_and_then_find_at_least_as_much(
+    crossval_folder: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--cascade-floor Q: the cascades' `on` grid reaches down to the Q quantile of the recipe's scene
+    scores, on top of every default point, so at each budget a cascade finds at least what it found;
+    the recipe's own row and the teacher's rows do not move."""
+    from edge.cli import main
+    from train.teacher_row import CASCADES, ROWS, teacher_row
+
+    cv, manifest, cache = crossval_folder
+    default = teacher_row(cv, manifest, tmp_path / "default", PitchTeacher(), cache_dir=str(cache))
+    lower = teacher_row(cv, manifest, tmp_path / "lower", PitchTeacher(), cache_dir=str(cache), cascade_floor=0.3)
+    assert (default["cascade_floor"], lower["cascade_floor"]) == (0.8, 0.3)
+    assert lower["crossval_recipe"]["headline"] == default["crossval_recipe"]["headline"]
+    for row in ROWS:
+        assert lower["rows"][row]["headline"] == default["rows"][row]["headline"]
+    for row in CASCADES:
+        for budget in (2, 5):
+            key = f"recall_at_{budget}_fa_per_hour"
+            assert lower["rows"][row]["headline"][key] >= default["rows"][row]["headline"][key]
+    # The command line hands the floor over (0.8 when not given).
+    import train.distill
+    import train.teacher_row
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(train.distill, "load_teacher", lambda folder: PitchTeacher())
+    monkeypatch.setattr(train.teacher_row, "teacher_row", lambda *a, **kw: seen.update(kw) or {})
+    argv = ["teacher-row", "--crossval", "c", "--data", "d", "--teacher", "t", "--out", "o"]
+    assert main(argv) == 0 and seen["cascade_floor"] == 0.8
+    assert main([*argv, "--cascade-floor", "0.5"]) == 0 and seen["cascade_floor"] == 0.5
