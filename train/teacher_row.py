@@ -1082,6 +1082,16 @@ def teacher_row_markdown(report: dict[str, Any]) -> str:
             if report.get("attempts", 1) > 1
             else []
         ),
+        *(
+            [
+                f"The cascades try as `on` the recipe's scene window scores from their "
+                f"{report['cascade_floor'] * 100:g}th percentile up (`--cascade-floor`; the recipe's own row from "
+                f"the {CURVE_FLOOR * 100:g}th).",
+                "",
+            ]
+            if report.get("cascade_floor", CURVE_FLOOR) < CURVE_FLOOR
+            else []
+        ),
         f"{report['windows_scored']} teacher windows scored ({report.get('windows_read', 0)} more read from the "
         f"cache) in {report['seconds']:.0f} s.",
         "",

@@ -712,6 +712,9 @@ def test_the_cascades_can_try_lower_ons_and_then_find_at_least_as_much(
     default = teacher_row(cv, manifest, tmp_path / "default", PitchTeacher(), cache_dir=str(cache))
     lower = teacher_row(cv, manifest, tmp_path / "lower", PitchTeacher(), cache_dir=str(cache), cascade_floor=0.3)
     assert (default["cascade_floor"], lower["cascade_floor"]) == (0.8, 0.3)
+    said = "The cascades try as `on` the recipe's scene window scores from their 30th percentile up"
+    assert said in (tmp_path / "lower" / "report.md").read_text()
+    assert "--cascade-floor" not in (tmp_path / "default" / "report.md").read_text()
     assert lower["crossval_recipe"]["headline"] == default["crossval_recipe"]["headline"]
     for row in ROWS:
         assert lower["rows"][row]["headline"] == default["rows"][row]["headline"]
