@@ -332,6 +332,12 @@ FLOAT_TOP = 1 - 1e-6  # the highest candidate threshold for float scores (a floa
 FLOAT_DIGITS = 7
 
 
+def check_floor(floor: float) -> None:
+    """Refuse a `curve_thresholds` floor that is not a quantile at or under the default grid's."""
+    if not 0.0 < floor <= CURVE_FLOOR:
+        raise ValueError(f"the grid's floor must be a quantile in (0, {CURVE_FLOOR}], got {floor}")
+
+
 def curve_thresholds(
     scenes: list[tuple[StreamScores, list[dict[str, Any]]]],
     points: int = CURVE_POINTS,
@@ -346,8 +352,7 @@ def curve_thresholds(
     default point and lower ones (a cascade's student may raise candidates far more often than a
     site could take alarms, since the verifier decides). The defaults suit an int8 output (steps of
     1/256 up to 0.996); a float model's scores run on towards 1 and want a higher top and more digits."""
-    if not 0.0 < floor <= CURVE_FLOOR:
-        raise ValueError(f"the grid's floor must be a quantile in (0, {CURVE_FLOOR}], got {floor}")
+    check_floor(floor)
     scores = np.array([w.score for scored, _ in scenes for w in scored.windows])
     if scores.size == 0:
         return []

@@ -62,6 +62,7 @@ from train.scenes import (
     StreamScores,
     Verdict,
     audited_headline,
+    check_floor,
     curve_headline,
     curve_of,
     curve_thresholds,
@@ -775,6 +776,7 @@ def teacher_row(
     started = time.monotonic()
     if head_screams not in HEAD_SCREAMS:
         raise ValueError(f"head_screams must be one of {', '.join(HEAD_SCREAMS)}, got {head_screams!r}")
+    check_floor(cascade_floor)  # before any fold is scored, not when the first fold's cascades are
     source = Path(crossval_dir)
     settings = crossval_settings(source)
     out = Path(out_dir)

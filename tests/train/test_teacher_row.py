@@ -715,6 +715,9 @@ def test_the_cascades_can_try_lower_ons_and_then_find_at_least_as_much(
     said = "The cascades try as `on` the recipe's scene window scores from their 30th percentile up"
     assert said in (tmp_path / "lower" / "report.md").read_text()
     assert "--cascade-floor" not in (tmp_path / "default" / "report.md").read_text()
+    with pytest.raises(ValueError, match="floor must be a quantile"):  # refused before any work
+        teacher_row(cv, manifest, tmp_path / "refused", PitchTeacher(), cache_dir=str(cache), cascade_floor=0.9)
+    assert not (tmp_path / "refused").exists()
     assert lower["crossval_recipe"]["headline"] == default["crossval_recipe"]["headline"]
     for row in ROWS:
         assert lower["rows"][row]["headline"] == default["rows"][row]["headline"]
